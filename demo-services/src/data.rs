@@ -1,0 +1,550 @@
+//! Deterministic demo data.
+//!
+//! Everything is computed from `(seed, kind, id)` with a stateless hash, so
+//! the same seed gives the same catalog on every run and in every process,
+//! and nothing has to be generated up front or held in memory: product 9,999
+//! costs no more to serve than product 1. Only orders placed through
+//! `POST /orders` are stored.
+
+use std::{
+    collections::BTreeMap,
+    num::NonZeroU64,
+    sync::{
+        RwLock,
+        atomic::{AtomicU64, Ordering},
+    },
+};
+
+use serde::{Deserialize, Serialize};
+use shared_schema::{
+    accounts::{NewOrder, Order, OrderLine, OrderStatus, User},
+    catalog::{Price, Product, ProductReviews, Review, StockLevel},
+};
+
+/// Size and seed of the generated data (`[data]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataConfig {
+    /// Seed of every generated value (default 42).
+    pub seed: u64,
+    /// Number of products, ids `1..=products` (default 10000).
+    pub products: NonZeroU64,
+    /// Number of users, ids `1..=users` (default 1000).
+    pub users: NonZeroU64,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        Self {
+            seed: 42,
+            products: NonZeroU64::new(10_000).expect("non-zero"),
+            users: NonZeroU64::new(1_000).expect("non-zero"),
+        }
+    }
+}
+
+/// The tenants users and partners belong to.
+pub const TENANTS: [&str; 3] = ["acme", "globex", "initech"];
+
+const ADJECTIVES: [&str; 16] = [
+    "Classic",
+    "Compact",
+    "Deluxe",
+    "Eco",
+    "Ergonomic",
+    "Heavy-Duty",
+    "Lightweight",
+    "Modern",
+    "Portable",
+    "Premium",
+    "Rugged",
+    "Sleek",
+    "Smart",
+    "Vintage",
+    "Wireless",
+    "Handcrafted",
+];
+const NOUNS: [&str; 16] = [
+    "Backpack",
+    "Blender",
+    "Chair",
+    "Desk Lamp",
+    "Headphones",
+    "Kettle",
+    "Keyboard",
+    "Mug",
+    "Notebook",
+    "Pan",
+    "Speaker",
+    "Teapot",
+    "Tent",
+    "Umbrella",
+    "Watch",
+    "Water Bottle",
+];
+const CATEGORIES: [&str; 8] = [
+    "kitchen", "office", "outdoor", "audio", "home", "travel", "sports", "garden",
+];
+const BRANDS: [&str; 8] = [
+    "Acorn",
+    "Borealis",
+    "Cobalt",
+    "Driftwood",
+    "Ember",
+    "Fjord",
+    "Granite",
+    "Harbor",
+];
+const WAREHOUSES: [&str; 4] = ["AMS-1", "FRA-2", "LHR-1", "MAD-3"];
+const FIRST_NAMES: [&str; 8] = [
+    "Ada", "Bruno", "Chen", "Dana", "Emeka", "Freya", "Goran", "Hana",
+];
+const LAST_NAMES: [&str; 8] = [
+    "Ali", "Berg", "Costa", "Dubois", "Eriksen", "Fischer", "Garcia", "Horvat",
+];
+const REVIEW_TITLES: [&str; 5] = [
+    "Disappointing",
+    "Not great",
+    "Does the job",
+    "Very good",
+    "Excellent",
+];
+const TIERS: [&str; 3] = ["standard", "silver", "gold"];
+
+/// Most reviews a product has.
+const MAX_REVIEWS: u64 = 40;
+/// Most orders a generated user has.
+const MAX_ORDERS_PER_USER: u64 = 5;
+/// Ids of stored orders start here, above every generated order id.
+const FIRST_PLACED_ORDER_ID: u64 = 1_000_000_000;
+/// A fixed epoch for generated timestamps (2025-01-01T00:00:00Z).
+const EPOCH: u64 = 1_735_689_600;
+
+/// Domain-separates the hashes of different kinds of value.
+#[derive(Clone, Copy)]
+enum Kind {
+    Product = 1,
+    Stock,
+    Price,
+    Review,
+    User,
+    Order,
+}
+
+/// SplitMix64 over `(seed, kind, id, salt)`: cheap, stateless and well mixed.
+fn hash(seed: u64, kind: Kind, id: u64, salt: u64) -> u64 {
+    let mut z = seed
+        .wrapping_add((kind as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15))
+        .wrapping_add(id.wrapping_mul(0xBF58_476D_1CE4_E5B9))
+        .wrapping_add(salt.wrapping_mul(0x94D0_49BB_1331_11EB));
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+fn pick<T: Copy>(items: &[T], value: u64) -> T {
+    items[(value % items.len() as u64) as usize]
+}
+
+/// Why an order cannot be placed.
+#[derive(Debug, thiserror::Error)]
+pub enum OrderError {
+    /// The user does not exist.
+    #[error("user {0} does not exist")]
+    UnknownUser(u64),
+    /// A line names a product that does not exist.
+    #[error("product {0} does not exist")]
+    UnknownProduct(u64),
+    /// The order has no lines or a line has no quantity.
+    #[error("an order needs at least one line, each with a quantity of 1 to 1000")]
+    Empty,
+    /// The user belongs to another tenant than the caller.
+    #[error("user {0} belongs to another tenant")]
+    WrongTenant(u64),
+}
+
+/// The demo data set.
+#[derive(Debug)]
+pub struct Catalog {
+    config: DataConfig,
+    placed: RwLock<BTreeMap<u64, Order>>,
+    next_order_id: AtomicU64,
+}
+
+impl Catalog {
+    /// The data set described by `config`.
+    pub fn new(config: DataConfig) -> Self {
+        Self {
+            config,
+            placed: RwLock::new(BTreeMap::new()),
+            next_order_id: AtomicU64::new(FIRST_PLACED_ORDER_ID),
+        }
+    }
+
+    fn h(&self, kind: Kind, id: u64, salt: u64) -> u64 {
+        hash(self.config.seed, kind, id, salt)
+    }
+
+    /// Number of products.
+    pub fn product_count(&self) -> u64 {
+        self.config.products.get()
+    }
+
+    /// Product `id`, if it exists.
+    pub fn product(&self, id: u64) -> Option<Product> {
+        if id == 0 || id > self.config.products.get() {
+            return None;
+        }
+        let h = |salt| self.h(Kind::Product, id, salt);
+        let name = format!("{} {}", pick(&ADJECTIVES, h(1)), pick(&NOUNS, h(2)));
+        Some(Product {
+            id,
+            sku: format!("SKU-{:06}-{:02}", id, h(3) % 100),
+            description: format!(
+                "The {} is a {} favourite, made to last and backed by a two-year warranty.",
+                name.to_lowercase(),
+                pick(&CATEGORIES, h(4))
+            ),
+            name,
+            category: pick(&CATEGORIES, h(4)).to_owned(),
+            brand: pick(&BRANDS, h(5)).to_owned(),
+            image_url: format!("https://img.demo.bff/products/{id}.jpg"),
+            created_at: EPOCH + h(6) % (300 * 86_400),
+        })
+    }
+
+    /// Stock of product `id`.
+    pub fn stock(&self, id: u64) -> Option<StockLevel> {
+        self.product_exists(id).then(|| {
+            let h = |salt| self.h(Kind::Stock, id, salt);
+            StockLevel {
+                product_id: id,
+                available: (h(1) % 500) as u32,
+                reserved: (h(2) % 20) as u32,
+                warehouse: pick(&WAREHOUSES, h(3)).to_owned(),
+            }
+        })
+    }
+
+    /// Price of product `id`.
+    pub fn price(&self, id: u64) -> Option<Price> {
+        self.product_exists(id).then(|| {
+            let h = |salt| self.h(Kind::Price, id, salt);
+            let list_amount_minor = 499 + (h(1) % 49_500) as i64;
+            let discount_percent = [0, 0, 0, 10, 15, 25][(h(2) % 6) as usize];
+            Price {
+                product_id: id,
+                currency: "EUR".to_owned(),
+                amount_minor: list_amount_minor * (100 - discount_percent) / 100,
+                list_amount_minor,
+            }
+        })
+    }
+
+    fn product_exists(&self, id: u64) -> bool {
+        id != 0 && id <= self.config.products.get()
+    }
+
+    fn review_count(&self, product_id: u64) -> u64 {
+        self.h(Kind::Review, product_id, 0) % (MAX_REVIEWS + 1)
+    }
+
+    fn review(&self, product_id: u64, index: u64) -> Review {
+        let h = |salt| self.h(Kind::Review, product_id * (MAX_REVIEWS + 1) + index, salt);
+        let rating = 1 + (h(1) % 5) as u8;
+        Review {
+            id: product_id * 100 + index + 1,
+            product_id,
+            user_id: 1 + h(2) % self.config.users.get(),
+            rating,
+            title: REVIEW_TITLES[usize::from(rating - 1)].to_owned(),
+            body: format!(
+                "Review {} of product {product_id}: {} stars.",
+                index + 1,
+                rating
+            ),
+            created_at: EPOCH + h(3) % (300 * 86_400),
+        }
+    }
+
+    /// Reviews of product `id`: the summary and `limit` reviews from `offset`.
+    pub fn reviews(&self, product_id: u64, offset: u64, limit: u64) -> Option<ProductReviews> {
+        if !self.product_exists(product_id) {
+            return None;
+        }
+        let total = self.review_count(product_id);
+        let ratings: u64 = (0..total)
+            .map(|index| u64::from(self.review(product_id, index).rating))
+            .sum();
+        let end = total.min(offset.saturating_add(limit));
+        Some(ProductReviews {
+            product_id,
+            total: total as u32,
+            average_rating: if total == 0 {
+                0.0
+            } else {
+                ratings as f32 / total as f32
+            },
+            items: (offset..end)
+                .map(|index| self.review(product_id, index))
+                .collect(),
+            next_cursor: (end < total).then(|| end.to_string()),
+        })
+    }
+
+    /// User `id`, if it exists.
+    pub fn user(&self, id: u64) -> Option<User> {
+        if id == 0 || id > self.config.users.get() {
+            return None;
+        }
+        let h = |salt| self.h(Kind::User, id, salt);
+        let first = pick(&FIRST_NAMES, h(1));
+        let last = pick(&LAST_NAMES, h(2));
+        Some(User {
+            id,
+            tenant: pick(&TENANTS, h(3)).to_owned(),
+            name: format!("{first} {last}"),
+            email: format!(
+                "{}.{}{id}@example.com",
+                first.to_lowercase(),
+                last.to_lowercase()
+            ),
+            tier: pick(&TIERS, h(4)).to_owned(),
+        })
+    }
+
+    fn generated_order(&self, user: &User, index: u64) -> Order {
+        let id = user.id * 100 + index + 1;
+        let h = |salt| self.h(Kind::Order, id, salt);
+        let lines: Vec<OrderLine> = (0..1 + h(1) % 3)
+            .map(|line| {
+                let product_id = 1 + h(10 + line) % self.config.products.get();
+                OrderLine {
+                    product_id,
+                    quantity: 1 + (h(20 + line) % 3) as u32,
+                    unit_price_minor: self.price(product_id).map_or(0, |price| price.amount_minor),
+                }
+            })
+            .collect();
+        Order {
+            id,
+            tenant: user.tenant.clone(),
+            user_id: user.id,
+            status: pick(
+                &[
+                    OrderStatus::Pending,
+                    OrderStatus::Paid,
+                    OrderStatus::Shipped,
+                    OrderStatus::Delivered,
+                    OrderStatus::Cancelled,
+                ],
+                h(2),
+            ),
+            total_minor: lines
+                .iter()
+                .map(|line| line.unit_price_minor * i64::from(line.quantity))
+                .sum(),
+            lines,
+            currency: "EUR".to_owned(),
+            created_at: EPOCH + h(3) % (300 * 86_400),
+        }
+    }
+
+    /// Order `id`, generated or placed.
+    pub fn order(&self, id: u64) -> Option<Order> {
+        if id >= FIRST_PLACED_ORDER_ID {
+            return self
+                .placed
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .get(&id)
+                .cloned();
+        }
+        let (user_id, index) = (id / 100, (id % 100).checked_sub(1)?);
+        let user = self.user(user_id)?;
+        (index < self.h(Kind::Order, user_id, 0) % (MAX_ORDERS_PER_USER + 1))
+            .then(|| self.generated_order(&user, index))
+    }
+
+    /// Every order of user `user_id`, oldest id first.
+    pub fn orders_of(&self, user_id: u64) -> Vec<Order> {
+        let Some(user) = self.user(user_id) else {
+            return Vec::new();
+        };
+        let generated = self.h(Kind::Order, user_id, 0) % (MAX_ORDERS_PER_USER + 1);
+        let mut orders: Vec<Order> = (0..generated)
+            .map(|index| self.generated_order(&user, index))
+            .collect();
+        let placed = self
+            .placed
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        orders.extend(
+            placed
+                .values()
+                .filter(|order| order.user_id == user_id)
+                .cloned(),
+        );
+        orders
+    }
+
+    /// Places an order for `tenant` (the caller's verified tenant, when known).
+    pub fn place_order(
+        &self,
+        new: &NewOrder,
+        tenant: Option<&str>,
+        now: u64,
+    ) -> Result<Order, OrderError> {
+        let user = self
+            .user(new.user_id)
+            .ok_or(OrderError::UnknownUser(new.user_id))?;
+        if tenant.is_some_and(|tenant| tenant != user.tenant) {
+            return Err(OrderError::WrongTenant(new.user_id));
+        }
+        if new.lines.is_empty()
+            || new
+                .lines
+                .iter()
+                .any(|line| line.quantity == 0 || line.quantity > 1000)
+        {
+            return Err(OrderError::Empty);
+        }
+        let mut lines = Vec::with_capacity(new.lines.len());
+        for line in &new.lines {
+            let price = self
+                .price(line.product_id)
+                .ok_or(OrderError::UnknownProduct(line.product_id))?;
+            lines.push(OrderLine {
+                product_id: line.product_id,
+                quantity: line.quantity,
+                unit_price_minor: price.amount_minor,
+            });
+        }
+        let order = Order {
+            id: self.next_order_id.fetch_add(1, Ordering::Relaxed),
+            tenant: user.tenant,
+            user_id: user.id,
+            status: OrderStatus::Pending,
+            total_minor: lines
+                .iter()
+                .map(|line| line.unit_price_minor * i64::from(line.quantity))
+                .sum(),
+            lines,
+            currency: "EUR".to_owned(),
+            created_at: now,
+        };
+        self.placed
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(order.id, order.clone());
+        Ok(order)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shared_schema::accounts::NewOrderLine;
+
+    fn catalog() -> Catalog {
+        Catalog::new(DataConfig::default())
+    }
+
+    #[test]
+    fn the_same_seed_gives_the_same_data() {
+        let (a, b) = (catalog(), catalog());
+        for id in [1, 17, 9_999, 10_000] {
+            assert_eq!(a.product(id), b.product(id));
+            assert_eq!(a.price(id), b.price(id));
+            assert_eq!(a.reviews(id, 0, 10), b.reviews(id, 0, 10));
+        }
+        let other = Catalog::new(DataConfig {
+            seed: 7,
+            ..DataConfig::default()
+        });
+        assert_ne!(a.product(1), other.product(1));
+    }
+
+    #[test]
+    fn ids_outside_the_data_set_do_not_exist() {
+        let catalog = catalog();
+        assert!(catalog.product(0).is_none());
+        assert!(catalog.product(10_001).is_none());
+        assert!(catalog.price(10_001).is_none());
+        assert!(catalog.user(1_001).is_none());
+        assert!(catalog.product(10_000).is_some());
+    }
+
+    #[test]
+    fn prices_are_discounts_of_the_list_price() {
+        let catalog = catalog();
+        for id in 1..=500 {
+            let price = catalog.price(id).expect("exists");
+            assert!(price.amount_minor <= price.list_amount_minor && price.amount_minor > 0);
+        }
+    }
+
+    #[test]
+    fn review_pages_cover_every_review_once() {
+        let catalog = catalog();
+        let product = (1..100)
+            .find(|&id| catalog.review_count(id) > 12)
+            .expect("some product has many reviews");
+        let first = catalog.reviews(product, 0, 5).expect("exists");
+        let mut seen = first.items.len() as u32;
+        let mut cursor = first.next_cursor;
+        while let Some(next) = cursor {
+            let page = catalog
+                .reviews(product, next.parse().expect("numeric cursor"), 5)
+                .expect("exists");
+            seen += page.items.len() as u32;
+            cursor = page.next_cursor;
+        }
+        assert_eq!(seen, first.total);
+    }
+
+    #[test]
+    fn generated_orders_are_found_by_id_and_by_user() {
+        let catalog = catalog();
+        let user = (1..50)
+            .find(|&id| !catalog.orders_of(id).is_empty())
+            .expect("some user has orders");
+        for order in catalog.orders_of(user) {
+            assert_eq!(catalog.order(order.id), Some(order));
+        }
+    }
+
+    #[test]
+    fn placed_orders_are_priced_and_stored() {
+        let catalog = catalog();
+        let user = catalog.user(3).expect("exists");
+        let new = NewOrder {
+            user_id: 3,
+            lines: vec![NewOrderLine {
+                product_id: 5,
+                quantity: 2,
+            }],
+        };
+        let order = catalog
+            .place_order(&new, Some(&user.tenant), EPOCH)
+            .expect("placed");
+        assert_eq!(
+            order.total_minor,
+            2 * catalog.price(5).expect("exists").amount_minor
+        );
+        assert_eq!(catalog.order(order.id), Some(order.clone()));
+        assert!(catalog.orders_of(3).contains(&order));
+        assert!(matches!(
+            catalog.place_order(&new, Some("someone-else"), EPOCH),
+            Err(OrderError::WrongTenant(3))
+        ));
+        let empty = NewOrder {
+            user_id: 3,
+            lines: vec![],
+        };
+        assert!(matches!(
+            catalog.place_order(&empty, None, EPOCH),
+            Err(OrderError::Empty)
+        ));
+    }
+}

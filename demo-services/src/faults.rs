@@ -1,0 +1,176 @@
+//! Fault injection: make any demo service slow, failing or down on purpose.
+//!
+//! Each service has a [`FaultConfig`], set at start from `[faults.<service>]`
+//! and changed at run time through the admin API of the auth port
+//! (`PUT /admin/faults/{service}`). [`Faulty`] applies it to every request:
+//!
+//! - `latency` (plus up to `latency_jitter`, uniformly): wait before answering;
+//! - `error_rate`: that fraction of requests answers 500;
+//! - `down`: the connection is closed without an answer, as a crashed
+//!   process behind a load balancer would;
+//! - `slow_body`: the body is sent in small chunks with this pause between
+//!   them, so a client's body-read timeout can be exercised.
+//!
+//! Paths under `/admin/` are exempt, so injected faults can always be undone.
+
+use std::{
+    convert::Infallible,
+    sync::{Arc, RwLock},
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use axum::{
+    Router,
+    body::Body,
+    extract::Request,
+    response::{IntoResponse, Response},
+};
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use gateway_core::config::HumanDuration;
+use serde::{Deserialize, Serialize};
+use tower::{Service, ServiceExt};
+
+use crate::problem;
+
+/// Size of the chunks a slow body is sent in.
+const SLOW_BODY_CHUNK: usize = 64;
+
+/// The faults of one service.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FaultConfig {
+    /// Added to every answer.
+    pub latency: Option<HumanDuration>,
+    /// Up to this much more, chosen uniformly per request.
+    pub latency_jitter: Option<HumanDuration>,
+    /// Fraction of requests answered with a 500, from 0 to 1.
+    pub error_rate: f64,
+    /// Close every connection without answering.
+    pub down: bool,
+    /// Pause between body chunks.
+    pub slow_body: Option<HumanDuration>,
+}
+
+impl FaultConfig {
+    /// Checks the error rate is a fraction.
+    pub fn validate(&self) -> Result<(), String> {
+        if (0.0..=1.0).contains(&self.error_rate) {
+            Ok(())
+        } else {
+            Err(format!(
+                "error_rate must be between 0 and 1, not {}",
+                self.error_rate
+            ))
+        }
+    }
+}
+
+/// The live fault settings of one service, shared with the admin API.
+#[derive(Debug, Clone, Default)]
+pub struct FaultHandle(Arc<RwLock<FaultConfig>>);
+
+impl FaultHandle {
+    /// Settings starting as `config`.
+    pub fn new(config: FaultConfig) -> Self {
+        Self(Arc::new(RwLock::new(config)))
+    }
+
+    /// The current settings.
+    pub fn get(&self) -> FaultConfig {
+        self.0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Replaces the settings.
+    pub fn set(&self, config: FaultConfig) {
+        *self
+            .0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = config;
+    }
+}
+
+/// The service is down: hyper closes the connection without an answer.
+#[derive(Debug, thiserror::Error)]
+#[error("service is down (fault injection)")]
+pub struct ServiceDown;
+
+/// A service router with its faults applied; see the module docs.
+#[derive(Debug, Clone)]
+pub struct Faulty {
+    router: Router,
+    faults: FaultHandle,
+}
+
+impl Faulty {
+    /// Applies `faults` to `router`.
+    pub fn new(router: Router, faults: FaultHandle) -> Self {
+        Self { router, faults }
+    }
+}
+
+impl Service<Request> for Faulty {
+    type Response = Response;
+    type Error = ServiceDown;
+    type Future = BoxFuture<'static, Result<Response, ServiceDown>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        // The admin API is the control plane: faults never apply to it.
+        let faults = if request.uri().path().starts_with("/admin/") {
+            FaultConfig::default()
+        } else {
+            self.faults.get()
+        };
+        let router = self.router.clone();
+        Box::pin(async move {
+            if faults.down {
+                return Err(ServiceDown);
+            }
+            let mut delay = faults.latency.map_or(Duration::ZERO, HumanDuration::get);
+            if let Some(jitter) = faults.latency_jitter {
+                delay += jitter.get().mul_f64(fastrand::f64());
+            }
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            if faults.error_rate > 0.0 && fastrand::f64() < faults.error_rate {
+                return Ok(problem(500, "INJECTED_FAULT", "injected failure").into_response());
+            }
+            let response = match router.oneshot(request).await {
+                Ok(response) => response,
+                Err(never) => match never {},
+            };
+            Ok(match faults.slow_body {
+                Some(pause) => slow_down(response, pause.get()).await,
+                None => response,
+            })
+        })
+    }
+}
+
+/// Re-sends `response`'s body in small chunks, pausing between them.
+async fn slow_down(response: Response, pause: Duration) -> Response {
+    let (mut parts, body) = response.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
+        return Response::from_parts(parts, Body::empty());
+    };
+    parts.headers.remove(http::header::CONTENT_LENGTH);
+    let chunks: Vec<Bytes> = bytes
+        .chunks(SLOW_BODY_CHUNK)
+        .map(Bytes::copy_from_slice)
+        .collect();
+    let stream = futures_util::stream::unfold(chunks.into_iter(), move |mut chunks| async move {
+        let chunk = chunks.next()?;
+        tokio::time::sleep(pause).await;
+        Some((Ok::<_, Infallible>(chunk), chunks))
+    });
+    Response::from_parts(parts, Body::from_stream(stream))
+}

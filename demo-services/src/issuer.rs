@@ -1,0 +1,590 @@
+//! The dev token issuer: signing keys, the JWKS, `POST /token`, key rotation.
+//!
+//! At start it generates an RS256 (RSA 2048) and an ES256 (P-256) key pair,
+//! or loads them from PKCS#8 PEM files, and publishes their public halves at
+//! `/.well-known/jwks.json` with RFC 7638 thumbprints as `kid`s. Rotation
+//! replaces both keys with new ones; the old public keys stay in the JWKS for
+//! the configured grace period so tokens already issued keep verifying.
+//!
+//! Tokens are short-lived and carry `iss`, `sub`, `aud`, `tid`, `scope`,
+//! `iat`, `nbf` and `exp`. Demo users are `user-{id}` (tenant from the user
+//! record); partners are the client ids of [`PARTNERS`].
+
+use std::{
+    path::{Path, PathBuf},
+    sync::{
+        RwLock,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use gateway_core::config::{HumanDuration, Secret};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use ring::{
+    rand::SystemRandom,
+    signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair},
+};
+use rsa::{
+    RsaPrivateKey,
+    pkcs1::EncodeRsaPrivateKey,
+    pkcs8::{DecodePrivateKey, SecretDocument},
+    traits::PublicKeyParts,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::data::Catalog;
+
+/// The audiences tokens can be issued for: one per BFF.
+pub const AUDIENCES: [&str; 3] = ["bff-web", "bff-mobile", "bff-partner"];
+
+/// Partner clients: client id, tenant, scopes.
+pub const PARTNERS: [(&str, &str, &str); 2] = [
+    (
+        "partner-acme",
+        "acme",
+        "products:read orders:read orders:write",
+    ),
+    ("partner-globex", "globex", "products:read"),
+];
+
+/// Scopes of a demo user's token unless the request narrows them.
+pub const USER_SCOPES: &str = "products:read orders:read orders:write profile:read";
+
+/// Longest lifetime a token can be asked for.
+const MAX_TTL: Duration = Duration::from_secs(3600);
+
+/// Issuer settings (`[issuer]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IssuerConfig {
+    /// The `iss` claim of every token (default `https://auth.demo.bff`).
+    pub issuer: String,
+    /// Default token lifetime (default `15m`, at most 1 hour).
+    pub token_ttl: HumanDuration,
+    /// `Cache-Control: max-age` of the JWKS (default `5m`).
+    pub jwks_max_age: HumanDuration,
+    /// How long a rotated-out key stays in the JWKS (default `10m`).
+    pub rotation_grace: HumanDuration,
+    /// PKCS#8 PEM file of the RSA signing key; generated when absent.
+    pub rsa_key_file: Option<PathBuf>,
+    /// PKCS#8 PEM file of the P-256 signing key; generated when absent.
+    pub ec_key_file: Option<PathBuf>,
+    /// Secret for HS256 tokens; HS256 is refused when absent.
+    pub hs256_secret: Option<Secret>,
+}
+
+impl Default for IssuerConfig {
+    fn default() -> Self {
+        Self {
+            issuer: "https://auth.demo.bff".to_owned(),
+            token_ttl: HumanDuration::from_secs(15 * 60),
+            jwks_max_age: HumanDuration::from_secs(5 * 60),
+            rotation_grace: HumanDuration::from_secs(10 * 60),
+            rsa_key_file: None,
+            ec_key_file: None,
+            hs256_secret: None,
+        }
+    }
+}
+
+/// A key could not be generated or loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// A key file could not be read.
+    #[error("cannot read key file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A key is not a usable key of its type.
+    #[error("invalid {what} key: {reason}")]
+    Invalid {
+        /// `RSA` or `EC`.
+        what: &'static str,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// One signing key with its public JWK.
+struct SigningKey {
+    kid: String,
+    algorithm: Algorithm,
+    encoding: EncodingKey,
+    jwk: Value,
+}
+
+impl SigningKey {
+    fn rsa(private: &RsaPrivateKey) -> Result<Self, KeyError> {
+        let invalid = |reason: String| KeyError::Invalid {
+            what: "RSA",
+            reason,
+        };
+        let der = private
+            .to_pkcs1_der()
+            .map_err(|error| invalid(error.to_string()))?;
+        let n = URL_SAFE_NO_PAD.encode(private.n().to_bytes_be());
+        let e = URL_SAFE_NO_PAD.encode(private.e().to_bytes_be());
+        // RFC 7638: the thumbprint hashes the required members in lexical order.
+        let kid = thumbprint(&format!(r#"{{"e":"{e}","kty":"RSA","n":"{n}"}}"#));
+        Ok(Self {
+            jwk: json!({ "kty": "RSA", "use": "sig", "alg": "RS256", "kid": kid, "n": n, "e": e }),
+            kid,
+            algorithm: Algorithm::RS256,
+            encoding: EncodingKey::from_rsa_der(der.as_bytes()),
+        })
+    }
+
+    fn ec(pkcs8: &[u8]) -> Result<Self, KeyError> {
+        let pair = EcdsaKeyPair::from_pkcs8(
+            &ECDSA_P256_SHA256_FIXED_SIGNING,
+            pkcs8,
+            &SystemRandom::new(),
+        )
+        .map_err(|error| KeyError::Invalid {
+            what: "EC",
+            reason: error.to_string(),
+        })?;
+        // An uncompressed P-256 point: 0x04, then x and y, 32 bytes each.
+        let point = pair.public_key().as_ref();
+        let (x, y) = (
+            URL_SAFE_NO_PAD.encode(&point[1..33]),
+            URL_SAFE_NO_PAD.encode(&point[33..65]),
+        );
+        let kid = thumbprint(&format!(
+            r#"{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}"#
+        ));
+        Ok(Self {
+            jwk: json!({ "kty": "EC", "use": "sig", "alg": "ES256", "crv": "P-256", "kid": kid, "x": x, "y": y }),
+            kid,
+            algorithm: Algorithm::ES256,
+            encoding: EncodingKey::from_ec_der(pkcs8),
+        })
+    }
+
+    fn generate_rsa() -> Result<Self, KeyError> {
+        let private = RsaPrivateKey::new(&mut rand::rngs::OsRng, 2048).map_err(|error| {
+            KeyError::Invalid {
+                what: "RSA",
+                reason: error.to_string(),
+            }
+        })?;
+        Self::rsa(&private)
+    }
+
+    fn generate_ec() -> Result<Self, KeyError> {
+        let pkcs8 =
+            EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new())
+                .map_err(|error| KeyError::Invalid {
+                    what: "EC",
+                    reason: error.to_string(),
+                })?;
+        Self::ec(pkcs8.as_ref())
+    }
+
+    fn load_rsa(path: &Path) -> Result<Self, KeyError> {
+        let pem = read(path)?;
+        let private = RsaPrivateKey::from_pkcs8_pem(&pem).map_err(|error| KeyError::Invalid {
+            what: "RSA",
+            reason: error.to_string(),
+        })?;
+        Self::rsa(&private)
+    }
+
+    fn load_ec(path: &Path) -> Result<Self, KeyError> {
+        let pem = read(path)?;
+        let (_, document) = SecretDocument::from_pem(&pem).map_err(|error| KeyError::Invalid {
+            what: "EC",
+            reason: error.to_string(),
+        })?;
+        Self::ec(document.as_bytes())
+    }
+}
+
+fn read(path: &Path) -> Result<String, KeyError> {
+    std::fs::read_to_string(path).map_err(|source| KeyError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn thumbprint(canonical_jwk: &str) -> String {
+    URL_SAFE_NO_PAD.encode(ring::digest::digest(
+        &ring::digest::SHA256,
+        canonical_jwk.as_bytes(),
+    ))
+}
+
+/// The keys in use and those rotated out but still published.
+struct KeyRing {
+    rsa: SigningKey,
+    ec: SigningKey,
+    retired: Vec<(SigningKey, Instant)>,
+}
+
+/// A request for a token (`POST /token`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenRequest {
+    /// `user-{id}` or a partner client id.
+    pub subject: String,
+    /// The BFF the token is for: `bff-web`, `bff-mobile` or `bff-partner`.
+    pub audience: String,
+    /// `RS256` (default), `ES256`, or `HS256` when a secret is configured.
+    #[serde(default)]
+    pub alg: Option<String>,
+    /// Narrower scopes than the subject's (space separated).
+    #[serde(default)]
+    pub scope: Option<String>,
+    /// Lifetime, at most 1 hour (default from config).
+    #[serde(default)]
+    pub ttl: Option<HumanDuration>,
+}
+
+/// An issued token (the body of the `POST /token` answer).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TokenResponse {
+    /// The JWT.
+    pub access_token: String,
+    /// Always `Bearer`.
+    pub token_type: String,
+    /// Lifetime in seconds.
+    pub expires_in: u64,
+    /// Granted scopes.
+    pub scope: String,
+}
+
+/// A token request that cannot be granted.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    /// The subject is neither a demo user nor a partner.
+    #[error("unknown subject {0:?}")]
+    UnknownSubject(String),
+    /// The audience is not one of the BFFs.
+    #[error("unknown audience {0:?}; expected one of {AUDIENCES:?}")]
+    UnknownAudience(String),
+    /// The algorithm is not offered.
+    #[error("unsupported alg {0:?}")]
+    UnsupportedAlgorithm(String),
+    /// Asked for scopes the subject does not have.
+    #[error("scope {0:?} is not granted to this subject")]
+    ScopeNotGranted(String),
+    /// Signing failed.
+    #[error("signing failed: {0}")]
+    Signing(#[from] jsonwebtoken::errors::Error),
+}
+
+#[derive(Serialize)]
+struct Claims<'a> {
+    iss: &'a str,
+    sub: &'a str,
+    aud: &'a str,
+    tid: &'a str,
+    scope: &'a str,
+    iat: u64,
+    nbf: u64,
+    exp: u64,
+}
+
+/// The dev token issuer.
+pub struct Issuer {
+    config: IssuerConfig,
+    keys: RwLock<KeyRing>,
+    jwks_fetches: AtomicU64,
+}
+
+impl std::fmt::Debug for Issuer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Issuer")
+            .field("issuer", &self.config.issuer)
+            .finish_non_exhaustive()
+    }
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs())
+}
+
+impl Issuer {
+    /// Loads or generates the signing keys.
+    pub fn new(config: IssuerConfig) -> Result<Self, KeyError> {
+        let rsa = match &config.rsa_key_file {
+            Some(path) => SigningKey::load_rsa(path)?,
+            None => SigningKey::generate_rsa()?,
+        };
+        let ec = match &config.ec_key_file {
+            Some(path) => SigningKey::load_ec(path)?,
+            None => SigningKey::generate_ec()?,
+        };
+        Ok(Self {
+            config,
+            keys: RwLock::new(KeyRing {
+                rsa,
+                ec,
+                retired: Vec::new(),
+            }),
+            jwks_fetches: AtomicU64::new(0),
+        })
+    }
+
+    /// The `iss` of issued tokens.
+    pub fn issuer(&self) -> &str {
+        &self.config.issuer
+    }
+
+    /// `Cache-Control: max-age` of the JWKS.
+    pub fn jwks_max_age(&self) -> Duration {
+        self.config.jwks_max_age.get()
+    }
+
+    /// The public keys, counting the fetch.
+    pub fn jwks(&self) -> Value {
+        self.jwks_fetches.fetch_add(1, Ordering::Relaxed);
+        let mut ring = self
+            .keys
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = Instant::now();
+        ring.retired.retain(|(_, until)| *until > now);
+        let mut keys = vec![ring.rsa.jwk.clone(), ring.ec.jwk.clone()];
+        keys.extend(ring.retired.iter().map(|(key, _)| key.jwk.clone()));
+        json!({ "keys": keys })
+    }
+
+    /// How many times the JWKS has been fetched.
+    pub fn jwks_fetches(&self) -> u64 {
+        self.jwks_fetches.load(Ordering::Relaxed)
+    }
+
+    /// The `kid`s of the signing keys in use: RSA, then EC.
+    pub fn active_kids(&self) -> (String, String) {
+        let ring = self
+            .keys
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        (ring.rsa.kid.clone(), ring.ec.kid.clone())
+    }
+
+    /// Replaces both signing keys; the old ones stay published for the grace period.
+    pub fn rotate(&self) -> Result<(String, String), KeyError> {
+        let (rsa, ec) = (SigningKey::generate_rsa()?, SigningKey::generate_ec()?);
+        let mut ring = self
+            .keys
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let until = Instant::now() + self.config.rotation_grace.get();
+        let old_rsa = std::mem::replace(&mut ring.rsa, rsa);
+        let old_ec = std::mem::replace(&mut ring.ec, ec);
+        ring.retired.push((old_rsa, until));
+        ring.retired.push((old_ec, until));
+        Ok((ring.rsa.kid.clone(), ring.ec.kid.clone()))
+    }
+
+    /// Issues a token for `request`, looking demo users up in `catalog`.
+    pub fn issue(
+        &self,
+        request: &TokenRequest,
+        catalog: &Catalog,
+    ) -> Result<TokenResponse, TokenError> {
+        if !AUDIENCES.contains(&request.audience.as_str()) {
+            return Err(TokenError::UnknownAudience(request.audience.clone()));
+        }
+        let (tenant, granted) = self.subject(&request.subject, catalog)?;
+        let scope = match &request.scope {
+            Some(asked) => {
+                if let Some(missing) = asked
+                    .split_whitespace()
+                    .find(|scope| !granted.split_whitespace().any(|g| g == *scope))
+                {
+                    return Err(TokenError::ScopeNotGranted(missing.to_owned()));
+                }
+                asked.split_whitespace().collect::<Vec<_>>().join(" ")
+            }
+            None => granted.to_owned(),
+        };
+        let ttl = request
+            .ttl
+            .map_or(self.config.token_ttl.get(), HumanDuration::get)
+            .min(MAX_TTL);
+        let iat = now();
+        let claims = Claims {
+            iss: &self.config.issuer,
+            sub: &request.subject,
+            aud: &request.audience,
+            tid: &tenant,
+            scope: &scope,
+            iat,
+            nbf: iat,
+            exp: iat + ttl.as_secs(),
+        };
+        let access_token = self.sign(request.alg.as_deref().unwrap_or("RS256"), &claims)?;
+        Ok(TokenResponse {
+            access_token,
+            token_type: "Bearer".to_owned(),
+            expires_in: ttl.as_secs(),
+            scope,
+        })
+    }
+
+    fn subject<'a>(
+        &self,
+        subject: &str,
+        catalog: &Catalog,
+    ) -> Result<(String, &'a str), TokenError> {
+        if let Some((_, tenant, scopes)) = PARTNERS.iter().find(|(client, _, _)| *client == subject)
+        {
+            return Ok(((*tenant).to_owned(), scopes));
+        }
+        subject
+            .strip_prefix("user-")
+            .and_then(|id| id.parse::<u64>().ok())
+            .and_then(|id| catalog.user(id))
+            .map(|user| (user.tenant, USER_SCOPES))
+            .ok_or_else(|| TokenError::UnknownSubject(subject.to_owned()))
+    }
+
+    fn sign(&self, alg: &str, claims: &Claims<'_>) -> Result<String, TokenError> {
+        if alg == "HS256" {
+            let secret = self
+                .config
+                .hs256_secret
+                .as_ref()
+                .ok_or_else(|| TokenError::UnsupportedAlgorithm(alg.to_owned()))?;
+            let header = Header::new(Algorithm::HS256);
+            return Ok(jsonwebtoken::encode(
+                &header,
+                claims,
+                &EncodingKey::from_secret(secret.expose().as_bytes()),
+            )?);
+        }
+        let ring = self
+            .keys
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let key = match alg {
+            "RS256" => &ring.rsa,
+            "ES256" => &ring.ec,
+            other => return Err(TokenError::UnsupportedAlgorithm(other.to_owned())),
+        };
+        let mut header = Header::new(key.algorithm);
+        header.kid = Some(key.kid.clone());
+        Ok(jsonwebtoken::encode(&header, claims, &key.encoding)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::DataConfig;
+
+    fn request(subject: &str, audience: &str, alg: &str) -> TokenRequest {
+        TokenRequest {
+            subject: subject.to_owned(),
+            audience: audience.to_owned(),
+            alg: Some(alg.to_owned()),
+            scope: None,
+            ttl: None,
+        }
+    }
+
+    fn decode_segment(token: &str, index: usize) -> Value {
+        let segment = token.split('.').nth(index).expect("segment");
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(segment).expect("base64url")).expect("json")
+    }
+
+    #[test]
+    fn issues_tokens_signed_by_a_published_key() {
+        let issuer = Issuer::new(IssuerConfig::default()).expect("keys");
+        let catalog = Catalog::new(DataConfig::default());
+        let jwks = issuer.jwks();
+        for alg in ["RS256", "ES256"] {
+            let token = issuer
+                .issue(&request("user-1", "bff-web", alg), &catalog)
+                .expect("issued");
+            let header = decode_segment(&token.access_token, 0);
+            assert_eq!(header["alg"], alg);
+            let kid = header["kid"].as_str().expect("kid");
+            assert!(
+                jwks["keys"]
+                    .as_array()
+                    .expect("keys")
+                    .iter()
+                    .any(|key| key["kid"] == kid && key["alg"] == alg)
+            );
+            let claims = decode_segment(&token.access_token, 1);
+            assert_eq!(claims["sub"], "user-1");
+            assert_eq!(claims["aud"], "bff-web");
+            assert_eq!(claims["tid"], catalog.user(1).expect("user").tenant);
+            assert_eq!(claims["iss"], "https://auth.demo.bff");
+        }
+    }
+
+    #[test]
+    fn partners_get_their_tenant_and_scopes() {
+        let issuer = Issuer::new(IssuerConfig::default()).expect("keys");
+        let catalog = Catalog::new(DataConfig::default());
+        let token = issuer
+            .issue(&request("partner-acme", "bff-partner", "ES256"), &catalog)
+            .expect("issued");
+        let claims = decode_segment(&token.access_token, 1);
+        assert_eq!(claims["tid"], "acme");
+        assert_eq!(claims["scope"], "products:read orders:read orders:write");
+    }
+
+    #[test]
+    fn refuses_unknown_subjects_audiences_scopes_and_algorithms() {
+        let issuer = Issuer::new(IssuerConfig::default()).expect("keys");
+        let catalog = Catalog::new(DataConfig::default());
+        assert!(matches!(
+            issuer.issue(&request("mallory", "bff-web", "RS256"), &catalog),
+            Err(TokenError::UnknownSubject(_))
+        ));
+        assert!(matches!(
+            issuer.issue(&request("user-1", "bff-admin", "RS256"), &catalog),
+            Err(TokenError::UnknownAudience(_))
+        ));
+        assert!(matches!(
+            issuer.issue(&request("user-1", "bff-web", "HS256"), &catalog),
+            Err(TokenError::UnsupportedAlgorithm(_))
+        ));
+        assert!(matches!(
+            issuer.issue(&request("user-1", "bff-web", "none"), &catalog),
+            Err(TokenError::UnsupportedAlgorithm(_))
+        ));
+        let greedy = TokenRequest {
+            scope: Some("admin".to_owned()),
+            ..request("partner-globex", "bff-partner", "RS256")
+        };
+        assert!(matches!(
+            issuer.issue(&greedy, &catalog),
+            Err(TokenError::ScopeNotGranted(_))
+        ));
+    }
+
+    #[test]
+    fn rotation_keeps_old_keys_published() {
+        let issuer = Issuer::new(IssuerConfig::default()).expect("keys");
+        let (old_rsa, old_ec) = issuer.active_kids();
+        let (new_rsa, new_ec) = issuer.rotate().expect("rotated");
+        assert_ne!(old_rsa, new_rsa);
+        assert_ne!(old_ec, new_ec);
+        let jwks = issuer.jwks();
+        let kids: Vec<&str> = jwks["keys"]
+            .as_array()
+            .expect("keys")
+            .iter()
+            .filter_map(|key| key["kid"].as_str())
+            .collect();
+        for kid in [&old_rsa, &old_ec, &new_rsa, &new_ec] {
+            assert!(kids.contains(&kid.as_str()), "{kid} in {kids:?}");
+        }
+        assert_eq!(issuer.jwks_fetches(), 1);
+    }
+}

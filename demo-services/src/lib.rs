@@ -1,0 +1,494 @@
+//! `demo-services`: the downstream services and dev token issuer the BFFs
+//! call in local runs, tests and benchmarks.
+//!
+//! One process serves every service of DESIGN §5 on its own port, so the
+//! BFFs see real, separate services over real HTTP:
+//!
+//! | service   | default port | endpoints                                                   |
+//! |-----------|--------------|-------------------------------------------------------------|
+//! | auth      | 7000 | `GET /.well-known/jwks.json`, `POST /token`, `/admin/...`            |
+//! | products  | 7001 | `GET /products/{id}`, `GET /products?ids=1,2`, `GET /products?cursor=&limit=` |
+//! | inventory | 7002 | `GET /inventory/{id}`, `GET /inventory?ids=`                          |
+//! | pricing   | 7003 | `GET /prices/{id}`, `GET /prices?ids=`                                |
+//! | reviews   | 7004 | `GET /reviews?product={id}&limit=&cursor=`                            |
+//! | users     | 7005 | `GET /users/{id}`                                                     |
+//! | orders    | 7006 | `GET /orders?user=`, `GET /orders/{id}`, `POST /orders`               |
+//!
+//! The data is generated deterministically from a seed ([`data`]); the
+//! issuer signs with RS256 and ES256 keys it publishes as a JWKS
+//! ([`issuer`]); any service can be made slow, failing or down ([`faults`]).
+//! The admin API lives on the auth port and is never subject to faults:
+//!
+//! - `GET /admin/faults`, `PUT /admin/faults/{service}` (a [`FaultConfig`]
+//!   as JSON), `DELETE /admin/faults/{service}`;
+//! - `POST /admin/keys/rotate`;
+//! - `GET /admin/stats` (how often the JWKS was fetched).
+
+pub mod data;
+pub mod faults;
+pub mod issuer;
+mod services;
+
+use std::{
+    collections::BTreeMap,
+    net::{IpAddr, Ipv4Addr, SocketAddr},
+    sync::Arc,
+    time::Duration,
+};
+
+use axum::{
+    Json, Router,
+    extract::{Path, State},
+    http::{HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::{get, post, put},
+};
+use gateway_core::{
+    config::{ConfigError, ServiceConfig},
+    observability::ObservabilityConfig,
+    server::{ConnectionLimits, Shutdown, serve_connections},
+};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use shared_schema::{PROBLEM_JSON, Problem};
+use tokio::{net::TcpListener, task::JoinHandle};
+
+pub use data::{Catalog, DataConfig};
+pub use faults::{FaultConfig, FaultHandle};
+pub use issuer::{Issuer, IssuerConfig, TokenRequest, TokenResponse};
+
+/// How long in-flight requests get to finish on shutdown.
+const DRAIN_GRACE: Duration = Duration::from_secs(5);
+
+/// The services this process serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ServiceName {
+    /// The token issuer and the admin API.
+    Auth,
+    /// The product catalog.
+    Products,
+    /// Stock levels.
+    Inventory,
+    /// Prices.
+    Pricing,
+    /// Customer reviews.
+    Reviews,
+    /// User accounts.
+    Users,
+    /// Orders.
+    Orders,
+}
+
+impl ServiceName {
+    /// Every service, in port order.
+    pub const ALL: [Self; 7] = [
+        Self::Auth,
+        Self::Products,
+        Self::Inventory,
+        Self::Pricing,
+        Self::Reviews,
+        Self::Users,
+        Self::Orders,
+    ];
+
+    /// The name used in config, URLs and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Auth => "auth",
+            Self::Products => "products",
+            Self::Inventory => "inventory",
+            Self::Pricing => "pricing",
+            Self::Reviews => "reviews",
+            Self::Users => "users",
+            Self::Orders => "orders",
+        }
+    }
+
+    fn from_path(text: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|service| service.as_str() == text)
+    }
+}
+
+/// Ports of the services (`[ports]`); 0 picks a free port.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Ports {
+    /// Default 7000.
+    pub auth: u16,
+    /// Default 7001.
+    pub products: u16,
+    /// Default 7002.
+    pub inventory: u16,
+    /// Default 7003.
+    pub pricing: u16,
+    /// Default 7004.
+    pub reviews: u16,
+    /// Default 7005.
+    pub users: u16,
+    /// Default 7006.
+    pub orders: u16,
+}
+
+impl Default for Ports {
+    fn default() -> Self {
+        Self {
+            auth: 7000,
+            products: 7001,
+            inventory: 7002,
+            pricing: 7003,
+            reviews: 7004,
+            users: 7005,
+            orders: 7006,
+        }
+    }
+}
+
+impl Ports {
+    /// Every service on a free port, for tests.
+    pub fn ephemeral() -> Self {
+        Self {
+            auth: 0,
+            products: 0,
+            inventory: 0,
+            pricing: 0,
+            reviews: 0,
+            users: 0,
+            orders: 0,
+        }
+    }
+
+    fn of(&self, service: ServiceName) -> u16 {
+        match service {
+            ServiceName::Auth => self.auth,
+            ServiceName::Products => self.products,
+            ServiceName::Inventory => self.inventory,
+            ServiceName::Pricing => self.pricing,
+            ServiceName::Reviews => self.reviews,
+            ServiceName::Users => self.users,
+            ServiceName::Orders => self.orders,
+        }
+    }
+}
+
+/// The whole configuration of `demo-services`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DemoConfig {
+    /// Address every service binds (default `127.0.0.1`; `0.0.0.0` in containers).
+    pub host: IpAddr,
+    /// Port of each service.
+    pub ports: Ports,
+    /// Generated data.
+    pub data: DataConfig,
+    /// Token issuer.
+    pub issuer: IssuerConfig,
+    /// Faults injected from the start, by service.
+    pub faults: BTreeMap<ServiceName, FaultConfig>,
+    /// Logging.
+    pub observability: ObservabilityConfig,
+}
+
+impl Default for DemoConfig {
+    fn default() -> Self {
+        Self {
+            host: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            ports: Ports::default(),
+            data: DataConfig::default(),
+            issuer: IssuerConfig::default(),
+            faults: BTreeMap::new(),
+            observability: ObservabilityConfig::default(),
+        }
+    }
+}
+
+impl ServiceConfig for DemoConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.observability.validate()?;
+        for (service, faults) in &self.faults {
+            faults.validate().map_err(|reason| {
+                ConfigError::rule(&format!("faults.{}.error_rate", service.as_str()), reason)
+            })?;
+        }
+        Ok(())
+    }
+
+    fn observability(&self) -> &ObservabilityConfig {
+        &self.observability
+    }
+}
+
+/// A problem+json response, as every demo service answers errors.
+pub(crate) fn problem(status: u16, code: &str, detail: &str) -> impl IntoResponse + use<> {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let problem = Problem::new(
+        status.as_u16(),
+        code,
+        status.canonical_reason().unwrap_or("Error"),
+        Some(detail.to_owned()),
+    );
+    (
+        status,
+        [(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON))],
+        Json(problem),
+    )
+}
+
+/// `demo-services` could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The signing keys could not be generated or loaded.
+    #[error(transparent)]
+    Keys(#[from] issuer::KeyError),
+    /// A port could not be bound.
+    #[error("cannot listen on {addr} for {service}: {source}")]
+    Bind {
+        /// The service.
+        service: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+#[derive(Clone)]
+struct AuthState {
+    issuer: Arc<Issuer>,
+    catalog: Arc<Catalog>,
+    faults: Arc<BTreeMap<ServiceName, FaultHandle>>,
+}
+
+/// The running services.
+#[derive(Debug)]
+pub struct DemoServices {
+    addrs: BTreeMap<ServiceName, SocketAddr>,
+    issuer: Arc<Issuer>,
+    catalog: Arc<Catalog>,
+    faults: Arc<BTreeMap<ServiceName, FaultHandle>>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl DemoServices {
+    /// Binds every service and serves until `shutdown` triggers.
+    pub async fn start(config: DemoConfig, shutdown: Shutdown) -> Result<Self, StartError> {
+        let issuer_config = config.issuer.clone();
+        let issuer = tokio::task::spawn_blocking(move || Issuer::new(issuer_config))
+            .await
+            .expect("key generation does not panic")?;
+        let issuer = Arc::new(issuer);
+        let catalog = Arc::new(Catalog::new(config.data.clone()));
+        let faults: Arc<BTreeMap<ServiceName, FaultHandle>> = Arc::new(
+            ServiceName::ALL
+                .into_iter()
+                .map(|service| {
+                    (
+                        service,
+                        FaultHandle::new(config.faults.get(&service).cloned().unwrap_or_default()),
+                    )
+                })
+                .collect(),
+        );
+        let auth_state = AuthState {
+            issuer: issuer.clone(),
+            catalog: catalog.clone(),
+            faults: faults.clone(),
+        };
+        let mut addrs = BTreeMap::new();
+        let mut tasks = Vec::new();
+        for service in ServiceName::ALL {
+            let router = match service {
+                ServiceName::Auth => auth(auth_state.clone()),
+                ServiceName::Products => services::products(catalog.clone()),
+                ServiceName::Inventory => services::inventory(catalog.clone()),
+                ServiceName::Pricing => services::pricing(catalog.clone()),
+                ServiceName::Reviews => services::reviews(catalog.clone()),
+                ServiceName::Users => services::users(catalog.clone()),
+                ServiceName::Orders => services::orders(catalog.clone()),
+            };
+            let addr = SocketAddr::new(config.host, config.ports.of(service));
+            let bind_error = |source| StartError::Bind {
+                service: service.as_str(),
+                addr,
+                source,
+            };
+            let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
+            let bound = listener.local_addr().map_err(bind_error)?;
+            addrs.insert(service, bound);
+            tracing::info!(service = service.as_str(), addr = %bound, "demo service listening");
+            let app = faults::Faulty::new(router, faults[&service].clone());
+            tasks.push(tokio::spawn(serve_connections(
+                listener,
+                app,
+                ConnectionLimits::default(),
+                shutdown.clone(),
+                DRAIN_GRACE,
+            )));
+        }
+        Ok(Self {
+            addrs,
+            issuer,
+            catalog,
+            faults,
+            tasks,
+        })
+    }
+
+    /// Where `service` listens.
+    pub fn addr(&self, service: ServiceName) -> SocketAddr {
+        self.addrs[&service]
+    }
+
+    /// The base URL of `service`, for example `http://127.0.0.1:7001`.
+    pub fn url(&self, service: ServiceName) -> String {
+        format!("http://{}", self.addr(service))
+    }
+
+    /// The URL of the JWKS.
+    pub fn jwks_url(&self) -> String {
+        format!("{}/.well-known/jwks.json", self.url(ServiceName::Auth))
+    }
+
+    /// The token issuer.
+    pub fn issuer(&self) -> &Issuer {
+        &self.issuer
+    }
+
+    /// Issues a token, as `POST /token` would.
+    pub fn token(&self, request: &TokenRequest) -> Result<TokenResponse, issuer::TokenError> {
+        self.issuer.issue(request, &self.catalog)
+    }
+
+    /// The data set.
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    /// The live fault settings of `service`.
+    pub fn faults(&self, service: ServiceName) -> &FaultHandle {
+        &self.faults[&service]
+    }
+
+    /// Completes once every service has drained after shutdown.
+    pub async fn wait(self) {
+        for task in self.tasks {
+            if let Err(error) = task.await {
+                tracing::error!(%error, "demo service task failed");
+            }
+        }
+    }
+}
+
+/// The auth port: JWKS, token endpoint and admin API. Admin routes are
+/// exempt from faults so a test can always undo what it injected.
+fn auth(state: AuthState) -> Router {
+    Router::new()
+        .route("/.well-known/jwks.json", get(jwks))
+        .route("/token", post(token))
+        .route("/admin/faults", get(list_faults))
+        .route(
+            "/admin/faults/{service}",
+            put(set_faults).delete(clear_faults),
+        )
+        .route("/admin/keys/rotate", post(rotate))
+        .route("/admin/stats", get(stats))
+        .with_state(state)
+}
+
+async fn jwks(State(state): State<AuthState>) -> Response {
+    let cache_control = format!("public, max-age={}", state.issuer.jwks_max_age().as_secs());
+    (
+        [(
+            header::CACHE_CONTROL,
+            HeaderValue::try_from(cache_control).expect("ascii header"),
+        )],
+        Json(state.issuer.jwks()),
+    )
+        .into_response()
+}
+
+async fn token(State(state): State<AuthState>, body: axum::body::Bytes) -> Response {
+    let request: TokenRequest = match serde_json::from_slice(&body) {
+        Ok(request) => request,
+        Err(error) => {
+            return problem(400, "INVALID_TOKEN_REQUEST", &error.to_string()).into_response();
+        }
+    };
+    match state.issuer.issue(&request, &state.catalog) {
+        Ok(token) => Json(token).into_response(),
+        Err(issuer::TokenError::Signing(error)) => {
+            tracing::error!(%error, "signing failed");
+            problem(500, "SIGNING_FAILED", "the token could not be signed").into_response()
+        }
+        Err(error) => problem(400, "TOKEN_REFUSED", &error.to_string()).into_response(),
+    }
+}
+
+async fn list_faults(State(state): State<AuthState>) -> Json<BTreeMap<ServiceName, FaultConfig>> {
+    Json(
+        state
+            .faults
+            .iter()
+            .map(|(service, handle)| (*service, handle.get()))
+            .collect(),
+    )
+}
+
+fn fault_handle<'a>(state: &'a AuthState, service: &str) -> Result<&'a FaultHandle, Response> {
+    ServiceName::from_path(service)
+        .map(|service| &state.faults[&service])
+        .ok_or_else(|| {
+            problem(
+                404,
+                "UNKNOWN_SERVICE",
+                &format!("no service named {service:?}"),
+            )
+            .into_response()
+        })
+}
+
+async fn set_faults(
+    State(state): State<AuthState>,
+    Path(service): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    let handle = match fault_handle(&state, &service) {
+        Ok(handle) => handle,
+        Err(response) => return response,
+    };
+    let config: FaultConfig = match serde_json::from_slice(&body) {
+        Ok(config) => config,
+        Err(error) => return problem(400, "INVALID_FAULTS", &error.to_string()).into_response(),
+    };
+    if let Err(reason) = config.validate() {
+        return problem(400, "INVALID_FAULTS", &reason).into_response();
+    }
+    tracing::info!(service, faults = ?config, "faults set");
+    handle.set(config.clone());
+    Json(config).into_response()
+}
+
+async fn clear_faults(State(state): State<AuthState>, Path(service): Path<String>) -> Response {
+    match fault_handle(&state, &service) {
+        Ok(handle) => {
+            handle.set(FaultConfig::default());
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(response) => response,
+    }
+}
+
+async fn rotate(State(state): State<AuthState>) -> Response {
+    let issuer = state.issuer.clone();
+    match tokio::task::spawn_blocking(move || issuer.rotate()).await {
+        Ok(Ok((rsa, ec))) => Json(json!({ "rsa_kid": rsa, "ec_kid": ec })).into_response(),
+        Ok(Err(error)) => problem(500, "ROTATION_FAILED", &error.to_string()).into_response(),
+        Err(error) => problem(500, "ROTATION_FAILED", &error.to_string()).into_response(),
+    }
+}
+
+async fn stats(State(state): State<AuthState>) -> Json<serde_json::Value> {
+    Json(json!({ "jwks_fetches": state.issuer.jwks_fetches() }))
+}

@@ -1,0 +1,96 @@
+//! The command line every binary shares, and the process lifecycle around it.
+//!
+//! ```text
+//! bff-web [--config PATH] [--check-config]
+//! ```
+//!
+//! [`main`] parses the arguments, loads the configuration (see
+//! [`crate::config`]), and either prints it (`--check-config`: the effective
+//! configuration with secrets masked, exit 0; on error the one-line reason and
+//! exit 2) or installs logging, starts the runtime and runs the service until
+//! SIGTERM or SIGINT has drained it.
+
+use std::{future::Future, path::PathBuf, process::ExitCode};
+
+use clap::Parser;
+
+use crate::{
+    config::{self, ServiceConfig},
+    observability::logging,
+    server::Shutdown,
+};
+
+/// Exit code of a configuration error.
+const EXIT_CONFIG: u8 = 2;
+/// Exit code of a failure while running.
+const EXIT_FAILURE: u8 = 1;
+
+#[derive(Debug, Parser)]
+#[command(
+    version,
+    after_help = "Configuration layers, later wins: built-in defaults, the TOML file, then BFF_* environment \
+                  variables with __ between levels (BFF_SERVER__LISTEN=0.0.0.0:8080)."
+)]
+struct Args {
+    /// TOML configuration file (default: the BFF_CONFIG variable, else built-in defaults only).
+    #[arg(long, value_name = "PATH")]
+    config: Option<PathBuf>,
+    /// Validate the configuration, print it with secrets masked, and exit.
+    #[arg(long)]
+    check_config: bool,
+}
+
+/// Runs a binary named `name`: parses the command line, loads `C`, and calls
+/// `run` with it and a [`Shutdown`] that SIGTERM or SIGINT triggers. `run`
+/// should return once the service has drained.
+pub fn main<C, F, Fut>(name: &'static str, about: &'static str, run: F) -> ExitCode
+where
+    C: ServiceConfig,
+    F: FnOnce(C, Shutdown) -> Fut,
+    Fut: Future<Output = Result<(), Box<dyn std::error::Error + Send + Sync>>>,
+{
+    let command = <Args as clap::CommandFactory>::command()
+        .name(name)
+        .about(about);
+    let matches = command.get_matches();
+    let args = <Args as clap::FromArgMatches>::from_arg_matches(&matches)
+        .unwrap_or_else(|error| error.exit());
+
+    let config: C = match config::load(args.config.as_deref()) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("{name}: invalid configuration: {error}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    if args.check_config {
+        println!("# {name}: configuration is valid; effective values (secrets masked):");
+        print!("{}", config::render_masked(&config));
+        return ExitCode::SUCCESS;
+    }
+
+    logging::init(config.observability());
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("{name}: cannot start the async runtime: {error}");
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
+    let outcome = runtime.block_on(async move {
+        let shutdown = Shutdown::new();
+        shutdown.trigger_on_signals();
+        run(config, shutdown).await
+    });
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(%error, "{name} failed");
+            eprintln!("{name}: {error}");
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}

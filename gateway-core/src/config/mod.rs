@@ -1,0 +1,279 @@
+//! Layered configuration: built-in defaults < a TOML file < `BFF_` environment.
+//!
+//! Every binary loads its whole configuration once, at start, through
+//! [`load`]. The order is fixed (later wins):
+//!
+//! 1. the binary's built-in defaults (its config type's [`Default`]), which run
+//!    the platform on one machine with no Redis;
+//! 2. a TOML file, from `--config PATH` or the [`CONFIG_FILE_ENV`] variable;
+//! 3. environment variables prefixed with [`ENV_PREFIX`], `__` between levels:
+//!    `BFF_SERVER__REQUEST_TIMEOUT=5s` sets `server.request_timeout`.
+//!
+//! Config structs deny unknown fields, so a typo fails the start instead of
+//! silently leaving a limit at its default. Errors name the key the way the
+//! operator wrote it (`server.listen` in a file, `BFF_SERVER__LISTEN` in the
+//! environment) and where it came from.
+//!
+//! # Example
+//!
+//! ```
+//! use gateway_core::config::{self, ServiceConfig};
+//! use gateway_core::observability::ObservabilityConfig;
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Debug, Default, Serialize, Deserialize)]
+//! #[serde(deny_unknown_fields, default)]
+//! struct Config {
+//!     observability: ObservabilityConfig,
+//! }
+//! impl ServiceConfig for Config {
+//!     fn observability(&self) -> &ObservabilityConfig { &self.observability }
+//! }
+//!
+//! let config: Config = config::load(None).expect("defaults are valid");
+//! assert_eq!(config.observability.log_level, "info");
+//! ```
+
+mod values;
+
+pub use values::{HumanDuration, Secret, ServiceUrl};
+
+use std::path::{Path, PathBuf};
+
+use figment::{
+    Figment,
+    providers::{Env, Format, Serialized, Toml},
+};
+use serde::{Serialize, de::DeserializeOwned};
+
+use crate::observability::ObservabilityConfig;
+
+/// Prefix of every configuration environment variable.
+pub const ENV_PREFIX: &str = "BFF_";
+
+/// Environment variable naming the TOML file when `--config` is not given.
+pub const CONFIG_FILE_ENV: &str = "BFF_CONFIG";
+
+/// What every binary's top-level configuration provides.
+pub trait ServiceConfig: Serialize + DeserializeOwned + Default {
+    /// Checks that span several fields, run once after loading. Single values
+    /// are checked by their types while deserialising.
+    fn validate(&self) -> Result<(), ConfigError> {
+        Ok(())
+    }
+
+    /// The logging settings, needed before anything else starts.
+    fn observability(&self) -> &ObservabilityConfig;
+}
+
+/// A configuration that cannot be used, with the key and source to blame.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A value could not be read or does not fit its key.
+    #[error("{key}{source_note}: {reason}")]
+    Invalid {
+        /// The key as the operator wrote it (`server.listen`, `BFF_SERVER__LISTEN`).
+        key: String,
+        /// ` (in /etc/bff.toml)` or empty when the source is unknown.
+        source_note: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The configuration file named on the command line or in `BFF_CONFIG` is unreadable.
+    #[error("cannot read config file {path}: {reason}")]
+    File {
+        /// The file that was asked for.
+        path: PathBuf,
+        /// Why it could not be read.
+        reason: String,
+    },
+}
+
+impl ConfigError {
+    /// A rule broken by an otherwise well-formed value, found by [`ServiceConfig::validate`].
+    pub fn rule(key: &str, reason: impl Into<String>) -> Self {
+        Self::Invalid {
+            key: key.to_owned(),
+            source_note: String::new(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Loads `C` from its defaults, the optional TOML `file` (falling back to the
+/// file named by [`CONFIG_FILE_ENV`]), and the `BFF_` environment, then
+/// validates it.
+pub fn load<C: ServiceConfig>(file: Option<&Path>) -> Result<C, ConfigError> {
+    let from_env = std::env::var_os(CONFIG_FILE_ENV).map(PathBuf::from);
+    let file = file.map(Path::to_path_buf).or(from_env);
+    let mut figment = Figment::from(Serialized::defaults(C::default()));
+    if let Some(path) = &file {
+        if let Err(error) = std::fs::metadata(path) {
+            return Err(ConfigError::File {
+                path: path.clone(),
+                reason: error.to_string(),
+            });
+        }
+        figment = figment.merge(Toml::file_exact(path));
+    }
+    let env_config_key = CONFIG_FILE_ENV[ENV_PREFIX.len()..].to_ascii_lowercase();
+    figment = figment.merge(
+        Env::prefixed(ENV_PREFIX)
+            .ignore(&[&env_config_key])
+            .split("__"),
+    );
+    let config: C = figment.extract().map_err(describe)?;
+    config.validate()?;
+    Ok(config)
+}
+
+/// Renders a configuration as TOML with every [`Secret`] masked, for `--check-config`.
+pub fn render_masked<C: Serialize>(config: &C) -> String {
+    toml::to_string_pretty(config)
+        .unwrap_or_else(|error| format!("# cannot render the configuration: {error}\n"))
+}
+
+/// Turns figment's error into one line naming the key as the operator wrote it.
+fn describe(error: figment::Error) -> ConfigError {
+    let path = &error.path;
+    let from_env = error
+        .metadata
+        .as_ref()
+        .is_some_and(|metadata| metadata.name.contains("environment"));
+    let key = if from_env {
+        format!("{ENV_PREFIX}{}", path.join("__").to_ascii_uppercase())
+    } else if path.is_empty() {
+        "configuration".to_owned()
+    } else {
+        path.join(".")
+    };
+    let source_note = match error.metadata.as_ref() {
+        Some(metadata) => match &metadata.source {
+            Some(figment::Source::File(file)) => format!(" (in {})", file.display()),
+            _ if from_env => " (environment variable)".to_owned(),
+            _ => String::new(),
+        },
+        None => String::new(),
+    };
+    ConfigError::Invalid {
+        key,
+        source_note,
+        reason: error.kind.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Serialize, Deserialize, PartialEq)]
+    #[serde(deny_unknown_fields, default)]
+    struct Sample {
+        observability: ObservabilityConfig,
+        timeout: HumanDuration,
+        upstream: ServiceUrl,
+        token: Option<Secret>,
+    }
+
+    impl Default for Sample {
+        fn default() -> Self {
+            Self {
+                observability: ObservabilityConfig::default(),
+                timeout: HumanDuration::from_millis(250),
+                upstream: ServiceUrl::parse("http://127.0.0.1:7001").expect("valid url"),
+                token: None,
+            }
+        }
+    }
+
+    impl ServiceConfig for Sample {
+        fn observability(&self) -> &ObservabilityConfig {
+            &self.observability
+        }
+    }
+
+    fn write_temp(name: &str, contents: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("gateway-core-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join(name);
+        std::fs::write(&path, contents).expect("write temp config");
+        path
+    }
+
+    #[test]
+    fn defaults_load_without_a_file() {
+        let config: Sample = load(None).expect("defaults load");
+        assert_eq!(config, Sample::default());
+    }
+
+    #[test]
+    fn file_values_override_defaults() {
+        let path = write_temp(
+            "override.toml",
+            "timeout = \"2s\"\nupstream = \"http://pricing:7003\"\n",
+        );
+        let config: Sample = load(Some(&path)).expect("file loads");
+        assert_eq!(config.timeout.get(), std::time::Duration::from_secs(2));
+        assert_eq!(config.upstream.as_str(), "http://pricing:7003/");
+    }
+
+    #[test]
+    fn unknown_key_names_the_key_and_the_file() {
+        let path = write_temp("unknown.toml", "[observability]\nlog_levle = \"debug\"\n");
+        let error = load::<Sample>(Some(&path))
+            .expect_err("unknown key is rejected")
+            .to_string();
+        assert!(error.starts_with("observability.log_levle (in "), "{error}");
+        assert!(error.contains("unknown.toml"), "{error}");
+        assert!(!error.contains('\n'), "one line: {error}");
+    }
+
+    #[test]
+    fn zero_duration_is_rejected_with_its_key() {
+        let path = write_temp("zero.toml", "timeout = \"0s\"\n");
+        let error = load::<Sample>(Some(&path))
+            .expect_err("zero is rejected")
+            .to_string();
+        assert!(error.starts_with("timeout (in "), "{error}");
+        assert!(error.contains("non-zero"), "{error}");
+    }
+
+    #[test]
+    fn negative_duration_is_rejected() {
+        let path = write_temp("negative.toml", "timeout = \"-5s\"\n");
+        let error = load::<Sample>(Some(&path))
+            .expect_err("negative is rejected")
+            .to_string();
+        assert!(error.starts_with("timeout"), "{error}");
+    }
+
+    #[test]
+    fn bad_url_is_rejected_with_its_key() {
+        let path = write_temp("url.toml", "upstream = \"ftp://example.com\"\n");
+        let error = load::<Sample>(Some(&path))
+            .expect_err("ftp is rejected")
+            .to_string();
+        assert!(error.starts_with("upstream (in "), "{error}");
+        assert!(error.contains("http"), "{error}");
+    }
+
+    #[test]
+    fn missing_file_is_an_error() {
+        let error =
+            load::<Sample>(Some(Path::new("/nonexistent/bff.toml"))).expect_err("missing file");
+        assert!(error.to_string().contains("/nonexistent/bff.toml"));
+    }
+
+    #[test]
+    fn secrets_are_masked_when_rendered() {
+        let sample = Sample {
+            token: Some(Secret::new("hunter2")),
+            ..Sample::default()
+        };
+        let rendered = render_masked(&sample);
+        assert!(!rendered.contains("hunter2"), "{rendered}");
+        assert!(rendered.contains("token = \"***\""), "{rendered}");
+        assert!(rendered.contains("timeout = \"250ms\""), "{rendered}");
+    }
+}

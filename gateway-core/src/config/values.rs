@@ -1,0 +1,227 @@
+//! Value types configuration is made of: durations, URLs and secrets.
+//!
+//! Each type checks its own value while deserialising, so an invalid value is
+//! reported by figment with the key and the source it came from.
+
+use std::{fmt, time::Duration};
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer, de};
+
+/// A non-zero duration written the human way: `"250ms"`, `"30s"`, `"5m"`.
+///
+/// Zero is refused because every duration in this configuration is a timeout,
+/// an interval or a grace period, where zero means a misconfiguration rather
+/// than "disabled".
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct HumanDuration(Duration);
+
+impl HumanDuration {
+    /// A duration of `secs` seconds; `secs` must not be zero.
+    pub const fn from_secs(secs: u64) -> Self {
+        assert!(secs > 0, "configured durations are non-zero");
+        Self(Duration::from_secs(secs))
+    }
+
+    /// A duration of `millis` milliseconds; `millis` must not be zero.
+    pub const fn from_millis(millis: u64) -> Self {
+        assert!(millis > 0, "configured durations are non-zero");
+        Self(Duration::from_millis(millis))
+    }
+
+    /// The duration itself.
+    pub const fn get(self) -> Duration {
+        self.0
+    }
+}
+
+impl TryFrom<Duration> for HumanDuration {
+    type Error = &'static str;
+
+    fn try_from(value: Duration) -> Result<Self, Self::Error> {
+        if value.is_zero() {
+            Err("a duration must be non-zero")
+        } else {
+            Ok(Self(value))
+        }
+    }
+}
+
+impl fmt::Debug for HumanDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", humantime::format_duration(self.0))
+    }
+}
+
+impl fmt::Display for HumanDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", humantime::format_duration(self.0))
+    }
+}
+
+impl Serialize for HumanDuration {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        const EXPECTED: &str = "a non-zero duration such as \"250ms\" or \"30s\"";
+        let text = String::deserialize(deserializer)?;
+        let duration = humantime::parse_duration(text.trim())
+            .map_err(|_| de::Error::invalid_value(de::Unexpected::Str(&text), &EXPECTED))?;
+        Self::try_from(duration)
+            .map_err(|_| de::Error::invalid_value(de::Unexpected::Str(&text), &EXPECTED))
+    }
+}
+
+/// The base URL of a service: `http` or `https`, with a host, and no query,
+/// fragment or credentials.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ServiceUrl(reqwest::Url);
+
+impl ServiceUrl {
+    /// Parses and checks a base URL.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let url = reqwest::Url::parse(text).map_err(|error| format!("not a URL ({error})"))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(format!(
+                "scheme must be http or https, not {:?}",
+                url.scheme()
+            ));
+        }
+        if url.host_str().is_none_or(str::is_empty) {
+            return Err("the URL has no host".to_owned());
+        }
+        if url.query().is_some() || url.fragment().is_some() {
+            return Err("a base URL takes no query or fragment".to_owned());
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err("credentials do not belong in a URL; use the secret settings".to_owned());
+        }
+        Ok(Self(url))
+    }
+
+    /// The URL as text, always ending with the path (at least `/`).
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+
+    /// The parsed URL.
+    pub fn url(&self) -> &reqwest::Url {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ServiceUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.0.as_str(), f)
+    }
+}
+
+impl fmt::Display for ServiceUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0.as_str())
+    }
+}
+
+impl Serialize for ServiceUrl {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.0.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for ServiceUrl {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Self::parse(&text).map_err(|reason| {
+            de::Error::invalid_value(
+                de::Unexpected::Str(&text),
+                &format!("an http(s) base URL: {reason}").as_str(),
+            )
+        })
+    }
+}
+
+/// A secret value (signing secret, API key, password).
+///
+/// It never shows: `Debug`, `Display` and `Serialize` all print `***`, so a
+/// secret cannot leak through a log line or `--check-config`. Because
+/// serialising masks it, secrets never appear in built-in defaults.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret itself; call only where it is used, never to log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str("***")
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = String::deserialize(deserializer)?;
+        if value.is_empty() {
+            return Err(de::Error::invalid_value(
+                de::Unexpected::Str(""),
+                &"a non-empty secret",
+            ));
+        }
+        Ok(Self(value))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_round_trip_through_text() {
+        let parsed: HumanDuration = serde_json::from_str("\"1m 30s\"").expect("parses");
+        assert_eq!(parsed.get(), Duration::from_secs(90));
+        assert_eq!(
+            serde_json::to_string(&parsed).expect("serialises"),
+            "\"1m 30s\""
+        );
+    }
+
+    #[test]
+    fn numbers_are_not_durations() {
+        assert!(serde_json::from_str::<HumanDuration>("30").is_err());
+    }
+
+    #[test]
+    fn urls_need_a_host_and_no_query() {
+        assert!(ServiceUrl::parse("http://:80").is_err());
+        assert!(ServiceUrl::parse("http://svc:80/?x=1").is_err());
+        assert!(ServiceUrl::parse("http://user:pw@svc").is_err());
+        assert!(ServiceUrl::parse("https://svc.internal:8443/base").is_ok());
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let secret = Secret::new("s3cr3t");
+        assert_eq!(format!("{secret:?}"), "Secret(***)");
+        assert_eq!(
+            serde_json::to_string(&secret).expect("serialises"),
+            "\"***\""
+        );
+    }
+}

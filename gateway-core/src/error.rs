@@ -1,0 +1,365 @@
+//! The one error type of the gateway and its `application/problem+json` rendering.
+//!
+//! Handlers and layers fail with [`Error`]; each variant has a stable machine
+//! code, a status and a client-safe detail. Turning an [`Error`] into a
+//! response logs the full error (with internals) and attaches a [`Problem`]
+//! to the response; [`ProblemLayer`], outside every other layer, renders it as
+//! the body with the request's `trace_id`. The same layer turns any other
+//! error response (an axum extractor rejection, a 405, a panic) into
+//! problem+json, so a client never sees another error format.
+
+use std::{
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use axum::{
+    body::Body,
+    extract::Request,
+    response::{IntoResponse, Response},
+};
+use futures_util::future::BoxFuture;
+use http::{HeaderValue, StatusCode, header};
+use shared_schema::{PROBLEM_JSON, Problem};
+use tower::{Layer, Service};
+
+use crate::{downstream::DownstreamError, observability::TraceContext};
+
+/// Largest non-problem error body read to use as a problem's detail.
+const MAX_DETAIL_SOURCE_BYTES: usize = 1024;
+/// Longest detail taken from such a body.
+const MAX_DETAIL_CHARS: usize = 300;
+
+/// Everything a request can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The resource the request names does not exist.
+    #[error("{resource} {id} not found")]
+    NotFound {
+        /// What kind of resource (`product`, `order`).
+        resource: &'static str,
+        /// The id asked for.
+        id: String,
+    },
+    /// The request is malformed; the text says how.
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    /// No route matches the path.
+    #[error("no route for {method} {path}")]
+    RouteNotFound {
+        /// The request method.
+        method: http::Method,
+        /// The normalised path.
+        path: String,
+    },
+    /// The request body exceeds the configured limit.
+    #[error("request body larger than {limit} bytes")]
+    PayloadTooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// The client did not send its whole body in time.
+    #[error("request body not received within {0:?}")]
+    BodyReadTimeout(Duration),
+    /// The gateway could not answer within the request timeout.
+    #[error("request not answered within {0:?}")]
+    RequestTimeout(Duration),
+    /// A downstream service failed.
+    #[error(transparent)]
+    Downstream(#[from] DownstreamError),
+    /// A bug: a handler panicked. The details are logged, never sent.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// The HTTP status this error is answered with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::NotFound { .. } | Self::RouteNotFound { .. } => StatusCode::NOT_FOUND,
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BodyReadTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            Self::RequestTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            Self::Downstream(error) => match error {
+                DownstreamError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+                DownstreamError::NotFound { .. } => StatusCode::NOT_FOUND,
+                _ => StatusCode::BAD_GATEWAY,
+            },
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The stable machine code clients may switch on.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::NotFound { .. } => "NOT_FOUND",
+            Self::BadRequest(_) => "BAD_REQUEST",
+            Self::RouteNotFound { .. } => "ROUTE_NOT_FOUND",
+            Self::PayloadTooLarge { .. } => "PAYLOAD_TOO_LARGE",
+            Self::BodyReadTimeout(_) => "BODY_READ_TIMEOUT",
+            Self::RequestTimeout(_) => "REQUEST_TIMEOUT",
+            Self::Downstream(error) => match error {
+                DownstreamError::Timeout { .. } => "DOWNSTREAM_TIMEOUT",
+                DownstreamError::Unavailable { .. } => "DOWNSTREAM_UNAVAILABLE",
+                DownstreamError::NotFound { .. } => "NOT_FOUND",
+                DownstreamError::Status { .. }
+                | DownstreamError::InvalidBody { .. }
+                | DownstreamError::BodyTooLarge { .. } => "DOWNSTREAM_BAD_RESPONSE",
+            },
+            Self::Internal(_) => "INTERNAL",
+        }
+    }
+
+    /// What the client is told: never internals such as addresses or bodies.
+    pub fn client_detail(&self) -> String {
+        match self {
+            Self::NotFound { .. }
+            | Self::BadRequest(_)
+            | Self::RouteNotFound { .. }
+            | Self::PayloadTooLarge { .. } => self.to_string(),
+            Self::BodyReadTimeout(limit) => {
+                format!("the request body was not received within {limit:?}")
+            }
+            Self::RequestTimeout(limit) => {
+                format!("the request could not be answered within {limit:?}")
+            }
+            Self::Downstream(error) => match error {
+                DownstreamError::Timeout { service, timeout } => {
+                    format!("the {service} service did not answer within {timeout:?}")
+                }
+                DownstreamError::NotFound { service } => {
+                    format!("the {service} service has no such resource")
+                }
+                DownstreamError::Unavailable { service, .. } => {
+                    format!("the {service} service is unavailable")
+                }
+                DownstreamError::Status { service, .. }
+                | DownstreamError::InvalidBody { service, .. }
+                | DownstreamError::BodyTooLarge { service, .. } => {
+                    format!("the {service} service gave an invalid answer")
+                }
+            },
+            Self::Internal(_) => "the gateway failed to handle the request".to_owned(),
+        }
+    }
+
+    /// The problem+json body (without `trace_id`, which [`ProblemLayer`] adds).
+    pub fn problem(&self) -> Problem {
+        let status = self.status();
+        Problem::new(
+            status.as_u16(),
+            self.code(),
+            status.canonical_reason().unwrap_or("Error"),
+            Some(self.client_detail()),
+        )
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::warn!(error = %self, code = self.code(), "request failed");
+        } else {
+            tracing::debug!(error = %self, code = self.code(), "request rejected");
+        }
+        problem_response(self.problem())
+    }
+}
+
+/// A response that [`ProblemLayer`] renders as `problem` with the trace id.
+pub fn problem_response(problem: Problem) -> Response {
+    let status = StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = (status, Body::empty()).into_response();
+    response.extensions_mut().insert(problem);
+    response
+}
+
+/// Renders every error response as `application/problem+json`; see the module docs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProblemLayer;
+
+impl<S> Layer<S> for ProblemLayer {
+    type Service = ProblemService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        ProblemService { inner }
+    }
+}
+
+/// The service of [`ProblemLayer`].
+#[derive(Debug, Clone)]
+pub struct ProblemService<S> {
+    inner: S,
+}
+
+impl<S> Service<Request> for ProblemService<S>
+where
+    S: Service<Request, Response = Response> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<Response, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        let trace_id = request
+            .extensions()
+            .get::<TraceContext>()
+            .map(|trace| trace.trace_id().to_string());
+        let future = self.inner.call(request);
+        Box::pin(async move {
+            let response = future.await?;
+            Ok(render(response, trace_id).await)
+        })
+    }
+}
+
+async fn render(mut response: Response, trace_id: Option<String>) -> Response {
+    let problem = match response.extensions_mut().remove::<Problem>() {
+        Some(problem) => problem,
+        None if response.status().is_client_error() || response.status().is_server_error() => {
+            if is_problem_json(&response) {
+                return response;
+            }
+            generic_problem(&mut response).await
+        }
+        None => return response,
+    };
+    let (mut parts, _) = response.into_parts();
+    let problem = Problem {
+        trace_id,
+        ..problem
+    };
+    let body = serde_json::to_vec(&problem).expect("a Problem always serialises");
+    parts
+        .headers
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+    parts
+        .headers
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    parts.headers.remove(header::CONTENT_ENCODING);
+    Response::from_parts(parts, Body::from(body))
+}
+
+fn is_problem_json(response: &Response) -> bool {
+    response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|value| value.as_bytes().starts_with(PROBLEM_JSON.as_bytes()))
+}
+
+/// A problem for an error response nobody described: an extractor rejection
+/// keeps its (short, plain-text) message as the detail; anything else gets
+/// only its status.
+async fn generic_problem(response: &mut Response) -> Problem {
+    let status = response.status();
+    let is_text = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|value| value.as_bytes().starts_with(b"text/plain"));
+    let detail = if status.is_client_error() && is_text {
+        let body = std::mem::take(response.body_mut());
+        axum::body::to_bytes(body, MAX_DETAIL_SOURCE_BYTES)
+            .await
+            .ok()
+            .map(|bytes| {
+                String::from_utf8_lossy(&bytes)
+                    .chars()
+                    .take(MAX_DETAIL_CHARS)
+                    .collect::<String>()
+            })
+            .filter(|text| !text.trim().is_empty())
+    } else {
+        None
+    };
+    let code = match status {
+        StatusCode::BAD_REQUEST => "BAD_REQUEST",
+        StatusCode::NOT_FOUND => "NOT_FOUND",
+        StatusCode::METHOD_NOT_ALLOWED => "METHOD_NOT_ALLOWED",
+        StatusCode::NOT_ACCEPTABLE => "NOT_ACCEPTABLE",
+        StatusCode::REQUEST_TIMEOUT => "REQUEST_TIMEOUT",
+        StatusCode::PAYLOAD_TOO_LARGE => "PAYLOAD_TOO_LARGE",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "UNSUPPORTED_MEDIA_TYPE",
+        StatusCode::UNPROCESSABLE_ENTITY => "UNPROCESSABLE_ENTITY",
+        StatusCode::SERVICE_UNAVAILABLE => "UNAVAILABLE",
+        status if status.is_server_error() => "INTERNAL",
+        _ => "CLIENT_ERROR",
+    };
+    Problem::new(
+        status.as_u16(),
+        code,
+        status.canonical_reason().unwrap_or("Error"),
+        detail,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn errors_render_as_problem_json_with_the_trace_id() {
+        let response = Error::NotFound {
+            resource: "product",
+            id: "7".to_owned(),
+        }
+        .into_response();
+        let rendered = render(response, Some("abc".to_owned())).await;
+        assert_eq!(rendered.status(), StatusCode::NOT_FOUND);
+        assert_eq!(rendered.headers()[header::CONTENT_TYPE], PROBLEM_JSON);
+        let body = axum::body::to_bytes(rendered.into_body(), 4096)
+            .await
+            .expect("body");
+        let problem: Problem = serde_json::from_slice(&body).expect("problem json");
+        assert_eq!(problem.code, "NOT_FOUND");
+        assert_eq!(problem.detail.as_deref(), Some("product 7 not found"));
+        assert_eq!(problem.trace_id.as_deref(), Some("abc"));
+    }
+
+    #[tokio::test]
+    async fn plain_text_rejections_become_problems_keeping_their_message() {
+        let response = (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Expected request with `Content-Type: application/json`",
+        )
+            .into_response();
+        let rendered = render(response, None).await;
+        assert_eq!(rendered.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        let body = axum::body::to_bytes(rendered.into_body(), 4096)
+            .await
+            .expect("body");
+        let problem: Problem = serde_json::from_slice(&body).expect("problem json");
+        assert_eq!(problem.code, "UNSUPPORTED_MEDIA_TYPE");
+        assert!(problem.detail.expect("detail").contains("application/json"));
+    }
+
+    #[tokio::test]
+    async fn server_errors_never_leak_their_body() {
+        let response = (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "stack trace at 0xdeadbeef",
+        )
+            .into_response();
+        let body = axum::body::to_bytes(render(response, None).await.into_body(), 4096)
+            .await
+            .expect("body");
+        assert!(!String::from_utf8_lossy(&body).contains("deadbeef"));
+    }
+
+    #[tokio::test]
+    async fn successes_pass_untouched() {
+        let response = (StatusCode::OK, "fine").into_response();
+        let rendered = render(response, None).await;
+        let body = axum::body::to_bytes(rendered.into_body(), 4096)
+            .await
+            .expect("body");
+        assert_eq!(&body[..], b"fine");
+    }
+}

@@ -1,0 +1,49 @@
+//! `gateway-core`: every cross-cutting concern of the BFF platform, in one place.
+//!
+//! The three BFF binaries (`bff-web`, `bff-mobile`, `bff-partner`) own only
+//! their API shape. Everything a gateway must do the same way for all of them
+//! lives here, one concern per module:
+//!
+//! - [`config`]: layered configuration (defaults < TOML file < `BFF_`
+//!   environment) with strict validation, and the value types it is made of.
+//! - [`cli`]: the command line every binary shares (`--config`,
+//!   `--check-config`, `--help`) and the process lifecycle around it.
+//! - [`server`]: the public and admin listeners, connection hygiene, the
+//!   request layer stack and graceful drain.
+//! - [`observability`]: structured logs, W3C trace context, access log and
+//!   Prometheus metrics.
+//! - [`error`]: the one error type and its `application/problem+json` rendering.
+//! - [`downstream`]: one pooled HTTP client per downstream service.
+//! - [`context`]: what a handler needs to know about the request it serves.
+//!
+//! A BFF's `main` reads like a table of contents:
+//!
+//! ```no_run
+//! use axum::{Router, routing::get};
+//! use gateway_core::{cli, server::{Gateway, ServerConfig}, observability::Telemetry};
+//!
+//! # #[derive(Default, serde::Serialize, serde::Deserialize)]
+//! # struct MyConfig { server: ServerConfig, observability: gateway_core::observability::ObservabilityConfig }
+//! # impl gateway_core::config::ServiceConfig for MyConfig {
+//! #     fn observability(&self) -> &gateway_core::observability::ObservabilityConfig { &self.observability }
+//! # }
+//! fn main() -> std::process::ExitCode {
+//!     cli::main("my-bff", "An example BFF", |config: MyConfig, shutdown| async move {
+//!         let gateway = Gateway::new("my-bff", config.server, Telemetry::new("my-bff"));
+//!         let routes = Router::new().route("/hello", get(|| async { "hello" }));
+//!         gateway.serve(routes, shutdown).await?.wait().await;
+//!         Ok(())
+//!     })
+//! }
+//! ```
+
+pub mod cli;
+pub mod config;
+pub mod context;
+pub mod downstream;
+pub mod error;
+pub mod observability;
+pub mod server;
+
+pub use context::RequestContext;
+pub use error::Error;

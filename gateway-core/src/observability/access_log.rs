@@ -1,0 +1,169 @@
+//! The access log and the request latency histogram.
+//!
+//! [`AccessLogLayer`] wraps each request in a `request` span carrying its
+//! `trace_id` and `request_id` (so every log line of the request has them),
+//! and when the response is ready writes one access-log line and one latency
+//! observation. The route is the template the router matched
+//! (`/api/product-page/{id}`), recorded by [`RouteTemplate::record`] inside
+//! the router; requests no route matched are logged as `unmatched`.
+
+use std::{
+    sync::Arc,
+    task::{Context, Poll},
+    time::Instant,
+};
+
+use axum::{
+    extract::{MatchedPath, Request},
+    middleware::Next,
+    response::Response,
+};
+use futures_util::future::BoxFuture;
+use shared_schema::Identity;
+use tower::{Layer, Service};
+use tracing::Instrument;
+
+use super::{HttpMetrics, RequestId, TraceContext};
+
+/// Route label of requests that matched no route.
+const UNMATCHED: &str = "unmatched";
+
+/// The route template a request matched, carried on the response so the
+/// access log outside the router can label by it.
+#[derive(Debug, Clone)]
+pub struct RouteTemplate(pub Arc<str>);
+
+impl RouteTemplate {
+    /// Router middleware (`Router::layer(from_fn(RouteTemplate::record))`)
+    /// copying the matched route into the response extensions.
+    pub async fn record(request: Request, next: Next) -> Response {
+        let template = request
+            .extensions()
+            .get::<MatchedPath>()
+            .map(|path| Arc::<str>::from(path.as_str()));
+        let mut response = next.run(request).await;
+        if let Some(template) = template {
+            response.extensions_mut().insert(RouteTemplate(template));
+        }
+        response
+    }
+}
+
+/// One access-log line, written when a response is ready.
+#[derive(Debug)]
+pub struct AccessLog<'a> {
+    /// The HTTP method.
+    pub method: &'a http::Method,
+    /// The matched route template, or `unmatched`.
+    pub route: &'a str,
+    /// The response status.
+    pub status: u16,
+    /// Time from request head to response head.
+    pub latency: std::time::Duration,
+    /// The verified caller, when the request was authenticated.
+    pub identity: Option<&'a Identity>,
+}
+
+impl AccessLog<'_> {
+    fn emit(&self, metrics: &HttpMetrics) {
+        metrics.observe(self.route, self.method, self.status, self.latency);
+        tracing::info!(
+            target: "access",
+            method = %self.method,
+            route = self.route,
+            status = self.status,
+            latency_ms = self.latency.as_secs_f64() * 1000.0,
+            subject = self.identity.map(|identity| identity.subject.as_str()),
+            tenant = self.identity.map(|identity| identity.tenant.as_str()),
+            "request served"
+        );
+    }
+}
+
+/// Logs and measures every request; see the module docs.
+#[derive(Debug, Clone)]
+pub struct AccessLogLayer {
+    metrics: HttpMetrics,
+}
+
+impl AccessLogLayer {
+    /// Records into `metrics`.
+    pub fn new(metrics: HttpMetrics) -> Self {
+        Self { metrics }
+    }
+}
+
+impl<S> Layer<S> for AccessLogLayer {
+    type Service = AccessLogService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        AccessLogService {
+            inner,
+            metrics: self.metrics.clone(),
+        }
+    }
+}
+
+/// The service of [`AccessLogLayer`].
+#[derive(Debug, Clone)]
+pub struct AccessLogService<S> {
+    inner: S,
+    metrics: HttpMetrics,
+}
+
+impl<S> Service<Request> for AccessLogService<S>
+where
+    S: Service<Request, Response = Response> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<Response, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        let started = Instant::now();
+        let method = request.method().clone();
+        let span = match (
+            request.extensions().get::<TraceContext>(),
+            request.extensions().get::<RequestId>(),
+        ) {
+            (Some(trace), Some(RequestId(id))) => tracing::info_span!(
+                "request",
+                trace_id = %trace.trace_id(),
+                request_id = id.to_str().unwrap_or_default()
+            ),
+            _ => tracing::info_span!("request"),
+        };
+        let active = self.metrics.track_active();
+        let metrics = self.metrics.clone();
+        let future = {
+            let _entered = span.enter();
+            self.inner.call(request)
+        };
+        Box::pin(
+            async move {
+                let response = future.await?;
+                drop(active);
+                let route = response.extensions().get::<RouteTemplate>();
+                AccessLog {
+                    method: &method,
+                    route: route.map_or(UNMATCHED, |RouteTemplate(template)| template),
+                    status: response.status().as_u16(),
+                    latency: started.elapsed(),
+                    identity: response
+                        .extensions()
+                        .get::<Arc<Identity>>()
+                        .map(Arc::as_ref),
+                }
+                .emit(&metrics);
+                Ok(response)
+            }
+            .instrument(span),
+        )
+    }
+}

@@ -1,0 +1,256 @@
+//! Prometheus metrics of one BFF process.
+//!
+//! [`Telemetry`] owns the registry (served at `/metrics` on the admin port)
+//! and the metric families every module records into. Labels are bounded by
+//! construction: route templates (never raw paths), HTTP methods folded to a
+//! fixed set, status codes and configured service names.
+
+use std::{
+    borrow::Cow,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use http::Method;
+use prometheus_client::{
+    encoding::{EncodeLabelSet, text::encode},
+    metrics::{family::Family, gauge::Gauge, histogram::Histogram},
+    registry::{Metric, Registry},
+};
+
+/// Latency buckets in seconds, from 0.5 ms to 10 s.
+const LATENCY_BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(LATENCY_BUCKETS)
+}
+
+type LatencyFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// The registry and metric families of one BFF.
+///
+/// Cloning is cheap; every clone records into the same metrics.
+#[derive(Clone)]
+pub struct Telemetry {
+    registry: Arc<Mutex<Registry>>,
+    http: HttpMetrics,
+    downstream: DownstreamMetrics,
+}
+
+impl std::fmt::Debug for Telemetry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Telemetry").finish_non_exhaustive()
+    }
+}
+
+impl Telemetry {
+    /// A registry whose every metric carries the label `bff="{bff}"`.
+    pub fn new(bff: &'static str) -> Self {
+        let mut registry =
+            Registry::with_labels([(Cow::Borrowed("bff"), Cow::Borrowed(bff))].into_iter());
+        let http = HttpMetrics::default();
+        registry.register(
+            "http_server_request_duration_seconds",
+            "Latency of requests served, by route template, method and status (its _count is the request count)",
+            http.latency.clone(),
+        );
+        registry.register(
+            "http_server_active_requests",
+            "Requests being served right now",
+            http.active.clone(),
+        );
+        let downstream = DownstreamMetrics::default();
+        registry.register(
+            "downstream_request_duration_seconds",
+            "Latency of calls to downstream services, by service and outcome (status code, timeout or error)",
+            downstream.latency.clone(),
+        );
+        Self {
+            registry: Arc::new(Mutex::new(registry)),
+            http,
+            downstream,
+        }
+    }
+
+    /// Registers a further metric; call at start-up, never per request.
+    pub fn register(&self, name: &str, help: &str, metric: impl Metric) {
+        self.registry
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .register(name, help, metric);
+    }
+
+    /// The inbound request metrics.
+    pub fn http(&self) -> &HttpMetrics {
+        &self.http
+    }
+
+    /// The downstream call metrics.
+    pub fn downstream(&self) -> &DownstreamMetrics {
+        &self.downstream
+    }
+
+    /// Every metric in the Prometheus / OpenMetrics text format.
+    pub fn encode(&self) -> String {
+        let mut text = String::with_capacity(16 * 1024);
+        let registry = self
+            .registry
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        encode(&mut text, &registry).expect("writing to a String cannot fail");
+        text
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HttpLabels {
+    route: String,
+    method: &'static str,
+    status: u16,
+}
+
+/// Metrics of the requests a BFF serves.
+#[derive(Debug, Clone)]
+pub struct HttpMetrics {
+    latency: LatencyFamily<HttpLabels>,
+    active: Gauge,
+}
+
+impl Default for HttpMetrics {
+    fn default() -> Self {
+        Self {
+            latency: Family::new_with_constructor(latency_histogram),
+            active: Gauge::default(),
+        }
+    }
+}
+
+impl HttpMetrics {
+    /// Records one served request.
+    pub fn observe(&self, route: &str, method: &Method, status: u16, latency: Duration) {
+        let labels = HttpLabels {
+            route: route.to_owned(),
+            method: method_label(method),
+            status,
+        };
+        self.latency
+            .get_or_create(&labels)
+            .observe(latency.as_secs_f64());
+    }
+
+    /// Counts a request in flight until the returned guard drops.
+    pub fn track_active(&self) -> ActiveRequest {
+        self.active.inc();
+        ActiveRequest(self.active.clone())
+    }
+}
+
+/// Decrements the active-request gauge when dropped.
+#[derive(Debug)]
+pub struct ActiveRequest(Gauge);
+
+impl Drop for ActiveRequest {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DownstreamLabels {
+    service: &'static str,
+    outcome: Cow<'static, str>,
+}
+
+/// Metrics of calls to downstream services.
+#[derive(Debug, Clone)]
+pub struct DownstreamMetrics {
+    latency: LatencyFamily<DownstreamLabels>,
+}
+
+impl Default for DownstreamMetrics {
+    fn default() -> Self {
+        Self {
+            latency: Family::new_with_constructor(latency_histogram),
+        }
+    }
+}
+
+impl DownstreamMetrics {
+    /// Records one downstream call; `outcome` is a status code, `timeout` or `error`.
+    pub fn observe(
+        &self,
+        service: &'static str,
+        outcome: impl Into<Cow<'static, str>>,
+        latency: Duration,
+    ) {
+        let labels = DownstreamLabels {
+            service,
+            outcome: outcome.into(),
+        };
+        self.latency
+            .get_or_create(&labels)
+            .observe(latency.as_secs_f64());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_histogram_is_labelled_by_route_method_and_status() {
+        let telemetry = Telemetry::new("bff-web");
+        telemetry.http().observe(
+            "/api/product-page/{id}",
+            &Method::GET,
+            200,
+            Duration::from_millis(4),
+        );
+        telemetry.http().observe(
+            "unmatched",
+            &Method::from_bytes(b"BREW").expect("method"),
+            404,
+            Duration::ZERO,
+        );
+        let text = telemetry.encode();
+        assert!(
+            text.contains(
+                "http_server_request_duration_seconds_count{bff=\"bff-web\",route=\"/api/product-page/{id}\",method=\"GET\",status=\"200\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("method=\"OTHER\""), "{text}");
+    }
+
+    #[test]
+    fn active_requests_gauge_follows_the_guard() {
+        let telemetry = Telemetry::new("bff-web");
+        let guard = telemetry.http().track_active();
+        assert!(
+            telemetry
+                .encode()
+                .contains("http_server_active_requests{bff=\"bff-web\"} 1")
+        );
+        drop(guard);
+        assert!(
+            telemetry
+                .encode()
+                .contains("http_server_active_requests{bff=\"bff-web\"} 0")
+        );
+    }
+}

@@ -1,0 +1,76 @@
+//! Logs, traces and metrics: what an operator sees of the gateway.
+//!
+//! - [`logging`]: the `tracing` subscriber, JSON lines by default and
+//!   human-readable on request; every line inside a request carries its
+//!   `trace_id`.
+//! - [`TraceContext`] and [`TraceContextLayer`]: W3C `traceparent` continued
+//!   or created for every request, and the `x-request-id` it answers with.
+//! - [`AccessLogLayer`]: one access-log line and one latency observation per
+//!   request, labelled with the route template, never the raw path.
+//! - [`Telemetry`]: the Prometheus registry of one BFF and the metric families
+//!   every module records into.
+//!
+//! # Example
+//!
+//! ```
+//! use gateway_core::observability::Telemetry;
+//!
+//! let telemetry = Telemetry::new("bff-web");
+//! telemetry.downstream().observe("pricing", "200", std::time::Duration::from_millis(3));
+//! assert!(telemetry.encode().contains("downstream_request_duration_seconds"));
+//! ```
+
+mod access_log;
+pub mod logging;
+mod metrics;
+mod trace_context;
+
+pub use access_log::{AccessLog, AccessLogLayer, RouteTemplate};
+pub use metrics::{DownstreamMetrics, HttpMetrics, Telemetry};
+pub use trace_context::{
+    REQUEST_ID, RequestId, TRACEPARENT, TRACESTATE, TraceContext, TraceContextLayer, TraceId,
+};
+
+use serde::{Deserialize, Serialize};
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// One JSON object per line, for log shippers (the default).
+    #[default]
+    Json,
+    /// Coloured, human-readable lines, for a terminal.
+    Pretty,
+}
+
+/// Logging settings (`[observability]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ObservabilityConfig {
+    /// `json` (default) or `pretty`.
+    pub log_format: LogFormat,
+    /// A `tracing` filter: a level (`info`, the default) or directives such as
+    /// `info,gateway_core::downstream=debug`.
+    pub log_level: String,
+}
+
+impl Default for ObservabilityConfig {
+    fn default() -> Self {
+        Self {
+            log_format: LogFormat::Json,
+            log_level: "info".to_owned(),
+        }
+    }
+}
+
+impl ObservabilityConfig {
+    /// Checks the log filter, so a typo is reported at start with its key.
+    pub fn validate(&self) -> Result<(), crate::config::ConfigError> {
+        tracing_subscriber::EnvFilter::try_new(&self.log_level)
+            .map(drop)
+            .map_err(|error| {
+                crate::config::ConfigError::rule("observability.log_level", error.to_string())
+            })
+    }
+}

@@ -1,0 +1,337 @@
+//! The server every BFF runs: a public listener, an admin listener and the
+//! layer stack between them and the BFF's routes.
+//!
+//! [`Gateway::serve`] wraps the BFF's [`Router`] in the stack of DESIGN §3.
+//! Layers are listed outermost first; each sees the request before the next
+//! and the response after it:
+//!
+//! 1. [`TraceContextLayer`]: W3C trace context and `x-request-id`.
+//! 2. [`AccessLogLayer`]: the request span, access-log line and latency histogram.
+//! 3. [`ProblemLayer`]: every error response rendered as problem+json with the trace id.
+//! 4. `CatchPanicLayer`: a panicking handler becomes a 500 problem, never a dropped connection.
+//! 5. [`HygieneLayer`]: one valid `Host`, hop-by-hop headers removed, the path normalised once.
+//! 6. [`BodyLimitLayer`]: body size (413) and body read time (408).
+//! 7. [`RequestTimeoutLayer`]: the whole request within the timeout (504).
+//! 8. the router, which records the matched route template for the access log
+//!    and answers unknown routes with a problem+json 404.
+//!
+//! Connections themselves are handled by [`conn`]: header-read timeout, header
+//! count and size limits (431), connection cap, and graceful drain.
+//!
+//! # Shutdown
+//!
+//! When the [`Shutdown`] given to [`Gateway::serve`] triggers, `/readyz`
+//! answers 503 at once, the public listener stops accepting, in-flight
+//! requests finish (keep-alive connections close after their current
+//! request), and after at most `drain_grace` the public side stops. The admin
+//! listener stops last, so probes see the drain.
+
+mod admin;
+mod conn;
+mod hygiene;
+mod limits;
+mod shutdown;
+
+pub use admin::{Readiness, ReadinessGate};
+pub use conn::{ConnectionLimits, serve_connections};
+pub use hygiene::{HygieneLayer, PathError, normalize_path, strip_hop_by_hop};
+pub use limits::{BodyLimitLayer, RequestTimeoutLayer};
+pub use shutdown::Shutdown;
+
+use std::{any::Any, net::SocketAddr, num::NonZeroUsize};
+
+use axum::{
+    Router,
+    body::Body,
+    extract::Request,
+    middleware,
+    response::{IntoResponse, Response},
+};
+use serde::{Deserialize, Serialize};
+use tokio::{net::TcpListener, task::JoinHandle};
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+
+use crate::{
+    Error,
+    config::{ConfigError, HumanDuration},
+    error::ProblemLayer,
+    observability::{AccessLogLayer, RouteTemplate, Telemetry, TraceContextLayer},
+};
+
+/// Listener and limit settings (`[server]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Public listener address.
+    pub listen: SocketAddr,
+    /// Admin listener address (`/healthz`, `/readyz`, `/metrics`); keep it private.
+    pub admin_listen: SocketAddr,
+    /// Longest time to answer a request, including downstream calls (default `15s`).
+    #[serde(default = "ServerConfig::default_request_timeout")]
+    pub request_timeout: HumanDuration,
+    /// Longest time a client may take to send its request headers, and to
+    /// start a new request on an idle keep-alive connection (default `10s`).
+    #[serde(default = "ServerConfig::default_header_read_timeout")]
+    pub header_read_timeout: HumanDuration,
+    /// Longest time a client may take to send its request body (default `10s`).
+    #[serde(default = "ServerConfig::default_body_read_timeout")]
+    pub body_read_timeout: HumanDuration,
+    /// Longest wait for in-flight requests on shutdown (default `30s`).
+    #[serde(default = "ServerConfig::default_drain_grace")]
+    pub drain_grace: HumanDuration,
+    /// Largest request body in bytes (default 1 MiB).
+    #[serde(default = "ServerConfig::default_max_body_bytes")]
+    pub max_body_bytes: NonZeroUsize,
+    /// Largest request head (request line and headers) in bytes (default 16 KiB).
+    #[serde(default = "ServerConfig::default_max_header_bytes")]
+    pub max_header_bytes: NonZeroUsize,
+    /// Most request headers (default 100).
+    #[serde(default = "ServerConfig::default_max_headers")]
+    pub max_headers: NonZeroUsize,
+    /// Most concurrent public connections (default 10000).
+    #[serde(default = "ServerConfig::default_max_connections")]
+    pub max_connections: NonZeroUsize,
+}
+
+impl ServerConfig {
+    const fn default_request_timeout() -> HumanDuration {
+        HumanDuration::from_secs(15)
+    }
+    const fn default_header_read_timeout() -> HumanDuration {
+        HumanDuration::from_secs(10)
+    }
+    const fn default_body_read_timeout() -> HumanDuration {
+        HumanDuration::from_secs(10)
+    }
+    const fn default_drain_grace() -> HumanDuration {
+        HumanDuration::from_secs(30)
+    }
+    const fn default_max_body_bytes() -> NonZeroUsize {
+        NonZeroUsize::new(1024 * 1024).expect("non-zero")
+    }
+    const fn default_max_header_bytes() -> NonZeroUsize {
+        NonZeroUsize::new(16 * 1024).expect("non-zero")
+    }
+    const fn default_max_headers() -> NonZeroUsize {
+        NonZeroUsize::new(100).expect("non-zero")
+    }
+    const fn default_max_connections() -> NonZeroUsize {
+        NonZeroUsize::new(10_000).expect("non-zero")
+    }
+
+    /// Defaults with the public listener on `0.0.0.0:{port}` and the admin
+    /// listener on `127.0.0.1:{admin_port}`.
+    pub fn with_ports(port: u16, admin_port: u16) -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], port)),
+            admin_listen: SocketAddr::from(([127, 0, 0, 1], admin_port)),
+            request_timeout: Self::default_request_timeout(),
+            header_read_timeout: Self::default_header_read_timeout(),
+            body_read_timeout: Self::default_body_read_timeout(),
+            drain_grace: Self::default_drain_grace(),
+            max_body_bytes: Self::default_max_body_bytes(),
+            max_header_bytes: Self::default_max_header_bytes(),
+            max_headers: Self::default_max_headers(),
+            max_connections: Self::default_max_connections(),
+        }
+    }
+
+    /// Checks across fields.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.listen == self.admin_listen && self.listen.port() != 0 {
+            return Err(ConfigError::rule(
+                "server.admin_listen",
+                "must differ from server.listen",
+            ));
+        }
+        if self.max_header_bytes.get() < 1024 {
+            return Err(ConfigError::rule(
+                "server.max_header_bytes",
+                "must be at least 1024",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Failure to start serving.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// A listener address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// A BFF's server, before it serves.
+#[derive(Debug)]
+pub struct Gateway {
+    name: &'static str,
+    config: ServerConfig,
+    telemetry: Telemetry,
+    readiness: Readiness,
+}
+
+impl Gateway {
+    /// A server named `name` (used in logs), recording into `telemetry`.
+    pub fn new(name: &'static str, config: ServerConfig, telemetry: Telemetry) -> Self {
+        Self {
+            name,
+            config,
+            telemetry,
+            readiness: Readiness::default(),
+        }
+    }
+
+    /// The readiness `/readyz` reports; modules register their gates here before serving.
+    pub fn readiness(&self) -> &Readiness {
+        &self.readiness
+    }
+
+    /// The metrics registry served at `/metrics`.
+    pub fn telemetry(&self) -> &Telemetry {
+        &self.telemetry
+    }
+
+    /// Binds both listeners and serves `routes` behind the layer stack until
+    /// `shutdown` triggers; see the module docs.
+    pub async fn serve(self, routes: Router, shutdown: Shutdown) -> Result<Running, ServeError> {
+        let Self {
+            name,
+            config,
+            telemetry,
+            readiness,
+        } = self;
+        let public = bind(config.listen).await?;
+        let admin = bind(config.admin_listen).await?;
+        let public_addr = public.local_addr().map_err(|source| ServeError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+        let admin_addr = admin.local_addr().map_err(|source| ServeError::Bind {
+            addr: config.admin_listen,
+            source,
+        })?;
+
+        let app = routes
+            .layer(middleware::from_fn(RouteTemplate::record))
+            .fallback(route_not_found);
+        let stack = ServiceBuilder::new()
+            .layer(TraceContextLayer)
+            .layer(AccessLogLayer::new(telemetry.http().clone()))
+            .layer(ProblemLayer)
+            .map_response(|response: http::Response<_>| response.map(Body::new))
+            .layer(CatchPanicLayer::custom(panic_response))
+            .layer(HygieneLayer)
+            .layer(BodyLimitLayer::new(
+                config.max_body_bytes.get(),
+                config.body_read_timeout.get(),
+            ))
+            .layer(RequestTimeoutLayer::new(config.request_timeout.get()))
+            .service(app);
+
+        let limits = ConnectionLimits {
+            header_read_timeout: config.header_read_timeout.get(),
+            max_headers: config.max_headers.get(),
+            max_header_bytes: config.max_header_bytes.get(),
+            max_connections: config.max_connections.get(),
+        };
+        let admin_limits = ConnectionLimits {
+            max_connections: 64,
+            ..limits
+        };
+        let admin_stop = Shutdown::new();
+        let admin_task = tokio::spawn(conn::serve_connections(
+            admin,
+            admin::router(readiness.clone(), telemetry),
+            admin_limits,
+            admin_stop.clone(),
+            config.drain_grace.get(),
+        ));
+        let grace = config.drain_grace.get();
+        let task = tokio::spawn(async move {
+            let public_stop = Shutdown::new();
+            let public_task = tokio::spawn(conn::serve_connections(
+                public,
+                stack,
+                limits,
+                public_stop.clone(),
+                grace,
+            ));
+            shutdown.triggered().await;
+            readiness.start_draining();
+            tracing::info!(service = name, "draining: not ready, no new connections");
+            public_stop.trigger();
+            if let Err(error) = public_task.await {
+                tracing::error!(%error, "public listener task failed");
+            }
+            admin_stop.trigger();
+            if let Err(error) = admin_task.await {
+                tracing::error!(%error, "admin listener task failed");
+            }
+            tracing::info!(service = name, "stopped");
+        });
+        tracing::info!(service = name, public = %public_addr, admin = %admin_addr, "listening");
+        Ok(Running {
+            public_addr,
+            admin_addr,
+            task,
+        })
+    }
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, ServeError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Bind { addr, source })
+}
+
+async fn route_not_found(request: Request) -> Response {
+    Error::RouteNotFound {
+        method: request.method().clone(),
+        path: request.uri().path().to_owned(),
+    }
+    .into_response()
+}
+
+fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|text| (*text).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-text panic payload".to_owned());
+    tracing::error!(panic = %message, "handler panicked");
+    Error::Internal(message).into_response()
+}
+
+/// A server that is serving.
+#[derive(Debug)]
+pub struct Running {
+    public_addr: SocketAddr,
+    admin_addr: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+impl Running {
+    /// The bound public address (with the real port when configured as 0).
+    pub fn public_addr(&self) -> SocketAddr {
+        self.public_addr
+    }
+
+    /// The bound admin address.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr
+    }
+
+    /// Completes when the server has drained and stopped.
+    pub async fn wait(self) {
+        if let Err(error) = self.task.await {
+            tracing::error!(%error, "server task failed");
+        }
+    }
+}

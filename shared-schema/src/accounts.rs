@@ -1,0 +1,86 @@
+//! Account contracts: the users and orders services.
+
+use serde::{Deserialize, Serialize};
+
+/// A user of the shop.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct User {
+    /// Numeric id; the token subject of this user is `user-{id}`.
+    pub id: u64,
+    /// Tenant (shop) the user belongs to.
+    pub tenant: String,
+    /// Display name.
+    pub name: String,
+    /// Contact address.
+    pub email: String,
+    /// Loyalty tier, for example `gold`.
+    pub tier: String,
+}
+
+/// Where an order is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderStatus {
+    /// Accepted, not yet paid.
+    Pending,
+    /// Paid, waiting to ship.
+    Paid,
+    /// On its way.
+    Shipped,
+    /// Received by the customer.
+    Delivered,
+    /// Cancelled before shipping.
+    Cancelled,
+}
+
+/// One line of an order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OrderLine {
+    /// The product ordered.
+    pub product_id: u64,
+    /// Units ordered.
+    pub quantity: u32,
+    /// Price of one unit when ordered, in minor units.
+    pub unit_price_minor: i64,
+}
+
+/// An order, from the orders service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Order {
+    /// Order id.
+    pub id: u64,
+    /// Tenant the order belongs to.
+    pub tenant: String,
+    /// The user who placed it.
+    pub user_id: u64,
+    /// Current status.
+    pub status: OrderStatus,
+    /// What was ordered.
+    pub lines: Vec<OrderLine>,
+    /// ISO 4217 currency code of every amount in the order.
+    pub currency: String,
+    /// Sum of the lines, in minor units.
+    pub total_minor: i64,
+    /// Creation time, seconds since the Unix epoch.
+    pub created_at: u64,
+}
+
+/// One line of an order being placed; the price is set by the service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewOrderLine {
+    /// The product to order.
+    pub product_id: u64,
+    /// Units to order, at least 1.
+    pub quantity: u32,
+}
+
+/// The body of `POST /orders`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewOrder {
+    /// The user placing the order.
+    pub user_id: u64,
+    /// What to order; at least one line.
+    pub lines: Vec<NewOrderLine>,
+}
