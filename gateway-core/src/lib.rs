@@ -15,6 +15,7 @@
 //! - [`error`]: the one error type and its `application/problem+json` rendering.
 //! - [`downstream`]: one pooled HTTP client per downstream service.
 //! - [`context`]: what a handler needs to know about the request it serves.
+//! - [`bff`]: the configuration shape and start-up errors every BFF shares.
 //!
 //! A BFF's `main` reads like a table of contents:
 //!
@@ -37,6 +38,7 @@
 //! }
 //! ```
 
+pub mod bff;
 pub mod cli;
 pub mod config;
 pub mod context;

@@ -1,0 +1,171 @@
+//! The GraphQL schema and its resolvers.
+//!
+//! `Product` fields are resolved lazily: `name` comes with the product
+//! itself, `price`/`currency` from the pricing service and `stock`/`inStock`
+//! from the inventory service, each fetched at most once per product and only
+//! when a selected field needs it. Sibling fields resolve concurrently.
+
+use async_graphql::{
+    Context, EmptyMutation, EmptySubscription, ErrorExtensions, ID, Object, Schema,
+};
+use gateway_core::{Error, RequestContext, downstream::DownstreamError};
+use shared_schema::catalog::{Price, Product, StockLevel};
+use tokio::sync::OnceCell;
+
+use crate::AppState;
+
+/// Deepest query accepted: the schema is shallow, so deep queries are abuse.
+const MAX_DEPTH: usize = 8;
+/// Most expensive query accepted (one point per field).
+const MAX_COMPLEXITY: usize = 200;
+
+/// The schema served at `/graphql`.
+pub type MobileSchema = Schema<Query, EmptyMutation, EmptySubscription>;
+
+/// Builds the schema over `state`'s downstream clients.
+pub fn build_schema(state: AppState) -> MobileSchema {
+    Schema::build(Query, EmptyMutation, EmptySubscription)
+        .data(state)
+        .limit_depth(MAX_DEPTH)
+        .limit_complexity(MAX_COMPLEXITY)
+        .finish()
+}
+
+/// A gateway error as a GraphQL error: the client-safe message and the
+/// stable code in `extensions.code`, the same code problem+json carries.
+pub(crate) fn graphql_error(error: Error) -> async_graphql::Error {
+    let code = error.code();
+    if error.status().is_server_error() {
+        tracing::warn!(%error, code, "GraphQL field failed");
+    }
+    async_graphql::Error::new(error.client_detail())
+        .extend_with(|_, extensions| extensions.set("code", code))
+}
+
+fn request_parts<'a>(
+    ctx: &'a Context<'_>,
+) -> async_graphql::Result<(&'a AppState, &'a RequestContext)> {
+    Ok((ctx.data::<AppState>()?, ctx.data::<RequestContext>()?))
+}
+
+/// The root query.
+#[derive(Debug)]
+pub struct Query;
+
+#[Object]
+impl Query {
+    /// A product by id; `null` when it does not exist.
+    async fn product(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+    ) -> async_graphql::Result<Option<ProductNode>> {
+        let id: u64 = id.parse().map_err(|_| {
+            graphql_error(Error::BadRequest(format!(
+                "product id {:?} is not numeric",
+                id.as_str()
+            )))
+        })?;
+        let (state, request) = request_parts(ctx)?;
+        match state
+            .products
+            .get::<Product>(&format!("/products/{id}"), request)
+            .await
+        {
+            Ok(product) => Ok(Some(ProductNode {
+                product,
+                price: OnceCell::new(),
+                stock: OnceCell::new(),
+            })),
+            Err(DownstreamError::NotFound { .. }) => Ok(None),
+            Err(error) => Err(graphql_error(error.into())),
+        }
+    }
+}
+
+/// A product, trimmed for a phone screen.
+#[derive(Debug)]
+pub(crate) struct ProductNode {
+    product: Product,
+    price: OnceCell<Result<Price, async_graphql::Error>>,
+    stock: OnceCell<Result<StockLevel, async_graphql::Error>>,
+}
+
+impl ProductNode {
+    async fn price(&self, ctx: &Context<'_>) -> async_graphql::Result<&Price> {
+        let id = self.product.id;
+        self.price
+            .get_or_init(|| async move {
+                let (state, request) = request_parts(ctx)?;
+                state
+                    .pricing
+                    .get::<Price>(&format!("/prices/{id}"), request)
+                    .await
+                    .map_err(|error| graphql_error(error.into()))
+            })
+            .await
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
+    async fn stock(&self, ctx: &Context<'_>) -> async_graphql::Result<&StockLevel> {
+        let id = self.product.id;
+        self.stock
+            .get_or_init(|| async move {
+                let (state, request) = request_parts(ctx)?;
+                state
+                    .inventory
+                    .get::<StockLevel>(&format!("/inventory/{id}"), request)
+                    .await
+                    .map_err(|error| graphql_error(error.into()))
+            })
+            .await
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+}
+
+#[Object(name = "Product")]
+impl ProductNode {
+    /// Product id.
+    async fn id(&self) -> ID {
+        ID(self.product.id.to_string())
+    }
+
+    /// Display name.
+    async fn name(&self) -> &str {
+        &self.product.name
+    }
+
+    /// Brand.
+    async fn brand(&self) -> &str {
+        &self.product.brand
+    }
+
+    /// Main image URL.
+    async fn image_url(&self) -> &str {
+        &self.product.image_url
+    }
+
+    /// Price to pay, in major units of `currency` (for display only).
+    #[graphql(name = "price")]
+    async fn price_amount(&self, ctx: &Context<'_>) -> async_graphql::Result<f64> {
+        Ok(self.price(ctx).await?.amount_minor as f64 / 100.0)
+    }
+
+    /// ISO 4217 currency of `price`.
+    async fn currency(&self, ctx: &Context<'_>) -> async_graphql::Result<&str> {
+        Ok(&self.price(ctx).await?.currency)
+    }
+
+    /// Units available now.
+    #[graphql(name = "stock")]
+    async fn stock_available(&self, ctx: &Context<'_>) -> async_graphql::Result<u32> {
+        Ok(self.stock(ctx).await?.available)
+    }
+
+    /// Whether it can be ordered now.
+    async fn in_stock(&self, ctx: &Context<'_>) -> async_graphql::Result<bool> {
+        Ok(self.stock(ctx).await?.available > 0)
+    }
+}
