@@ -1,1 +1,329 @@
-//! tests
+//! End-to-end harness: the whole platform on one machine.
+//!
+//! [`Platform`] starts `demo-services` and the three BFFs in this process,
+//! each on its own listeners and talking to the others over real HTTP on
+//! loopback, exactly as separate processes would. Tests start it on free
+//! ports ([`PlatformOptions::default`]); the `devstack` binary starts it on
+//! the documented ports ([`PlatformOptions::dev`]).
+//!
+//! [`BffProcess`] runs a BFF *binary* as a child process, for what only a
+//! real process shows: the command line, environment configuration and
+//! signal handling.
+
+use std::{
+    collections::BTreeMap,
+    net::SocketAddr,
+    path::PathBuf,
+    process::{ExitStatus, Stdio},
+    time::Duration,
+};
+
+use demo_services::{DemoConfig, DemoServices, FaultConfig, Ports, ServiceName};
+use gateway_core::{
+    bff::StartError,
+    config::{HumanDuration, ServiceUrl},
+    downstream::DownstreamConfig,
+    server::{Running, ServerConfig, Shutdown},
+};
+use tokio::{
+    io::{AsyncBufReadExt, BufReader},
+    process::{Child, Command},
+};
+
+/// Where the platform listens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// Free ports on 127.0.0.1, for tests.
+    Ephemeral,
+    /// The documented ports (DESIGN §6), for local runs.
+    Dev,
+}
+
+/// How to start the platform.
+#[derive(Debug, Clone)]
+pub struct PlatformOptions {
+    /// Ports.
+    pub layout: Layout,
+    /// Downstream timeout of every BFF client; the BFF default when `None`.
+    pub downstream_timeout: Option<HumanDuration>,
+    /// Faults injected in the demo services from the start.
+    pub faults: BTreeMap<ServiceName, FaultConfig>,
+}
+
+impl Default for PlatformOptions {
+    fn default() -> Self {
+        Self {
+            layout: Layout::Ephemeral,
+            downstream_timeout: None,
+            faults: BTreeMap::new(),
+        }
+    }
+}
+
+impl PlatformOptions {
+    /// The documented ports, as `devstack` uses.
+    pub fn dev() -> Self {
+        Self {
+            layout: Layout::Dev,
+            ..Self::default()
+        }
+    }
+}
+
+/// The platform could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum PlatformError {
+    /// demo-services could not start.
+    #[error("demo-services: {0}")]
+    Demo(#[from] demo_services::StartError),
+    /// A BFF could not start.
+    #[error("{bff}: {source}")]
+    Bff {
+        /// Which BFF.
+        bff: &'static str,
+        /// Why.
+        source: StartError,
+    },
+}
+
+/// demo-services and the three BFFs, running in this process.
+#[derive(Debug)]
+pub struct Platform {
+    demo: DemoServices,
+    web: Running,
+    mobile: Running,
+    partner: Running,
+    shutdown: Shutdown,
+}
+
+impl Platform {
+    /// Starts everything on free ports with default settings.
+    pub async fn start() -> Self {
+        Self::start_with(PlatformOptions::default())
+            .await
+            .expect("the platform starts")
+    }
+
+    /// Starts everything as `options` say.
+    pub async fn start_with(options: PlatformOptions) -> Result<Self, PlatformError> {
+        let shutdown = Shutdown::new();
+        let demo_config = DemoConfig {
+            ports: match options.layout {
+                Layout::Ephemeral => Ports::ephemeral(),
+                Layout::Dev => Ports::default(),
+            },
+            faults: options.faults.clone(),
+            ..DemoConfig::default()
+        };
+        let demo = DemoServices::start(demo_config, shutdown.clone()).await?;
+        let downstream = |service| {
+            let url = ServiceUrl::parse(&demo.url(service)).expect("demo-services URLs are valid");
+            let mut config = DownstreamConfig::at(url);
+            if let Some(timeout) = options.downstream_timeout {
+                config.timeout = timeout;
+            }
+            config
+        };
+        let server = |default: ServerConfig| match options.layout {
+            Layout::Ephemeral => ephemeral_server(),
+            Layout::Dev => default,
+        };
+
+        let mut web = bff_web::WebConfig::default();
+        web.server = server(web.server);
+        web.downstream = bff_web::WebDownstreams {
+            products: downstream(ServiceName::Products),
+            inventory: downstream(ServiceName::Inventory),
+            pricing: downstream(ServiceName::Pricing),
+            reviews: downstream(ServiceName::Reviews),
+        };
+        let mut mobile = bff_mobile::MobileConfig::default();
+        mobile.server = server(mobile.server);
+        mobile.downstream = bff_mobile::MobileDownstreams {
+            products: downstream(ServiceName::Products),
+            inventory: downstream(ServiceName::Inventory),
+            pricing: downstream(ServiceName::Pricing),
+        };
+        let mut partner = bff_partner::PartnerConfig::default();
+        partner.server = server(partner.server);
+        partner.downstream = bff_partner::PartnerDownstreams {
+            products: downstream(ServiceName::Products),
+            inventory: downstream(ServiceName::Inventory),
+            pricing: downstream(ServiceName::Pricing),
+        };
+
+        let failed = |bff| move |source| PlatformError::Bff { bff, source };
+        let web = bff_web::start(web, shutdown.clone())
+            .await
+            .map_err(failed(bff_web::NAME))?;
+        let mobile = bff_mobile::start(mobile, shutdown.clone())
+            .await
+            .map_err(failed(bff_mobile::NAME))?;
+        let partner = bff_partner::start(partner, shutdown.clone())
+            .await
+            .map_err(failed(bff_partner::NAME))?;
+        Ok(Self {
+            demo,
+            web,
+            mobile,
+            partner,
+            shutdown,
+        })
+    }
+
+    /// The demo services (issuer, faults, data).
+    pub fn demo(&self) -> &DemoServices {
+        &self.demo
+    }
+
+    /// bff-web.
+    pub fn web(&self) -> &Running {
+        &self.web
+    }
+
+    /// bff-mobile.
+    pub fn mobile(&self) -> &Running {
+        &self.mobile
+    }
+
+    /// bff-partner.
+    pub fn partner(&self) -> &Running {
+        &self.partner
+    }
+
+    /// The shutdown signal of every part.
+    pub fn shutdown(&self) -> &Shutdown {
+        &self.shutdown
+    }
+
+    /// Drains and stops everything.
+    pub async fn stop(self) {
+        self.shutdown.trigger();
+        self.wait().await;
+    }
+
+    /// Completes once every part has stopped (after the shutdown triggered).
+    pub async fn wait(self) {
+        self.web.wait().await;
+        self.mobile.wait().await;
+        self.partner.wait().await;
+        self.demo.wait().await;
+    }
+}
+
+/// Server settings on free loopback ports, with a short drain.
+pub fn ephemeral_server() -> ServerConfig {
+    let mut server = ServerConfig::with_ports(0, 0);
+    server.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    server.drain_grace = HumanDuration::from_secs(5);
+    server
+}
+
+/// The `http://addr` base URL of a running server's public listener.
+pub fn base_url(running: &Running) -> String {
+    format!("http://{}", running.public_addr())
+}
+
+/// The path of a workspace binary built next to the test executables.
+///
+/// `scripts/test` builds every binary before running the tests.
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test executable has a path");
+    // target/<profile>/deps/<test> -> target/<profile>/<name>
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("tests run from target/<profile>/deps");
+    let path = profile_dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the binaries first (`cargo build --workspace --bins`, as scripts/test does)",
+        path.display()
+    );
+    path
+}
+
+/// A BFF binary running as a child process; killed if dropped while running.
+#[derive(Debug)]
+pub struct BffProcess {
+    child: Child,
+    public: SocketAddr,
+    admin: SocketAddr,
+}
+
+impl BffProcess {
+    /// Starts binary `name` with `env` (on top of free loopback ports) and
+    /// waits for its `listening` log line.
+    pub async fn spawn(name: &str, env: &[(&str, String)]) -> Self {
+        let mut command = Command::new(binary(name));
+        command
+            .env_clear()
+            .env("BFF_SERVER__LISTEN", "127.0.0.1:0")
+            .env("BFF_SERVER__ADMIN_LISTEN", "127.0.0.1:0")
+            .env("BFF_OBSERVABILITY__LOG_FORMAT", "json")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true);
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().expect("the binary starts");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let listening = tokio::time::timeout(Duration::from_secs(20), async {
+            while let Some(line) = lines.next_line().await.expect("stdout is readable") {
+                let Ok(event) = serde_json::from_str::<serde_json::Value>(&line) else {
+                    continue;
+                };
+                if event["message"] == "listening" {
+                    return event;
+                }
+            }
+            panic!("{name} exited before listening");
+        })
+        .await
+        .expect("the binary listens within 20s");
+        // Keep draining stdout so the child never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let addr = |field: &str| {
+            listening[field]
+                .as_str()
+                .and_then(|addr| addr.parse().ok())
+                .expect("the listening line has the addresses")
+        };
+        Self {
+            public: addr("public"),
+            admin: addr("admin"),
+            child,
+        }
+    }
+
+    /// The public listener.
+    pub fn public(&self) -> SocketAddr {
+        self.public
+    }
+
+    /// The admin listener.
+    pub fn admin(&self) -> SocketAddr {
+        self.admin
+    }
+
+    /// Sends SIGTERM.
+    pub async fn terminate(&self) {
+        let pid = self.child.id().expect("the child is running");
+        let status = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .await
+            .expect("kill runs");
+        assert!(status.success(), "SIGTERM delivered");
+    }
+
+    /// Waits for the process to exit.
+    pub async fn wait(mut self) -> ExitStatus {
+        tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .expect("the process exits within 30s")
+            .expect("the exit status is readable")
+    }
+}

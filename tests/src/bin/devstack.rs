@@ -1,1 +1,95 @@
-fn main() {}
+//! `devstack`: the whole platform on one machine, with one command.
+//!
+//! Starts demo-services and the three BFFs on their documented ports with
+//! built-in defaults (no Redis, nothing else to install), prints where
+//! everything is, a demo token and example requests, and stops everything
+//! cleanly on Ctrl-C.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use demo_services::{ServiceName, TokenRequest};
+use gateway_core::observability::{LogFormat, ObservabilityConfig, logging};
+use platform_tests::{Platform, PlatformOptions};
+
+/// Runs demo-services, bff-web, bff-mobile and bff-partner locally.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// Log filter, for example `debug` or `info,access=warn`.
+    #[arg(long, default_value = "info")]
+    log: String,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    logging::init(&ObservabilityConfig {
+        log_format: LogFormat::Pretty,
+        log_level: args.log,
+    });
+    let platform = match Platform::start_with(PlatformOptions::dev()).await {
+        Ok(platform) => platform,
+        Err(error) => {
+            eprintln!("devstack: cannot start: {error}");
+            eprintln!(
+                "devstack: is another copy running, or are ports 7000-7006 / 8080-8082 / 9080-9082 taken?"
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    print_banner(&platform);
+    platform.shutdown().trigger_on_signals();
+    platform.wait().await;
+    println!("devstack: stopped");
+    ExitCode::SUCCESS
+}
+
+fn print_banner(platform: &Platform) {
+    let demo = platform.demo();
+    let token = demo
+        .token(&TokenRequest {
+            subject: "user-1".to_owned(),
+            audience: "bff-web".to_owned(),
+            alg: None,
+            scope: None,
+            ttl: None,
+        })
+        .map(|token| token.access_token)
+        .unwrap_or_else(|error| format!("(cannot issue a token: {error})"));
+    let web = platform.web().public_addr().port();
+    let mobile = platform.mobile().public_addr().port();
+    let partner = platform.partner().public_addr().port();
+    println!();
+    println!("BFF platform is up. Ctrl-C stops everything.");
+    println!();
+    println!(
+        "  bff-web      http://127.0.0.1:{web}   admin http://{}",
+        platform.web().admin_addr()
+    );
+    println!(
+        "  bff-mobile   http://127.0.0.1:{mobile}   admin http://{}",
+        platform.mobile().admin_addr()
+    );
+    println!(
+        "  bff-partner  http://127.0.0.1:{partner}   admin http://{}",
+        platform.partner().admin_addr()
+    );
+    for service in ServiceName::ALL {
+        println!("  {:<12} {}", service.as_str(), demo.url(service));
+    }
+    println!();
+    println!("Demo token (user-1, audience bff-web, RS256):");
+    println!("  TOKEN={token}");
+    println!();
+    println!("Try:");
+    println!(
+        "  curl -s http://127.0.0.1:{web}/api/product-page/42 -H \"Authorization: Bearer $TOKEN\""
+    );
+    println!(
+        "  curl -s http://127.0.0.1:{mobile}/graphql -H 'content-type: application/json' -d '{{\"query\":\"{{ product(id: 42) {{ name price stock }} }}\"}}'"
+    );
+    println!("  curl -s http://127.0.0.1:{partner}/v1/products/42");
+    println!("  curl -s http://{}/metrics", platform.web().admin_addr());
+    println!();
+}

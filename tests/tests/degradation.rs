@@ -1,0 +1,169 @@
+//! Slow, failing and dead downstream services, made so on purpose.
+
+use std::collections::BTreeMap;
+
+use demo_services::{FaultConfig, ServiceName};
+use gateway_core::config::HumanDuration;
+use platform_tests::{Platform, PlatformOptions, base_url};
+use serde_json::{Value, json};
+
+async fn platform() -> Platform {
+    Platform::start_with(PlatformOptions {
+        downstream_timeout: Some(HumanDuration::from_millis(300)),
+        ..PlatformOptions::default()
+    })
+    .await
+    .expect("starts")
+}
+
+async fn get(url: String) -> (u16, Value) {
+    let response = reqwest::get(url).await.expect("request succeeds");
+    let status = response.status().as_u16();
+    (
+        status,
+        serde_json::from_str(&response.text().await.expect("body")).expect("json"),
+    )
+}
+
+fn slow() -> FaultConfig {
+    FaultConfig {
+        latency: Some(HumanDuration::from_secs(2)),
+        ..FaultConfig::default()
+    }
+}
+
+fn down() -> FaultConfig {
+    FaultConfig {
+        down: true,
+        ..FaultConfig::default()
+    }
+}
+
+#[tokio::test]
+async fn web_page_degrades_when_optional_parts_fail() {
+    let platform = platform().await;
+    platform.demo().faults(ServiceName::Reviews).set(down());
+    platform.demo().faults(ServiceName::Pricing).set(slow());
+    let (status, page) = get(format!("{}/api/product-page/42", base_url(platform.web()))).await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["reviews"], Value::Null);
+    assert_eq!(page["price"], Value::Null);
+    assert!(page["availability"].is_object());
+    assert_eq!(page["missing"], json!(["price", "reviews"]));
+}
+
+#[tokio::test]
+async fn web_page_fails_when_the_product_itself_fails() {
+    let platform = platform().await;
+    platform.demo().faults(ServiceName::Products).set(down());
+    let (status, problem) = get(format!("{}/api/product-page/42", base_url(platform.web()))).await;
+    assert_eq!(status, 502, "{problem}");
+    assert_eq!(problem["code"], "DOWNSTREAM_UNAVAILABLE");
+
+    platform.demo().faults(ServiceName::Products).set(slow());
+    let (status, problem) = get(format!("{}/api/product-page/42", base_url(platform.web()))).await;
+    assert_eq!(status, 504, "{problem}");
+    assert_eq!(problem["code"], "DOWNSTREAM_TIMEOUT");
+    assert!(
+        !problem["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("127.0.0.1"),
+        "no internals: {problem}"
+    );
+}
+
+#[tokio::test]
+async fn a_slow_body_counts_against_the_downstream_timeout() {
+    let platform = platform().await;
+    platform
+        .demo()
+        .faults(ServiceName::Products)
+        .set(FaultConfig {
+            slow_body: Some(HumanDuration::from_millis(100)),
+            ..FaultConfig::default()
+        });
+    let (status, problem) = get(format!("{}/v1/products/42", base_url(platform.partner()))).await;
+    assert_eq!(status, 504, "{problem}");
+    assert_eq!(problem["code"], "DOWNSTREAM_TIMEOUT");
+}
+
+#[tokio::test]
+async fn injected_errors_are_a_problem_502_for_partners() {
+    let platform = platform().await;
+    platform
+        .demo()
+        .faults(ServiceName::Inventory)
+        .set(FaultConfig {
+            error_rate: 1.0,
+            ..FaultConfig::default()
+        });
+    let (status, problem) = get(format!("{}/v1/products/42", base_url(platform.partner()))).await;
+    assert_eq!(status, 502, "{problem}");
+    assert_eq!(problem["code"], "DOWNSTREAM_BAD_RESPONSE");
+    assert!(
+        !problem.to_string().contains("INJECTED_FAULT"),
+        "the downstream body never leaks: {problem}"
+    );
+}
+
+#[tokio::test]
+async fn mobile_field_errors_carry_codes_and_keep_the_rest() {
+    let platform = platform().await;
+    platform.demo().faults(ServiceName::Pricing).set(slow());
+    let response = reqwest::Client::new()
+        .post(format!("{}/graphql", base_url(platform.mobile())))
+        .header("content-type", "application/json")
+        .body(json!({ "query": "{ product(id: 42) { name price stock } }" }).to_string())
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 200);
+    let body: Value = serde_json::from_str(&response.text().await.expect("body")).expect("json");
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"], "DOWNSTREAM_TIMEOUT",
+        "{body}"
+    );
+    assert_eq!(body["errors"][0]["path"], json!(["product", "price"]));
+}
+
+#[tokio::test]
+async fn faults_can_be_set_and_cleared_through_the_admin_api() {
+    let platform = Platform::start_with(PlatformOptions {
+        faults: BTreeMap::from([(ServiceName::Products, down())]),
+        ..PlatformOptions::default()
+    })
+    .await
+    .expect("starts");
+    let admin = platform.demo().url(ServiceName::Auth);
+    let (status, _) = get(format!("{}/v1/products/1", base_url(platform.partner()))).await;
+    assert_eq!(status, 502);
+
+    let client = reqwest::Client::new();
+    let cleared = client
+        .delete(format!("{admin}/admin/faults/products"))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(cleared.status(), 204);
+    let (status, _) = get(format!("{}/v1/products/1", base_url(platform.partner()))).await;
+    assert_eq!(status, 200);
+
+    let set = client
+        .put(format!("{admin}/admin/faults/products"))
+        .body(json!({ "error_rate": 1.0 }).to_string())
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(set.status(), 200);
+    let (status, _) = get(format!("{}/v1/products/1", base_url(platform.partner()))).await;
+    assert_eq!(status, 502);
+
+    let invalid = client
+        .put(format!("{admin}/admin/faults/products"))
+        .body(json!({ "error_rate": 3.0 }).to_string())
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(invalid.status(), 400);
+}

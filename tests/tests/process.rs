@@ -1,0 +1,224 @@
+//! The binaries as an operator runs them: command line, environment, signals.
+//!
+//! These run the real executables, which `scripts/test` builds first.
+
+use std::{
+    collections::BTreeMap,
+    process::{Command, Output},
+    time::Duration,
+};
+
+use demo_services::{DemoConfig, DemoServices, FaultConfig, Ports, ServiceName};
+use gateway_core::{config::HumanDuration, server::Shutdown};
+use platform_tests::{BffProcess, binary};
+
+fn run(name: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(binary(name));
+    command.env_clear().args(args);
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command.output().expect("the binary runs")
+}
+
+fn write_config(name: &str, contents: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("bff-process-tests-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join(name);
+    std::fs::write(&path, contents).expect("config written");
+    path
+}
+
+#[test]
+fn check_config_prints_the_effective_configuration() {
+    let path = write_config(
+        "web.toml",
+        "[server]\nrequest_timeout = \"5s\"\n\n[downstream.pricing]\nurl = \"http://pricing.internal:7003\"\n",
+    );
+    let output = run(
+        "bff-web",
+        &[
+            "--config",
+            path.to_str().expect("utf-8 path"),
+            "--check-config",
+        ],
+        &[("BFF_SERVER__LISTEN", "0.0.0.0:18080")],
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("request_timeout = \"5s\""),
+        "file value: {stdout}"
+    );
+    assert!(
+        stdout.contains("url = \"http://pricing.internal:7003/\""),
+        "file value: {stdout}"
+    );
+    assert!(
+        stdout.contains("listen = \"0.0.0.0:18080\""),
+        "environment wins: {stdout}"
+    );
+    assert!(
+        stdout.contains("header_read_timeout = \"10s\""),
+        "defaults shown: {stdout}"
+    );
+}
+
+#[test]
+fn check_config_names_the_bad_key_and_its_file() {
+    let path = write_config("bad.toml", "[server]\nrequest_timeout = \"0s\"\n");
+    for bff in ["bff-web", "bff-mobile", "bff-partner"] {
+        let output = run(
+            bff,
+            &[
+                "--config",
+                path.to_str().expect("utf-8 path"),
+                "--check-config",
+            ],
+            &[],
+        );
+        assert_eq!(output.status.code(), Some(2), "{bff}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+        assert!(stderr.contains("server.request_timeout"), "{stderr}");
+        assert!(stderr.contains("bad.toml"), "{stderr}");
+    }
+}
+
+#[test]
+fn check_config_names_a_bad_environment_variable() {
+    let output = run(
+        "bff-partner",
+        &["--check-config"],
+        &[("BFF_DOWNSTREAM__PRODUCTS__URL", "not a url")],
+    );
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("BFF_DOWNSTREAM__PRODUCTS__URL"), "{stderr}");
+
+    let output = run(
+        "bff-mobile",
+        &["--check-config"],
+        &[("BFF_SERVER__LISTN", "0.0.0.0:1")],
+    );
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("BFF_SERVER__LISTN"), "{stderr}");
+}
+
+#[test]
+fn config_file_can_come_from_bff_config() {
+    let path = write_config("mobile.toml", "[observability]\nlog_format = \"pretty\"\n");
+    let output = run(
+        "bff-mobile",
+        &["--check-config"],
+        &[("BFF_CONFIG", path.to_str().expect("utf-8 path"))],
+    );
+    assert!(output.status.success());
+    assert!(String::from_utf8_lossy(&output.stdout).contains("log_format = \"pretty\""));
+    let missing = run(
+        "bff-mobile",
+        &["--check-config"],
+        &[("BFF_CONFIG", "/nonexistent.toml")],
+    );
+    assert_eq!(missing.status.code(), Some(2));
+}
+
+#[test]
+fn every_binary_has_help() {
+    for name in [
+        "bff-web",
+        "bff-mobile",
+        "bff-partner",
+        "demo-services",
+        "devstack",
+    ] {
+        let output = run(name, &["--help"], &[]);
+        assert!(output.status.success(), "{name}");
+        assert!(
+            String::from_utf8_lossy(&output.stdout).contains("Usage"),
+            "{name}"
+        );
+    }
+    let demo = run("demo-services", &["--check-config"], &[]);
+    assert!(demo.status.success());
+    assert!(String::from_utf8_lossy(&demo.stdout).contains("[ports]"));
+}
+
+/// SIGTERM while requests are in flight: every one of them completes, new
+/// connections are refused, and the process exits 0.
+#[tokio::test]
+async fn sigterm_drains_in_flight_requests_and_exits_zero() {
+    let shutdown = Shutdown::new();
+    let demo = DemoServices::start(
+        DemoConfig {
+            ports: Ports::ephemeral(),
+            faults: BTreeMap::from([(
+                ServiceName::Pricing,
+                FaultConfig {
+                    latency: Some(HumanDuration::from_millis(1200)),
+                    ..FaultConfig::default()
+                },
+            )]),
+            ..DemoConfig::default()
+        },
+        shutdown.clone(),
+    )
+    .await
+    .expect("demo services start");
+    let env = [
+        (
+            "BFF_DOWNSTREAM__PRODUCTS__URL",
+            demo.url(ServiceName::Products),
+        ),
+        (
+            "BFF_DOWNSTREAM__INVENTORY__URL",
+            demo.url(ServiceName::Inventory),
+        ),
+        (
+            "BFF_DOWNSTREAM__PRICING__URL",
+            demo.url(ServiceName::Pricing),
+        ),
+        ("BFF_DOWNSTREAM__PRICING__TIMEOUT", "5s".to_owned()),
+    ];
+    let bff = BffProcess::spawn("bff-partner", &env).await;
+    let client = reqwest::Client::new();
+    let in_flight: Vec<_> = (1..=20)
+        .map(|id| {
+            tokio::spawn(
+                client
+                    .get(format!("http://{}/v1/products/{id}", bff.public()))
+                    .send(),
+            )
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    bff.terminate().await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let readyz = client
+        .get(format!("http://{}/readyz", bff.admin()))
+        .send()
+        .await
+        .expect("admin still answers");
+    assert_eq!(readyz.status(), 503, "not ready while draining");
+    assert!(
+        tokio::net::TcpStream::connect(bff.public()).await.is_err(),
+        "no new connections while draining"
+    );
+    for request in in_flight {
+        let response = request
+            .await
+            .expect("task")
+            .expect("the in-flight request completes");
+        assert_eq!(response.status(), 200);
+    }
+    let status = bff.wait().await;
+    assert_eq!(status.code(), Some(0), "clean exit after the drain");
+    shutdown.trigger();
+    demo.wait().await;
+}

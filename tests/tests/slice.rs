@@ -1,0 +1,327 @@
+//! The vertical slice through each BFF, over real HTTP to real demo services.
+
+use platform_tests::{Platform, base_url};
+use serde_json::{Value, json};
+
+async fn get_json(url: &str) -> (u16, String, Value) {
+    let response = reqwest::get(url).await.expect("request succeeds");
+    let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let body = response.text().await.expect("body");
+    (
+        status,
+        content_type,
+        serde_json::from_str(&body).unwrap_or(Value::Null),
+    )
+}
+
+async fn graphql(platform: &Platform, body: Value) -> (u16, Value) {
+    let response = reqwest::Client::new()
+        .post(format!("{}/graphql", base_url(platform.mobile())))
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("request succeeds");
+    let status = response.status().as_u16();
+    (
+        status,
+        serde_json::from_str(&response.text().await.expect("body")).expect("json"),
+    )
+}
+
+fn assert_problem(
+    status: u16,
+    content_type: &str,
+    problem: &Value,
+    expected_status: u16,
+    code: &str,
+) {
+    assert_eq!(status, expected_status, "{problem}");
+    assert_eq!(content_type, "application/problem+json");
+    assert_eq!(problem["status"], expected_status);
+    assert_eq!(problem["code"], code, "{problem}");
+    assert_eq!(
+        problem["trace_id"].as_str().map(str::len),
+        Some(32),
+        "{problem}"
+    );
+}
+
+#[tokio::test]
+async fn web_product_page_nests_all_four_services() {
+    let platform = Platform::start().await;
+    let catalog = platform.demo().catalog();
+    let (status, content_type, page) =
+        get_json(&format!("{}/api/product-page/42", base_url(platform.web()))).await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(content_type, "application/json");
+
+    let product = catalog.product(42).expect("exists");
+    let price = catalog.price(42).expect("exists");
+    let stock = catalog.stock(42).expect("exists");
+    let reviews = catalog.reviews(42, 0, 5).expect("exists");
+    assert_eq!(page["product"]["id"], 42);
+    assert_eq!(page["product"]["name"], product.name);
+    assert_eq!(page["product"]["imageUrl"], product.image_url);
+    assert_eq!(page["price"]["amountMinor"], price.amount_minor);
+    assert_eq!(page["price"]["currency"], "EUR");
+    assert!(
+        page["price"]["formatted"]
+            .as_str()
+            .expect("formatted")
+            .ends_with(" EUR")
+    );
+    assert_eq!(page["availability"]["available"], stock.available);
+    assert_eq!(page["availability"]["inStock"], stock.available > 0);
+    assert_eq!(page["reviews"]["total"], reviews.total);
+    assert_eq!(
+        page["reviews"]["top"].as_array().map(Vec::len),
+        Some(reviews.items.len())
+    );
+    assert_eq!(page["missing"], json!([]));
+    platform.stop().await;
+}
+
+#[tokio::test]
+async fn web_unknown_product_is_a_problem_404() {
+    let platform = Platform::start().await;
+    let (status, content_type, problem) = get_json(&format!(
+        "{}/api/product-page/999999",
+        base_url(platform.web())
+    ))
+    .await;
+    assert_problem(status, &content_type, &problem, 404, "NOT_FOUND");
+    assert_eq!(problem["detail"], "product 999999 not found");
+}
+
+#[tokio::test]
+async fn web_non_numeric_id_is_a_problem_400() {
+    let platform = Platform::start().await;
+    let (status, content_type, problem) = get_json(&format!(
+        "{}/api/product-page/abc",
+        base_url(platform.web())
+    ))
+    .await;
+    assert_problem(status, &content_type, &problem, 400, "BAD_REQUEST");
+}
+
+#[tokio::test]
+async fn unknown_routes_are_problem_404_on_every_bff() {
+    let platform = Platform::start().await;
+    for running in [platform.web(), platform.mobile(), platform.partner()] {
+        let (status, content_type, problem) =
+            get_json(&format!("{}/no/such/route", base_url(running))).await;
+        assert_problem(status, &content_type, &problem, 404, "ROUTE_NOT_FOUND");
+    }
+}
+
+#[tokio::test]
+async fn mobile_query_returns_only_the_fields_asked_for() {
+    let platform = Platform::start().await;
+    let catalog = platform.demo().catalog();
+    let (status, body) = graphql(
+        &platform,
+        json!({ "query": "{ product(id: 42) { name price stock } }" }),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(body.get("errors").is_none(), "{body}");
+    let product = &body["data"]["product"];
+    let price = catalog.price(42).expect("exists");
+    assert_eq!(product["name"], catalog.product(42).expect("exists").name);
+    assert_eq!(
+        product["price"].as_f64(),
+        Some(price.amount_minor as f64 / 100.0)
+    );
+    assert_eq!(
+        product["stock"],
+        catalog.stock(42).expect("exists").available
+    );
+    assert_eq!(
+        product.as_object().map(|fields| fields.len()),
+        Some(3),
+        "trimmed to the selection: {product}"
+    );
+}
+
+#[tokio::test]
+async fn mobile_query_with_variables_and_get() {
+    let platform = Platform::start().await;
+    let (status, body) = graphql(
+        &platform,
+        json!({ "query": "query P($id: ID!) { product(id: $id) { id currency inStock } }", "variables": { "id": "7" } }),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["data"]["product"]["id"], "7");
+    assert_eq!(body["data"]["product"]["currency"], "EUR");
+
+    let url = format!(
+        "{}/graphql?query=%7B%20product(id%3A%203)%20%7B%20name%20%7D%20%7D",
+        base_url(platform.mobile())
+    );
+    let (status, _, body) = get_json(&url).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        body["data"]["product"]["name"],
+        platform.demo().catalog().product(3).expect("exists").name
+    );
+}
+
+#[tokio::test]
+async fn mobile_unknown_product_is_null_and_bad_input_is_an_error() {
+    let platform = Platform::start().await;
+    let (status, body) = graphql(
+        &platform,
+        json!({ "query": "{ product(id: 999999) { name } }" }),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["data"]["product"], Value::Null);
+    assert!(body.get("errors").is_none(), "{body}");
+
+    let (_, body) = graphql(
+        &platform,
+        json!({ "query": "{ product(id: \"x\") { name } }" }),
+    )
+    .await;
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"], "BAD_REQUEST",
+        "{body}"
+    );
+
+    let (_, body) = graphql(&platform, json!({ "query": "{ product(id: 1) { nope } }" })).await;
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .is_some_and(|message| message.contains("nope")),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn mobile_malformed_body_is_a_problem_400() {
+    let platform = Platform::start().await;
+    let response = reqwest::Client::new()
+        .post(format!("{}/graphql", base_url(platform.mobile())))
+        .body("{not json")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 400);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
+}
+
+#[tokio::test]
+async fn mobile_refuses_queries_that_are_too_deep() {
+    let platform = Platform::start().await;
+    let deep = format!(
+        "{{ __schema {{ types {{ fields {{ type {}name{} }} }} }} }}",
+        "ofType { ".repeat(10),
+        " }".repeat(10)
+    );
+    let (_, body) = graphql(&platform, json!({ "query": deep })).await;
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .is_some_and(|message| message.contains("nested too deep")),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn partner_product_is_stable_snake_case() {
+    let platform = Platform::start().await;
+    let catalog = platform.demo().catalog();
+    let (status, content_type, product) =
+        get_json(&format!("{}/v1/products/42", base_url(platform.partner()))).await;
+    assert_eq!(status, 200, "{product}");
+    assert_eq!(content_type, "application/json");
+    let price = catalog.price(42).expect("exists");
+    let stock = catalog.stock(42).expect("exists");
+    let expected = catalog.product(42).expect("exists");
+    assert_eq!(
+        product,
+        json!({
+            "id": 42,
+            "sku": expected.sku,
+            "name": expected.name,
+            "brand": expected.brand,
+            "category": expected.category,
+            "price": { "amount_minor": price.amount_minor, "list_amount_minor": price.list_amount_minor, "currency": "EUR" },
+            "stock": { "available": stock.available, "warehouse": stock.warehouse },
+        })
+    );
+}
+
+#[tokio::test]
+async fn partner_unknown_product_is_a_problem_404() {
+    let platform = Platform::start().await;
+    let (status, content_type, problem) =
+        get_json(&format!("{}/v1/products/0", base_url(platform.partner()))).await;
+    assert_problem(status, &content_type, &problem, 404, "NOT_FOUND");
+}
+
+#[tokio::test]
+async fn partner_openapi_describes_every_v1_route() {
+    let platform = Platform::start().await;
+    let (status, _, document) =
+        get_json(&format!("{}/v1/openapi.json", base_url(platform.partner()))).await;
+    assert_eq!(status, 200);
+    assert_eq!(document["openapi"], "3.1.0");
+    let product_schema = &document["components"]["schemas"]["Product"];
+    let (_, _, product) =
+        get_json(&format!("{}/v1/products/5", base_url(platform.partner()))).await;
+    for required in product_schema["required"]
+        .as_array()
+        .expect("required fields")
+    {
+        let field = required.as_str().expect("field name");
+        assert!(
+            product.get(field).is_some(),
+            "the response has documented field {field}"
+        );
+    }
+    for field in product.as_object().expect("object").keys() {
+        assert!(
+            product_schema["properties"].get(field).is_some(),
+            "field {field} is documented"
+        );
+    }
+    assert!(document["paths"].get("/v1/products/{id}").is_some());
+}
+
+#[tokio::test]
+async fn metrics_count_downstream_calls_per_service() {
+    let platform = Platform::start().await;
+    let (status, _, _) =
+        get_json(&format!("{}/api/product-page/1", base_url(platform.web()))).await;
+    assert_eq!(status, 200);
+    let metrics = reqwest::get(format!("http://{}/metrics", platform.web().admin_addr()))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    for service in ["products", "inventory", "pricing", "reviews"] {
+        assert!(
+            metrics.contains(&format!(
+                "downstream_request_duration_seconds_count{{bff=\"bff-web\",service=\"{service}\",outcome=\"200\"}} 1"
+            )),
+            "{service}: {metrics}"
+        );
+    }
+    assert!(
+        metrics.contains(r#"route="/api/product-page/{id}",method="GET",status="200"} 1"#),
+        "{metrics}"
+    );
+}
