@@ -32,7 +32,7 @@ use gateway_core::config::HumanDuration;
 use serde::{Deserialize, Serialize};
 use tower::{Service, ServiceExt};
 
-use crate::problem;
+use crate::Rejection;
 
 /// Size of the chunks a slow body is sent in.
 const SLOW_BODY_CHUNK: usize = 64;
@@ -142,7 +142,12 @@ impl Service<Request> for Faulty {
                 tokio::time::sleep(delay).await;
             }
             if faults.error_rate > 0.0 && fastrand::f64() < faults.error_rate {
-                return Ok(problem(500, "INJECTED_FAULT", "injected failure").into_response());
+                let failure = Rejection::new(
+                    http::StatusCode::INTERNAL_SERVER_ERROR,
+                    "INJECTED_FAULT",
+                    "injected failure",
+                );
+                return Ok(failure.into_response());
             }
             let response = match router.oneshot(request).await {
                 Ok(response) => response,

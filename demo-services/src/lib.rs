@@ -220,20 +220,35 @@ impl ServiceConfig for DemoConfig {
     }
 }
 
-/// A problem+json response, as every demo service answers errors.
-pub(crate) fn problem(status: u16, code: &str, detail: &str) -> impl IntoResponse + use<> {
-    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let problem = Problem::new(
-        status.as_u16(),
-        code,
-        status.canonical_reason().unwrap_or("Error"),
-        Some(detail.to_owned()),
-    );
-    (
-        status,
-        [(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON))],
-        Json(problem),
-    )
+/// An error a demo service answers with, as problem+json.
+#[derive(Debug)]
+pub(crate) struct Rejection {
+    status: StatusCode,
+    code: &'static str,
+    detail: String,
+}
+
+impl Rejection {
+    pub(crate) fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            detail: detail.into(),
+        }
+    }
+}
+
+impl IntoResponse for Rejection {
+    fn into_response(self) -> Response {
+        let title = self.status.canonical_reason().unwrap_or("Error");
+        let problem = Problem::new(self.status.as_u16(), self.code, title, Some(self.detail));
+        (
+            self.status,
+            [(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON))],
+            Json(problem),
+        )
+            .into_response()
+    }
 }
 
 /// `demo-services` could not start.
@@ -409,20 +424,32 @@ async fn jwks(State(state): State<AuthState>) -> Response {
         .into_response()
 }
 
-async fn token(State(state): State<AuthState>, body: axum::body::Bytes) -> Response {
-    let request: TokenRequest = match serde_json::from_slice(&body) {
-        Ok(request) => request,
-        Err(error) => {
-            return problem(400, "INVALID_TOKEN_REQUEST", &error.to_string()).into_response();
-        }
-    };
+async fn token(
+    State(state): State<AuthState>,
+    body: axum::body::Bytes,
+) -> Result<Json<TokenResponse>, Rejection> {
+    let request: TokenRequest = serde_json::from_slice(&body).map_err(|error| {
+        Rejection::new(
+            StatusCode::BAD_REQUEST,
+            "INVALID_TOKEN_REQUEST",
+            error.to_string(),
+        )
+    })?;
     match state.issuer.issue(&request, &state.catalog) {
-        Ok(token) => Json(token).into_response(),
+        Ok(token) => Ok(Json(token)),
         Err(issuer::TokenError::Signing(error)) => {
             tracing::error!(%error, "signing failed");
-            problem(500, "SIGNING_FAILED", "the token could not be signed").into_response()
+            Err(Rejection::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "SIGNING_FAILED",
+                "the token could not be signed",
+            ))
         }
-        Err(error) => problem(400, "TOKEN_REFUSED", &error.to_string()).into_response(),
+        Err(error) => Err(Rejection::new(
+            StatusCode::BAD_REQUEST,
+            "TOKEN_REFUSED",
+            error.to_string(),
+        )),
     }
 }
 
@@ -436,16 +463,15 @@ async fn list_faults(State(state): State<AuthState>) -> Json<BTreeMap<ServiceNam
     )
 }
 
-fn fault_handle<'a>(state: &'a AuthState, service: &str) -> Result<&'a FaultHandle, Response> {
+fn fault_handle<'a>(state: &'a AuthState, service: &str) -> Result<&'a FaultHandle, Rejection> {
     ServiceName::from_path(service)
         .map(|service| &state.faults[&service])
         .ok_or_else(|| {
-            problem(
-                404,
+            Rejection::new(
+                StatusCode::NOT_FOUND,
                 "UNKNOWN_SERVICE",
-                &format!("no service named {service:?}"),
+                format!("no service named {service:?}"),
             )
-            .into_response()
         })
 }
 
@@ -453,40 +479,36 @@ async fn set_faults(
     State(state): State<AuthState>,
     Path(service): Path<String>,
     body: axum::body::Bytes,
-) -> Response {
-    let handle = match fault_handle(&state, &service) {
-        Ok(handle) => handle,
-        Err(response) => return response,
-    };
-    let config: FaultConfig = match serde_json::from_slice(&body) {
-        Ok(config) => config,
-        Err(error) => return problem(400, "INVALID_FAULTS", &error.to_string()).into_response(),
-    };
-    if let Err(reason) = config.validate() {
-        return problem(400, "INVALID_FAULTS", &reason).into_response();
-    }
+) -> Result<Json<FaultConfig>, Rejection> {
+    let handle = fault_handle(&state, &service)?;
+    let invalid =
+        |reason: String| Rejection::new(StatusCode::BAD_REQUEST, "INVALID_FAULTS", reason);
+    let config: FaultConfig =
+        serde_json::from_slice(&body).map_err(|error| invalid(error.to_string()))?;
+    config.validate().map_err(invalid)?;
     tracing::info!(service, faults = ?config, "faults set");
     handle.set(config.clone());
-    Json(config).into_response()
+    Ok(Json(config))
 }
 
-async fn clear_faults(State(state): State<AuthState>, Path(service): Path<String>) -> Response {
-    match fault_handle(&state, &service) {
-        Ok(handle) => {
-            handle.set(FaultConfig::default());
-            StatusCode::NO_CONTENT.into_response()
-        }
-        Err(response) => response,
-    }
+async fn clear_faults(
+    State(state): State<AuthState>,
+    Path(service): Path<String>,
+) -> Result<StatusCode, Rejection> {
+    fault_handle(&state, &service)?.set(FaultConfig::default());
+    Ok(StatusCode::NO_CONTENT)
 }
 
-async fn rotate(State(state): State<AuthState>) -> Response {
+async fn rotate(State(state): State<AuthState>) -> Result<Json<serde_json::Value>, Rejection> {
     let issuer = state.issuer.clone();
-    match tokio::task::spawn_blocking(move || issuer.rotate()).await {
-        Ok(Ok((rsa, ec))) => Json(json!({ "rsa_kid": rsa, "ec_kid": ec })).into_response(),
-        Ok(Err(error)) => problem(500, "ROTATION_FAILED", &error.to_string()).into_response(),
-        Err(error) => problem(500, "ROTATION_FAILED", &error.to_string()).into_response(),
-    }
+    let failed = |reason: String| {
+        Rejection::new(StatusCode::INTERNAL_SERVER_ERROR, "ROTATION_FAILED", reason)
+    };
+    let (rsa, ec) = tokio::task::spawn_blocking(move || issuer.rotate())
+        .await
+        .map_err(|error| failed(error.to_string()))?
+        .map_err(|error| failed(error.to_string()))?;
+    Ok(Json(json!({ "rsa_kid": rsa, "ec_kid": ec })))
 }
 
 async fn stats(State(state): State<AuthState>) -> Json<serde_json::Value> {

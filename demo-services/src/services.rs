@@ -8,14 +8,17 @@ use std::{
 use axum::{
     Json, Router,
     extract::{Path, Query, State},
-    http::HeaderMap,
-    response::{IntoResponse, Response},
+    http::{HeaderMap, StatusCode},
     routing::get,
 };
 use serde::Deserialize;
-use shared_schema::{Batch, Page, accounts::NewOrder};
+use shared_schema::{
+    Batch, Page,
+    accounts::{NewOrder, Order, User},
+    catalog::{Price, Product, ProductReviews, StockLevel},
+};
 
-use crate::{data::Catalog, problem};
+use crate::{Rejection, data::Catalog};
 
 /// Most ids in one batch request.
 const MAX_BATCH: usize = 100;
@@ -24,29 +27,46 @@ const DEFAULT_LIMIT: u64 = 20;
 const MAX_LIMIT: u64 = 100;
 
 type Shared = State<Arc<Catalog>>;
+type Answer<T> = Result<Json<T>, Rejection>;
 
-fn parse_id(text: &str) -> Result<u64, Response> {
+fn parse_id(text: &str) -> Result<u64, Rejection> {
     text.parse::<u64>().map_err(|_| {
-        problem(400, "INVALID_ID", &format!("{text:?} is not a numeric id")).into_response()
+        Rejection::new(
+            StatusCode::BAD_REQUEST,
+            "INVALID_ID",
+            format!("{text:?} is not a numeric id"),
+        )
     })
 }
 
-fn not_found(what: &str, id: u64) -> Response {
-    problem(404, "NOT_FOUND", &format!("{what} {id} does not exist")).into_response()
+fn found<T>(item: Option<T>, what: &str, id: u64) -> Answer<T> {
+    item.map(Json).ok_or_else(|| {
+        Rejection::new(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            format!("{what} {id} does not exist"),
+        )
+    })
 }
 
-fn parse_ids(ids: &str) -> Result<Vec<u64>, Response> {
+fn parse_ids(ids: Option<&str>) -> Result<Vec<u64>, Rejection> {
+    let ids = ids.ok_or_else(|| {
+        Rejection::new(
+            StatusCode::BAD_REQUEST,
+            "MISSING_IDS",
+            "the ids query parameter is required",
+        )
+    })?;
     let ids: Vec<u64> = ids
         .split(',')
         .map(|id| parse_id(id.trim()))
         .collect::<Result<_, _>>()?;
     if ids.len() > MAX_BATCH {
-        return Err(problem(
-            400,
+        return Err(Rejection::new(
+            StatusCode::BAD_REQUEST,
             "BATCH_TOO_LARGE",
-            &format!("at most {MAX_BATCH} ids per batch"),
-        )
-        .into_response());
+            format!("at most {MAX_BATCH} ids per batch"),
+        ));
     }
     Ok(ids)
 }
@@ -70,17 +90,33 @@ fn limit(asked: Option<u64>) -> u64 {
 }
 
 /// Parses a listing cursor: the offset of the next item, as text.
-fn parse_cursor(cursor: Option<&str>) -> Result<u64, Response> {
+fn parse_cursor(cursor: Option<&str>) -> Result<u64, Rejection> {
     cursor.map_or(Ok(0), |cursor| {
         cursor.parse().map_err(|_| {
-            problem(
-                400,
+            Rejection::new(
+                StatusCode::BAD_REQUEST,
                 "INVALID_CURSOR",
                 "the cursor is not one this service issued",
             )
-            .into_response()
         })
     })
+}
+
+fn required(value: Option<String>, name: &str) -> Result<String, Rejection> {
+    value.ok_or_else(|| {
+        Rejection::new(
+            StatusCode::BAD_REQUEST,
+            "MISSING_PARAMETER",
+            format!("the {name} query parameter is required"),
+        )
+    })
+}
+
+/// The tenant the gateway verified, when the call came through one.
+fn caller_tenant(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get("x-auth-tenant")
+        .and_then(|value| value.to_str().ok())
 }
 
 #[derive(Debug, Deserialize)]
@@ -90,39 +126,40 @@ struct ListQuery {
     limit: Option<u64>,
 }
 
+/// The answer of `GET /products`: a batch for `?ids=`, else a page.
+#[derive(Debug, serde::Serialize)]
+#[serde(untagged)]
+enum ProductListing {
+    Batch(Batch<Product>),
+    Page(Page<Product>),
+}
+
 /// `GET /products/{id}`, `GET /products?ids=..`, `GET /products?cursor=..&limit=..`.
 pub(crate) fn products(catalog: Arc<Catalog>) -> Router {
-    async fn one(State(catalog): Shared, Path(id): Path<String>) -> Response {
-        let id = match parse_id(&id) {
-            Ok(id) => id,
-            Err(response) => return response,
-        };
-        catalog.product(id).map_or_else(
-            || not_found("product", id),
-            |product| Json(product).into_response(),
-        )
+    async fn one(State(catalog): Shared, Path(id): Path<String>) -> Answer<Product> {
+        let id = parse_id(&id)?;
+        found(catalog.product(id), "product", id)
     }
-    async fn list(State(catalog): Shared, Query(query): Query<ListQuery>) -> Response {
-        if let Some(ids) = query.ids {
-            return match parse_ids(&ids) {
-                Ok(ids) => Json(batch(&ids, |id| catalog.product(id))).into_response(),
-                Err(response) => response,
-            };
+    async fn list(
+        State(catalog): Shared,
+        Query(query): Query<ListQuery>,
+    ) -> Answer<ProductListing> {
+        if query.ids.is_some() {
+            let ids = parse_ids(query.ids.as_deref())?;
+            return Ok(Json(ProductListing::Batch(batch(&ids, |id| {
+                catalog.product(id)
+            }))));
         }
-        let offset = match parse_cursor(query.cursor.as_deref()) {
-            Ok(offset) => offset,
-            Err(response) => return response,
-        };
+        let offset = parse_cursor(query.cursor.as_deref())?;
         let end = catalog
             .product_count()
             .min(offset.saturating_add(limit(query.limit)));
-        Json(Page {
+        Ok(Json(ProductListing::Page(Page {
             items: (offset + 1..=end)
                 .filter_map(|id| catalog.product(id))
                 .collect(),
             next_cursor: (end < catalog.product_count()).then(|| end.to_string()),
-        })
-        .into_response()
+        })))
     }
     Router::new()
         .route("/products", get(list))
@@ -132,20 +169,16 @@ pub(crate) fn products(catalog: Arc<Catalog>) -> Router {
 
 /// `GET /inventory/{id}`, `GET /inventory?ids=..`.
 pub(crate) fn inventory(catalog: Arc<Catalog>) -> Router {
-    async fn one(State(catalog): Shared, Path(id): Path<String>) -> Response {
-        match parse_id(&id) {
-            Ok(id) => catalog.stock(id).map_or_else(
-                || not_found("product", id),
-                |stock| Json(stock).into_response(),
-            ),
-            Err(response) => response,
-        }
+    async fn one(State(catalog): Shared, Path(id): Path<String>) -> Answer<StockLevel> {
+        let id = parse_id(&id)?;
+        found(catalog.stock(id), "product", id)
     }
-    async fn many(State(catalog): Shared, Query(query): Query<ListQuery>) -> Response {
-        match parse_ids(query.ids.as_deref().unwrap_or_default()) {
-            Ok(ids) => Json(batch(&ids, |id| catalog.stock(id))).into_response(),
-            Err(response) => response,
-        }
+    async fn many(
+        State(catalog): Shared,
+        Query(query): Query<ListQuery>,
+    ) -> Answer<Batch<StockLevel>> {
+        let ids = parse_ids(query.ids.as_deref())?;
+        Ok(Json(batch(&ids, |id| catalog.stock(id))))
     }
     Router::new()
         .route("/inventory", get(many))
@@ -155,20 +188,13 @@ pub(crate) fn inventory(catalog: Arc<Catalog>) -> Router {
 
 /// `GET /prices/{id}`, `GET /prices?ids=..`.
 pub(crate) fn pricing(catalog: Arc<Catalog>) -> Router {
-    async fn one(State(catalog): Shared, Path(id): Path<String>) -> Response {
-        match parse_id(&id) {
-            Ok(id) => catalog.price(id).map_or_else(
-                || not_found("product", id),
-                |price| Json(price).into_response(),
-            ),
-            Err(response) => response,
-        }
+    async fn one(State(catalog): Shared, Path(id): Path<String>) -> Answer<Price> {
+        let id = parse_id(&id)?;
+        found(catalog.price(id), "product", id)
     }
-    async fn many(State(catalog): Shared, Query(query): Query<ListQuery>) -> Response {
-        match parse_ids(query.ids.as_deref().unwrap_or_default()) {
-            Ok(ids) => Json(batch(&ids, |id| catalog.price(id))).into_response(),
-            Err(response) => response,
-        }
+    async fn many(State(catalog): Shared, Query(query): Query<ListQuery>) -> Answer<Batch<Price>> {
+        let ids = parse_ids(query.ids.as_deref())?;
+        Ok(Json(batch(&ids, |id| catalog.price(id))))
     }
     Router::new()
         .route("/prices", get(many))
@@ -185,55 +211,40 @@ struct ReviewQuery {
 
 /// `GET /reviews?product={id}&limit=&cursor=`.
 pub(crate) fn reviews(catalog: Arc<Catalog>) -> Router {
-    async fn list(State(catalog): Shared, Query(query): Query<ReviewQuery>) -> Response {
-        let Some(product) = query.product else {
-            return problem(
-                400,
-                "MISSING_PRODUCT",
-                "the product query parameter is required",
-            )
-            .into_response();
-        };
-        let (product, offset) = match (parse_id(&product), parse_cursor(query.cursor.as_deref())) {
-            (Ok(product), Ok(offset)) => (product, offset),
-            (Err(response), _) | (_, Err(response)) => return response,
-        };
-        catalog
-            .reviews(product, offset, limit(query.limit))
-            .map_or_else(
-                || not_found("product", product),
-                |reviews| Json(reviews).into_response(),
-            )
+    async fn list(
+        State(catalog): Shared,
+        Query(query): Query<ReviewQuery>,
+    ) -> Answer<ProductReviews> {
+        let product = parse_id(&required(query.product, "product")?)?;
+        let offset = parse_cursor(query.cursor.as_deref())?;
+        found(
+            catalog.reviews(product, offset, limit(query.limit)),
+            "product",
+            product,
+        )
     }
     Router::new()
         .route("/reviews", get(list))
         .with_state(catalog)
 }
 
-/// `GET /users/{id}`.
+/// `GET /users/{id}`; a user of another tenant than the caller's does not exist.
 pub(crate) fn users(catalog: Arc<Catalog>) -> Router {
-    async fn one(State(catalog): Shared, headers: HeaderMap, Path(id): Path<String>) -> Response {
-        let id = match parse_id(&id) {
-            Ok(id) => id,
-            Err(response) => return response,
-        };
-        match catalog.user(id) {
-            Some(user) if caller_tenant(&headers).is_none_or(|tenant| tenant == user.tenant) => {
-                Json(user).into_response()
-            }
-            _ => not_found("user", id),
-        }
+    async fn one(
+        State(catalog): Shared,
+        headers: HeaderMap,
+        Path(id): Path<String>,
+    ) -> Answer<User> {
+        let id = parse_id(&id)?;
+        let tenant = caller_tenant(&headers);
+        let user = catalog
+            .user(id)
+            .filter(|user| tenant.is_none_or(|tenant| tenant == user.tenant));
+        found(user, "user", id)
     }
     Router::new()
         .route("/users/{id}", get(one))
         .with_state(catalog)
-}
-
-/// The tenant the gateway verified, when the call came through one.
-fn caller_tenant(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get("x-auth-tenant")
-        .and_then(|value| value.to_str().ok())
 }
 
 #[derive(Debug, Deserialize)]
@@ -246,59 +257,56 @@ struct OrdersQuery {
 /// When the gateway sends `X-Auth-Tenant`, only that tenant's orders exist:
 /// this is the fine-grained check that belongs to the service.
 pub(crate) fn orders(catalog: Arc<Catalog>) -> Router {
-    async fn one(State(catalog): Shared, headers: HeaderMap, Path(id): Path<String>) -> Response {
-        let id = match parse_id(&id) {
-            Ok(id) => id,
-            Err(response) => return response,
-        };
-        match catalog.order(id) {
-            Some(order) if caller_tenant(&headers).is_none_or(|tenant| tenant == order.tenant) => {
-                Json(order).into_response()
-            }
-            _ => not_found("order", id),
-        }
+    async fn one(
+        State(catalog): Shared,
+        headers: HeaderMap,
+        Path(id): Path<String>,
+    ) -> Answer<Order> {
+        let id = parse_id(&id)?;
+        let tenant = caller_tenant(&headers);
+        let order = catalog
+            .order(id)
+            .filter(|order| tenant.is_none_or(|tenant| tenant == order.tenant));
+        found(order, "order", id)
     }
     async fn of_user(
         State(catalog): Shared,
         headers: HeaderMap,
         Query(query): Query<OrdersQuery>,
-    ) -> Response {
-        let Some(user) = query.user else {
-            return problem(400, "MISSING_USER", "the user query parameter is required")
-                .into_response();
-        };
-        let user = match parse_id(&user) {
-            Ok(user) => user,
-            Err(response) => return response,
-        };
+    ) -> Answer<Page<Order>> {
+        let user = parse_id(&required(query.user, "user")?)?;
         let tenant = caller_tenant(&headers);
         let items = catalog
             .orders_of(user)
             .into_iter()
             .filter(|order| tenant.is_none_or(|tenant| tenant == order.tenant))
             .collect();
-        Json(Page {
+        Ok(Json(Page {
             items,
             next_cursor: None,
-        })
-        .into_response()
+        }))
     }
     async fn place(
         State(catalog): Shared,
         headers: HeaderMap,
         body: axum::body::Bytes,
-    ) -> Response {
-        let new: NewOrder = match serde_json::from_slice(&body) {
-            Ok(new) => new,
-            Err(error) => return problem(400, "INVALID_ORDER", &error.to_string()).into_response(),
-        };
+    ) -> Result<(StatusCode, Json<Order>), Rejection> {
+        let new: NewOrder = serde_json::from_slice(&body).map_err(|error| {
+            Rejection::new(StatusCode::BAD_REQUEST, "INVALID_ORDER", error.to_string())
+        })?;
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |elapsed| elapsed.as_secs());
-        match catalog.place_order(&new, caller_tenant(&headers), now) {
-            Ok(order) => (http::StatusCode::CREATED, Json(order)).into_response(),
-            Err(error) => problem(422, "ORDER_REJECTED", &error.to_string()).into_response(),
-        }
+        let order = catalog
+            .place_order(&new, caller_tenant(&headers), now)
+            .map_err(|error| {
+                Rejection::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "ORDER_REJECTED",
+                    error.to_string(),
+                )
+            })?;
+        Ok((StatusCode::CREATED, Json(order)))
     }
     Router::new()
         .route("/orders", get(of_user).post(place))

@@ -83,13 +83,14 @@ impl AccessLog<'_> {
 /// Logs and measures every request; see the module docs.
 #[derive(Debug, Clone)]
 pub struct AccessLogLayer {
+    service: &'static str,
     metrics: HttpMetrics,
 }
 
 impl AccessLogLayer {
-    /// Records into `metrics`.
-    pub fn new(metrics: HttpMetrics) -> Self {
-        Self { metrics }
+    /// Logs as `service` (the BFF's name) and records into `metrics`.
+    pub fn new(service: &'static str, metrics: HttpMetrics) -> Self {
+        Self { service, metrics }
     }
 }
 
@@ -99,6 +100,7 @@ impl<S> Layer<S> for AccessLogLayer {
     fn layer(&self, inner: S) -> Self::Service {
         AccessLogService {
             inner,
+            service: self.service,
             metrics: self.metrics.clone(),
         }
     }
@@ -108,6 +110,7 @@ impl<S> Layer<S> for AccessLogLayer {
 #[derive(Debug, Clone)]
 pub struct AccessLogService<S> {
     inner: S,
+    service: &'static str,
     metrics: HttpMetrics,
 }
 
@@ -134,10 +137,11 @@ where
         ) {
             (Some(trace), Some(RequestId(id))) => tracing::info_span!(
                 "request",
+                service = self.service,
                 trace_id = %trace.trace_id(),
                 request_id = id.to_str().unwrap_or_default()
             ),
-            _ => tracing::info_span!("request"),
+            _ => tracing::info_span!("request", service = self.service),
         };
         let active = self.metrics.track_active();
         let metrics = self.metrics.clone();

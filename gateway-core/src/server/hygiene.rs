@@ -207,15 +207,14 @@ fn check_host(request: &Request) -> Result<(), Error> {
             authority.as_str().len() == host.len() && !authority.as_str().contains('@')
         })
         .ok_or_else(|| Error::BadRequest("the Host header is not a valid host".to_owned()))?;
-    if let Some(uri_authority) = request.uri().authority() {
-        if !uri_authority
-            .as_str()
-            .eq_ignore_ascii_case(authority.as_str())
-        {
-            return Err(Error::BadRequest(
-                "the Host header disagrees with the request target".to_owned(),
-            ));
-        }
+    let disagrees = request
+        .uri()
+        .authority()
+        .is_some_and(|target| !target.as_str().eq_ignore_ascii_case(authority.as_str()));
+    if disagrees {
+        return Err(Error::BadRequest(
+            "the Host header disagrees with the request target".to_owned(),
+        ));
     }
     Ok(())
 }

@@ -177,14 +177,15 @@ impl HttpBody for GuardedBody {
             return Poll::Ready(Some(Err(BodyLimitError::TooSlow.into())));
         }
         let frame = ready!(Pin::new(&mut this.inner).poll_frame(cx));
-        if let Some(Ok(frame)) = &frame {
-            if let Some(data) = frame.data_ref() {
-                if data.len() > this.remaining {
-                    this.verdict.store(TOO_LARGE, Ordering::Release);
-                    return Poll::Ready(Some(Err(BodyLimitError::TooLarge.into())));
-                }
-                this.remaining -= data.len();
+        if let Some(data) = frame
+            .as_ref()
+            .and_then(|frame| frame.as_ref().ok()?.data_ref())
+        {
+            if data.len() > this.remaining {
+                this.verdict.store(TOO_LARGE, Ordering::Release);
+                return Poll::Ready(Some(Err(BodyLimitError::TooLarge.into())));
             }
+            this.remaining -= data.len();
         }
         Poll::Ready(frame.map(|result| result.map_err(Into::into)))
     }

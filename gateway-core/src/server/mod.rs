@@ -223,7 +223,7 @@ impl Gateway {
             .fallback(route_not_found);
         let stack = ServiceBuilder::new()
             .layer(TraceContextLayer)
-            .layer(AccessLogLayer::new(telemetry.http().clone()))
+            .layer(AccessLogLayer::new(name, telemetry.http().clone()))
             .layer(ProblemLayer)
             .map_response(|response: http::Response<_>| response.map(Body::new))
             .layer(CatchPanicLayer::custom(panic_response))

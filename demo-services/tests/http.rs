@@ -1,0 +1,233 @@
+//! The demo services over HTTP: batches, cursors, tenancy, the issuer, faults.
+
+use demo_services::{DemoConfig, DemoServices, FaultConfig, Ports, ServiceName};
+use gateway_core::server::Shutdown;
+use serde_json::{Value, json};
+
+async fn start() -> (DemoServices, Shutdown) {
+    let shutdown = Shutdown::new();
+    let config = DemoConfig {
+        ports: Ports::ephemeral(),
+        ..DemoConfig::default()
+    };
+    (
+        DemoServices::start(config, shutdown.clone())
+            .await
+            .expect("starts"),
+        shutdown,
+    )
+}
+
+async fn get(url: String) -> (u16, Value) {
+    get_with(url, &[]).await
+}
+
+async fn get_with(url: String, headers: &[(&str, &str)]) -> (u16, Value) {
+    let mut request = reqwest::Client::new().get(url);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = request.send().await.expect("answered");
+    let status = response.status().as_u16();
+    (
+        status,
+        serde_json::from_str(&response.text().await.expect("body")).expect("json"),
+    )
+}
+
+#[tokio::test]
+async fn batches_return_items_in_order_and_list_missing_ids() {
+    let (demo, _shutdown) = start().await;
+    for (service, path) in [
+        (ServiceName::Products, "products"),
+        (ServiceName::Inventory, "inventory"),
+        (ServiceName::Pricing, "prices"),
+    ] {
+        let (status, batch) = get(format!("{}/{path}?ids=3,1,999999", demo.url(service))).await;
+        assert_eq!(status, 200, "{path}: {batch}");
+        let ids: Vec<u64> = batch["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .map(|item| {
+                item.get("id")
+                    .or(item.get("product_id"))
+                    .and_then(Value::as_u64)
+                    .expect("id")
+            })
+            .collect();
+        assert_eq!(ids, vec![3, 1], "{path}");
+        assert_eq!(batch["missing"], json!([999999]), "{path}");
+    }
+    let too_many = (1..=101)
+        .map(|id| id.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    let (status, problem) = get(format!(
+        "{}/products?ids={too_many}",
+        demo.url(ServiceName::Products)
+    ))
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(problem["code"], "BATCH_TOO_LARGE");
+}
+
+#[tokio::test]
+async fn product_listing_pages_with_a_cursor() {
+    let (demo, _shutdown) = start().await;
+    let base = demo.url(ServiceName::Products);
+    let (_, first) = get(format!("{base}/products?limit=3")).await;
+    assert_eq!(first["items"].as_array().map(Vec::len), Some(3));
+    let cursor = first["next_cursor"].as_str().expect("more pages");
+    let (_, second) = get(format!("{base}/products?limit=3&cursor={cursor}")).await;
+    assert_eq!(second["items"][0]["id"], 4);
+    let (_, last) = get(format!("{base}/products?limit=100&cursor=9990")).await;
+    assert_eq!(last["items"].as_array().map(Vec::len), Some(10));
+    assert!(last.get("next_cursor").is_none(), "{last}");
+    let (status, problem) = get(format!("{base}/products?cursor=garbage")).await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (400, Some("INVALID_CURSOR"))
+    );
+}
+
+#[tokio::test]
+async fn unknown_and_malformed_ids_are_problems() {
+    let (demo, _shutdown) = start().await;
+    let response = reqwest::get(format!("{}/products/0", demo.url(ServiceName::Products)))
+        .await
+        .expect("answered");
+    assert_eq!(response.status(), 404);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
+    let (status, problem) = get(format!("{}/prices/abc", demo.url(ServiceName::Pricing))).await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (400, Some("INVALID_ID"))
+    );
+    let (status, _) = get(format!("{}/reviews", demo.url(ServiceName::Reviews))).await;
+    assert_eq!(status, 400);
+}
+
+#[tokio::test]
+async fn orders_are_scoped_to_the_callers_tenant() {
+    let (demo, _shutdown) = start().await;
+    let catalog = demo.catalog();
+    let user = (1..100)
+        .find(|&id| !catalog.orders_of(id).is_empty())
+        .expect("a user with orders");
+    let tenant = catalog.user(user).expect("exists").tenant;
+    let other = ["acme", "globex", "initech"]
+        .into_iter()
+        .find(|t| *t != tenant)
+        .expect("another tenant");
+    let order_id = catalog.orders_of(user)[0].id;
+    let base = demo.url(ServiceName::Orders);
+
+    let (status, _) = get_with(
+        format!("{base}/orders/{order_id}"),
+        &[("x-auth-tenant", &tenant)],
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, _) = get_with(
+        format!("{base}/orders/{order_id}"),
+        &[("x-auth-tenant", other)],
+    )
+    .await;
+    assert_eq!(status, 404, "another tenant's order does not exist");
+    let (_, page) = get_with(
+        format!("{base}/orders?user={user}"),
+        &[("x-auth-tenant", other)],
+    )
+    .await;
+    assert_eq!(page["items"], json!([]));
+
+    let placed = reqwest::Client::new()
+        .post(format!("{base}/orders"))
+        .header("x-auth-tenant", &tenant)
+        .body(json!({ "user_id": user, "lines": [{ "product_id": 9, "quantity": 2 }] }).to_string())
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(placed.status(), 201);
+    let rejected = reqwest::Client::new()
+        .post(format!("{base}/orders"))
+        .header("x-auth-tenant", other)
+        .body(json!({ "user_id": user, "lines": [{ "product_id": 9, "quantity": 2 }] }).to_string())
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(rejected.status(), 422);
+}
+
+#[tokio::test]
+async fn the_issuer_publishes_its_keys_and_issues_tokens() {
+    let (demo, _shutdown) = start().await;
+    let jwks = reqwest::get(demo.jwks_url()).await.expect("answered");
+    assert_eq!(jwks.headers()["cache-control"], "public, max-age=300");
+    let jwks: Value = serde_json::from_str(&jwks.text().await.expect("body")).expect("json");
+    let algs: Vec<&str> = jwks["keys"]
+        .as_array()
+        .expect("keys")
+        .iter()
+        .filter_map(|key| key["alg"].as_str())
+        .collect();
+    assert_eq!(algs, vec!["RS256", "ES256"]);
+
+    let token = reqwest::Client::new()
+        .post(format!("{}/token", demo.url(ServiceName::Auth)))
+        .body(
+            json!({ "subject": "partner-acme", "audience": "bff-partner", "alg": "ES256" })
+                .to_string(),
+        )
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(token.status(), 200);
+    let token: Value = serde_json::from_str(&token.text().await.expect("body")).expect("json");
+    assert_eq!(token["token_type"], "Bearer");
+    assert_eq!(
+        token["access_token"]
+            .as_str()
+            .map(|jwt| jwt.split('.').count()),
+        Some(3)
+    );
+
+    let refused = reqwest::Client::new()
+        .post(format!("{}/token", demo.url(ServiceName::Auth)))
+        .body(json!({ "subject": "nobody", "audience": "bff-web" }).to_string())
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(refused.status(), 400);
+
+    let stats: Value = serde_json::from_str(
+        &reqwest::get(format!("{}/admin/stats", demo.url(ServiceName::Auth)))
+            .await
+            .expect("answered")
+            .text()
+            .await
+            .expect("body"),
+    )
+    .expect("json");
+    assert_eq!(stats["jwks_fetches"], 1);
+}
+
+#[tokio::test]
+async fn a_down_service_closes_connections_and_the_admin_api_stays_up() {
+    let (demo, _shutdown) = start().await;
+    demo.faults(ServiceName::Auth).set(FaultConfig {
+        down: true,
+        ..FaultConfig::default()
+    });
+    assert!(
+        reqwest::get(demo.jwks_url()).await.is_err(),
+        "no answer while down"
+    );
+    let (status, faults) = get(format!("{}/admin/faults", demo.url(ServiceName::Auth))).await;
+    assert_eq!(status, 200);
+    assert_eq!(faults["auth"]["down"], true);
+}

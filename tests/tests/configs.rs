@@ -1,0 +1,84 @@
+//! Every configuration shipped in the repository loads through the real
+//! loader, so documentation and deployment files cannot drift from the code.
+
+use std::{collections::BTreeMap, path::PathBuf, process::Command};
+
+use platform_tests::binary;
+
+fn repository() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn check(binary_name: &str, args: &[&str], env: &[(String, String)]) {
+    let output = Command::new(binary(binary_name))
+        .env_clear()
+        .envs(env.iter().cloned())
+        .args(args)
+        .arg("--check-config")
+        .output()
+        .expect("the binary runs");
+    assert!(
+        output.status.success(),
+        "{binary_name} {args:?} {env:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn example_config_files_are_valid() {
+    let dir = repository().join("config");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).expect("config/ exists") {
+        let path = entry.expect("entry").path();
+        let binary_name = path
+            .file_stem()
+            .and_then(|stem| stem.to_str())
+            .expect("named after its binary");
+        check(
+            binary_name,
+            &["--config", path.to_str().expect("utf-8 path")],
+            &[],
+        );
+        checked += 1;
+    }
+    assert_eq!(checked, 4, "one example per binary");
+}
+
+/// The `BFF_*` variables each compose service sets, read from the map-style
+/// `environment:` blocks of docker-compose.yml.
+fn compose_environments() -> BTreeMap<String, Vec<(String, String)>> {
+    let compose = std::fs::read_to_string(repository().join("docker-compose.yml"))
+        .expect("docker-compose.yml");
+    let mut environments: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+    let mut service = None;
+    for line in compose.lines() {
+        let service_header = line
+            .strip_prefix("  ")
+            .and_then(|rest| rest.strip_suffix(':'));
+        if let Some(name) = service_header.filter(|name| !name.starts_with(' ')) {
+            service = Some(name.to_owned());
+        }
+        let entry = line
+            .trim_start()
+            .split_once(": ")
+            .filter(|(key, _)| key.starts_with("BFF_"));
+        if let (Some(service), Some((key, value))) = (&service, entry) {
+            environments
+                .entry(service.clone())
+                .or_default()
+                .push((key.to_owned(), value.trim_matches('"').to_owned()));
+        }
+    }
+    environments
+}
+
+#[test]
+fn docker_compose_environments_are_valid() {
+    let environments = compose_environments();
+    for service in ["demo-services", "bff-web", "bff-mobile", "bff-partner"] {
+        let env = environments
+            .get(service)
+            .unwrap_or_else(|| panic!("{service} sets BFF_ variables"));
+        check(service, &[], env);
+    }
+}
