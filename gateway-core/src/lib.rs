@@ -21,16 +21,26 @@
 //!
 //! ```no_run
 //! use axum::{Router, routing::get};
-//! use gateway_core::{cli, server::{Gateway, ServerConfig}, observability::Telemetry};
+//! use gateway_core::{
+//!     bff::{BffConfig, Downstreams},
+//!     cli,
+//!     observability::Telemetry,
+//!     server::Gateway,
+//! };
 //!
-//! # #[derive(Default, serde::Serialize, serde::Deserialize)]
-//! # struct MyConfig { server: ServerConfig, observability: gateway_core::observability::ObservabilityConfig }
-//! # impl gateway_core::config::ServiceConfig for MyConfig {
-//! #     fn observability(&self) -> &gateway_core::observability::ObservabilityConfig { &self.observability }
-//! # }
+//! /// This BFF calls no service; real ones list a `DownstreamConfig` per service.
+//! #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+//! struct NoServices {}
+//!
+//! impl Downstreams for NoServices {
+//!     const NAME: &'static str = "hello-bff";
+//!     const PUBLIC_PORT: u16 = 8090;
+//!     const ADMIN_PORT: u16 = 9090;
+//! }
+//!
 //! fn main() -> std::process::ExitCode {
-//!     cli::main("my-bff", "An example BFF", |config: MyConfig, shutdown| async move {
-//!         let gateway = Gateway::new("my-bff", config.server, Telemetry::new("my-bff"));
+//!     cli::main("hello-bff", "An example BFF", |config: BffConfig<NoServices>, shutdown| async move {
+//!         let gateway = Gateway::new("hello-bff", config.server, Telemetry::new("hello-bff"));
 //!         let routes = Router::new().route("/hello", get(|| async { "hello" }));
 //!         gateway.serve(routes, shutdown).await?.wait().await;
 //!         Ok(())
