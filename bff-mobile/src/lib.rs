@@ -12,48 +12,31 @@ mod schema;
 
 use axum::{Router, routing::get};
 use gateway_core::{
-    bff::{BffConfig, Downstreams, StartError},
-    downstream::{DownstreamClient, DownstreamConfig},
-    observability::Telemetry,
-    server::{Gateway, Running, Shutdown},
+    bff::{Bff, BffConfig, BffParts},
+    downstream::{DownstreamClient, ServiceName},
 };
-use serde::{Deserialize, Serialize};
 
 pub use schema::{MobileSchema, build_schema};
 
-/// The binary's name.
-pub const NAME: &str = "bff-mobile";
+/// `bff-mobile` as a [`Bff`]: its name, ports and services.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mobile;
 
-/// The services `bff-mobile` calls (`[downstream.*]`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct MobileDownstreams {
-    /// Product catalog (default `http://127.0.0.1:7001`).
-    pub products: DownstreamConfig,
-    /// Stock levels (default `http://127.0.0.1:7002`).
-    pub inventory: DownstreamConfig,
-    /// Prices (default `http://127.0.0.1:7003`).
-    pub pricing: DownstreamConfig,
-}
-
-impl Default for MobileDownstreams {
-    fn default() -> Self {
-        Self {
-            products: DownstreamConfig::local(7001),
-            inventory: DownstreamConfig::local(7002),
-            pricing: DownstreamConfig::local(7003),
-        }
-    }
-}
-
-impl Downstreams for MobileDownstreams {
-    const NAME: &'static str = NAME;
+impl Bff for Mobile {
+    const NAME: &'static str = "bff-mobile";
+    const ABOUT: &'static str =
+        "Backend-for-frontend of the mobile apps: trimmed GraphQL at /graphql";
     const PUBLIC_PORT: u16 = 8081;
     const ADMIN_PORT: u16 = 9081;
+    const SERVICES: &'static [ServiceName] = &[
+        ServiceName::Products,
+        ServiceName::Inventory,
+        ServiceName::Pricing,
+    ];
 }
 
 /// The configuration of `bff-mobile`.
-pub type MobileConfig = BffConfig<MobileDownstreams>;
+pub type MobileConfig = BffConfig<Mobile>;
 
 /// What the resolvers share: one client per downstream service.
 #[derive(Debug, Clone)]
@@ -64,27 +47,24 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// Builds the downstream clients.
-    pub fn new(downstream: &MobileDownstreams, telemetry: &Telemetry) -> Result<Self, StartError> {
-        Ok(Self {
-            products: DownstreamClient::new("products", &downstream.products, telemetry)?,
-            inventory: DownstreamClient::new("inventory", &downstream.inventory, telemetry)?,
-            pricing: DownstreamClient::new("pricing", &downstream.pricing, telemetry)?,
-        })
+    /// Takes the clients the resolvers need.
+    pub fn new(parts: &BffParts) -> Self {
+        Self {
+            products: parts.client(ServiceName::Products),
+            inventory: parts.client(ServiceName::Inventory),
+            pricing: parts.client(ServiceName::Pricing),
+        }
     }
 }
 
-/// The routes of `bff-mobile`.
+/// The routes of `bff-mobile` over `state`.
 pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/graphql", get(graphql::get).post(graphql::post))
         .with_state(build_schema(state))
 }
 
-/// Starts `bff-mobile` with `config`; it serves until `shutdown` triggers.
-pub async fn start(config: MobileConfig, shutdown: Shutdown) -> Result<Running, StartError> {
-    let telemetry = Telemetry::new(NAME);
-    let state = AppState::new(&config.downstream, &telemetry)?;
-    let gateway = Gateway::new(NAME, config.server, telemetry);
-    Ok(gateway.serve(app(state), shutdown).await?)
+/// The routes of `bff-mobile`, built at start by [`gateway_core::bff::start`].
+pub fn routes(parts: &BffParts) -> Router {
+    app(AppState::new(parts))
 }

@@ -20,51 +20,34 @@ use axum::{
     routing::get,
 };
 use gateway_core::{
-    bff::{BffConfig, Downstreams, StartError},
-    downstream::{DownstreamClient, DownstreamConfig},
-    observability::Telemetry,
-    server::{Gateway, Running, Shutdown},
+    bff::{Bff, BffConfig, BffParts},
+    downstream::{DownstreamClient, ServiceName},
 };
-use serde::{Deserialize, Serialize};
 
 pub use products::{PartnerPrice, PartnerProduct, PartnerStock};
-
-/// The binary's name.
-pub const NAME: &str = "bff-partner";
 
 /// The OpenAPI 3.1 document of the `/v1` API.
 pub const OPENAPI: &str = include_str!("openapi.json");
 
-/// The services `bff-partner` calls (`[downstream.*]`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct PartnerDownstreams {
-    /// Product catalog (default `http://127.0.0.1:7001`).
-    pub products: DownstreamConfig,
-    /// Stock levels (default `http://127.0.0.1:7002`).
-    pub inventory: DownstreamConfig,
-    /// Prices (default `http://127.0.0.1:7003`).
-    pub pricing: DownstreamConfig,
-}
+/// `bff-partner` as a [`Bff`]: its name, ports and services.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Partner;
 
-impl Default for PartnerDownstreams {
-    fn default() -> Self {
-        Self {
-            products: DownstreamConfig::local(7001),
-            inventory: DownstreamConfig::local(7002),
-            pricing: DownstreamConfig::local(7003),
-        }
-    }
-}
-
-impl Downstreams for PartnerDownstreams {
-    const NAME: &'static str = NAME;
+impl Bff for Partner {
+    const NAME: &'static str = "bff-partner";
+    const ABOUT: &'static str =
+        "Backend-for-frontend of partner systems: stable, versioned REST under /v1";
     const PUBLIC_PORT: u16 = 8082;
     const ADMIN_PORT: u16 = 9082;
+    const SERVICES: &'static [ServiceName] = &[
+        ServiceName::Products,
+        ServiceName::Inventory,
+        ServiceName::Pricing,
+    ];
 }
 
 /// The configuration of `bff-partner`.
-pub type PartnerConfig = BffConfig<PartnerDownstreams>;
+pub type PartnerConfig = BffConfig<Partner>;
 
 /// What the handlers share: one client per downstream service.
 #[derive(Debug, Clone)]
@@ -75,22 +58,27 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// Builds the downstream clients.
-    pub fn new(downstream: &PartnerDownstreams, telemetry: &Telemetry) -> Result<Self, StartError> {
-        Ok(Self {
-            products: DownstreamClient::new("products", &downstream.products, telemetry)?,
-            inventory: DownstreamClient::new("inventory", &downstream.inventory, telemetry)?,
-            pricing: DownstreamClient::new("pricing", &downstream.pricing, telemetry)?,
-        })
+    /// Takes the clients the handlers need.
+    pub fn new(parts: &BffParts) -> Self {
+        Self {
+            products: parts.client(ServiceName::Products),
+            inventory: parts.client(ServiceName::Inventory),
+            pricing: parts.client(ServiceName::Pricing),
+        }
     }
 }
 
-/// The routes of `bff-partner`.
+/// The routes of `bff-partner` over `state`.
 pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/v1/openapi.json", get(openapi))
         .route("/v1/products/{id}", get(products::get_product))
         .with_state(state)
+}
+
+/// The routes of `bff-partner`, built at start by [`gateway_core::bff::start`].
+pub fn routes(parts: &BffParts) -> Router {
+    app(AppState::new(parts))
 }
 
 async fn openapi() -> impl IntoResponse {
@@ -101,12 +89,4 @@ async fn openapi() -> impl IntoResponse {
         )],
         OPENAPI,
     )
-}
-
-/// Starts `bff-partner` with `config`; it serves until `shutdown` triggers.
-pub async fn start(config: PartnerConfig, shutdown: Shutdown) -> Result<Running, StartError> {
-    let telemetry = Telemetry::new(NAME);
-    let state = AppState::new(&config.downstream, &telemetry)?;
-    let gateway = Gateway::new(NAME, config.server, telemetry);
-    Ok(gateway.serve(app(state), shutdown).await?)
 }

@@ -13,53 +13,34 @@ mod product_page;
 
 use axum::{Router, routing::get};
 use gateway_core::{
-    bff::{BffConfig, Downstreams, StartError},
-    downstream::{DownstreamClient, DownstreamConfig},
-    observability::Telemetry,
-    server::{Gateway, Running, Shutdown},
+    bff::{Bff, BffConfig, BffParts},
+    downstream::{DownstreamClient, ServiceName},
 };
-use serde::{Deserialize, Serialize};
 
 pub use product_page::{
     Availability, PriceView, ProductPage, ProductSummary, ReviewDigest, ReviewView,
 };
 
-/// The binary's name.
-pub const NAME: &str = "bff-web";
+/// `bff-web` as a [`Bff`]: its name, ports and services.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Web;
 
-/// The services `bff-web` calls (`[downstream.*]`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct WebDownstreams {
-    /// Product catalog (default `http://127.0.0.1:7001`).
-    pub products: DownstreamConfig,
-    /// Stock levels (default `http://127.0.0.1:7002`).
-    pub inventory: DownstreamConfig,
-    /// Prices (default `http://127.0.0.1:7003`).
-    pub pricing: DownstreamConfig,
-    /// Reviews (default `http://127.0.0.1:7004`).
-    pub reviews: DownstreamConfig,
-}
-
-impl Default for WebDownstreams {
-    fn default() -> Self {
-        Self {
-            products: DownstreamConfig::local(7001),
-            inventory: DownstreamConfig::local(7002),
-            pricing: DownstreamConfig::local(7003),
-            reviews: DownstreamConfig::local(7004),
-        }
-    }
-}
-
-impl Downstreams for WebDownstreams {
-    const NAME: &'static str = NAME;
+impl Bff for Web {
+    const NAME: &'static str = "bff-web";
+    const ABOUT: &'static str =
+        "Backend-for-frontend of the web app: rich, nested JSON pages under /api";
     const PUBLIC_PORT: u16 = 8080;
     const ADMIN_PORT: u16 = 9080;
+    const SERVICES: &'static [ServiceName] = &[
+        ServiceName::Products,
+        ServiceName::Inventory,
+        ServiceName::Pricing,
+        ServiceName::Reviews,
+    ];
 }
 
 /// The configuration of `bff-web`.
-pub type WebConfig = BffConfig<WebDownstreams>;
+pub type WebConfig = BffConfig<Web>;
 
 /// What the handlers share: one client per downstream service.
 #[derive(Debug, Clone)]
@@ -71,18 +52,18 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// Builds the downstream clients.
-    pub fn new(downstream: &WebDownstreams, telemetry: &Telemetry) -> Result<Self, StartError> {
-        Ok(Self {
-            products: DownstreamClient::new("products", &downstream.products, telemetry)?,
-            inventory: DownstreamClient::new("inventory", &downstream.inventory, telemetry)?,
-            pricing: DownstreamClient::new("pricing", &downstream.pricing, telemetry)?,
-            reviews: DownstreamClient::new("reviews", &downstream.reviews, telemetry)?,
-        })
+    /// Takes the clients the handlers need.
+    pub fn new(parts: &BffParts) -> Self {
+        Self {
+            products: parts.client(ServiceName::Products),
+            inventory: parts.client(ServiceName::Inventory),
+            pricing: parts.client(ServiceName::Pricing),
+            reviews: parts.client(ServiceName::Reviews),
+        }
     }
 }
 
-/// The routes of `bff-web`.
+/// The routes of `bff-web` over `state`.
 pub fn app(state: AppState) -> Router {
     Router::new()
         .route(
@@ -92,10 +73,7 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Starts `bff-web` with `config`; it serves until `shutdown` triggers.
-pub async fn start(config: WebConfig, shutdown: Shutdown) -> Result<Running, StartError> {
-    let telemetry = Telemetry::new(NAME);
-    let state = AppState::new(&config.downstream, &telemetry)?;
-    let gateway = Gateway::new(NAME, config.server, telemetry);
-    Ok(gateway.serve(app(state), shutdown).await?)
+/// The routes of `bff-web`, built at start by [`gateway_core::bff::start`].
+pub fn routes(parts: &BffParts) -> Router {
+    app(AppState::new(parts))
 }

@@ -112,6 +112,20 @@ impl ServiceName {
     }
 }
 
+impl From<gateway_core::downstream::ServiceName> for ServiceName {
+    fn from(service: gateway_core::downstream::ServiceName) -> Self {
+        use gateway_core::downstream::ServiceName as Downstream;
+        match service {
+            Downstream::Products => Self::Products,
+            Downstream::Inventory => Self::Inventory,
+            Downstream::Pricing => Self::Pricing,
+            Downstream::Reviews => Self::Reviews,
+            Downstream::Users => Self::Users,
+            Downstream::Orders => Self::Orders,
+        }
+    }
+}
+
 /// Ports of the services (`[ports]`); 0 picks a free port.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

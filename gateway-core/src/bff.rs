@@ -1,59 +1,89 @@
-//! What every BFF binary is made of: its configuration shape and start-up.
+//! What every BFF binary is made of: its identity, configuration shape and start-up.
 //!
-//! A BFF's configuration is [`BffConfig`] over its own set of downstream
-//! services (a struct implementing [`Downstreams`]): the sections
-//! `[server]`, `[observability]` and `[downstream.<service>]` mean the same
-//! in every BFF, so an operator learns them once.
+//! A BFF is a marker type implementing [`Bff`]: its name, default ports and
+//! the downstream services it calls. Its configuration is [`BffConfig`]:
+//! the sections `[server]`, `[observability]` and `[downstream.<service>]`
+//! mean the same in every BFF, so an operator learns them once. [`main`] is
+//! the whole `main` of a BFF binary; [`start`] is what it runs, also used by
+//! tests and `devstack` to start a BFF inside another process.
 
-use std::fmt::Debug;
-
-use serde::{Deserialize, Serialize, de::DeserializeOwned};
-
-use crate::{
-    config::{ConfigError, ServiceConfig},
-    downstream::ClientBuildError,
-    observability::ObservabilityConfig,
-    server::{ServeError, ServerConfig},
+use std::{
+    collections::BTreeMap, fmt::Debug, future::Future, marker::PhantomData, process::ExitCode,
 };
 
-/// The downstream services one BFF calls, and its identity.
-pub trait Downstreams:
-    Serialize + DeserializeOwned + Default + Clone + Debug + Send + 'static
-{
+use axum::Router;
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    cli,
+    config::{ConfigError, ServiceConfig},
+    downstream::{ClientBuildError, DownstreamClient, DownstreamConfig, ServiceName},
+    observability::{ObservabilityConfig, Telemetry},
+    server::{Gateway, Running, ServeError, ServerConfig, Shutdown},
+};
+
+/// One BFF: who it is and which services it calls.
+pub trait Bff: Debug + Clone + PartialEq + Send + Sync + 'static {
     /// The binary's name, also the `bff` metrics label (`bff-web`).
     const NAME: &'static str;
+    /// One line for `--help`.
+    const ABOUT: &'static str;
     /// Default public port (DESIGN §6).
     const PUBLIC_PORT: u16;
     /// Default admin port (DESIGN §6).
     const ADMIN_PORT: u16;
+    /// The downstream services it calls; each gets a `[downstream.<name>]` section.
+    const SERVICES: &'static [ServiceName];
 }
 
-/// The whole configuration of a BFF.
+/// The whole configuration of BFF `B`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default, bound = "D: Downstreams")]
-pub struct BffConfig<D> {
+#[serde(
+    deny_unknown_fields,
+    default,
+    bound(deserialize = "B: Bff", serialize = "")
+)]
+pub struct BffConfig<B> {
     /// Listeners and limits.
     pub server: ServerConfig,
     /// Logging.
     pub observability: ObservabilityConfig,
-    /// The services this BFF calls.
-    pub downstream: D,
+    /// The services this BFF calls, by name. Defaults point every one of
+    /// [`Bff::SERVICES`] at demo-services on `127.0.0.1`.
+    pub downstream: BTreeMap<ServiceName, DownstreamConfig>,
+    #[serde(skip)]
+    bff: PhantomData<B>,
 }
 
-impl<D: Downstreams> Default for BffConfig<D> {
+impl<B: Bff> Default for BffConfig<B> {
     fn default() -> Self {
         Self {
-            server: ServerConfig::with_ports(D::PUBLIC_PORT, D::ADMIN_PORT),
+            server: ServerConfig::with_ports(B::PUBLIC_PORT, B::ADMIN_PORT),
             observability: ObservabilityConfig::default(),
-            downstream: D::default(),
+            downstream: B::SERVICES
+                .iter()
+                .map(|service| (*service, DownstreamConfig::local(service.default_port())))
+                .collect(),
+            bff: PhantomData,
         }
     }
 }
 
-impl<D: Downstreams> ServiceConfig for BffConfig<D> {
+impl<B: Bff> ServiceConfig for BffConfig<B> {
     fn validate(&self) -> Result<(), ConfigError> {
         self.server.validate()?;
-        self.observability.validate()
+        self.observability.validate()?;
+        if let Some(extra) = self
+            .downstream
+            .keys()
+            .find(|service| !B::SERVICES.contains(service))
+        {
+            return Err(ConfigError::rule(
+                &format!("downstream.{}", extra.as_str()),
+                format!("{} does not call the {} service", B::NAME, extra.as_str()),
+            ));
+        }
+        Ok(())
     }
 
     fn observability(&self) -> &ObservabilityConfig {
@@ -70,4 +100,133 @@ pub enum StartError {
     /// A listener could not be bound.
     #[error(transparent)]
     Serve(#[from] ServeError),
+}
+
+/// What a BFF's routes are built from: its downstream clients and metrics.
+#[derive(Debug)]
+pub struct BffParts {
+    name: &'static str,
+    telemetry: Telemetry,
+    clients: BTreeMap<ServiceName, DownstreamClient>,
+}
+
+impl BffParts {
+    /// The client of `service`.
+    ///
+    /// # Panics
+    ///
+    /// When `service` is not in the BFF's [`Bff::SERVICES`]: a programming
+    /// error that the first test of the BFF shows.
+    pub fn client(&self, service: ServiceName) -> DownstreamClient {
+        match self.clients.get(&service) {
+            Some(client) => client.clone(),
+            None => panic!(
+                "{} does not list {} in Bff::SERVICES",
+                self.name,
+                service.as_str()
+            ),
+        }
+    }
+
+    /// The BFF's metrics registry, for modules that add their own metrics.
+    pub fn telemetry(&self) -> &Telemetry {
+        &self.telemetry
+    }
+}
+
+/// Starts BFF `B`: builds its downstream clients, its routes with `routes`,
+/// and serves them until `shutdown` triggers.
+pub async fn start<B: Bff>(
+    config: BffConfig<B>,
+    shutdown: Shutdown,
+    routes: impl FnOnce(&BffParts) -> Router,
+) -> Result<Running, StartError> {
+    let telemetry = Telemetry::new(B::NAME);
+    let mut clients = BTreeMap::new();
+    for (service, downstream) in &config.downstream {
+        clients.insert(
+            *service,
+            DownstreamClient::new(*service, downstream, &telemetry)?,
+        );
+    }
+    let parts = BffParts {
+        name: B::NAME,
+        telemetry: telemetry.clone(),
+        clients,
+    };
+    let router = routes(&parts);
+    Ok(Gateway::new(B::NAME, config.server, telemetry)
+        .serve(router, shutdown)
+        .await?)
+}
+
+/// The `main` of BFF `B`'s binary: command line, configuration, then
+/// [`start`] until SIGTERM or SIGINT has drained it.
+pub fn main<B: Bff, R>(routes: R) -> ExitCode
+where
+    R: FnOnce(&BffParts) -> Router,
+{
+    cli::main(B::NAME, B::ABOUT, |config: BffConfig<B>, shutdown| {
+        run(start(config, shutdown, routes))
+    })
+}
+
+async fn run(
+    started: impl Future<Output = Result<Running, StartError>>,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    started.await?.wait().await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Clone, PartialEq)]
+    struct Catalog;
+
+    impl Bff for Catalog {
+        const NAME: &'static str = "bff-catalog";
+        const ABOUT: &'static str = "test";
+        const PUBLIC_PORT: u16 = 8099;
+        const ADMIN_PORT: u16 = 9099;
+        const SERVICES: &'static [ServiceName] = &[ServiceName::Products, ServiceName::Pricing];
+    }
+
+    #[test]
+    fn defaults_point_every_service_at_demo_services() {
+        let config = BffConfig::<Catalog>::default();
+        assert_eq!(config.downstream.len(), 2);
+        assert_eq!(
+            config.downstream[&ServiceName::Pricing].url.as_str(),
+            "http://127.0.0.1:7003/"
+        );
+        assert_eq!(config.server.listen.port(), 8099);
+        assert!(config.validate().is_ok());
+    }
+
+    #[test]
+    fn a_service_the_bff_does_not_call_is_a_configuration_error() {
+        let mut config = BffConfig::<Catalog>::default();
+        config
+            .downstream
+            .insert(ServiceName::Orders, DownstreamConfig::local(7006));
+        let error = config
+            .validate()
+            .expect_err("orders is not called")
+            .to_string();
+        assert!(error.starts_with("downstream.orders"), "{error}");
+    }
+
+    #[test]
+    fn an_unknown_service_name_is_rejected_while_loading() {
+        let toml = "[downstream.warehouse]\nurl = \"http://w:1\"\n";
+        let loaded = figment::Figment::from(figment::providers::Serialized::defaults(BffConfig::<
+            Catalog,
+        >::default(
+        )))
+        .merge(<figment::providers::Toml as figment::providers::Format>::string(toml))
+        .extract::<BffConfig<Catalog>>();
+        assert!(loaded.is_err());
+    }
 }

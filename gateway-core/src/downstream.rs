@@ -12,13 +12,13 @@
 //! # Example
 //!
 //! ```no_run
-//! use gateway_core::{RequestContext, downstream::{DownstreamClient, DownstreamConfig}};
+//! use gateway_core::{RequestContext, downstream::{DownstreamClient, DownstreamConfig, ServiceName}};
 //! use gateway_core::observability::Telemetry;
 //! use shared_schema::catalog::Product;
 //!
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
 //! let telemetry = Telemetry::new("bff-web");
-//! let products = DownstreamClient::new("products", &DownstreamConfig::local(7001), &telemetry)?;
+//! let products = DownstreamClient::new(ServiceName::Products, &DownstreamConfig::local(7001), &telemetry)?;
 //! let product: Product = products.get("/products/42", &RequestContext::detached()).await?;
 //! # Ok(()) }
 //! ```
@@ -44,6 +44,50 @@ pub const AUTH_SUBJECT: HeaderName = HeaderName::from_static("x-auth-subject");
 pub const AUTH_TENANT: HeaderName = HeaderName::from_static("x-auth-tenant");
 /// Header carrying the granted scopes (space separated) to services.
 pub const AUTH_SCOPES: HeaderName = HeaderName::from_static("x-auth-scopes");
+
+/// The downstream services of the platform (DESIGN §5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ServiceName {
+    /// The product catalog.
+    Products,
+    /// Stock levels.
+    Inventory,
+    /// Prices.
+    Pricing,
+    /// Customer reviews.
+    Reviews,
+    /// User accounts.
+    Users,
+    /// Orders.
+    Orders,
+}
+
+impl ServiceName {
+    /// The name used in config, metrics and errors.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Products => "products",
+            Self::Inventory => "inventory",
+            Self::Pricing => "pricing",
+            Self::Reviews => "reviews",
+            Self::Users => "users",
+            Self::Orders => "orders",
+        }
+    }
+
+    /// The port demo-services serves it on by default.
+    pub const fn default_port(self) -> u16 {
+        match self {
+            Self::Products => 7001,
+            Self::Inventory => 7002,
+            Self::Pricing => 7003,
+            Self::Reviews => 7004,
+            Self::Users => 7005,
+            Self::Orders => 7006,
+        }
+    }
+}
 
 /// Settings of one downstream service (`[downstream.<name>]`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -183,10 +227,11 @@ struct Inner {
 impl DownstreamClient {
     /// Builds the pooled client of `service`.
     pub fn new(
-        service: &'static str,
+        service: ServiceName,
         config: &DownstreamConfig,
         telemetry: &Telemetry,
     ) -> Result<Self, ClientBuildError> {
+        let service = service.as_str();
         let client = reqwest::Client::builder()
             .timeout(config.timeout.get())
             .connect_timeout(config.connect_timeout.get())

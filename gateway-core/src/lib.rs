@@ -17,34 +17,34 @@
 //! - [`context`]: what a handler needs to know about the request it serves.
 //! - [`bff`]: the configuration shape and start-up errors every BFF shares.
 //!
-//! A BFF's `main` reads like a table of contents:
+//! A BFF is a marker type naming its ports and downstream services, a
+//! function building its routes, and a one-line `main`:
 //!
 //! ```no_run
 //! use axum::{Router, routing::get};
 //! use gateway_core::{
-//!     bff::{BffConfig, Downstreams},
-//!     cli,
-//!     observability::Telemetry,
-//!     server::Gateway,
+//!     bff::{self, Bff, BffParts},
+//!     downstream::ServiceName,
 //! };
 //!
-//! /// This BFF calls no service; real ones list a `DownstreamConfig` per service.
-//! #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
-//! struct NoServices {}
+//! #[derive(Debug, Clone, PartialEq)]
+//! struct Hello;
 //!
-//! impl Downstreams for NoServices {
-//!     const NAME: &'static str = "hello-bff";
+//! impl Bff for Hello {
+//!     const NAME: &'static str = "bff-hello";
+//!     const ABOUT: &'static str = "An example BFF";
 //!     const PUBLIC_PORT: u16 = 8090;
 //!     const ADMIN_PORT: u16 = 9090;
+//!     const SERVICES: &'static [ServiceName] = &[ServiceName::Products];
+//! }
+//!
+//! fn routes(parts: &BffParts) -> Router {
+//!     let _products = parts.client(ServiceName::Products);
+//!     Router::new().route("/hello", get(|| async { "hello" }))
 //! }
 //!
 //! fn main() -> std::process::ExitCode {
-//!     cli::main("hello-bff", "An example BFF", |config: BffConfig<NoServices>, shutdown| async move {
-//!         let gateway = Gateway::new("hello-bff", config.server, Telemetry::new("hello-bff"));
-//!         let routes = Router::new().route("/hello", get(|| async { "hello" }));
-//!         gateway.serve(routes, shutdown).await?.wait().await;
-//!         Ok(())
-//!     })
+//!     bff::main::<Hello, _>(routes)
 //! }
 //! ```
 

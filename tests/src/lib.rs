@@ -20,9 +20,8 @@ use std::{
 
 use demo_services::{DemoConfig, DemoServices, FaultConfig, Ports, ServiceName};
 use gateway_core::{
-    bff::StartError,
+    bff::{self, Bff, BffConfig, StartError},
     config::{HumanDuration, ServiceUrl},
-    downstream::DownstreamConfig,
     server::{Running, ServerConfig, Shutdown},
 };
 use tokio::{
@@ -116,52 +115,20 @@ impl Platform {
             ..DemoConfig::default()
         };
         let demo = DemoServices::start(demo_config, shutdown.clone()).await?;
-        let downstream = |service| {
-            let url = ServiceUrl::parse(&demo.url(service)).expect("demo-services URLs are valid");
-            let mut config = DownstreamConfig::at(url);
-            if let Some(timeout) = options.downstream_timeout {
-                config.timeout = timeout;
-            }
-            config
-        };
-        let server = |default: ServerConfig| match options.layout {
-            Layout::Ephemeral => ephemeral_server(),
-            Layout::Dev => default,
-        };
-
-        let mut web = bff_web::WebConfig::default();
-        web.server = server(web.server);
-        web.downstream = bff_web::WebDownstreams {
-            products: downstream(ServiceName::Products),
-            inventory: downstream(ServiceName::Inventory),
-            pricing: downstream(ServiceName::Pricing),
-            reviews: downstream(ServiceName::Reviews),
-        };
-        let mut mobile = bff_mobile::MobileConfig::default();
-        mobile.server = server(mobile.server);
-        mobile.downstream = bff_mobile::MobileDownstreams {
-            products: downstream(ServiceName::Products),
-            inventory: downstream(ServiceName::Inventory),
-            pricing: downstream(ServiceName::Pricing),
-        };
-        let mut partner = bff_partner::PartnerConfig::default();
-        partner.server = server(partner.server);
-        partner.downstream = bff_partner::PartnerDownstreams {
-            products: downstream(ServiceName::Products),
-            inventory: downstream(ServiceName::Inventory),
-            pricing: downstream(ServiceName::Pricing),
-        };
+        let web = bff_config::<bff_web::Web>(&demo, &options);
+        let mobile = bff_config::<bff_mobile::Mobile>(&demo, &options);
+        let partner = bff_config::<bff_partner::Partner>(&demo, &options);
 
         let failed = |bff| move |source| PlatformError::Bff { bff, source };
-        let web = bff_web::start(web, shutdown.clone())
+        let web = bff::start(web, shutdown.clone(), bff_web::routes)
             .await
-            .map_err(failed(bff_web::NAME))?;
-        let mobile = bff_mobile::start(mobile, shutdown.clone())
+            .map_err(failed(bff_web::Web::NAME))?;
+        let mobile = bff::start(mobile, shutdown.clone(), bff_mobile::routes)
             .await
-            .map_err(failed(bff_mobile::NAME))?;
-        let partner = bff_partner::start(partner, shutdown.clone())
+            .map_err(failed(bff_mobile::Mobile::NAME))?;
+        let partner = bff::start(partner, shutdown.clone(), bff_partner::routes)
             .await
-            .map_err(failed(bff_partner::NAME))?;
+            .map_err(failed(bff_partner::Partner::NAME))?;
         Ok(Self {
             demo,
             web,
@@ -209,6 +176,22 @@ impl Platform {
         self.partner.wait().await;
         self.demo.wait().await;
     }
+}
+
+/// The configuration of BFF `B` pointing at `demo`.
+fn bff_config<B: Bff>(demo: &DemoServices, options: &PlatformOptions) -> BffConfig<B> {
+    let mut config = BffConfig::<B>::default();
+    if options.layout == Layout::Ephemeral {
+        config.server = ephemeral_server();
+    }
+    for (service, downstream) in &mut config.downstream {
+        downstream.url =
+            ServiceUrl::parse(&demo.url((*service).into())).expect("demo-services URLs are valid");
+        if let Some(timeout) = options.downstream_timeout {
+            downstream.timeout = timeout;
+        }
+    }
+    config
 }
 
 /// Server settings on free loopback ports, with a short drain.
