@@ -12,8 +12,8 @@ mod schema;
 
 use axum::{Router, routing::get};
 use gateway_core::{
-    bff::{Bff, BffConfig, BffParts},
-    downstream::{DownstreamClient, ServiceName},
+    bff::{Bff, BffConfig, BffParts, Downstreams},
+    downstream::ServiceName,
 };
 
 pub use schema::{MobileSchema, build_schema};
@@ -38,33 +38,14 @@ impl Bff for Mobile {
 /// The configuration of `bff-mobile`.
 pub type MobileConfig = BffConfig<Mobile>;
 
-/// What the resolvers share: one client per downstream service.
-#[derive(Debug, Clone)]
-pub struct AppState {
-    products: DownstreamClient,
-    inventory: DownstreamClient,
-    pricing: DownstreamClient,
-}
-
-impl AppState {
-    /// Takes the clients the resolvers need.
-    pub fn new(parts: &BffParts) -> Self {
-        Self {
-            products: parts.client(ServiceName::Products),
-            inventory: parts.client(ServiceName::Inventory),
-            pricing: parts.client(ServiceName::Pricing),
-        }
-    }
-}
-
-/// The routes of `bff-mobile` over `state`.
-pub fn app(state: AppState) -> Router {
+/// The routes of `bff-mobile` over its downstream clients.
+pub fn app(downstreams: Downstreams) -> Router {
     Router::new()
         .route("/graphql", get(graphql::get).post(graphql::post))
-        .with_state(build_schema(state))
+        .with_state(build_schema(downstreams))
 }
 
 /// The routes of `bff-mobile`, built at start by [`gateway_core::bff::start`].
 pub fn routes(parts: &BffParts) -> Router {
-    app(AppState::new(parts))
+    app(parts.downstreams())
 }

@@ -8,11 +8,13 @@
 use async_graphql::{
     Context, EmptyMutation, EmptySubscription, ErrorExtensions, ID, Object, Schema,
 };
-use gateway_core::{Error, RequestContext, downstream::DownstreamError};
+use gateway_core::{
+    Error, RequestContext,
+    bff::Downstreams,
+    downstream::{DownstreamError, ServiceName},
+};
 use shared_schema::catalog::{Price, Product, StockLevel};
 use tokio::sync::OnceCell;
-
-use crate::AppState;
 
 /// Deepest query accepted: the schema is shallow, so deep queries are abuse.
 const MAX_DEPTH: usize = 8;
@@ -22,10 +24,10 @@ const MAX_COMPLEXITY: usize = 200;
 /// The schema served at `/graphql`.
 pub type MobileSchema = Schema<Query, EmptyMutation, EmptySubscription>;
 
-/// Builds the schema over `state`'s downstream clients.
-pub fn build_schema(state: AppState) -> MobileSchema {
+/// Builds the schema over the downstream clients.
+pub fn build_schema(downstreams: Downstreams) -> MobileSchema {
     Schema::build(Query, EmptyMutation, EmptySubscription)
-        .data(state)
+        .data(downstreams)
         .limit_depth(MAX_DEPTH)
         .limit_complexity(MAX_COMPLEXITY)
         .finish()
@@ -44,8 +46,8 @@ pub(crate) fn graphql_error(error: Error) -> async_graphql::Error {
 
 fn request_parts<'a>(
     ctx: &'a Context<'_>,
-) -> async_graphql::Result<(&'a AppState, &'a RequestContext)> {
-    Ok((ctx.data::<AppState>()?, ctx.data::<RequestContext>()?))
+) -> async_graphql::Result<(&'a Downstreams, &'a RequestContext)> {
+    Ok((ctx.data::<Downstreams>()?, ctx.data::<RequestContext>()?))
 }
 
 /// The root query.
@@ -68,7 +70,7 @@ impl Query {
         })?;
         let (state, request) = request_parts(ctx)?;
         match state
-            .products
+            .client(ServiceName::Products)
             .get::<Product>(&format!("/products/{id}"), request)
             .await
         {
@@ -98,7 +100,7 @@ impl ProductNode {
             .get_or_init(|| async move {
                 let (state, request) = request_parts(ctx)?;
                 state
-                    .pricing
+                    .client(ServiceName::Pricing)
                     .get::<Price>(&format!("/prices/{id}"), request)
                     .await
                     .map_err(|error| graphql_error(error.into()))
@@ -114,7 +116,7 @@ impl ProductNode {
             .get_or_init(|| async move {
                 let (state, request) = request_parts(ctx)?;
                 state
-                    .inventory
+                    .client(ServiceName::Inventory)
                     .get::<StockLevel>(&format!("/inventory/{id}"), request)
                     .await
                     .map_err(|error| graphql_error(error.into()))

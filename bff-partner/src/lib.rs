@@ -20,8 +20,8 @@ use axum::{
     routing::get,
 };
 use gateway_core::{
-    bff::{Bff, BffConfig, BffParts},
-    downstream::{DownstreamClient, ServiceName},
+    bff::{Bff, BffConfig, BffParts, Downstreams},
+    downstream::ServiceName,
 };
 
 pub use products::{PartnerPrice, PartnerProduct, PartnerStock};
@@ -49,36 +49,17 @@ impl Bff for Partner {
 /// The configuration of `bff-partner`.
 pub type PartnerConfig = BffConfig<Partner>;
 
-/// What the handlers share: one client per downstream service.
-#[derive(Debug, Clone)]
-pub struct AppState {
-    products: DownstreamClient,
-    inventory: DownstreamClient,
-    pricing: DownstreamClient,
-}
-
-impl AppState {
-    /// Takes the clients the handlers need.
-    pub fn new(parts: &BffParts) -> Self {
-        Self {
-            products: parts.client(ServiceName::Products),
-            inventory: parts.client(ServiceName::Inventory),
-            pricing: parts.client(ServiceName::Pricing),
-        }
-    }
-}
-
-/// The routes of `bff-partner` over `state`.
-pub fn app(state: AppState) -> Router {
+/// The routes of `bff-partner` over its downstream clients.
+pub fn app(downstreams: Downstreams) -> Router {
     Router::new()
         .route("/v1/openapi.json", get(openapi))
         .route("/v1/products/{id}", get(products::get_product))
-        .with_state(state)
+        .with_state(downstreams)
 }
 
 /// The routes of `bff-partner`, built at start by [`gateway_core::bff::start`].
 pub fn routes(parts: &BffParts) -> Router {
-    app(AppState::new(parts))
+    app(parts.downstreams())
 }
 
 async fn openapi() -> impl IntoResponse {

@@ -4,11 +4,9 @@ use axum::{
     Json,
     extract::{Path, State},
 };
-use gateway_core::{Error, RequestContext, downstream::DownstreamError};
+use gateway_core::{Error, RequestContext, bff::Downstreams, downstream::ServiceName};
 use serde::{Deserialize, Serialize};
 use shared_schema::catalog::{Price, Product, StockLevel};
-
-use crate::AppState;
 
 /// A product as partners see it (v1; fields are only ever added).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -71,7 +69,7 @@ impl PartnerProduct {
 }
 
 pub(crate) async fn get_product(
-    State(state): State<AppState>,
+    State(services): State<Downstreams>,
     context: RequestContext,
     Path(id): Path<u64>,
 ) -> Result<Json<PartnerProduct>, Error> {
@@ -81,20 +79,19 @@ pub(crate) async fn get_product(
         format!("/inventory/{id}"),
     );
     let (product, price, stock) = tokio::join!(
-        state.products.get::<Product>(&product_path, &context),
-        state.pricing.get::<Price>(&price_path, &context),
-        state.inventory.get::<StockLevel>(&stock_path, &context),
+        services
+            .client(ServiceName::Products)
+            .get::<Product>(&product_path, &context),
+        services
+            .client(ServiceName::Pricing)
+            .get::<Price>(&price_path, &context),
+        services
+            .client(ServiceName::Inventory)
+            .get::<StockLevel>(&stock_path, &context),
     );
-    let not_found = |error| match error {
-        DownstreamError::NotFound { .. } => Error::NotFound {
-            resource: "product",
-            id: id.to_string(),
-        },
-        other => Error::Downstream(other),
-    };
     Ok(Json(PartnerProduct::assemble(
-        product.map_err(not_found)?,
-        price.map_err(not_found)?,
-        stock.map_err(not_found)?,
+        product.map_err(Error::fetching("product", id))?,
+        price.map_err(Error::fetching("product", id))?,
+        stock.map_err(Error::fetching("product", id))?,
     )))
 }

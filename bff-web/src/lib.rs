@@ -13,8 +13,8 @@ mod product_page;
 
 use axum::{Router, routing::get};
 use gateway_core::{
-    bff::{Bff, BffConfig, BffParts},
-    downstream::{DownstreamClient, ServiceName},
+    bff::{Bff, BffConfig, BffParts, Downstreams},
+    downstream::ServiceName,
 };
 
 pub use product_page::{
@@ -42,38 +42,17 @@ impl Bff for Web {
 /// The configuration of `bff-web`.
 pub type WebConfig = BffConfig<Web>;
 
-/// What the handlers share: one client per downstream service.
-#[derive(Debug, Clone)]
-pub struct AppState {
-    products: DownstreamClient,
-    inventory: DownstreamClient,
-    pricing: DownstreamClient,
-    reviews: DownstreamClient,
-}
-
-impl AppState {
-    /// Takes the clients the handlers need.
-    pub fn new(parts: &BffParts) -> Self {
-        Self {
-            products: parts.client(ServiceName::Products),
-            inventory: parts.client(ServiceName::Inventory),
-            pricing: parts.client(ServiceName::Pricing),
-            reviews: parts.client(ServiceName::Reviews),
-        }
-    }
-}
-
-/// The routes of `bff-web` over `state`.
-pub fn app(state: AppState) -> Router {
+/// The routes of `bff-web` over its downstream clients.
+pub fn app(downstreams: Downstreams) -> Router {
     Router::new()
         .route(
             "/api/product-page/{id}",
             get(product_page::get_product_page),
         )
-        .with_state(state)
+        .with_state(downstreams)
 }
 
 /// The routes of `bff-web`, built at start by [`gateway_core::bff::start`].
 pub fn routes(parts: &BffParts) -> Router {
-    app(AppState::new(parts))
+    app(parts.downstreams())
 }

@@ -10,11 +10,13 @@ use axum::{
     Json,
     extract::{Path, State},
 };
-use gateway_core::{Error, RequestContext, downstream::DownstreamError};
+use gateway_core::{
+    Error, RequestContext,
+    bff::Downstreams,
+    downstream::{DownstreamError, ServiceName},
+};
 use serde::{Deserialize, Serialize};
 use shared_schema::catalog::{Price, Product, ProductReviews, StockLevel};
-
-use crate::AppState;
 
 /// Reviews shown on the page.
 const REVIEWS_ON_PAGE: u32 = 5;
@@ -191,7 +193,7 @@ fn optional<T, V: From<T>>(
 }
 
 pub(crate) async fn get_product_page(
-    State(state): State<AppState>,
+    State(services): State<Downstreams>,
     context: RequestContext,
     Path(id): Path<u64>,
 ) -> Result<Json<ProductPage>, Error> {
@@ -202,18 +204,20 @@ pub(crate) async fn get_product_page(
         format!("/reviews?product={id}&limit={REVIEWS_ON_PAGE}"),
     );
     let (product, price, stock, reviews) = tokio::join!(
-        state.products.get::<Product>(&product_path, &context),
-        state.pricing.get::<Price>(&price_path, &context),
-        state.inventory.get::<StockLevel>(&stock_path, &context),
-        state.reviews.get::<ProductReviews>(&reviews_path, &context),
+        services
+            .client(ServiceName::Products)
+            .get::<Product>(&product_path, &context),
+        services
+            .client(ServiceName::Pricing)
+            .get::<Price>(&price_path, &context),
+        services
+            .client(ServiceName::Inventory)
+            .get::<StockLevel>(&stock_path, &context),
+        services
+            .client(ServiceName::Reviews)
+            .get::<ProductReviews>(&reviews_path, &context),
     );
-    let product = product.map_err(|error| match error {
-        DownstreamError::NotFound { .. } => Error::NotFound {
-            resource: "product",
-            id: id.to_string(),
-        },
-        other => Error::Downstream(other),
-    })?;
+    let product = product.map_err(Error::fetching("product", id))?;
     let mut missing = Vec::new();
     Ok(Json(ProductPage {
         product: product.into(),

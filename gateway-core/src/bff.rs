@@ -9,6 +9,7 @@
 
 use std::{
     collections::BTreeMap, fmt::Debug, future::Future, marker::PhantomData, process::ExitCode,
+    sync::Arc,
 };
 
 use axum::Router;
@@ -102,30 +103,44 @@ pub enum StartError {
     Serve(#[from] ServeError),
 }
 
-/// What a BFF's routes are built from: its downstream clients and metrics.
-#[derive(Debug)]
-pub struct BffParts {
-    name: &'static str,
-    telemetry: Telemetry,
-    clients: BTreeMap<ServiceName, DownstreamClient>,
+/// The clients of the services a BFF calls; cheap to clone, so handlers
+/// can hold it as their state.
+#[derive(Debug, Clone)]
+pub struct Downstreams {
+    bff: &'static str,
+    clients: Arc<BTreeMap<ServiceName, DownstreamClient>>,
 }
 
-impl BffParts {
+impl Downstreams {
     /// The client of `service`.
     ///
     /// # Panics
     ///
     /// When `service` is not in the BFF's [`Bff::SERVICES`]: a programming
     /// error that the first test of the BFF shows.
-    pub fn client(&self, service: ServiceName) -> DownstreamClient {
+    pub fn client(&self, service: ServiceName) -> &DownstreamClient {
         match self.clients.get(&service) {
-            Some(client) => client.clone(),
+            Some(client) => client,
             None => panic!(
                 "{} does not list {} in Bff::SERVICES",
-                self.name,
+                self.bff,
                 service.as_str()
             ),
         }
+    }
+}
+
+/// What a BFF's routes are built from: its downstream clients and metrics.
+#[derive(Debug)]
+pub struct BffParts {
+    downstreams: Downstreams,
+    telemetry: Telemetry,
+}
+
+impl BffParts {
+    /// The downstream clients.
+    pub fn downstreams(&self) -> Downstreams {
+        self.downstreams.clone()
     }
 
     /// The BFF's metrics registry, for modules that add their own metrics.
@@ -150,9 +165,11 @@ pub async fn start<B: Bff>(
         );
     }
     let parts = BffParts {
-        name: B::NAME,
+        downstreams: Downstreams {
+            bff: B::NAME,
+            clients: Arc::new(clients),
+        },
         telemetry: telemetry.clone(),
-        clients,
     };
     let router = routes(&parts);
     Ok(Gateway::new(B::NAME, config.server, telemetry)

@@ -73,6 +73,24 @@ pub enum Error {
 }
 
 impl Error {
+    /// Maps the failure of fetching `resource` `id` from its owning service:
+    /// a 404 there means the resource does not exist; anything else is a
+    /// downstream failure.
+    ///
+    /// `products.get::<Product>(..).await.map_err(Error::fetching("product", id))?`
+    pub fn fetching(
+        resource: &'static str,
+        id: impl ToString,
+    ) -> impl FnOnce(DownstreamError) -> Self {
+        move |error| match error {
+            DownstreamError::NotFound { .. } => Self::NotFound {
+                resource,
+                id: id.to_string(),
+            },
+            other => Self::Downstream(other),
+        }
+    }
+
     /// The HTTP status this error is answered with.
     pub fn status(&self) -> StatusCode {
         match self {

@@ -39,7 +39,7 @@
 //! }
 //!
 //! fn routes(parts: &BffParts) -> Router {
-//!     let _products = parts.client(ServiceName::Products);
+//!     let _products = parts.downstreams().client(ServiceName::Products).clone();
 //!     Router::new().route("/hello", get(|| async { "hello" }))
 //! }
 //!
