@@ -2,7 +2,7 @@
 //!
 //! A BFF is a marker type implementing [`Bff`]: its name, default ports and
 //! the downstream services it calls. Its configuration is [`BffConfig`]:
-//! the sections `[server]`, `[observability]` and `[downstream.<service>]`
+//! the sections `[server]`, `[observability]`, `[auth]` and `[downstream.<service>]`
 //! mean the same in every BFF, so an operator learns them once. [`main`] is
 //! the whole `main` of a BFF binary; [`start`] is what it runs, also used by
 //! tests and `devstack` to start a BFF inside another process.
@@ -16,6 +16,7 @@ use axum::Router;
 use serde::{Deserialize, Serialize};
 
 use crate::{
+    auth::{AuthConfig, AuthStartError, Authenticator},
     cli,
     config::{ConfigError, ServiceConfig},
     downstream::{ClientBuildError, DownstreamClient, DownstreamConfig, ServiceName},
@@ -35,6 +36,11 @@ pub trait Bff: Debug + Clone + PartialEq + Send + Sync + 'static {
     const ADMIN_PORT: u16;
     /// The downstream services it calls; each gets a `[downstream.<name>]` section.
     const SERVICES: &'static [ServiceName];
+    /// Route templates served without authentication; every other route
+    /// needs a credential (fail closed).
+    const PUBLIC_ROUTES: &'static [&'static str] = &[];
+    /// The cookie that may carry the token, by default.
+    const SESSION_COOKIE: Option<&'static str> = None;
 }
 
 /// The whole configuration of BFF `B`.
@@ -49,6 +55,8 @@ pub struct BffConfig<B> {
     pub server: ServerConfig,
     /// Logging.
     pub observability: ObservabilityConfig,
+    /// Who may call, and how they prove it.
+    pub auth: AuthConfig,
     /// The services this BFF calls, by name. Defaults point every one of
     /// [`Bff::SERVICES`] at demo-services on `127.0.0.1`.
     pub downstream: BTreeMap<ServiceName, DownstreamConfig>,
@@ -61,6 +69,10 @@ impl<B: Bff> Default for BffConfig<B> {
         Self {
             server: ServerConfig::with_ports(B::PUBLIC_PORT, B::ADMIN_PORT),
             observability: ObservabilityConfig::default(),
+            auth: AuthConfig {
+                session_cookie: B::SESSION_COOKIE.map(str::to_owned),
+                ..AuthConfig::for_audience(B::NAME)
+            },
             downstream: B::SERVICES
                 .iter()
                 .map(|service| (*service, DownstreamConfig::local(service.default_port())))
@@ -74,6 +86,7 @@ impl<B: Bff> ServiceConfig for BffConfig<B> {
     fn validate(&self) -> Result<(), ConfigError> {
         self.server.validate()?;
         self.observability.validate()?;
+        self.auth.validate()?;
         if let Some(extra) = self
             .downstream
             .keys()
@@ -101,6 +114,9 @@ pub enum StartError {
     /// A listener could not be bound.
     #[error(transparent)]
     Serve(#[from] ServeError),
+    /// The authenticator could not be built.
+    #[error(transparent)]
+    Auth(#[from] AuthStartError),
 }
 
 /// The clients of the services a BFF calls; cheap to clone, so handlers
@@ -149,7 +165,8 @@ impl BffParts {
     }
 }
 
-/// Starts BFF `B`: builds its downstream clients, its routes with `routes`,
+/// Starts BFF `B`: builds its downstream clients and authenticator, its
+/// routes with `routes` (every one authenticated but [`Bff::PUBLIC_ROUTES`]),
 /// and serves them until `shutdown` triggers.
 pub async fn start<B: Bff>(
     config: BffConfig<B>,
@@ -171,10 +188,11 @@ pub async fn start<B: Bff>(
         },
         telemetry: telemetry.clone(),
     };
-    let router = routes(&parts);
-    Ok(Gateway::new(B::NAME, config.server, telemetry)
-        .serve(router, shutdown)
-        .await?)
+    let gateway = Gateway::new(B::NAME, config.server, telemetry.clone());
+    let authenticator =
+        Authenticator::start(&config.auth, &telemetry, gateway.readiness(), &shutdown)?;
+    let router = routes(&parts).route_layer(authenticator.layer(B::PUBLIC_ROUTES));
+    Ok(gateway.serve(router, shutdown).await?)
 }
 
 /// The `main` of BFF `B`'s binary: command line, configuration, then

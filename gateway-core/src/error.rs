@@ -23,7 +23,7 @@ use http::{HeaderValue, StatusCode, header};
 use shared_schema::{PROBLEM_JSON, Problem};
 use tower::{Layer, Service};
 
-use crate::{downstream::DownstreamError, observability::TraceContext};
+use crate::{auth::AuthError, downstream::DownstreamError, observability::TraceContext};
 
 /// Largest non-problem error body read to use as a problem's detail.
 const MAX_DETAIL_SOURCE_BYTES: usize = 1024;
@@ -67,6 +67,9 @@ pub enum Error {
     /// A downstream service failed.
     #[error(transparent)]
     Downstream(#[from] DownstreamError),
+    /// The caller could not be authenticated, or lacks a scope.
+    #[error("authentication failed: {0}")]
+    Auth(#[from] AuthError),
     /// A bug: a handler panicked. The details are logged, never sent.
     #[error("internal error: {0}")]
     Internal(String),
@@ -104,6 +107,7 @@ impl Error {
                 DownstreamError::NotFound { .. } => StatusCode::NOT_FOUND,
                 _ => StatusCode::BAD_GATEWAY,
             },
+            Self::Auth(error) => error.status(),
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -125,6 +129,7 @@ impl Error {
                 | DownstreamError::InvalidBody { .. }
                 | DownstreamError::BodyTooLarge { .. } => "DOWNSTREAM_BAD_RESPONSE",
             },
+            Self::Auth(error) => error.code(),
             Self::Internal(_) => "INTERNAL",
         }
     }
@@ -158,6 +163,7 @@ impl Error {
                     format!("the {service} service gave an invalid answer")
                 }
             },
+            Self::Auth(error) => error.to_string(),
             Self::Internal(_) => "the gateway failed to handle the request".to_owned(),
         }
     }
@@ -182,7 +188,15 @@ impl IntoResponse for Error {
         } else {
             tracing::debug!(error = %self, code = self.code(), "request rejected");
         }
-        problem_response(self.problem())
+        let mut response = problem_response(self.problem());
+        if let Self::Auth(error) = &self {
+            if let Some(challenge) = error.challenge() {
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, challenge);
+            }
+        }
+        response
     }
 }
 

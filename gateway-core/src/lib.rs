@@ -13,6 +13,8 @@
 //! - [`observability`]: structured logs, W3C trace context, access log and
 //!   Prometheus metrics.
 //! - [`error`]: the one error type and its `application/problem+json` rendering.
+//! - [`auth`]: JWT (HS256, RS256, ES256 with a cached JWKS) and API keys,
+//!   the verified identity, and coarse scope checks.
 //! - [`downstream`]: one pooled HTTP client per downstream service.
 //! - [`context`]: what a handler needs to know about the request it serves.
 //! - [`bff`]: the configuration shape and start-up errors every BFF shares.
@@ -48,6 +50,7 @@
 //! }
 //! ```
 
+pub mod auth;
 pub mod bff;
 pub mod cli;
 pub mod config;

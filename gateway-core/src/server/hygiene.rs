@@ -1,6 +1,8 @@
 //! Request hygiene, before anything routes or decides on a request.
 //!
 //! - exactly one valid `Host` header (none or two is a 400);
+//! - every inbound `X-Auth-*` header is removed: only the gateway sets the
+//!   identity headers services trust;
 //! - hop-by-hop headers (`Connection` and every header it names, `TE`,
 //!   `Keep-Alive`, `Upgrade`, `Proxy-Connection`, `Trailer`,
 //!   `Transfer-Encoding`, `Proxy-Authorization`, `Proxy-Authenticate`) are
@@ -176,6 +178,19 @@ fn decode_segment(raw: &str) -> Result<String, PathError> {
     Ok(decoded.into_owned())
 }
 
+/// Removes every `X-Auth-*` header: those carry the verified identity to
+/// services and only the gateway may set them.
+pub fn strip_identity_headers(headers: &mut HeaderMap) {
+    let forged: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| name.as_str().starts_with("x-auth-"))
+        .cloned()
+        .collect();
+    for name in forged {
+        headers.remove(name);
+    }
+}
+
 /// Removes `Connection`, the headers it names, and the other hop-by-hop headers.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     let named: Vec<HeaderName> = headers
@@ -276,6 +291,7 @@ where
                     *request.uri_mut() = uri;
                 }
                 strip_hop_by_hop(request.headers_mut());
+                strip_identity_headers(request.headers_mut());
                 Either::Left(self.inner.call(request))
             }
             Err(error) => Either::Right(ready(Ok(error.into_response()))),
@@ -375,6 +391,17 @@ mod tests {
         strip_hop_by_hop(&mut headers);
         assert_eq!(headers.len(), 1, "{headers:?}");
         assert!(headers.contains_key(header::ACCEPT));
+    }
+
+    #[test]
+    fn identity_headers_from_clients_are_removed() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-auth-tenant", "evil".parse().expect("value"));
+        headers.append("X-Auth-Subject", "admin".parse().expect("value"));
+        headers.insert("x-auth-scopes", "orders:write".parse().expect("value"));
+        headers.insert("x-authorization-hint", "kept".parse().expect("value"));
+        strip_identity_headers(&mut headers);
+        assert_eq!(headers.len(), 1, "{headers:?}");
     }
 
     #[test]

@@ -9,7 +9,8 @@
 //! 2. [`AccessLogLayer`]: the request span, access-log line and latency histogram.
 //! 3. [`ProblemLayer`]: every error response rendered as problem+json with the trace id.
 //! 4. `CatchPanicLayer`: a panicking handler becomes a 500 problem, never a dropped connection.
-//! 5. [`HygieneLayer`]: one valid `Host`, hop-by-hop headers removed, the path normalised once.
+//! 5. [`HygieneLayer`]: one valid `Host`, hop-by-hop and forged `X-Auth-*` headers
+//!    removed, the path normalised once.
 //! 6. [`BodyLimitLayer`]: body size (413) and body read time (408).
 //! 7. [`RequestTimeoutLayer`]: the whole request within the timeout (504).
 //! 8. the router, which records the matched route template for the access log
@@ -34,7 +35,9 @@ mod shutdown;
 
 pub use admin::{Readiness, ReadinessGate};
 pub use conn::{ConnectionLimits, serve_connections};
-pub use hygiene::{HygieneLayer, PathError, normalize_path, strip_hop_by_hop};
+pub use hygiene::{
+    HygieneLayer, PathError, normalize_path, strip_hop_by_hop, strip_identity_headers,
+};
 pub use limits::{BodyLimitLayer, RequestTimeoutLayer};
 pub use shutdown::Shutdown;
 

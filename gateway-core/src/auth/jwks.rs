@@ -1,0 +1,493 @@
+//! The issuer's keys, fetched once and kept fresh, never fetched per request.
+//!
+//! - At start the JWKS is fetched with retries and exponential backoff; the
+//!   readiness gate `jwks` stays closed (`/readyz` 503) until it succeeds.
+//! - It is refreshed on a schedule: the response's `Cache-Control: max-age`
+//!   when present, else `refresh_interval`, never more often than
+//!   `min_refetch_interval` and never so rarely that the keys could go stale.
+//! - A token with an unknown `kid` triggers a refetch, at most once per
+//!   `min_refetch_interval`, and concurrent misses share that one fetch
+//!   (single flight): a flood of random `kid`s cannot hammer the issuer.
+//! - When a refresh fails, the last good keys stay in use, up to `max_stale`
+//!   after they were fetched; the failure is logged and counted, and the age
+//!   of the key set is a metric. Past `max_stale` RS256/ES256 tokens are
+//!   refused with 503 and readiness fails.
+//! - Keys that disappear from the JWKS stop verifying at the next refresh;
+//!   the `removal_epoch` tells the token cache to forget what they verified.
+
+use std::{
+    collections::HashMap,
+    fmt,
+    sync::{
+        Arc, RwLock,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use http::header;
+use prometheus_client::{
+    encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder},
+    metrics::{MetricType, TypedMetric, counter::Counter, family::Family, gauge::Gauge},
+};
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+
+use super::{AuthError, keys::VerificationKey};
+use crate::{
+    config::{HumanDuration, ServiceUrl},
+    observability::Telemetry,
+    server::{ReadinessGate, Shutdown},
+};
+
+/// Largest JWKS document accepted.
+const MAX_JWKS_BYTES: usize = 1024 * 1024;
+/// First retry delay after a failed fetch; doubles up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+/// Where the issuer's keys come from (`[auth.jwks]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwksConfig {
+    /// The JWKS URL (default `http://127.0.0.1:7000/.well-known/jwks.json`).
+    pub url: ServiceUrl,
+    /// Refresh period when the JWKS sends no `max-age` (default `5m`).
+    #[serde(default = "JwksConfig::default_refresh_interval")]
+    pub refresh_interval: HumanDuration,
+    /// Fetches never happen more often than this, whatever the trigger (default `30s`).
+    #[serde(default = "JwksConfig::default_min_refetch_interval")]
+    pub min_refetch_interval: HumanDuration,
+    /// How long the last good keys are used when refreshes fail (default `1h`).
+    #[serde(default = "JwksConfig::default_max_stale")]
+    pub max_stale: HumanDuration,
+    /// Timeout of one fetch (default `2s`).
+    #[serde(default = "JwksConfig::default_fetch_timeout")]
+    pub fetch_timeout: HumanDuration,
+}
+
+impl JwksConfig {
+    const fn default_refresh_interval() -> HumanDuration {
+        HumanDuration::from_secs(300)
+    }
+    const fn default_min_refetch_interval() -> HumanDuration {
+        HumanDuration::from_secs(30)
+    }
+    const fn default_max_stale() -> HumanDuration {
+        HumanDuration::from_secs(3600)
+    }
+    const fn default_fetch_timeout() -> HumanDuration {
+        HumanDuration::from_secs(2)
+    }
+
+    /// The JWKS at `url` with default timings.
+    pub fn at(url: ServiceUrl) -> Self {
+        Self {
+            url,
+            refresh_interval: Self::default_refresh_interval(),
+            min_refetch_interval: Self::default_min_refetch_interval(),
+            max_stale: Self::default_max_stale(),
+            fetch_timeout: Self::default_fetch_timeout(),
+        }
+    }
+}
+
+/// One successful fetch.
+#[derive(Debug)]
+struct KeySet {
+    keys: HashMap<String, Arc<VerificationKey>>,
+    /// When it was fetched; `None` until the first fetch succeeds.
+    fetched_at: Option<Instant>,
+}
+
+/// What started a fetch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct FetchLabels {
+    trigger: &'static str,
+    outcome: &'static str,
+}
+
+/// Age of the key set in seconds, computed when scraped (`NaN` before the first fetch).
+#[derive(Clone)]
+struct KeySetAge(Arc<RwLock<Arc<KeySet>>>);
+
+impl fmt::Debug for KeySetAge {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("KeySetAge")
+    }
+}
+
+impl TypedMetric for KeySetAge {
+    const TYPE: MetricType = MetricType::Gauge;
+}
+
+impl EncodeMetric for KeySetAge {
+    fn encode(&self, mut encoder: MetricEncoder<'_>) -> Result<(), fmt::Error> {
+        let set = self
+            .0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        let age = set
+            .fetched_at
+            .map_or(f64::NAN, |at| at.elapsed().as_secs_f64());
+        encoder.encode_gauge(&age)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Gauge
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+struct JwksMetrics {
+    fetches: Family<FetchLabels, Counter>,
+    refresh_failures: Counter,
+    keys: Gauge,
+}
+
+/// Why a fetch failed.
+#[derive(Debug, thiserror::Error)]
+enum FetchError {
+    #[error("request failed: {0}")]
+    Transport(#[from] reqwest::Error),
+    #[error("answered {0}")]
+    Status(http::StatusCode),
+    #[error("larger than {MAX_JWKS_BYTES} bytes")]
+    TooLarge,
+    #[error("not a JWKS: {0}")]
+    Invalid(#[from] serde_json::Error),
+    #[error("no usable signing key")]
+    NoUsableKey,
+}
+
+/// The cached JWKS; see the module docs.
+pub(crate) struct Jwks {
+    config: JwksConfig,
+    client: reqwest::Client,
+    current: Arc<RwLock<Arc<KeySet>>>,
+    /// Bumped by every successful fetch.
+    generation: AtomicU64,
+    /// Bumped by every fetch that withdrew a key.
+    removal_epoch: AtomicU64,
+    /// When the last fetch started; its lock makes fetches single-flight.
+    last_attempt: tokio::sync::Mutex<Option<Instant>>,
+    gate: ReadinessGate,
+    metrics: JwksMetrics,
+}
+
+impl fmt::Debug for Jwks {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Jwks")
+            .field("url", &self.config.url)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The result of looking a `kid` up in the current keys.
+enum Lookup {
+    Found(Arc<VerificationKey>),
+    Unknown,
+    Unavailable,
+}
+
+impl Jwks {
+    /// Starts keeping the JWKS of `config`: the first fetch and the refresh
+    /// schedule run in a background task until `shutdown` triggers.
+    pub(crate) fn start(
+        config: JwksConfig,
+        telemetry: &Telemetry,
+        gate: ReadinessGate,
+        shutdown: &Shutdown,
+    ) -> Result<Arc<Self>, reqwest::Error> {
+        let client = reqwest::Client::builder()
+            .timeout(config.fetch_timeout.get())
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
+        let current = Arc::new(RwLock::new(Arc::new(KeySet {
+            keys: HashMap::new(),
+            fetched_at: None,
+        })));
+        let metrics = JwksMetrics::default();
+        telemetry.register(
+            "auth_jwks_fetches",
+            "JWKS fetches by trigger and outcome",
+            metrics.fetches.clone(),
+        );
+        telemetry.register(
+            "auth_jwks_refresh_failures",
+            "JWKS fetches that failed (the last good keys stay in use)",
+            metrics.refresh_failures.clone(),
+        );
+        telemetry.register(
+            "auth_jwks_keys",
+            "Usable keys in the current JWKS",
+            metrics.keys.clone(),
+        );
+        telemetry.register(
+            "auth_jwks_age_seconds",
+            "Seconds since the keys in use were fetched",
+            KeySetAge(current.clone()),
+        );
+        let jwks = Arc::new(Self {
+            config,
+            client,
+            current,
+            generation: AtomicU64::new(0),
+            removal_epoch: AtomicU64::new(0),
+            last_attempt: tokio::sync::Mutex::new(None),
+            gate,
+            metrics,
+        });
+        tokio::spawn(jwks.clone().keep_fresh(shutdown.clone()));
+        Ok(jwks)
+    }
+
+    /// Bumped whenever a key left the JWKS; cached verifications from an
+    /// older epoch are not trusted.
+    pub(crate) fn removal_epoch(&self) -> u64 {
+        self.removal_epoch.load(Ordering::Acquire)
+    }
+
+    fn snapshot(&self) -> Arc<KeySet> {
+        self.current
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Whether keys are loaded and younger than `max_stale`.
+    fn is_fresh(set: &KeySet, max_stale: Duration) -> bool {
+        set.fetched_at.is_some_and(|at| at.elapsed() <= max_stale)
+    }
+
+    fn lookup(&self, kid: &str) -> Lookup {
+        let set = self.snapshot();
+        if !Self::is_fresh(&set, self.config.max_stale.get()) {
+            return Lookup::Unavailable;
+        }
+        set.keys
+            .get(kid)
+            .cloned()
+            .map_or(Lookup::Unknown, Lookup::Found)
+    }
+
+    /// The key `kid`, refetching the JWKS (rate-limited, single-flight) when
+    /// it is unknown.
+    pub(crate) async fn key(&self, kid: &str) -> Result<Arc<VerificationKey>, AuthError> {
+        if let Lookup::Found(key) = self.lookup(kid) {
+            return Ok(key);
+        }
+        let generation = self.generation.load(Ordering::Acquire);
+        {
+            let mut last_attempt = self.last_attempt.lock().await;
+            // Someone else's fetch completed while we waited: use its result.
+            let refreshed_meanwhile = self.generation.load(Ordering::Acquire) != generation;
+            let due = last_attempt
+                .is_none_or(|at| at.elapsed() >= self.config.min_refetch_interval.get());
+            if !refreshed_meanwhile && due {
+                *last_attempt = Some(Instant::now());
+                // A failure is logged and counted inside; the lookup below decides.
+                let _ = self.refresh("unknown_kid").await;
+            }
+        }
+        match self.lookup(kid) {
+            Lookup::Found(key) => Ok(key),
+            Lookup::Unknown => Err(AuthError::UnknownKey),
+            Lookup::Unavailable => Err(AuthError::KeysUnavailable),
+        }
+    }
+
+    /// The background task: first fetch with backoff, then the schedule.
+    async fn keep_fresh(self: Arc<Self>, shutdown: Shutdown) {
+        let mut backoff = FIRST_BACKOFF;
+        let mut loaded = false;
+        loop {
+            let outcome = {
+                let mut last_attempt = self.last_attempt.lock().await;
+                *last_attempt = Some(Instant::now());
+                self.refresh(if loaded { "schedule" } else { "startup" })
+                    .await
+            };
+            let delay = match outcome {
+                Ok(max_age) => {
+                    loaded = true;
+                    backoff = FIRST_BACKOFF;
+                    refresh_delay(&self.config, max_age)
+                }
+                Err(()) => {
+                    let delay = backoff;
+                    backoff = (backoff * 2)
+                        .min(MAX_BACKOFF)
+                        .min(self.config.refresh_interval.get());
+                    delay
+                }
+            };
+            self.gate.set(Self::is_fresh(
+                &self.snapshot(),
+                self.config.max_stale.get(),
+            ));
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = shutdown.triggered() => return,
+            }
+        }
+    }
+
+    /// Fetches and installs the JWKS; `Ok` carries its `max-age`.
+    async fn refresh(&self, trigger: &'static str) -> Result<Option<Duration>, ()> {
+        match self.fetch().await {
+            Ok((keys, max_age)) => {
+                self.metrics
+                    .fetches
+                    .get_or_create(&FetchLabels {
+                        trigger,
+                        outcome: "ok",
+                    })
+                    .inc();
+                self.install(keys);
+                Ok(max_age)
+            }
+            Err(error) => {
+                self.metrics
+                    .fetches
+                    .get_or_create(&FetchLabels {
+                        trigger,
+                        outcome: "error",
+                    })
+                    .inc();
+                self.metrics.refresh_failures.inc();
+                let age = self.snapshot().fetched_at.map(|at| at.elapsed());
+                tracing::warn!(
+                    %error,
+                    url = %self.config.url,
+                    trigger,
+                    keys_age = ?age,
+                    "JWKS fetch failed; keeping the last good keys"
+                );
+                Err(())
+            }
+        }
+    }
+
+    fn install(&self, keys: HashMap<String, Arc<VerificationKey>>) {
+        let count = keys.len();
+        let mut current = self
+            .current
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let withdrew = current.keys.keys().any(|kid| !keys.contains_key(kid));
+        *current = Arc::new(KeySet {
+            keys,
+            fetched_at: Some(Instant::now()),
+        });
+        drop(current);
+        if withdrew {
+            self.removal_epoch.fetch_add(1, Ordering::AcqRel);
+        }
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.metrics.keys.set(count as i64);
+        self.gate.set(true);
+    }
+
+    async fn fetch(
+        &self,
+    ) -> Result<(HashMap<String, Arc<VerificationKey>>, Option<Duration>), FetchError> {
+        let mut response = self
+            .client
+            .get(self.config.url.url().clone())
+            .header(header::ACCEPT, "application/json")
+            .send()
+            .await?;
+        if response.status() != http::StatusCode::OK {
+            return Err(FetchError::Status(response.status()));
+        }
+        let max_age = response
+            .headers()
+            .get(header::CACHE_CONTROL)
+            .and_then(|value| value.to_str().ok())
+            .and_then(parse_max_age);
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await? {
+            if body.len() + chunk.len() > MAX_JWKS_BYTES {
+                return Err(FetchError::TooLarge);
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let keys = super::keys::parse_jwks(&body)?;
+        if keys.is_empty() {
+            return Err(FetchError::NoUsableKey);
+        }
+        Ok((keys, max_age))
+    }
+}
+
+/// When to refresh after a success: the JWKS's own `max-age` if it sent one,
+/// bounded so the keys are never fetched more often than allowed nor left to
+/// go stale.
+fn refresh_delay(config: &JwksConfig, max_age: Option<Duration>) -> Duration {
+    let floor = config.min_refetch_interval.get();
+    let ceiling = (config.max_stale.get() / 2).max(floor);
+    max_age
+        .unwrap_or(config.refresh_interval.get())
+        .clamp(floor, ceiling)
+}
+
+/// `max-age` of a `Cache-Control` value; `no-cache`/`no-store` count as none.
+fn parse_max_age(cache_control: &str) -> Option<Duration> {
+    let mut max_age = None;
+    for directive in cache_control.split(',').map(str::trim) {
+        if directive.eq_ignore_ascii_case("no-cache") || directive.eq_ignore_ascii_case("no-store")
+        {
+            return None;
+        }
+        if let Some(seconds) = directive
+            .strip_prefix("max-age=")
+            .and_then(|value| value.parse::<u64>().ok())
+        {
+            max_age = Some(Duration::from_secs(seconds));
+        }
+    }
+    max_age
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refreshes_follow_max_age_within_bounds() {
+        let config = JwksConfig::at(ServiceUrl::parse("http://issuer.test/jwks").expect("url"));
+        assert_eq!(
+            refresh_delay(&config, None),
+            Duration::from_secs(300),
+            "the configured interval"
+        );
+        assert_eq!(
+            refresh_delay(&config, Some(Duration::from_secs(120))),
+            Duration::from_secs(120)
+        );
+        assert_eq!(
+            refresh_delay(&config, Some(Duration::ZERO)),
+            Duration::from_secs(30),
+            "never faster than allowed"
+        );
+        assert_eq!(
+            refresh_delay(&config, Some(Duration::from_secs(86_400))),
+            Duration::from_secs(1800),
+            "never stale"
+        );
+    }
+
+    #[test]
+    fn max_age_is_read_from_cache_control() {
+        assert_eq!(
+            parse_max_age("public, max-age=300"),
+            Some(Duration::from_secs(300))
+        );
+        assert_eq!(parse_max_age("max-age=0"), Some(Duration::ZERO));
+        assert_eq!(parse_max_age("no-cache, max-age=300"), None);
+        assert_eq!(parse_max_age("public"), None);
+        assert_eq!(parse_max_age("max-age=abc"), None);
+    }
+}

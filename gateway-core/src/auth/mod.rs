@@ -1,0 +1,502 @@
+//! Authentication and coarse authorisation: who is calling, and may they call this route.
+//!
+//! Every protected request carries exactly one credential:
+//!
+//! - a JWT (`Authorization: Bearer`, or the session cookie where configured)
+//!   signed with HS256 (the configured secret) or RS256/ES256 (keys from the
+//!   issuer's JWKS, see [`JwksConfig`]); or
+//! - an API key (`X-Api-Key`), configured by its SHA-256 ([`ApiKeyConfig`]).
+//!
+//! [`Authenticator::layer`] verifies it on every route but the BFF's public
+//! ones and puts the verified [`Identity`] in the request (handlers read it
+//! through [`crate::RequestContext`], downstream calls forward it as
+//! `X-Auth-Subject`, `X-Auth-Tenant`, `X-Auth-Scopes`) and in the response
+//! (for the access log). Inbound `X-Auth-*` headers never get this far: the
+//! server's hygiene layer removes them from every request. [`RequireScope`]
+//! guards a route with a scope (403 without it). Failures are
+//! problem+json with an RFC 6750 `WWW-Authenticate` challenge; the metric
+//! `auth_verifications_total` counts outcomes by method and reason.
+//!
+//! # Example
+//!
+//! ```
+//! use axum::{Router, routing::post};
+//! use gateway_core::auth::RequireScope;
+//!
+//! let routes: Router = Router::new().route(
+//!     "/v1/orders",
+//!     post(|| async { "created" }).route_layer(RequireScope::new("orders:write")),
+//! );
+//! ```
+
+mod api_key;
+mod cache;
+mod credentials;
+mod error;
+mod jwks;
+mod keys;
+mod token;
+mod verifier;
+
+pub use api_key::ApiKeyConfig;
+pub use credentials::{API_KEY, Credential};
+pub use error::AuthError;
+pub use jwks::JwksConfig;
+pub use token::{Algorithm, ClaimPolicy, Claims, UnverifiedToken};
+pub use verifier::CacheOutcome;
+
+use std::{
+    num::NonZeroUsize,
+    path::PathBuf,
+    sync::Arc,
+    task::{Context, Poll},
+};
+
+use axum::{
+    extract::{MatchedPath, Request},
+    response::{IntoResponse, Response},
+};
+use futures_util::future::{BoxFuture, Either, Ready, ready};
+use http::HeaderMap;
+use prometheus_client::{
+    encoding::EncodeLabelSet,
+    metrics::{counter::Counter, family::Family},
+};
+use serde::{Deserialize, Serialize};
+use shared_schema::Identity;
+use tower::{Layer, Service};
+
+use crate::{
+    Error,
+    config::{ConfigError, HumanDuration, Secret, ServiceUrl},
+    observability::Telemetry,
+    server::{Readiness, Shutdown},
+};
+use api_key::ApiKeys;
+use cache::TokenCache;
+use keys::VerificationKey;
+use verifier::{JwtVerifier, SharedSecret};
+
+/// Shortest HS256 secret accepted, in bytes (RFC 7518 §3.2: at least the hash size).
+const MIN_HS256_SECRET_BYTES: usize = 32;
+
+/// The HS256 secret (`[auth.hs256]`): from the configuration (or the
+/// `BFF_AUTH__HS256__SECRET` variable) or from a file, never both.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Hs256Config {
+    /// The secret itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<Secret>,
+    /// A file holding the secret (trailing newline ignored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_file: Option<PathBuf>,
+    /// The `kid` HS256 tokens carry; when absent, HS256 tokens carry no `kid`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kid: Option<String>,
+}
+
+impl Hs256Config {
+    fn load(&self) -> Result<Vec<u8>, ConfigError> {
+        let secret = match (&self.secret, &self.secret_file) {
+            (Some(secret), None) => secret.expose().as_bytes().to_vec(),
+            (None, Some(path)) => {
+                let mut bytes = std::fs::read(path).map_err(|error| {
+                    ConfigError::rule(
+                        "auth.hs256.secret_file",
+                        format!("cannot read {}: {error}", path.display()),
+                    )
+                })?;
+                while bytes
+                    .last()
+                    .is_some_and(|byte| *byte == b'\n' || *byte == b'\r')
+                {
+                    bytes.pop();
+                }
+                bytes
+            }
+            _ => {
+                return Err(ConfigError::rule(
+                    "auth.hs256",
+                    "set exactly one of secret and secret_file",
+                ));
+            }
+        };
+        if secret.len() < MIN_HS256_SECRET_BYTES {
+            return Err(ConfigError::rule(
+                "auth.hs256.secret",
+                format!("must be at least {MIN_HS256_SECRET_BYTES} bytes"),
+            ));
+        }
+        Ok(secret)
+    }
+}
+
+/// Authentication settings (`[auth]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// The one accepted `iss` (default `https://auth.demo.bff`, the dev issuer).
+    pub issuer: String,
+    /// This BFF's audience, which `aud` must contain (default: the BFF's name).
+    pub audience: String,
+    /// Clock skew tolerated on `exp`, `nbf` and `iat` (default `30s`).
+    #[serde(default = "AuthConfig::default_leeway")]
+    pub leeway: HumanDuration,
+    /// Longest token accepted, in bytes (default 8192).
+    #[serde(default = "AuthConfig::default_max_token_bytes")]
+    pub max_token_bytes: NonZeroUsize,
+    /// Cookie that may carry the token (bff-web: `bff_session`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_cookie: Option<String>,
+    /// HS256 with a shared secret; off when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hs256: Option<Hs256Config>,
+    /// RS256/ES256 with the issuer's JWKS; off when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks: Option<JwksConfig>,
+    /// Verified tokens remembered (default 10000; 0 turns the cache off).
+    #[serde(default = "AuthConfig::default_token_cache_capacity")]
+    pub token_cache_capacity: usize,
+    /// API keys (`[[auth.api_keys]]`); `X-Api-Key` is refused when empty.
+    #[serde(default)]
+    pub api_keys: Vec<ApiKeyConfig>,
+}
+
+impl AuthConfig {
+    const fn default_leeway() -> HumanDuration {
+        HumanDuration::from_secs(30)
+    }
+    const fn default_max_token_bytes() -> NonZeroUsize {
+        NonZeroUsize::new(8192).expect("non-zero")
+    }
+    const fn default_token_cache_capacity() -> usize {
+        10_000
+    }
+
+    /// Defaults for `audience`: the dev issuer and its JWKS on `127.0.0.1:7000`.
+    pub fn for_audience(audience: &str) -> Self {
+        Self {
+            issuer: "https://auth.demo.bff".to_owned(),
+            audience: audience.to_owned(),
+            leeway: Self::default_leeway(),
+            max_token_bytes: Self::default_max_token_bytes(),
+            session_cookie: None,
+            hs256: None,
+            jwks: Some(JwksConfig::at(
+                ServiceUrl::parse("http://127.0.0.1:7000/.well-known/jwks.json")
+                    .expect("a valid URL"),
+            )),
+            token_cache_capacity: Self::default_token_cache_capacity(),
+            api_keys: Vec::new(),
+        }
+    }
+
+    /// Checks the settings, reading the HS256 secret file if there is one.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.issuer.is_empty() {
+            return Err(ConfigError::rule("auth.issuer", "must not be empty"));
+        }
+        if self.audience.is_empty() {
+            return Err(ConfigError::rule("auth.audience", "must not be empty"));
+        }
+        if self.hs256.is_none() && self.jwks.is_none() && self.api_keys.is_empty() {
+            return Err(ConfigError::rule(
+                "auth",
+                "configure at least one of hs256, jwks and api_keys",
+            ));
+        }
+        if let Some(hs256) = &self.hs256 {
+            hs256.load()?;
+        }
+        if let Some(cookie) = &self.session_cookie {
+            let token_char = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+            if cookie.is_empty() || !cookie.bytes().all(token_char) {
+                return Err(ConfigError::rule(
+                    "auth.session_cookie",
+                    "must be a valid cookie name",
+                ));
+            }
+        }
+        ApiKeys::new(&self.api_keys).map(drop)
+    }
+}
+
+/// The authenticator could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthStartError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The JWKS client could not be built.
+    #[error("cannot build the JWKS client: {0}")]
+    Client(#[from] reqwest::Error),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct VerificationLabels {
+    method: &'static str,
+    outcome: &'static str,
+    reason: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct CacheLabels {
+    result: &'static str,
+}
+
+#[derive(Debug, Clone, Default)]
+struct AuthMetrics {
+    verifications: Family<VerificationLabels, Counter>,
+    cache: Family<CacheLabels, Counter>,
+}
+
+/// Verifies credentials; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Authenticator {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    jwt: JwtVerifier,
+    api_keys: ApiKeys,
+    session_cookie: Option<String>,
+    metrics: AuthMetrics,
+}
+
+impl Authenticator {
+    /// Builds the authenticator of `config`. With a JWKS this starts its
+    /// background refresh (until `shutdown`) and registers the readiness gate
+    /// `jwks`, open once keys are loaded.
+    pub fn start(
+        config: &AuthConfig,
+        telemetry: &Telemetry,
+        readiness: &Readiness,
+        shutdown: &Shutdown,
+    ) -> Result<Self, AuthStartError> {
+        config.validate()?;
+        let hs256 = match &config.hs256 {
+            Some(hs256) => Some(SharedSecret {
+                kid: hs256.kid.clone(),
+                key: Arc::new(VerificationKey::hs256(&hs256.load()?)),
+            }),
+            None => None,
+        };
+        let jwks = match &config.jwks {
+            Some(jwks) => Some(jwks::Jwks::start(
+                jwks.clone(),
+                telemetry,
+                readiness.gate("jwks"),
+                shutdown,
+            )?),
+            None => None,
+        };
+        let metrics = AuthMetrics::default();
+        telemetry.register(
+            "auth_verifications",
+            "Credential checks by method (jwt, api_key), outcome and reason",
+            metrics.verifications.clone(),
+        );
+        telemetry.register(
+            "auth_token_cache",
+            "Verified-token cache lookups by result",
+            metrics.cache.clone(),
+        );
+        Ok(Self {
+            inner: Arc::new(Inner {
+                jwt: JwtVerifier {
+                    issuer: config.issuer.clone(),
+                    audience: config.audience.clone(),
+                    leeway: config.leeway.get().as_secs(),
+                    max_token_bytes: config.max_token_bytes.get(),
+                    hs256,
+                    jwks,
+                    cache: (config.token_cache_capacity > 0)
+                        .then(|| TokenCache::new(config.token_cache_capacity)),
+                },
+                api_keys: ApiKeys::new(&config.api_keys)?,
+                session_cookie: config.session_cookie.clone(),
+                metrics,
+            }),
+        })
+    }
+
+    /// Verifies the one credential in `headers`, counting the outcome.
+    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Arc<Identity>, AuthError> {
+        let credential = credentials::extract(headers, self.inner.session_cookie.as_deref());
+        let (method, result) = match credential {
+            Ok(Credential::Bearer(token)) => ("jwt", self.verify_token(token).await),
+            Ok(Credential::ApiKey(key)) if self.inner.api_keys.is_enabled() => {
+                ("api_key", self.inner.api_keys.authenticate(key))
+            }
+            Ok(Credential::ApiKey(_)) => ("api_key", Err(AuthError::InvalidApiKey)),
+            Err(error) => ("none", Err(error)),
+        };
+        let labels = match &result {
+            Ok(_) => VerificationLabels {
+                method,
+                outcome: "accepted",
+                reason: "ok",
+            },
+            Err(error) => VerificationLabels {
+                method,
+                outcome: "rejected",
+                reason: error.reason(),
+            },
+        };
+        self.inner
+            .metrics
+            .verifications
+            .get_or_create(&labels)
+            .inc();
+        result
+    }
+
+    /// Verifies one JWT.
+    pub async fn verify_token(&self, token: &str) -> Result<Arc<Identity>, AuthError> {
+        let (result, cache) = self.inner.jwt.verify(token).await;
+        let label = match cache {
+            CacheOutcome::Hit => Some("hit"),
+            CacheOutcome::Miss => Some("miss"),
+            CacheOutcome::Disabled => None,
+        };
+        if let Some(result) = label {
+            self.inner
+                .metrics
+                .cache
+                .get_or_create(&CacheLabels { result })
+                .inc();
+        }
+        result
+    }
+
+    /// The layer authenticating every route except those whose template is in `public_routes`.
+    pub fn layer(&self, public_routes: &'static [&'static str]) -> AuthLayer {
+        AuthLayer {
+            authenticator: self.clone(),
+            public_routes,
+        }
+    }
+}
+
+/// Authenticates requests; see [`Authenticator::layer`].
+#[derive(Debug, Clone)]
+pub struct AuthLayer {
+    authenticator: Authenticator,
+    public_routes: &'static [&'static str],
+}
+
+impl<S> Layer<S> for AuthLayer {
+    type Service = Authenticate<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Authenticate {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// The service of [`AuthLayer`].
+#[derive(Debug, Clone)]
+pub struct Authenticate<S> {
+    inner: S,
+    layer: AuthLayer,
+}
+
+impl<S> Service<Request> for Authenticate<S>
+where
+    S: Service<Request, Response = Response> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<Response, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request) -> Self::Future {
+        let public = request
+            .extensions()
+            .get::<MatchedPath>()
+            .is_some_and(|route| self.layer.public_routes.contains(&route.as_str()));
+        // The clone is ready only once polled; keep the polled one for this call.
+        let ready = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, ready);
+        if public {
+            return Box::pin(inner.call(request));
+        }
+        let authenticator = self.layer.authenticator.clone();
+        Box::pin(async move {
+            match authenticator.authenticate(request.headers()).await {
+                Ok(identity) => {
+                    request.extensions_mut().insert(identity.clone());
+                    let mut response = inner.call(request).await?;
+                    response.extensions_mut().insert(identity);
+                    Ok(response)
+                }
+                Err(error) => Ok(Error::Auth(error).into_response()),
+            }
+        })
+    }
+}
+
+/// Lets a request through only if its identity has `scope` (else 403).
+#[derive(Debug, Clone, Copy)]
+pub struct RequireScope {
+    scope: &'static str,
+}
+
+impl RequireScope {
+    /// Requires `scope`, for example `orders:write`.
+    pub const fn new(scope: &'static str) -> Self {
+        Self { scope }
+    }
+}
+
+impl<S> Layer<S> for RequireScope {
+    type Service = ScopeGuard<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        ScopeGuard {
+            inner,
+            scope: self.scope,
+        }
+    }
+}
+
+/// The service of [`RequireScope`].
+#[derive(Debug, Clone)]
+pub struct ScopeGuard<S> {
+    inner: S,
+    scope: &'static str,
+}
+
+impl<S> Service<Request> for ScopeGuard<S>
+where
+    S: Service<Request, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = Either<S::Future, Ready<Result<Response, S::Error>>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        let verdict = match request.extensions().get::<Arc<Identity>>() {
+            Some(identity) if identity.has_scope(self.scope) => Ok(()),
+            Some(_) => Err(AuthError::InsufficientScope(self.scope)),
+            None => Err(AuthError::MissingCredentials),
+        };
+        match verdict {
+            Ok(()) => Either::Left(self.inner.call(request)),
+            Err(error) => Either::Right(ready(Ok(Error::Auth(error).into_response()))),
+        }
+    }
+}
