@@ -5,13 +5,15 @@
 //! stock } }`) and the BFF calls only the services those fields need: a
 //! query without `price` never touches the pricing service. GraphQL is served
 //! over HTTP at `/graphql` (`POST` with a JSON body, or `GET` with the query
-//! in the URL); errors carry a stable `extensions.code`.
+//! in the URL); errors carry a stable `extensions.code`. Callers send a
+//! bearer token for the audience `bff-mobile` with the scope `products:read`.
 
 mod graphql;
 mod schema;
 
 use axum::{Router, routing::get};
 use gateway_core::{
+    auth::RequireScope,
     bff::{Bff, BffConfig, BffParts, Downstreams},
     downstream::ServiceName,
 };
@@ -41,7 +43,12 @@ pub type MobileConfig = BffConfig<Mobile>;
 /// The routes of `bff-mobile` over its downstream clients.
 pub fn app(downstreams: Downstreams) -> Router {
     Router::new()
-        .route("/graphql", get(graphql::get).post(graphql::post))
+        .route(
+            "/graphql",
+            get(graphql::get)
+                .post(graphql::post)
+                .route_layer(RequireScope::new("products:read")),
+        )
         .with_state(build_schema(downstreams))
 }
 

@@ -6,10 +6,13 @@
 //! resource is never partial: if a part cannot be fetched the call fails
 //! with a problem+json error the partner can retry.
 //!
-//! | route                   | sources                         |
-//! |-------------------------|---------------------------------|
-//! | `GET /v1/products/{id}` | products, pricing, inventory    |
-//! | `GET /v1/openapi.json`  | the API description             |
+//! Partners authenticate with an API key (`X-Api-Key`) or with an OAuth
+//! client-credentials token from the issuer (audience `bff-partner`).
+//!
+//! | route                   | scope           | sources                      |
+//! |-------------------------|-----------------|------------------------------|
+//! | `GET /v1/products/{id}` | `products:read` | products, pricing, inventory |
+//! | `GET /v1/openapi.json`  | public          | the API description          |
 
 mod products;
 
@@ -20,6 +23,7 @@ use axum::{
     routing::get,
 };
 use gateway_core::{
+    auth::RequireScope,
     bff::{Bff, BffConfig, BffParts, Downstreams},
     downstream::ServiceName,
 };
@@ -44,6 +48,8 @@ impl Bff for Partner {
         ServiceName::Inventory,
         ServiceName::Pricing,
     ];
+    /// The API description is public, so partners can integrate before they have a key.
+    const PUBLIC_ROUTES: &'static [&'static str] = &["/v1/openapi.json"];
 }
 
 /// The configuration of `bff-partner`.
@@ -53,7 +59,10 @@ pub type PartnerConfig = BffConfig<Partner>;
 pub fn app(downstreams: Downstreams) -> Router {
     Router::new()
         .route("/v1/openapi.json", get(openapi))
-        .route("/v1/products/{id}", get(products::get_product))
+        .route(
+            "/v1/products/{id}",
+            get(products::get_product).route_layer(RequireScope::new("products:read")),
+        )
         .with_state(downstreams)
 }
 

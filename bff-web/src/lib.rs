@@ -5,14 +5,18 @@
 //! tracing, errors, metrics, drain) comes from `gateway-core`; this crate
 //! owns only the page shapes.
 //!
-//! | route                          | sources                                   |
-//! |--------------------------------|-------------------------------------------|
-//! | `GET /api/product-page/{id}`   | products, inventory, pricing, reviews     |
+//! Callers authenticate with a bearer token (audience `bff-web`) in
+//! `Authorization` or in the `bff_session` cookie the web app's login sets.
+//!
+//! | route                          | scope           | sources                               |
+//! |--------------------------------|-----------------|---------------------------------------|
+//! | `GET /api/product-page/{id}`   | `products:read` | products, inventory, pricing, reviews |
 
 mod product_page;
 
 use axum::{Router, routing::get};
 use gateway_core::{
+    auth::RequireScope,
     bff::{Bff, BffConfig, BffParts, Downstreams},
     downstream::ServiceName,
 };
@@ -37,6 +41,8 @@ impl Bff for Web {
         ServiceName::Pricing,
         ServiceName::Reviews,
     ];
+    /// The web app's login sets this HttpOnly cookie; it may carry the token.
+    const SESSION_COOKIE: Option<&'static str> = Some("bff_session");
 }
 
 /// The configuration of `bff-web`.
@@ -47,7 +53,7 @@ pub fn app(downstreams: Downstreams) -> Router {
     Router::new()
         .route(
             "/api/product-page/{id}",
-            get(product_page::get_product_page),
+            get(product_page::get_product_page).route_layer(RequireScope::new("products:read")),
         )
         .with_state(downstreams)
 }

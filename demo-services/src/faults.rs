@@ -94,22 +94,85 @@ impl FaultHandle {
     }
 }
 
+/// A request as a service received it, for tests to see what a gateway forwarded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordedRequest {
+    /// Method.
+    pub method: String,
+    /// Path and query.
+    pub uri: String,
+    /// Every header, names in lower case, in arrival order.
+    pub headers: Vec<(String, String)>,
+}
+
+impl RecordedRequest {
+    /// The values of header `name` (lower case).
+    pub fn header_values(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(header, _)| header == name)
+            .map(|(_, value)| value.as_str())
+            .collect()
+    }
+}
+
+/// The last request a service received.
+#[derive(Debug, Clone, Default)]
+pub struct LastRequest(Arc<RwLock<Option<RecordedRequest>>>);
+
+impl LastRequest {
+    /// The last request received, if any.
+    pub fn get(&self) -> Option<RecordedRequest> {
+        self.0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    fn record(&self, request: &Request) {
+        let recorded = RecordedRequest {
+            method: request.method().to_string(),
+            uri: request.uri().to_string(),
+            headers: request
+                .headers()
+                .iter()
+                .map(|(name, value)| {
+                    (
+                        name.as_str().to_owned(),
+                        String::from_utf8_lossy(value.as_bytes()).into_owned(),
+                    )
+                })
+                .collect(),
+        };
+        *self
+            .0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(recorded);
+    }
+}
+
 /// The service is down: hyper closes the connection without an answer.
 #[derive(Debug, thiserror::Error)]
 #[error("service is down (fault injection)")]
 pub struct ServiceDown;
 
-/// A service router with its faults applied; see the module docs.
+/// A service router with its faults applied and its last request recorded;
+/// see the module docs.
 #[derive(Debug, Clone)]
 pub struct Faulty {
     router: Router,
     faults: FaultHandle,
+    last_request: LastRequest,
 }
 
 impl Faulty {
-    /// Applies `faults` to `router`.
-    pub fn new(router: Router, faults: FaultHandle) -> Self {
-        Self { router, faults }
+    /// Applies `faults` to `router`, recording requests in `last_request`.
+    pub fn new(router: Router, faults: FaultHandle, last_request: LastRequest) -> Self {
+        Self {
+            router,
+            faults,
+            last_request,
+        }
     }
 }
 
@@ -123,10 +186,12 @@ impl Service<Request> for Faulty {
     }
 
     fn call(&mut self, request: Request) -> Self::Future {
-        // The admin API is the control plane: faults never apply to it.
+        // The admin API is the control plane: faults never apply to it, and
+        // its own requests are not recorded.
         let faults = if request.uri().path().starts_with("/admin/") {
             FaultConfig::default()
         } else {
+            self.last_request.record(&request);
             self.faults.get()
         };
         let router = self.router.clone();

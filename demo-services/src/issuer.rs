@@ -29,7 +29,7 @@ use ring::{
 use rsa::{
     RsaPrivateKey,
     pkcs1::EncodeRsaPrivateKey,
-    pkcs8::{DecodePrivateKey, SecretDocument},
+    pkcs8::{DecodePrivateKey, EncodePublicKey, SecretDocument},
     traits::PublicKeyParts,
 };
 use serde::{Deserialize, Serialize};
@@ -117,6 +117,9 @@ struct SigningKey {
     algorithm: Algorithm,
     encoding: EncodingKey,
     jwk: Value,
+    /// The public key as SubjectPublicKeyInfo DER (RSA keys only), for
+    /// testing that a gateway refuses it as an HS256 secret.
+    public_der: Option<Vec<u8>>,
 }
 
 impl SigningKey {
@@ -132,11 +135,16 @@ impl SigningKey {
         let e = URL_SAFE_NO_PAD.encode(private.e().to_bytes_be());
         // RFC 7638: the thumbprint hashes the required members in lexical order.
         let kid = thumbprint(&format!(r#"{{"e":"{e}","kty":"RSA","n":"{n}"}}"#));
+        let public_der = private
+            .to_public_key()
+            .to_public_key_der()
+            .map_err(|error| invalid(error.to_string()))?;
         Ok(Self {
             jwk: json!({ "kty": "RSA", "use": "sig", "alg": "RS256", "kid": kid, "n": n, "e": e }),
             kid,
             algorithm: Algorithm::RS256,
             encoding: EncodingKey::from_rsa_der(der.as_bytes()),
+            public_der: Some(public_der.into_vec()),
         })
     }
 
@@ -164,6 +172,7 @@ impl SigningKey {
             kid,
             algorithm: Algorithm::ES256,
             encoding: EncodingKey::from_ec_der(pkcs8),
+            public_der: None,
         })
     }
 
@@ -387,6 +396,64 @@ impl Issuer {
         Ok((ring.rsa.kid.clone(), ring.ec.kid.clone()))
     }
 
+    /// The RSA signing key's public half: SubjectPublicKeyInfo DER and PEM.
+    pub fn rsa_public_key(&self) -> (Vec<u8>, String) {
+        let ring = self
+            .keys
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let der = ring.rsa.public_der.clone().unwrap_or_default();
+        let body = base64::engine::general_purpose::STANDARD.encode(&der);
+        let lines: Vec<&str> = body
+            .as_bytes()
+            .chunks(64)
+            .map(|line| std::str::from_utf8(line).unwrap_or_default())
+            .collect();
+        let pem = format!(
+            "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
+            lines.join("\n")
+        );
+        (der, pem)
+    }
+
+    /// Signs any header and claims with the active key of `alg` (`RS256` or
+    /// `ES256`), for testing what a gateway accepts. The header gets `alg`
+    /// and the key's `kid` unless `header` sets them (a `null` removes one).
+    pub fn sign_raw(
+        &self,
+        alg: &str,
+        header: &Value,
+        claims: &Value,
+    ) -> Result<String, TokenError> {
+        let ring = self
+            .keys
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let key = match alg {
+            "RS256" => &ring.rsa,
+            "ES256" => &ring.ec,
+            other => return Err(TokenError::UnsupportedAlgorithm(other.to_owned())),
+        };
+        let mut full = json!({ "alg": alg, "kid": key.kid });
+        if let (Some(full), Some(extra)) = (full.as_object_mut(), header.as_object()) {
+            for (name, value) in extra {
+                if value.is_null() {
+                    full.remove(name);
+                } else {
+                    full.insert(name.clone(), value.clone());
+                }
+            }
+        }
+        let message = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(full.to_string()),
+            URL_SAFE_NO_PAD.encode(claims.to_string())
+        );
+        let signature =
+            jsonwebtoken::crypto::sign(message.as_bytes(), &key.encoding, key.algorithm)?;
+        Ok(format!("{message}.{signature}"))
+    }
+
     /// Issues a token for `request`, looking demo users up in `catalog`.
     pub fn issue(
         &self,
@@ -566,6 +633,24 @@ mod tests {
             issuer.issue(&greedy, &catalog),
             Err(TokenError::ScopeNotGranted(_))
         ));
+    }
+
+    #[test]
+    fn raw_tokens_carry_any_header_and_claims() {
+        let issuer = Issuer::new(IssuerConfig::default()).expect("keys");
+        let token = issuer
+            .sign_raw(
+                "ES256",
+                &json!({ "kid": null, "crit": ["x"] }),
+                &json!({ "sub": "x" }),
+            )
+            .expect("signed");
+        let header = decode_segment(&token, 0);
+        assert_eq!(header, json!({ "alg": "ES256", "crit": ["x"] }));
+        assert_eq!(decode_segment(&token, 1), json!({ "sub": "x" }));
+        let (der, pem) = issuer.rsa_public_key();
+        assert!(der.len() > 256);
+        assert!(pem.starts_with("-----BEGIN PUBLIC KEY-----\n"));
     }
 
     #[test]

@@ -22,6 +22,8 @@
 //! - `GET /admin/faults`, `PUT /admin/faults/{service}` (a [`FaultConfig`]
 //!   as JSON), `DELETE /admin/faults/{service}`;
 //! - `POST /admin/keys/rotate`;
+//! - `GET /admin/requests/{service}`: the last request the service received,
+//!   headers included (to check what a gateway forwarded);
 //! - `GET /admin/stats` (how often the JWKS was fetched).
 
 pub mod data;
@@ -54,7 +56,7 @@ use shared_schema::{PROBLEM_JSON, Problem};
 use tokio::{net::TcpListener, task::JoinHandle};
 
 pub use data::{Catalog, DataConfig};
-pub use faults::{FaultConfig, FaultHandle};
+pub use faults::{FaultConfig, FaultHandle, LastRequest, RecordedRequest};
 pub use issuer::{Issuer, IssuerConfig, TokenRequest, TokenResponse};
 
 /// How long in-flight requests get to finish on shutdown.
@@ -288,6 +290,7 @@ struct AuthState {
     issuer: Arc<Issuer>,
     catalog: Arc<Catalog>,
     faults: Arc<BTreeMap<ServiceName, FaultHandle>>,
+    last_requests: Arc<BTreeMap<ServiceName, LastRequest>>,
 }
 
 /// The running services.
@@ -297,6 +300,7 @@ pub struct DemoServices {
     issuer: Arc<Issuer>,
     catalog: Arc<Catalog>,
     faults: Arc<BTreeMap<ServiceName, FaultHandle>>,
+    last_requests: Arc<BTreeMap<ServiceName, LastRequest>>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -320,10 +324,17 @@ impl DemoServices {
                 })
                 .collect(),
         );
+        let last_requests: Arc<BTreeMap<ServiceName, LastRequest>> = Arc::new(
+            ServiceName::ALL
+                .into_iter()
+                .map(|service| (service, LastRequest::default()))
+                .collect(),
+        );
         let auth_state = AuthState {
             issuer: issuer.clone(),
             catalog: catalog.clone(),
             faults: faults.clone(),
+            last_requests: last_requests.clone(),
         };
         let mut addrs = BTreeMap::new();
         let mut tasks = Vec::new();
@@ -347,7 +358,11 @@ impl DemoServices {
             let bound = listener.local_addr().map_err(bind_error)?;
             addrs.insert(service, bound);
             tracing::info!(service = service.as_str(), addr = %bound, "demo service listening");
-            let app = faults::Faulty::new(router, faults[&service].clone());
+            let app = faults::Faulty::new(
+                router,
+                faults[&service].clone(),
+                last_requests[&service].clone(),
+            );
             tasks.push(tokio::spawn(serve_connections(
                 listener,
                 app,
@@ -361,6 +376,7 @@ impl DemoServices {
             issuer,
             catalog,
             faults,
+            last_requests,
             tasks,
         })
     }
@@ -400,6 +416,11 @@ impl DemoServices {
         &self.faults[&service]
     }
 
+    /// The last request `service` received (admin requests excepted).
+    pub fn last_request(&self, service: ServiceName) -> Option<RecordedRequest> {
+        self.last_requests[&service].get()
+    }
+
     /// Completes once every service has drained after shutdown.
     pub async fn wait(self) {
         for task in self.tasks {
@@ -423,6 +444,7 @@ fn auth(state: AuthState) -> Router {
         )
         .route("/admin/keys/rotate", post(rotate))
         .route("/admin/stats", get(stats))
+        .route("/admin/requests/{service}", get(last_request))
         .with_state(state)
 }
 
@@ -477,16 +499,14 @@ async fn list_faults(State(state): State<AuthState>) -> Json<BTreeMap<ServiceNam
     )
 }
 
-fn fault_handle<'a>(state: &'a AuthState, service: &str) -> Result<&'a FaultHandle, Rejection> {
-    ServiceName::from_path(service)
-        .map(|service| &state.faults[&service])
-        .ok_or_else(|| {
-            Rejection::new(
-                StatusCode::NOT_FOUND,
-                "UNKNOWN_SERVICE",
-                format!("no service named {service:?}"),
-            )
-        })
+fn service_named(name: &str) -> Result<ServiceName, Rejection> {
+    ServiceName::from_path(name).ok_or_else(|| {
+        Rejection::new(
+            StatusCode::NOT_FOUND,
+            "UNKNOWN_SERVICE",
+            format!("no service named {name:?}"),
+        )
+    })
 }
 
 async fn set_faults(
@@ -494,7 +514,7 @@ async fn set_faults(
     Path(service): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<Json<FaultConfig>, Rejection> {
-    let handle = fault_handle(&state, &service)?;
+    let handle = &state.faults[&service_named(&service)?];
     let invalid =
         |reason: String| Rejection::new(StatusCode::BAD_REQUEST, "INVALID_FAULTS", reason);
     let config: FaultConfig =
@@ -509,7 +529,7 @@ async fn clear_faults(
     State(state): State<AuthState>,
     Path(service): Path<String>,
 ) -> Result<StatusCode, Rejection> {
-    fault_handle(&state, &service)?.set(FaultConfig::default());
+    state.faults[&service_named(&service)?].set(FaultConfig::default());
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -523,6 +543,13 @@ async fn rotate(State(state): State<AuthState>) -> Result<Json<serde_json::Value
         .map_err(|error| failed(error.to_string()))?
         .map_err(|error| failed(error.to_string()))?;
     Ok(Json(json!({ "rsa_kid": rsa, "ec_kid": ec })))
+}
+
+async fn last_request(
+    State(state): State<AuthState>,
+    Path(service): Path<String>,
+) -> Result<Json<Option<RecordedRequest>>, Rejection> {
+    Ok(Json(state.last_requests[&service_named(&service)?].get()))
 }
 
 async fn stats(State(state): State<AuthState>) -> Json<serde_json::Value> {

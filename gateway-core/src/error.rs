@@ -189,12 +189,14 @@ impl IntoResponse for Error {
             tracing::debug!(error = %self, code = self.code(), "request rejected");
         }
         let mut response = problem_response(self.problem());
-        if let Self::Auth(error) = &self {
-            if let Some(challenge) = error.challenge() {
-                response
-                    .headers_mut()
-                    .insert(header::WWW_AUTHENTICATE, challenge);
-            }
+        let challenge = match &self {
+            Self::Auth(error) => error.challenge(),
+            _ => None,
+        };
+        if let Some(challenge) = challenge {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, challenge);
         }
         response
     }

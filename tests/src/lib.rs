@@ -18,10 +18,13 @@ use std::{
     time::Duration,
 };
 
-use demo_services::{DemoConfig, DemoServices, FaultConfig, Ports, ServiceName};
+use demo_services::{
+    DemoConfig, DemoServices, FaultConfig, IssuerConfig, Ports, ServiceName, TokenRequest,
+};
 use gateway_core::{
+    auth::{ApiKeyConfig, Hs256Config},
     bff::{self, Bff, BffConfig, StartError},
-    config::{HumanDuration, ServiceUrl},
+    config::{HumanDuration, Secret, ServiceUrl},
     server::{Running, ServerConfig, Shutdown},
 };
 use tokio::{
@@ -38,6 +41,10 @@ pub enum Layout {
     Dev,
 }
 
+/// The demo partner API key `devstack` configures (tenant `acme`). A
+/// development convenience only: production keys are configured by hash.
+pub const DEMO_PARTNER_API_KEY: &str = "demo-acme-3f9c1e7a5b2d4086";
+
 /// How to start the platform.
 #[derive(Debug, Clone)]
 pub struct PlatformOptions {
@@ -47,6 +54,16 @@ pub struct PlatformOptions {
     pub downstream_timeout: Option<HumanDuration>,
     /// Faults injected in the demo services from the start.
     pub faults: BTreeMap<ServiceName, FaultConfig>,
+    /// The demo issuer's settings.
+    pub issuer: IssuerConfig,
+    /// An HS256 secret every BFF accepts (and the issuer signs with).
+    pub hs256_secret: Option<String>,
+    /// bff-partner's API keys.
+    pub partner_api_keys: Vec<ApiKeyConfig>,
+    /// JWKS refresh interval of every BFF; the default when `None`.
+    pub jwks_refresh_interval: Option<HumanDuration>,
+    /// JWKS minimum refetch interval of every BFF; the default when `None`.
+    pub jwks_min_refetch_interval: Option<HumanDuration>,
 }
 
 impl Default for PlatformOptions {
@@ -55,17 +72,44 @@ impl Default for PlatformOptions {
             layout: Layout::Ephemeral,
             downstream_timeout: None,
             faults: BTreeMap::new(),
+            issuer: IssuerConfig::default(),
+            hs256_secret: None,
+            partner_api_keys: Vec::new(),
+            jwks_refresh_interval: None,
+            jwks_min_refetch_interval: None,
         }
     }
 }
 
 impl PlatformOptions {
-    /// The documented ports, as `devstack` uses.
+    /// The documented ports and the demo partner API key, as `devstack` uses.
     pub fn dev() -> Self {
         Self {
             layout: Layout::Dev,
+            partner_api_keys: vec![api_key(
+                "demo-acme",
+                DEMO_PARTNER_API_KEY,
+                "acme",
+                &["products:read"],
+            )],
             ..Self::default()
         }
+    }
+}
+
+/// The configuration of an API key, as an operator writes it: by its SHA-256.
+pub fn api_key(name: &str, key: &str, tenant: &str, scopes: &[&str]) -> ApiKeyConfig {
+    ApiKeyConfig {
+        name: name.to_owned(),
+        sha256: ring::digest::digest(&ring::digest::SHA256, key.as_bytes())
+            .as_ref()
+            .iter()
+            .map(|byte| format!("{byte:02x}"))
+            .collect(),
+        tenant: tenant.to_owned(),
+        plan: "standard".to_owned(),
+        scopes: scopes.iter().map(|scope| (*scope).to_owned()).collect(),
+        revoked: false,
     }
 }
 
@@ -112,12 +156,17 @@ impl Platform {
                 Layout::Dev => Ports::default(),
             },
             faults: options.faults.clone(),
+            issuer: IssuerConfig {
+                hs256_secret: options.hs256_secret.as_deref().map(Secret::new),
+                ..options.issuer.clone()
+            },
             ..DemoConfig::default()
         };
         let demo = DemoServices::start(demo_config, shutdown.clone()).await?;
         let web = bff_config::<bff_web::Web>(&demo, &options);
         let mobile = bff_config::<bff_mobile::Mobile>(&demo, &options);
-        let partner = bff_config::<bff_partner::Partner>(&demo, &options);
+        let mut partner = bff_config::<bff_partner::Partner>(&demo, &options);
+        partner.auth.api_keys = options.partner_api_keys.clone();
 
         let failed = |bff| move |source| PlatformError::Bff { bff, source };
         let web = bff::start(web, shutdown.clone(), bff_web::routes)
@@ -141,6 +190,25 @@ impl Platform {
     /// The demo services (issuer, faults, data).
     pub fn demo(&self) -> &DemoServices {
         &self.demo
+    }
+
+    /// An RS256 token for demo user `user-1` and `audience` (a BFF's name).
+    pub fn token(&self, audience: &str) -> String {
+        self.token_for("user-1", audience, "RS256")
+    }
+
+    /// A token for `subject` and `audience`, signed with `alg`.
+    pub fn token_for(&self, subject: &str, audience: &str, alg: &str) -> String {
+        self.demo
+            .token(&TokenRequest {
+                subject: subject.to_owned(),
+                audience: audience.to_owned(),
+                alg: Some(alg.to_owned()),
+                scope: None,
+                ttl: None,
+            })
+            .expect("the demo issuer issues tokens for demo users and partners")
+            .access_token
     }
 
     /// bff-web.
@@ -184,6 +252,23 @@ fn bff_config<B: Bff>(demo: &DemoServices, options: &PlatformOptions) -> BffConf
     if options.layout == Layout::Ephemeral {
         config.server = ephemeral_server();
     }
+    config.auth.issuer = options.issuer.issuer.clone();
+    if let Some(jwks) = &mut config.auth.jwks {
+        jwks.url = ServiceUrl::parse(&demo.jwks_url()).expect("the JWKS URL is valid");
+        if let Some(interval) = options.jwks_refresh_interval {
+            jwks.refresh_interval = interval;
+        }
+        if let Some(interval) = options.jwks_min_refetch_interval {
+            jwks.min_refetch_interval = interval;
+        }
+    }
+    if let Some(secret) = &options.hs256_secret {
+        config.auth.hs256 = Some(Hs256Config {
+            secret: Some(Secret::new(secret.clone())),
+            secret_file: None,
+            kid: None,
+        });
+    }
     for (service, downstream) in &mut config.downstream {
         downstream.url =
             ServiceUrl::parse(&demo.url((*service).into())).expect("demo-services URLs are valid");
@@ -200,6 +285,29 @@ pub fn ephemeral_server() -> ServerConfig {
     server.listen = SocketAddr::from(([127, 0, 0, 1], 0));
     server.drain_grace = HumanDuration::from_secs(5);
     server
+}
+
+/// Waits until a server's `/readyz` answers 200 (its signing keys are loaded).
+pub async fn wait_until_ready(running: &Running) {
+    wait_for_readyz(running.admin_addr()).await;
+}
+
+async fn wait_for_readyz(admin: SocketAddr) {
+    let url = format!("http://{admin}/readyz");
+    let ready = async {
+        loop {
+            if reqwest::get(&url)
+                .await
+                .is_ok_and(|response| response.status() == 200)
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), ready)
+        .await
+        .expect("ready within 20s");
 }
 
 /// The `http://addr` base URL of a running server's public listener.
@@ -289,6 +397,25 @@ impl BffProcess {
     /// The admin listener.
     pub fn admin(&self) -> SocketAddr {
         self.admin
+    }
+
+    /// Waits until `/readyz` answers 200 (signing keys loaded).
+    pub async fn wait_until_ready(&self) {
+        let url = format!("http://{}/readyz", self.admin);
+        let ready = async {
+            loop {
+                if reqwest::get(&url)
+                    .await
+                    .is_ok_and(|response| response.status() == 200)
+                {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(20), ready)
+            .await
+            .expect("ready within 20s");
     }
 
     /// Sends SIGTERM.

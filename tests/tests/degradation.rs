@@ -16,8 +16,13 @@ async fn platform() -> Platform {
     .expect("starts")
 }
 
-async fn get(url: String) -> (u16, Value) {
-    let response = reqwest::get(url).await.expect("request succeeds");
+async fn get(url: String, token: &str) -> (u16, Value) {
+    let response = reqwest::Client::new()
+        .get(url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("request succeeds");
     let status = response.status().as_u16();
     (
         status,
@@ -44,7 +49,11 @@ async fn web_page_degrades_when_optional_parts_fail() {
     let platform = platform().await;
     platform.demo().faults(ServiceName::Reviews).set(down());
     platform.demo().faults(ServiceName::Pricing).set(slow());
-    let (status, page) = get(format!("{}/api/product-page/42", base_url(platform.web()))).await;
+    let (status, page) = get(
+        format!("{}/api/product-page/42", base_url(platform.web())),
+        &platform.token("bff-web"),
+    )
+    .await;
     assert_eq!(status, 200, "{page}");
     assert_eq!(page["reviews"], Value::Null);
     assert_eq!(page["price"], Value::Null);
@@ -56,12 +65,20 @@ async fn web_page_degrades_when_optional_parts_fail() {
 async fn web_page_fails_when_the_product_itself_fails() {
     let platform = platform().await;
     platform.demo().faults(ServiceName::Products).set(down());
-    let (status, problem) = get(format!("{}/api/product-page/42", base_url(platform.web()))).await;
+    let (status, problem) = get(
+        format!("{}/api/product-page/42", base_url(platform.web())),
+        &platform.token("bff-web"),
+    )
+    .await;
     assert_eq!(status, 502, "{problem}");
     assert_eq!(problem["code"], "DOWNSTREAM_UNAVAILABLE");
 
     platform.demo().faults(ServiceName::Products).set(slow());
-    let (status, problem) = get(format!("{}/api/product-page/42", base_url(platform.web()))).await;
+    let (status, problem) = get(
+        format!("{}/api/product-page/42", base_url(platform.web())),
+        &platform.token("bff-web"),
+    )
+    .await;
     assert_eq!(status, 504, "{problem}");
     assert_eq!(problem["code"], "DOWNSTREAM_TIMEOUT");
     assert!(
@@ -83,7 +100,11 @@ async fn a_slow_body_counts_against_the_downstream_timeout() {
             slow_body: Some(HumanDuration::from_millis(100)),
             ..FaultConfig::default()
         });
-    let (status, problem) = get(format!("{}/v1/products/42", base_url(platform.partner()))).await;
+    let (status, problem) = get(
+        format!("{}/v1/products/42", base_url(platform.partner())),
+        &platform.token("bff-partner"),
+    )
+    .await;
     assert_eq!(status, 504, "{problem}");
     assert_eq!(problem["code"], "DOWNSTREAM_TIMEOUT");
 }
@@ -98,7 +119,11 @@ async fn injected_errors_are_a_problem_502_for_partners() {
             error_rate: 1.0,
             ..FaultConfig::default()
         });
-    let (status, problem) = get(format!("{}/v1/products/42", base_url(platform.partner()))).await;
+    let (status, problem) = get(
+        format!("{}/v1/products/42", base_url(platform.partner())),
+        &platform.token("bff-partner"),
+    )
+    .await;
     assert_eq!(status, 502, "{problem}");
     assert_eq!(problem["code"], "DOWNSTREAM_BAD_RESPONSE");
     assert!(
@@ -113,6 +138,7 @@ async fn mobile_field_errors_carry_codes_and_keep_the_rest() {
     platform.demo().faults(ServiceName::Pricing).set(slow());
     let response = reqwest::Client::new()
         .post(format!("{}/graphql", base_url(platform.mobile())))
+        .bearer_auth(platform.token("bff-mobile"))
         .header("content-type", "application/json")
         .body(json!({ "query": "{ product(id: 42) { name price stock } }" }).to_string())
         .send()
@@ -136,7 +162,11 @@ async fn faults_can_be_set_and_cleared_through_the_admin_api() {
     .await
     .expect("starts");
     let admin = platform.demo().url(ServiceName::Auth);
-    let (status, _) = get(format!("{}/v1/products/1", base_url(platform.partner()))).await;
+    let (status, _) = get(
+        format!("{}/v1/products/1", base_url(platform.partner())),
+        &platform.token("bff-partner"),
+    )
+    .await;
     assert_eq!(status, 502);
 
     let client = reqwest::Client::new();
@@ -146,7 +176,11 @@ async fn faults_can_be_set_and_cleared_through_the_admin_api() {
         .await
         .expect("sent");
     assert_eq!(cleared.status(), 204);
-    let (status, _) = get(format!("{}/v1/products/1", base_url(platform.partner()))).await;
+    let (status, _) = get(
+        format!("{}/v1/products/1", base_url(platform.partner())),
+        &platform.token("bff-partner"),
+    )
+    .await;
     assert_eq!(status, 200);
 
     let set = client
@@ -156,7 +190,11 @@ async fn faults_can_be_set_and_cleared_through_the_admin_api() {
         .await
         .expect("sent");
     assert_eq!(set.status(), 200);
-    let (status, _) = get(format!("{}/v1/products/1", base_url(platform.partner()))).await;
+    let (status, _) = get(
+        format!("{}/v1/products/1", base_url(platform.partner())),
+        &platform.token("bff-partner"),
+    )
+    .await;
     assert_eq!(status, 502);
 
     let invalid = client

@@ -8,7 +8,7 @@ use std::{
     time::Duration,
 };
 
-use demo_services::{DemoConfig, DemoServices, FaultConfig, Ports, ServiceName};
+use demo_services::{DemoConfig, DemoServices, FaultConfig, Ports, ServiceName, TokenRequest};
 use gateway_core::{config::HumanDuration, server::Shutdown};
 use platform_tests::{BffProcess, binary};
 
@@ -184,16 +184,27 @@ async fn sigterm_drains_in_flight_requests_and_exits_zero() {
             demo.url(ServiceName::Pricing),
         ),
         ("BFF_DOWNSTREAM__PRICING__TIMEOUT", "5s".to_owned()),
+        ("BFF_AUTH__JWKS__URL", demo.jwks_url()),
     ];
     let bff = BffProcess::spawn("bff-partner", &env).await;
     let client = reqwest::Client::new();
+    let token = demo
+        .token(&TokenRequest {
+            subject: "partner-acme".to_owned(),
+            audience: "bff-partner".to_owned(),
+            alg: None,
+            scope: None,
+            ttl: None,
+        })
+        .expect("a partner token")
+        .access_token;
+    bff.wait_until_ready().await;
     let in_flight: Vec<_> = (1..=20)
         .map(|id| {
-            tokio::spawn(
-                client
-                    .get(format!("http://{}/v1/products/{id}", bff.public()))
-                    .send(),
-            )
+            let request = client
+                .get(format!("http://{}/v1/products/{id}", bff.public()))
+                .bearer_auth(&token);
+            tokio::spawn(request.send())
         })
         .collect();
     tokio::time::sleep(Duration::from_millis(400)).await;

@@ -3,8 +3,13 @@
 use platform_tests::{Platform, base_url};
 use serde_json::{Value, json};
 
-async fn get_json(url: &str) -> (u16, String, Value) {
-    let response = reqwest::get(url).await.expect("request succeeds");
+async fn get_json(url: &str, token: &str) -> (u16, String, Value) {
+    let response = reqwest::Client::new()
+        .get(url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("request succeeds");
     let status = response.status().as_u16();
     let content_type = response
         .headers()
@@ -23,6 +28,7 @@ async fn get_json(url: &str) -> (u16, String, Value) {
 async fn graphql(platform: &Platform, body: Value) -> (u16, Value) {
     let response = reqwest::Client::new()
         .post(format!("{}/graphql", base_url(platform.mobile())))
+        .bearer_auth(platform.token("bff-mobile"))
         .header("content-type", "application/json")
         .body(body.to_string())
         .send()
@@ -57,8 +63,11 @@ fn assert_problem(
 async fn web_product_page_nests_all_four_services() {
     let platform = Platform::start().await;
     let catalog = platform.demo().catalog();
-    let (status, content_type, page) =
-        get_json(&format!("{}/api/product-page/42", base_url(platform.web()))).await;
+    let (status, content_type, page) = get_json(
+        &format!("{}/api/product-page/42", base_url(platform.web())),
+        &platform.token("bff-web"),
+    )
+    .await;
     assert_eq!(status, 200, "{page}");
     assert_eq!(content_type, "application/json");
 
@@ -91,10 +100,10 @@ async fn web_product_page_nests_all_four_services() {
 #[tokio::test]
 async fn web_unknown_product_is_a_problem_404() {
     let platform = Platform::start().await;
-    let (status, content_type, problem) = get_json(&format!(
-        "{}/api/product-page/999999",
-        base_url(platform.web())
-    ))
+    let (status, content_type, problem) = get_json(
+        &format!("{}/api/product-page/999999", base_url(platform.web())),
+        &platform.token("bff-web"),
+    )
     .await;
     assert_problem(status, &content_type, &problem, 404, "NOT_FOUND");
     assert_eq!(problem["detail"], "product 999999 not found");
@@ -103,10 +112,10 @@ async fn web_unknown_product_is_a_problem_404() {
 #[tokio::test]
 async fn web_non_numeric_id_is_a_problem_400() {
     let platform = Platform::start().await;
-    let (status, content_type, problem) = get_json(&format!(
-        "{}/api/product-page/abc",
-        base_url(platform.web())
-    ))
+    let (status, content_type, problem) = get_json(
+        &format!("{}/api/product-page/abc", base_url(platform.web())),
+        &platform.token("bff-web"),
+    )
     .await;
     assert_problem(status, &content_type, &problem, 400, "BAD_REQUEST");
 }
@@ -116,7 +125,7 @@ async fn unknown_routes_are_problem_404_on_every_bff() {
     let platform = Platform::start().await;
     for running in [platform.web(), platform.mobile(), platform.partner()] {
         let (status, content_type, problem) =
-            get_json(&format!("{}/no/such/route", base_url(running))).await;
+            get_json(&format!("{}/no/such/route", base_url(running)), "no-token").await;
         assert_problem(status, &content_type, &problem, 404, "ROUTE_NOT_FOUND");
     }
 }
@@ -166,7 +175,7 @@ async fn mobile_query_with_variables_and_get() {
         "{}/graphql?query=%7B%20product(id%3A%203)%20%7B%20name%20%7D%20%7D",
         base_url(platform.mobile())
     );
-    let (status, _, body) = get_json(&url).await;
+    let (status, _, body) = get_json(&url, &platform.token("bff-mobile")).await;
     assert_eq!(status, 200);
     assert_eq!(
         body["data"]["product"]["name"],
@@ -210,6 +219,7 @@ async fn mobile_malformed_body_is_a_problem_400() {
     let platform = Platform::start().await;
     let response = reqwest::Client::new()
         .post(format!("{}/graphql", base_url(platform.mobile())))
+        .bearer_auth(platform.token("bff-mobile"))
         .body("{not json")
         .send()
         .await
@@ -242,8 +252,11 @@ async fn mobile_refuses_queries_that_are_too_deep() {
 async fn partner_product_is_stable_snake_case() {
     let platform = Platform::start().await;
     let catalog = platform.demo().catalog();
-    let (status, content_type, product) =
-        get_json(&format!("{}/v1/products/42", base_url(platform.partner()))).await;
+    let (status, content_type, product) = get_json(
+        &format!("{}/v1/products/42", base_url(platform.partner())),
+        &platform.token("bff-partner"),
+    )
+    .await;
     assert_eq!(status, 200, "{product}");
     assert_eq!(content_type, "application/json");
     let price = catalog.price(42).expect("exists");
@@ -266,21 +279,30 @@ async fn partner_product_is_stable_snake_case() {
 #[tokio::test]
 async fn partner_unknown_product_is_a_problem_404() {
     let platform = Platform::start().await;
-    let (status, content_type, problem) =
-        get_json(&format!("{}/v1/products/0", base_url(platform.partner()))).await;
+    let (status, content_type, problem) = get_json(
+        &format!("{}/v1/products/0", base_url(platform.partner())),
+        &platform.token("bff-partner"),
+    )
+    .await;
     assert_problem(status, &content_type, &problem, 404, "NOT_FOUND");
 }
 
 #[tokio::test]
 async fn partner_openapi_describes_every_v1_route() {
     let platform = Platform::start().await;
-    let (status, _, document) =
-        get_json(&format!("{}/v1/openapi.json", base_url(platform.partner()))).await;
+    let (status, _, document) = get_json(
+        &format!("{}/v1/openapi.json", base_url(platform.partner())),
+        &platform.token("bff-partner"),
+    )
+    .await;
     assert_eq!(status, 200);
     assert_eq!(document["openapi"], "3.1.0");
     let product_schema = &document["components"]["schemas"]["Product"];
-    let (_, _, product) =
-        get_json(&format!("{}/v1/products/5", base_url(platform.partner()))).await;
+    let (_, _, product) = get_json(
+        &format!("{}/v1/products/5", base_url(platform.partner())),
+        &platform.token("bff-partner"),
+    )
+    .await;
     for required in product_schema["required"]
         .as_array()
         .expect("required fields")
@@ -303,8 +325,11 @@ async fn partner_openapi_describes_every_v1_route() {
 #[tokio::test]
 async fn metrics_count_downstream_calls_per_service() {
     let platform = Platform::start().await;
-    let (status, _, _) =
-        get_json(&format!("{}/api/product-page/1", base_url(platform.web()))).await;
+    let (status, _, _) = get_json(
+        &format!("{}/api/product-page/1", base_url(platform.web())),
+        &platform.token("bff-web"),
+    )
+    .await;
     assert_eq!(status, 200);
     let metrics = reqwest::get(format!("http://{}/metrics", platform.web().admin_addr()))
         .await

@@ -120,10 +120,11 @@ impl TokenCache {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if shard.len() >= self.per_shard && !shard.contains_key(&hash) {
             shard.retain(|_, entry| entry.expires_at > now && entry.epoch == epoch);
-            if shard.len() >= self.per_shard {
-                if let Some(victim) = shard.keys().next().copied() {
-                    shard.remove(&victim);
-                }
+            let victim = (shard.len() >= self.per_shard)
+                .then(|| shard.keys().next().copied())
+                .flatten();
+            if let Some(victim) = victim {
+                shard.remove(&victim);
             }
         }
         shard.insert(

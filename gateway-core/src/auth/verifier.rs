@@ -124,10 +124,12 @@ impl JwtVerifier {
         &self,
         token: &UnverifiedToken<'_>,
     ) -> Result<Arc<VerificationKey>, AuthError> {
-        if let Some(secret) = &self.hs256 {
-            if secret.kid.as_deref() == token.kid.as_deref() {
-                return Ok(secret.key.clone());
-            }
+        let secret = self
+            .hs256
+            .as_ref()
+            .filter(|secret| secret.kid.as_deref() == token.kid.as_deref());
+        if let Some(secret) = secret {
+            return Ok(secret.key.clone());
         }
         match (&token.kid, &self.jwks) {
             (Some(kid), Some(jwks)) => jwks.key(kid).await,

@@ -1,0 +1,1029 @@
+//! Authentication end to end: real keys, a real JWKS over HTTP, real BFFs.
+//!
+//! Tokens are signed by the demo issuer's own keys (`Issuer::sign_raw`) or,
+//! for attacks, by an attacker's keys or with a key used the wrong way.
+
+use std::{
+    collections::BTreeMap,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use demo_services::{
+    DemoConfig, DemoServices, FaultConfig, IssuerConfig, Ports, ServiceName, TokenRequest,
+};
+use gateway_core::{config::HumanDuration, server::Shutdown};
+use platform_tests::{Platform, PlatformOptions, api_key, base_url};
+use reqwest::header::HeaderMap;
+use serde_json::{Value, json};
+
+/// The HS256 secret the platform accepts in these tests.
+const SECRET: &str = "hs256-test-secret-that-is-long-enough-0123456789";
+const ALGORITHMS: [&str; 3] = ["RS256", "ES256", "HS256"];
+/// Upper bound on any wait for something to happen eventually.
+const PATIENCE: Duration = Duration::from_secs(20);
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs()
+}
+
+fn b64(value: &Value) -> String {
+    URL_SAFE_NO_PAD.encode(value.to_string())
+}
+
+async fn platform_with(options: PlatformOptions) -> Platform {
+    Platform::start_with(PlatformOptions {
+        hs256_secret: Some(SECRET.to_owned()),
+        ..options
+    })
+    .await
+    .expect("the platform starts")
+}
+
+async fn platform() -> Platform {
+    platform_with(PlatformOptions::default()).await
+}
+
+/// Claims of a valid token for `user-1` and `audience`.
+fn claims(platform: &Platform, audience: &str) -> Value {
+    let tenant = platform.demo().catalog().user(1).expect("user 1").tenant;
+    let now = now();
+    json!({
+        "iss": platform.demo().issuer().issuer(), "sub": "user-1", "tid": tenant, "aud": audience,
+        "scope": "products:read", "iat": now, "nbf": now, "exp": now + 300
+    })
+}
+
+fn with(mut claims: Value, changes: Value) -> Value {
+    for (name, value) in changes.as_object().expect("an object of changes") {
+        if value.is_null() {
+            claims.as_object_mut().expect("object").remove(name);
+        } else {
+            claims[name] = value.clone();
+        }
+    }
+    claims
+}
+
+fn hs256(secret: &[u8], header: &Value, claims: &Value) -> String {
+    let message = format!("{}.{}", b64(header), b64(claims));
+    let key = jsonwebtoken::EncodingKey::from_secret(secret);
+    let signature =
+        jsonwebtoken::crypto::sign(message.as_bytes(), &key, jsonwebtoken::Algorithm::HS256)
+            .expect("signs");
+    format!("{message}.{signature}")
+}
+
+/// A token signed with `alg` by the issuer (or the shared secret for HS256).
+fn sign(platform: &Platform, alg: &str, header: Value, claims: &Value) -> String {
+    if alg == "HS256" {
+        let header = with(json!({ "alg": "HS256", "typ": "JWT" }), header);
+        return hs256(SECRET.as_bytes(), &header, claims);
+    }
+    platform
+        .demo()
+        .issuer()
+        .sign_raw(alg, &header, claims)
+        .expect("signs")
+}
+
+struct Answer {
+    status: u16,
+    headers: HeaderMap,
+    body: Value,
+}
+
+impl Answer {
+    fn code(&self) -> &str {
+        self.body["code"].as_str().unwrap_or_default()
+    }
+
+    fn challenge(&self) -> &str {
+        self.headers
+            .get("www-authenticate")
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default()
+    }
+
+    #[track_caller]
+    fn assert_rejected(&self, status: u16, code: &str, context: &str) {
+        assert_eq!(self.status, status, "{context}: {}", self.body);
+        assert_eq!(self.code(), code, "{context}: {}", self.body);
+        assert_eq!(
+            self.headers["content-type"], "application/problem+json",
+            "{context}"
+        );
+    }
+}
+
+async fn send(request: reqwest::RequestBuilder) -> Answer {
+    let response = request.send().await.expect("answered");
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let body = serde_json::from_str(&response.text().await.expect("body")).unwrap_or(Value::Null);
+    Answer {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// `GET /api/product-page/1` on bff-web with `token`.
+async fn web(platform: &Platform, token: &str) -> Answer {
+    let url = format!("{}/api/product-page/1", base_url(platform.web()));
+    send(reqwest::Client::new().get(url).bearer_auth(token)).await
+}
+
+#[tokio::test]
+async fn valid_tokens_are_accepted_for_every_algorithm() {
+    let platform = platform().await;
+    for alg in ALGORITHMS {
+        let token = sign(&platform, alg, json!({}), &claims(&platform, "bff-web"));
+        let answer = web(&platform, &token).await;
+        assert_eq!(answer.status, 200, "{alg}: {}", answer.body);
+    }
+    // And tokens from the issuer's token endpoint, over HTTP.
+    for alg in ["RS256", "ES256", "HS256"] {
+        let issued: Value = reqwest::Client::new()
+            .post(format!("{}/token", platform.demo().url(ServiceName::Auth)))
+            .body(json!({ "subject": "user-7", "audience": "bff-web", "alg": alg }).to_string())
+            .send()
+            .await
+            .expect("issued")
+            .json_value()
+            .await;
+        let answer = web(&platform, issued["access_token"].as_str().expect("a token")).await;
+        assert_eq!(answer.status, 200, "{alg}: {}", answer.body);
+    }
+}
+
+trait JsonValue {
+    async fn json_value(self) -> Value;
+}
+
+impl JsonValue for reqwest::Response {
+    async fn json_value(self) -> Value {
+        serde_json::from_str(&self.text().await.expect("body")).expect("json")
+    }
+}
+
+#[tokio::test]
+async fn expired_tokens_are_rejected() {
+    let platform = platform().await;
+    for alg in ALGORITHMS {
+        let expired = with(
+            claims(&platform, "bff-web"),
+            json!({ "exp": now() - 120, "iat": now() - 600, "nbf": now() - 600 }),
+        );
+        let answer = web(&platform, &sign(&platform, alg, json!({}), &expired)).await;
+        answer.assert_rejected(401, "AUTH_TOKEN_EXPIRED", alg);
+        assert_eq!(
+            answer.challenge(),
+            r#"Bearer error="invalid_token", error_description="token expired""#
+        );
+        assert_eq!(answer.body["detail"], "token expired");
+    }
+}
+
+#[tokio::test]
+async fn tokens_not_yet_valid_are_rejected() {
+    let platform = platform().await;
+    for alg in ALGORITHMS {
+        let early = with(claims(&platform, "bff-web"), json!({ "nbf": now() + 300 }));
+        web(&platform, &sign(&platform, alg, json!({}), &early))
+            .await
+            .assert_rejected(401, "AUTH_TOKEN_NOT_YET_VALID", alg);
+        let from_the_future = with(claims(&platform, "bff-web"), json!({ "iat": now() + 300 }));
+        web(
+            &platform,
+            &sign(&platform, alg, json!({}), &from_the_future),
+        )
+        .await
+        .assert_rejected(401, "AUTH_TOKEN_NOT_YET_VALID", alg);
+    }
+}
+
+#[tokio::test]
+async fn tokens_without_exp_are_rejected() {
+    let platform = platform().await;
+    for alg in ALGORITHMS {
+        let forever = with(claims(&platform, "bff-web"), json!({ "exp": null }));
+        let answer = web(&platform, &sign(&platform, alg, json!({}), &forever)).await;
+        answer.assert_rejected(401, "AUTH_INVALID_CLAIMS", alg);
+        assert_eq!(answer.body["detail"], "missing claim exp");
+    }
+}
+
+#[tokio::test]
+async fn tokens_from_another_issuer_are_rejected() {
+    let platform = platform().await;
+    for alg in ALGORITHMS {
+        let foreign = with(
+            claims(&platform, "bff-web"),
+            json!({ "iss": "https://evil.example" }),
+        );
+        web(&platform, &sign(&platform, alg, json!({}), &foreign))
+            .await
+            .assert_rejected(401, "AUTH_WRONG_ISSUER", alg);
+    }
+}
+
+#[tokio::test]
+async fn tokens_for_another_audience_are_rejected() {
+    let platform = platform().await;
+    for alg in ALGORITHMS {
+        let for_mobile = claims(&platform, "bff-mobile");
+        web(&platform, &sign(&platform, alg, json!({}), &for_mobile))
+            .await
+            .assert_rejected(401, "AUTH_WRONG_AUDIENCE", alg);
+    }
+    // Tokens the issuer minted for one BFF are refused by the others.
+    let client = reqwest::Client::new();
+    let mobile_token = platform.token("bff-mobile");
+    web(&platform, &mobile_token).await.assert_rejected(
+        401,
+        "AUTH_WRONG_AUDIENCE",
+        "mobile token at web",
+    );
+    let web_token = platform.token("bff-web");
+    send(
+        client
+            .get(format!("{}/v1/products/1", base_url(platform.partner())))
+            .bearer_auth(&web_token),
+    )
+    .await
+    .assert_rejected(401, "AUTH_WRONG_AUDIENCE", "web token at partner");
+    let partner_token = platform.token_for("partner-acme", "bff-partner", "ES256");
+    send(
+        client
+            .post(format!("{}/graphql", base_url(platform.mobile())))
+            .bearer_auth(&partner_token)
+            .body(json!({ "query": "{ product(id: 1) { name } }" }).to_string()),
+    )
+    .await
+    .assert_rejected(401, "AUTH_WRONG_AUDIENCE", "partner token at mobile");
+}
+
+#[tokio::test]
+async fn alg_none_is_rejected_with_and_without_a_signature() {
+    let platform = platform().await;
+    let claims = claims(&platform, "bff-web");
+    for none in ["none", "None", "NONE"] {
+        let header = b64(&json!({ "alg": none, "typ": "JWT" }));
+        let unsigned = format!("{header}.{}.", b64(&claims));
+        assert_eq!(
+            web(&platform, &unsigned).await.status,
+            401,
+            "{none} without a signature"
+        );
+        // A real signature, with the header swapped for alg none.
+        let signed = sign(&platform, "RS256", json!({}), &claims);
+        let signature = signed.rsplit('.').next().expect("signature");
+        let swapped = format!("{header}.{}.{signature}", b64(&claims));
+        web(&platform, &swapped)
+            .await
+            .assert_rejected(401, "AUTH_ALGORITHM_REJECTED", none);
+    }
+}
+
+#[tokio::test]
+async fn hs256_signed_with_the_rsa_public_key_is_rejected() {
+    let platform = platform().await;
+    let (der, pem) = platform.demo().issuer().rsa_public_key();
+    let (rsa_kid, _) = platform.demo().issuer().active_kids();
+    let claims = claims(&platform, "bff-web");
+    for (form, secret) in [("PEM", pem.as_bytes()), ("DER", der.as_slice())] {
+        // Naming the RSA key: the key is pinned to RS256, so HS256 is refused outright.
+        let with_kid = hs256(secret, &json!({ "alg": "HS256", "kid": rsa_kid }), &claims);
+        web(&platform, &with_kid)
+            .await
+            .assert_rejected(401, "AUTH_ALGORITHM_REJECTED", form);
+        // Without a kid the only HS256 key is the configured secret, which this is not.
+        let without_kid = hs256(secret, &json!({ "alg": "HS256" }), &claims);
+        web(&platform, &without_kid)
+            .await
+            .assert_rejected(401, "AUTH_BAD_SIGNATURE", form);
+    }
+    // Where no HS256 secret is configured, HS256 has no key at all.
+    let no_hs256 = Platform::start().await;
+    let claims = self::claims(&no_hs256, "bff-web");
+    let (der, _) = no_hs256.demo().issuer().rsa_public_key();
+    let token = hs256(&der, &json!({ "alg": "HS256" }), &claims);
+    web(&no_hs256, &token)
+        .await
+        .assert_rejected(401, "AUTH_UNKNOWN_KEY", "no HS256 configured");
+}
+
+#[tokio::test]
+async fn unknown_kids_are_rejected() {
+    let platform = platform().await;
+    for alg in ["RS256", "ES256"] {
+        let token = sign(
+            &platform,
+            alg,
+            json!({ "kid": "no-such-key" }),
+            &claims(&platform, "bff-web"),
+        );
+        web(&platform, &token)
+            .await
+            .assert_rejected(401, "AUTH_UNKNOWN_KEY", alg);
+    }
+    let hs = sign(
+        &platform,
+        "HS256",
+        json!({ "kid": "no-such-key" }),
+        &claims(&platform, "bff-web"),
+    );
+    web(&platform, &hs)
+        .await
+        .assert_rejected(401, "AUTH_UNKNOWN_KEY", "HS256 with a kid");
+}
+
+#[tokio::test]
+async fn kids_carrying_paths_or_sql_are_just_unknown_keys() {
+    let platform = platform().await;
+    for kid in [
+        "../../../../etc/passwd",
+        "/dev/null",
+        "' OR '1'='1",
+        "1; DROP TABLE keys; --",
+        "%2e%2e%2f%00",
+        "k\u{0}id",
+    ] {
+        for alg in ["RS256", "ES256"] {
+            let token = sign(
+                &platform,
+                alg,
+                json!({ "kid": kid }),
+                &claims(&platform, "bff-web"),
+            );
+            web(&platform, &token)
+                .await
+                .assert_rejected(401, "AUTH_UNKNOWN_KEY", kid);
+        }
+    }
+    let good = sign(&platform, "RS256", json!({}), &claims(&platform, "bff-web"));
+    assert_eq!(web(&platform, &good).await.status, 200, "still serving");
+}
+
+#[tokio::test]
+async fn headers_pointing_at_attacker_keys_are_never_followed() {
+    let platform = platform().await;
+    let shutdown = Shutdown::new();
+    let attacker = DemoServices::start(
+        DemoConfig {
+            ports: Ports::ephemeral(),
+            ..DemoConfig::default()
+        },
+        shutdown.clone(),
+    )
+    .await
+    .expect("the attacker's server starts");
+    let attacker_jwks = attacker.issuer().jwks();
+    let fetches_before = attacker.issuer().jwks_fetches();
+    let claims = claims(&platform, "bff-web");
+    for alg in ["RS256", "ES256"] {
+        let attacker_key = attacker_jwks["keys"]
+            .as_array()
+            .expect("keys")
+            .iter()
+            .find(|key| key["alg"] == alg)
+            .expect("a key")
+            .clone();
+        for header in [
+            json!({ "jku": attacker.jwks_url() }),
+            json!({ "x5u": format!("{}/cert.pem", attacker.url(ServiceName::Auth)) }),
+            json!({ "jwk": attacker_key }),
+            json!({ "x5c": ["MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA"] }),
+        ] {
+            let token = attacker
+                .issuer()
+                .sign_raw(alg, &header, &claims)
+                .expect("signs");
+            web(&platform, &token).await.assert_rejected(
+                401,
+                "AUTH_HEADER_REJECTED",
+                &header.to_string(),
+            );
+        }
+    }
+    // Signed by the attacker and naming only the attacker's kid: an unknown key.
+    let token = attacker
+        .issuer()
+        .sign_raw("RS256", &json!({}), &claims)
+        .expect("signs");
+    web(&platform, &token)
+        .await
+        .assert_rejected(401, "AUTH_UNKNOWN_KEY", "attacker kid");
+    assert_eq!(
+        attacker.issuer().jwks_fetches(),
+        fetches_before,
+        "the gateway never fetched the attacker's keys"
+    );
+    shutdown.trigger();
+}
+
+#[tokio::test]
+async fn unknown_critical_headers_are_rejected() {
+    let platform = platform().await;
+    for alg in ALGORITHMS {
+        for header in [
+            json!({ "crit": ["exp"], "exp": now() }),
+            json!({ "crit": ["https://example.com/ext"] }),
+            json!({ "crit": [] }),
+        ] {
+            let token = sign(&platform, alg, header, &claims(&platform, "bff-web"));
+            web(&platform, &token)
+                .await
+                .assert_rejected(401, "AUTH_HEADER_REJECTED", alg);
+        }
+    }
+}
+
+#[tokio::test]
+async fn stripped_signatures_are_rejected() {
+    let platform = platform().await;
+    for alg in ALGORITHMS {
+        let token = sign(&platform, alg, json!({}), &claims(&platform, "bff-web"));
+        let (unsigned, _) = token.rsplit_once('.').expect("three segments");
+        web(&platform, &format!("{unsigned}."))
+            .await
+            .assert_rejected(401, "AUTH_TOKEN_MALFORMED", alg);
+        web(&platform, unsigned)
+            .await
+            .assert_rejected(401, "AUTH_TOKEN_MALFORMED", alg);
+    }
+}
+
+#[tokio::test]
+async fn payloads_altered_after_signing_are_rejected() {
+    let platform = platform().await;
+    for alg in ALGORITHMS {
+        let token = sign(&platform, alg, json!({}), &claims(&platform, "bff-web"));
+        let mut segments: Vec<&str> = token.split('.').collect();
+        let altered = b64(&with(
+            claims(&platform, "bff-web"),
+            json!({ "tid": "globex", "sub": "admin" }),
+        ));
+        segments[1] = &altered;
+        web(&platform, &segments.join("."))
+            .await
+            .assert_rejected(401, "AUTH_BAD_SIGNATURE", alg);
+    }
+}
+
+#[tokio::test]
+async fn oversized_tokens_are_rejected() {
+    let platform = platform().await;
+    for alg in ALGORITHMS {
+        let padded = with(
+            claims(&platform, "bff-web"),
+            json!({ "pad": "x".repeat(9000) }),
+        );
+        let answer = web(&platform, &sign(&platform, alg, json!({}), &padded)).await;
+        answer.assert_rejected(401, "AUTH_TOKEN_MALFORMED", alg);
+        assert_eq!(answer.body["detail"], "token larger than 8192 bytes");
+    }
+}
+
+#[tokio::test]
+async fn garbage_in_any_segment_is_rejected() {
+    let platform = platform().await;
+    let token = sign(&platform, "RS256", json!({}), &claims(&platform, "bff-web"));
+    let segments: Vec<&str> = token.split('.').collect();
+    let garbage = [
+        "!!!".to_owned(),
+        "e30".to_owned(),
+        URL_SAFE_NO_PAD.encode([0xff, 0xfe, 0x00, 0x80]),
+        URL_SAFE_NO_PAD.encode("[1,2,3]"),
+        URL_SAFE_NO_PAD.encode("{\"alg\":"),
+        format!("{}==", segments[0]),
+    ];
+    for index in 0..3 {
+        for junk in &garbage {
+            let mut broken = segments.clone();
+            broken[index] = junk;
+            let answer = web(&platform, &broken.join(".")).await;
+            assert_eq!(
+                answer.status, 401,
+                "segment {index} = {junk}: {}",
+                answer.body
+            );
+        }
+    }
+    for shape in ["a", "a.b", "a.b.c.d", "....", ".."] {
+        web(&platform, shape)
+            .await
+            .assert_rejected(401, "AUTH_TOKEN_MALFORMED", shape);
+    }
+}
+
+#[tokio::test]
+async fn a_bearer_scheme_missing_or_doubled_is_rejected() {
+    let platform = platform().await;
+    let token = sign(&platform, "ES256", json!({}), &claims(&platform, "bff-web"));
+    let url = format!("{}/api/product-page/1", base_url(platform.web()));
+    let client = reqwest::Client::new();
+    for value in [
+        token.clone(),
+        format!("Bearer Bearer {token}"),
+        format!("Basic {token}"),
+        "Bearer".to_owned(),
+    ] {
+        send(client.get(&url).header("authorization", &value))
+            .await
+            .assert_rejected(401, "AUTH_TOKEN_MALFORMED", &value[..value.len().min(20)]);
+    }
+    let twice = send(
+        client
+            .get(&url)
+            .header("authorization", format!("Bearer {token}"))
+            .header("authorization", format!("Bearer {token}")),
+    )
+    .await;
+    twice.assert_rejected(400, "AUTH_AMBIGUOUS", "two Authorization headers");
+    assert!(twice.challenge().contains("invalid_request"));
+}
+
+#[tokio::test]
+async fn requests_without_credentials_get_a_bearer_challenge_on_every_bff() {
+    let platform = platform().await;
+    let client = reqwest::Client::new();
+    for request in [
+        client.get(format!("{}/api/product-page/1", base_url(platform.web()))),
+        client
+            .post(format!("{}/graphql", base_url(platform.mobile())))
+            .body("{}"),
+        client.get(format!("{}/v1/products/1", base_url(platform.partner()))),
+    ] {
+        let answer = send(request).await;
+        answer.assert_rejected(401, "AUTH_MISSING", "no credentials");
+        assert_eq!(answer.challenge(), "Bearer");
+        assert_eq!(answer.body["trace_id"].as_str().map(str::len), Some(32));
+    }
+}
+
+#[tokio::test]
+async fn rejections_never_echo_the_token() {
+    let platform = platform().await;
+    let expired = with(claims(&platform, "bff-web"), json!({ "exp": now() - 3600 }));
+    let token = sign(&platform, "RS256", json!({}), &expired);
+    let answer = web(&platform, &token).await;
+    let everything = format!("{}{:?}", answer.body, answer.headers);
+    for segment in token.split('.') {
+        assert!(
+            !everything.contains(segment),
+            "the answer contains part of the token"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_web_session_cookie_carries_the_token() {
+    let platform = platform().await;
+    let token = platform.token("bff-web");
+    let client = reqwest::Client::new();
+    let url = format!("{}/api/product-page/1", base_url(platform.web()));
+    let answer = send(
+        client
+            .get(&url)
+            .header("cookie", format!("theme=dark; bff_session={token}")),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let other = platform.token_for("user-2", "bff-web", "ES256");
+    send(
+        client
+            .get(&url)
+            .header("cookie", format!("bff_session={token}"))
+            .bearer_auth(&other),
+    )
+    .await
+    .assert_rejected(400, "AUTH_AMBIGUOUS", "cookie and header disagree");
+    // bff-mobile has no session cookie.
+    let mobile = send(
+        client
+            .post(format!("{}/graphql", base_url(platform.mobile())))
+            .header(
+                "cookie",
+                format!("bff_session={}", platform.token("bff-mobile")),
+            )
+            .body(json!({ "query": "{ product(id: 1) { name } }" }).to_string()),
+    )
+    .await;
+    mobile.assert_rejected(401, "AUTH_MISSING", "cookie at mobile");
+}
+
+#[tokio::test]
+async fn api_keys_authenticate_partners() {
+    let mut revoked = api_key("old-erp", "key-revoked-0001", "globex", &["products:read"]);
+    revoked.revoked = true;
+    let platform = platform_with(PlatformOptions {
+        partner_api_keys: vec![
+            api_key("acme-erp", "key-acme-0001", "acme", &["products:read"]),
+            revoked,
+        ],
+        ..PlatformOptions::default()
+    })
+    .await;
+    let client = reqwest::Client::new();
+    let partner = format!("{}/v1/products/3", base_url(platform.partner()));
+    let answer = send(client.get(&partner).header("x-api-key", "key-acme-0001")).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let forwarded = platform
+        .demo()
+        .last_request(ServiceName::Products)
+        .expect("a call reached products");
+    assert_eq!(forwarded.header_values("x-auth-tenant"), vec!["acme"]);
+    assert_eq!(forwarded.header_values("x-auth-subject"), vec!["acme-erp"]);
+
+    for (key, context) in [
+        ("key-revoked-0001", "revoked"),
+        ("key-unknown", "unknown"),
+        ("", "empty"),
+    ] {
+        send(client.get(&partner).header("x-api-key", key))
+            .await
+            .assert_rejected(401, "AUTH_INVALID_API_KEY", context);
+    }
+    send(
+        client
+            .get(&partner)
+            .header("x-api-key", "key-acme-0001")
+            .bearer_auth(platform.token("bff-partner")),
+    )
+    .await
+    .assert_rejected(400, "AUTH_AMBIGUOUS", "key and token");
+    // API keys are a partner credential only.
+    send(
+        client
+            .get(format!("{}/api/product-page/1", base_url(platform.web())))
+            .header("x-api-key", "key-acme-0001"),
+    )
+    .await
+    .assert_rejected(401, "AUTH_INVALID_API_KEY", "API key at web");
+}
+
+#[tokio::test]
+async fn partners_may_use_client_credentials_tokens() {
+    let platform = platform().await;
+    for partner in ["partner-acme", "partner-globex"] {
+        for alg in ["RS256", "ES256"] {
+            let token = platform.token_for(partner, "bff-partner", alg);
+            let answer = send(
+                reqwest::Client::new()
+                    .get(format!("{}/v1/products/9", base_url(platform.partner())))
+                    .bearer_auth(token),
+            )
+            .await;
+            assert_eq!(answer.status, 200, "{partner} {alg}: {}", answer.body);
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_missing_scope_is_forbidden() {
+    let platform = platform().await;
+    let narrow = platform
+        .demo()
+        .token(&TokenRequest {
+            subject: "user-1".to_owned(),
+            audience: "bff-web".to_owned(),
+            alg: None,
+            scope: Some("orders:read".to_owned()),
+            ttl: None,
+        })
+        .expect("issued")
+        .access_token;
+    let answer = web(&platform, &narrow).await;
+    answer.assert_rejected(403, "AUTH_INSUFFICIENT_SCOPE", "orders:read only");
+    assert_eq!(
+        answer.challenge(),
+        r#"Bearer error="insufficient_scope", error_description="missing scope products:read", scope="products:read""#
+    );
+}
+
+#[tokio::test]
+async fn the_openapi_document_is_public() {
+    let platform = platform().await;
+    let response = reqwest::get(format!("{}/v1/openapi.json", base_url(platform.partner())))
+        .await
+        .expect("answered");
+    assert_eq!(response.status(), 200);
+}
+
+#[tokio::test]
+async fn forged_identity_headers_never_reach_services() {
+    let platform = platform().await;
+    let tenant = platform.demo().catalog().user(1).expect("user 1").tenant;
+    let answer = send(
+        reqwest::Client::new()
+            .get(format!("{}/api/product-page/1", base_url(platform.web())))
+            .bearer_auth(platform.token("bff-web"))
+            .header("x-auth-tenant", "evil-corp")
+            .header("X-Auth-Subject", "admin")
+            .header("x-auth-scopes", "admin:everything"),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    for service in [
+        ServiceName::Products,
+        ServiceName::Pricing,
+        ServiceName::Inventory,
+        ServiceName::Reviews,
+    ] {
+        let seen = platform
+            .demo()
+            .last_request(service)
+            .expect("the service was called");
+        assert_eq!(
+            seen.header_values("x-auth-tenant"),
+            vec![tenant.as_str()],
+            "{service:?}"
+        );
+        assert_eq!(
+            seen.header_values("x-auth-subject"),
+            vec!["user-1"],
+            "{service:?}"
+        );
+        assert_eq!(
+            seen.header_values("x-auth-scopes"),
+            vec!["products:read orders:read orders:write profile:read"],
+            "{service:?}"
+        );
+        assert_eq!(seen.header_values("traceparent").len(), 1, "{service:?}");
+    }
+    // With no valid credential nothing reaches a service at all.
+    let fresh = platform_with(PlatformOptions::default()).await;
+    let rejected = send(
+        reqwest::Client::new()
+            .get(format!("{}/api/product-page/1", base_url(fresh.web())))
+            .header("x-auth-tenant", "evil-corp"),
+    )
+    .await;
+    assert_eq!(rejected.status, 401);
+    assert!(fresh.demo().last_request(ServiceName::Products).is_none());
+}
+
+/// Polls `check` until it holds, failing after [`PATIENCE`].
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn fast_jwks(issuer: IssuerConfig) -> PlatformOptions {
+    PlatformOptions {
+        issuer: IssuerConfig {
+            jwks_max_age: HumanDuration::from_secs(1),
+            ..issuer
+        },
+        jwks_refresh_interval: Some(HumanDuration::from_secs(1)),
+        jwks_min_refetch_interval: Some(HumanDuration::from_millis(200)),
+        ..PlatformOptions::default()
+    }
+}
+
+#[tokio::test]
+async fn signing_key_rotation_needs_no_restart() {
+    let platform = platform_with(fast_jwks(IssuerConfig {
+        rotation_grace: HumanDuration::from_secs(2),
+        ..IssuerConfig::default()
+    }))
+    .await;
+    let old = platform.token_for("user-1", "bff-web", "RS256");
+    assert_eq!(web(&platform, &old).await.status, 200);
+
+    let rotated = reqwest::Client::new()
+        .post(format!(
+            "{}/admin/keys/rotate",
+            platform.demo().url(ServiceName::Auth)
+        ))
+        .send()
+        .await
+        .expect("rotated");
+    assert_eq!(rotated.status(), 200);
+    let new = platform.token_for("user-1", "bff-web", "RS256");
+    assert_ne!(new.split('.').next(), old.split('.').next(), "a new kid");
+
+    eventually("a token with the new kid verifies", || async {
+        web(&platform, &new).await.status == 200
+    })
+    .await;
+    assert_eq!(
+        web(&platform, &old).await.status,
+        200,
+        "the old key is still published"
+    );
+    eventually(
+        "the old key has left the JWKS and stops verifying",
+        || async { web(&platform, &old).await.code() == "AUTH_UNKNOWN_KEY" },
+    )
+    .await;
+    assert_eq!(web(&platform, &new).await.status, 200);
+}
+
+async fn metric(platform: &Platform, name: &str) -> f64 {
+    let text = reqwest::get(format!("http://{}/metrics", platform.web().admin_addr()))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    text.lines()
+        .filter(|line| line.starts_with(name))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test]
+async fn verification_continues_with_cached_keys_when_the_jwks_is_down() {
+    let platform = platform_with(fast_jwks(IssuerConfig::default())).await;
+    assert_eq!(web(&platform, &platform.token("bff-web")).await.status, 200);
+    platform.demo().faults(ServiceName::Auth).set(FaultConfig {
+        down: true,
+        ..FaultConfig::default()
+    });
+    eventually("a refresh has failed", || async {
+        metric(&platform, "auth_jwks_refresh_failures_total").await >= 1.0
+    })
+    .await;
+    // Tokens never seen before, so the verified-token cache cannot answer.
+    for alg in ["RS256", "ES256"] {
+        let fresh = platform.token_for("user-3", "bff-web", alg);
+        assert_eq!(
+            web(&platform, &fresh).await.status,
+            200,
+            "{alg} with the last good keys"
+        );
+    }
+    let readyz = reqwest::get(format!("http://{}/readyz", platform.web().admin_addr()))
+        .await
+        .expect("answered");
+    assert_eq!(
+        readyz.status(),
+        200,
+        "the last good keys are still fresh enough"
+    );
+    assert!(metric(&platform, "auth_jwks_age_seconds").await >= 0.0);
+}
+
+#[tokio::test]
+async fn a_flood_of_unknown_kids_fetches_the_jwks_at_most_once_per_interval() {
+    let platform = platform_with(PlatformOptions {
+        jwks_min_refetch_interval: Some(HumanDuration::from_secs(2)),
+        ..PlatformOptions::default()
+    })
+    .await;
+    platform_tests::wait_until_ready(platform.web()).await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let issuer = platform.demo().issuer();
+    let claims = claims(&platform, "bff-web");
+    let flood = |count: usize| {
+        let tokens: Vec<String> = (0..count)
+            .map(|_| {
+                issuer
+                    .sign_raw(
+                        "RS256",
+                        &json!({ "kid": format!("random-{}", fastrand::u64(..)) }),
+                        &claims,
+                    )
+                    .expect("signs")
+            })
+            .collect();
+        let url = format!("{}/api/product-page/1", base_url(platform.web()));
+        async move {
+            let client = reqwest::Client::new();
+            let requests = tokens.into_iter().map(|token| {
+                let request = client.get(&url).bearer_auth(token);
+                async move { request.send().await.expect("answered").status().as_u16() }
+            });
+            futures_util::future::join_all(requests).await
+        }
+    };
+    let before = issuer.jwks_fetches();
+    let statuses = flood(200).await;
+    assert!(statuses.iter().all(|status| *status == 401));
+    let after_first = issuer.jwks_fetches();
+    assert!(
+        after_first - before <= 1,
+        "{} fetches for one flood",
+        after_first - before
+    );
+    let statuses = flood(200).await;
+    assert!(statuses.iter().all(|status| *status == 401));
+    assert_eq!(
+        issuer.jwks_fetches(),
+        after_first,
+        "no fetch within the interval"
+    );
+}
+
+#[tokio::test]
+async fn tokens_failing_cheap_checks_never_fetch_the_jwks() {
+    let platform = platform_with(PlatformOptions {
+        jwks_min_refetch_interval: Some(HumanDuration::from_millis(100)),
+        ..PlatformOptions::default()
+    })
+    .await;
+    platform_tests::wait_until_ready(platform.web()).await;
+    let issuer = platform.demo().issuer();
+    let before = issuer.jwks_fetches();
+    let good = claims(&platform, "bff-web");
+    for (round, bad_claims) in [
+        with(good.clone(), json!({ "exp": now() - 3600 })),
+        with(good.clone(), json!({ "iss": "https://evil.example" })),
+        with(good.clone(), json!({ "aud": "bff-partner" })),
+        with(good.clone(), json!({ "tid": null })),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let token = issuer
+            .sign_raw(
+                "RS256",
+                &json!({ "kid": format!("unknown-{round}") }),
+                &bad_claims,
+            )
+            .expect("signs");
+        assert_eq!(web(&platform, &token).await.status, 401);
+    }
+    assert_eq!(issuer.jwks_fetches(), before);
+}
+
+#[tokio::test]
+async fn readiness_waits_for_the_signing_keys() {
+    let platform = platform_with(PlatformOptions {
+        faults: BTreeMap::from([(
+            ServiceName::Auth,
+            FaultConfig {
+                down: true,
+                ..FaultConfig::default()
+            },
+        )]),
+        ..PlatformOptions::default()
+    })
+    .await;
+    let readyz = format!("http://{}/readyz", platform.web().admin_addr());
+    let answer = send(reqwest::Client::new().get(&readyz)).await;
+    assert_eq!(answer.status, 503);
+    assert_eq!(answer.body["waiting_for"], json!(["jwks"]));
+    web(&platform, &platform.token("bff-web"))
+        .await
+        .assert_rejected(503, "AUTH_KEYS_UNAVAILABLE", "no keys yet");
+    // HS256 needs no JWKS.
+    let hs = sign(&platform, "HS256", json!({}), &claims(&platform, "bff-web"));
+    assert_eq!(web(&platform, &hs).await.status, 200);
+
+    platform
+        .demo()
+        .faults(ServiceName::Auth)
+        .set(FaultConfig::default());
+    eventually("the keys are loaded", || async {
+        reqwest::get(&readyz)
+            .await
+            .is_ok_and(|response| response.status() == 200)
+    })
+    .await;
+    assert_eq!(web(&platform, &platform.token("bff-web")).await.status, 200);
+}
+
+#[tokio::test]
+async fn verification_outcomes_are_counted_by_reason() {
+    let platform = platform().await;
+    let token = platform.token("bff-web");
+    assert_eq!(web(&platform, &token).await.status, 200);
+    assert_eq!(web(&platform, &token).await.status, 200);
+    let expired = with(claims(&platform, "bff-web"), json!({ "exp": now() - 3600 }));
+    assert_eq!(
+        web(&platform, &sign(&platform, "ES256", json!({}), &expired))
+            .await
+            .status,
+        401
+    );
+    let text = reqwest::get(format!("http://{}/metrics", platform.web().admin_addr()))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(text.contains(r#"auth_verifications_total{bff="bff-web",method="jwt",outcome="accepted",reason="ok"} 2"#), "{text}");
+    assert!(text.contains(r#"auth_verifications_total{bff="bff-web",method="jwt",outcome="rejected",reason="expired"} 1"#), "{text}");
+    assert!(
+        text.contains(r#"auth_token_cache_total{bff="bff-web",result="hit"} 1"#),
+        "{text}"
+    );
+}
