@@ -41,7 +41,7 @@ fn bearer(value: &str) -> Result<&str, AuthError> {
     let token = token.trim_start_matches(' ');
     if !scheme.eq_ignore_ascii_case("bearer")
         || token.is_empty()
-        || token.contains(char::is_whitespace)
+        || token.bytes().any(|byte| byte == b' ' || byte == b'\t')
     {
         return Err(AuthError::MalformedAuthorization);
     }

@@ -240,15 +240,84 @@ struct VerificationLabels {
     reason: &'static str,
 }
 
+impl VerificationLabels {
+    fn accepted(method: &'static str) -> Self {
+        Self {
+            method,
+            outcome: "accepted",
+            reason: "ok",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct CacheLabels {
     result: &'static str,
 }
 
-#[derive(Debug, Clone, Default)]
+/// The verification metrics. The counters every accepted request touches
+/// are resolved once, so the hot path increments them without a label lookup.
+#[derive(Debug, Clone)]
 struct AuthMetrics {
     verifications: Family<VerificationLabels, Counter>,
-    cache: Family<CacheLabels, Counter>,
+    accepted_jwt: Counter,
+    accepted_api_key: Counter,
+    cache_hits: Counter,
+    cache_misses: Counter,
+}
+
+impl AuthMetrics {
+    fn register(telemetry: &Telemetry) -> Self {
+        let verifications = Family::<VerificationLabels, Counter>::default();
+        let cache = Family::<CacheLabels, Counter>::default();
+        telemetry.register(
+            "auth_verifications",
+            "Credential checks by method (jwt, api_key), outcome and reason",
+            verifications.clone(),
+        );
+        telemetry.register(
+            "auth_token_cache",
+            "Verified-token cache lookups by result",
+            cache.clone(),
+        );
+        // One statement per label set: a family lookup holds a read lock
+        // until the end of its statement, and creating the next label set
+        // needs the write lock.
+        let accepted_jwt = verifications
+            .get_or_create(&VerificationLabels::accepted("jwt"))
+            .clone();
+        let accepted_api_key = verifications
+            .get_or_create(&VerificationLabels::accepted("api_key"))
+            .clone();
+        let cache_hits = cache.get_or_create(&CacheLabels { result: "hit" }).clone();
+        let cache_misses = cache.get_or_create(&CacheLabels { result: "miss" }).clone();
+        Self {
+            verifications,
+            accepted_jwt,
+            accepted_api_key,
+            cache_hits,
+            cache_misses,
+        }
+    }
+
+    fn record(&self, method: &'static str, result: &Result<Arc<Identity>, AuthError>) {
+        match result {
+            Ok(_) if method == "api_key" => {
+                self.accepted_api_key.inc();
+            }
+            Ok(_) => {
+                self.accepted_jwt.inc();
+            }
+            Err(error) => {
+                let labels = VerificationLabels {
+                    method,
+                    outcome: "rejected",
+                    reason: error.reason(),
+                };
+                self.verifications.get_or_create(&labels).inc();
+            }
+        }
+    }
 }
 
 /// Verifies credentials; cheap to clone.
@@ -292,17 +361,7 @@ impl Authenticator {
             )?),
             None => None,
         };
-        let metrics = AuthMetrics::default();
-        telemetry.register(
-            "auth_verifications",
-            "Credential checks by method (jwt, api_key), outcome and reason",
-            metrics.verifications.clone(),
-        );
-        telemetry.register(
-            "auth_token_cache",
-            "Verified-token cache lookups by result",
-            metrics.cache.clone(),
-        );
+        let metrics = AuthMetrics::register(telemetry);
         Ok(Self {
             inner: Arc::new(Inner {
                 jwt: JwtVerifier {
@@ -333,40 +392,20 @@ impl Authenticator {
             Ok(Credential::ApiKey(_)) => ("api_key", Err(AuthError::InvalidApiKey)),
             Err(error) => ("none", Err(error)),
         };
-        let labels = match &result {
-            Ok(_) => VerificationLabels {
-                method,
-                outcome: "accepted",
-                reason: "ok",
-            },
-            Err(error) => VerificationLabels {
-                method,
-                outcome: "rejected",
-                reason: error.reason(),
-            },
-        };
-        self.inner
-            .metrics
-            .verifications
-            .get_or_create(&labels)
-            .inc();
+        self.inner.metrics.record(method, &result);
         result
     }
 
     /// Verifies one JWT.
     pub async fn verify_token(&self, token: &str) -> Result<Arc<Identity>, AuthError> {
         let (result, cache) = self.inner.jwt.verify(token).await;
-        let label = match cache {
-            CacheOutcome::Hit => Some("hit"),
-            CacheOutcome::Miss => Some("miss"),
+        let counter = match cache {
+            CacheOutcome::Hit => Some(&self.inner.metrics.cache_hits),
+            CacheOutcome::Miss => Some(&self.inner.metrics.cache_misses),
             CacheOutcome::Disabled => None,
         };
-        if let Some(result) = label {
-            self.inner
-                .metrics
-                .cache
-                .get_or_create(&CacheLabels { result })
-                .inc();
+        if let Some(counter) = counter {
+            counter.inc();
         }
         result
     }

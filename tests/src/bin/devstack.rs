@@ -2,15 +2,15 @@
 //!
 //! Starts demo-services and the three BFFs on their documented ports with
 //! built-in defaults (no Redis, nothing else to install), prints where
-//! everything is, a demo token and example requests, and stops everything
-//! cleanly on Ctrl-C.
+//! everything is, a demo token for each BFF, a partner API key and example
+//! requests, and stops everything cleanly on Ctrl-C.
 
 use std::process::ExitCode;
 
 use clap::Parser;
-use demo_services::{ServiceName, TokenRequest};
+use demo_services::ServiceName;
 use gateway_core::observability::{LogFormat, ObservabilityConfig, logging};
-use platform_tests::{Platform, PlatformOptions};
+use platform_tests::{DEMO_PARTNER_API_KEY, Platform, PlatformOptions};
 
 /// Runs demo-services, bff-web, bff-mobile and bff-partner locally.
 #[derive(Debug, Parser)]
@@ -47,16 +47,6 @@ async fn main() -> ExitCode {
 
 fn print_banner(platform: &Platform) {
     let demo = platform.demo();
-    let token = demo
-        .token(&TokenRequest {
-            subject: "user-1".to_owned(),
-            audience: "bff-web".to_owned(),
-            alg: None,
-            scope: None,
-            ttl: None,
-        })
-        .map(|token| token.access_token)
-        .unwrap_or_else(|error| format!("(cannot issue a token: {error})"));
     let web = platform.web().public_addr().port();
     let mobile = platform.mobile().public_addr().port();
     let partner = platform.partner().public_addr().port();
@@ -79,17 +69,37 @@ fn print_banner(platform: &Platform) {
         println!("  {:<12} {}", service.as_str(), demo.url(service));
     }
     println!();
-    println!("Demo token (user-1, audience bff-web, RS256):");
-    println!("  TOKEN={token}");
+    println!(
+        "Demo credentials (tokens expire in 15 minutes; get new ones from POST {}/token):",
+        demo.url(ServiceName::Auth)
+    );
+    println!(
+        "  WEB_TOKEN={}",
+        platform.token_for("user-1", "bff-web", "RS256")
+    );
+    println!(
+        "  MOBILE_TOKEN={}",
+        platform.token_for("user-1", "bff-mobile", "ES256")
+    );
+    println!(
+        "  PARTNER_TOKEN={}",
+        platform.token_for("partner-acme", "bff-partner", "RS256")
+    );
+    println!("  PARTNER_API_KEY={DEMO_PARTNER_API_KEY}");
     println!();
     println!("Try:");
     println!(
-        "  curl -s http://127.0.0.1:{web}/api/product-page/42 -H \"Authorization: Bearer $TOKEN\""
+        "  curl -s http://127.0.0.1:{web}/api/product-page/42 -H \"Authorization: Bearer $WEB_TOKEN\""
     );
     println!(
-        "  curl -s http://127.0.0.1:{mobile}/graphql -H 'content-type: application/json' -d '{{\"query\":\"{{ product(id: 42) {{ name price stock }} }}\"}}'"
+        "  curl -s http://127.0.0.1:{mobile}/graphql -H \"Authorization: Bearer $MOBILE_TOKEN\" -H 'content-type: application/json' -d '{{\"query\":\"{{ product(id: 42) {{ name price stock }} }}\"}}'"
     );
-    println!("  curl -s http://127.0.0.1:{partner}/v1/products/42");
+    println!(
+        "  curl -s http://127.0.0.1:{partner}/v1/products/42 -H \"Authorization: Bearer $PARTNER_TOKEN\""
+    );
+    println!(
+        "  curl -s http://127.0.0.1:{partner}/v1/products/42 -H \"X-Api-Key: $PARTNER_API_KEY\""
+    );
     println!("  curl -s http://{}/metrics", platform.web().admin_addr());
     println!();
 }
