@@ -64,6 +64,8 @@ pub struct PlatformOptions {
     pub jwks_refresh_interval: Option<HumanDuration>,
     /// JWKS minimum refetch interval of every BFF; the default when `None`.
     pub jwks_min_refetch_interval: Option<HumanDuration>,
+    /// How long every BFF trusts its last good keys; the default when `None`.
+    pub jwks_max_stale: Option<HumanDuration>,
 }
 
 impl Default for PlatformOptions {
@@ -77,6 +79,7 @@ impl Default for PlatformOptions {
             partner_api_keys: Vec::new(),
             jwks_refresh_interval: None,
             jwks_min_refetch_interval: None,
+            jwks_max_stale: None,
         }
     }
 }
@@ -261,6 +264,9 @@ fn bff_config<B: Bff>(demo: &DemoServices, options: &PlatformOptions) -> BffConf
         if let Some(interval) = options.jwks_min_refetch_interval {
             jwks.min_refetch_interval = interval;
         }
+        if let Some(max_stale) = options.jwks_max_stale {
+            jwks.max_stale = max_stale;
+        }
     }
     if let Some(secret) = &options.hs256_secret {
         config.auth.hs256 = Some(Hs256Config {
@@ -340,6 +346,8 @@ pub struct BffProcess {
     child: Child,
     public: SocketAddr,
     admin: SocketAddr,
+    /// The JSON log lines the process writes after `listening`.
+    logs: tokio::sync::mpsc::UnboundedReceiver<serde_json::Value>,
 }
 
 impl BffProcess {
@@ -375,7 +383,15 @@ impl BffProcess {
         .await
         .expect("the binary listens within 20s");
         // Keep draining stdout so the child never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let (log_sender, logs) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Ok(event) = serde_json::from_str(&line) {
+                    // The receiver may be gone; the pipe still has to be drained.
+                    let _ = log_sender.send(event);
+                }
+            }
+        });
         let addr = |field: &str| {
             listening[field]
                 .as_str()
@@ -386,6 +402,7 @@ impl BffProcess {
             public: addr("public"),
             admin: addr("admin"),
             child,
+            logs,
         }
     }
 
@@ -397,6 +414,24 @@ impl BffProcess {
     /// The admin listener.
     pub fn admin(&self) -> SocketAddr {
         self.admin
+    }
+
+    /// The next log event for which `matches` holds, within 10 seconds.
+    pub async fn log_event(
+        &mut self,
+        matches: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let search = async {
+            while let Some(event) = self.logs.recv().await {
+                if matches(&event) {
+                    return event;
+                }
+            }
+            panic!("the process exited before logging the event");
+        };
+        tokio::time::timeout(Duration::from_secs(10), search)
+            .await
+            .expect("the event is logged within 10s")
     }
 
     /// Waits until `/readyz` answers 200 (signing keys loaded).

@@ -1027,3 +1027,81 @@ async fn verification_outcomes_are_counted_by_reason() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn claims_with_duplicate_keys_or_wrong_types_are_rejected() {
+    let platform = platform().await;
+    let good = claims(&platform, "bff-web");
+    let raw_claims = [
+        // Two `sub`s: a parser keeping the last one would see an admin.
+        format!(
+            r#"{{"iss":{},"sub":"user-1","sub":"admin","tid":"acme","aud":"bff-web","scope":"products:read","exp":{}}}"#,
+            good["iss"],
+            now() + 300
+        ),
+        good.to_string().replace(
+            &format!("\"exp\":{}", good["exp"]),
+            &format!("\"exp\":\"{}\"", good["exp"]),
+        ),
+        good.to_string().replace(
+            &format!("\"exp\":{}", good["exp"]),
+            &format!("\"exp\":{}.5", good["exp"]),
+        ),
+        good.to_string()
+            .replace(&format!("\"exp\":{}", good["exp"]), "\"exp\":1e300"),
+        good.to_string().replace(
+            "\"sub\":\"user-1\"",
+            "\"sub\":\"user-1\\r\\nX-Auth-Tenant: evil\"",
+        ),
+        good.to_string()
+            .replace("\"sub\":\"user-1\"", "\"sub\":12345"),
+    ];
+    for raw in raw_claims {
+        let header = URL_SAFE_NO_PAD.encode(json!({ "alg": "HS256" }).to_string());
+        let message = format!("{header}.{}", URL_SAFE_NO_PAD.encode(&raw));
+        let key = jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes());
+        let signature =
+            jsonwebtoken::crypto::sign(message.as_bytes(), &key, jsonwebtoken::Algorithm::HS256)
+                .expect("signs");
+        let answer = web(&platform, &format!("{message}.{signature}")).await;
+        assert_eq!(answer.status, 401, "{raw}: {}", answer.body);
+        assert!(
+            ["AUTH_TOKEN_MALFORMED", "AUTH_INVALID_CLAIMS"].contains(&answer.code()),
+            "{raw}: {}",
+            answer.body
+        );
+    }
+}
+
+#[tokio::test]
+async fn keys_older_than_max_stale_are_no_longer_trusted() {
+    let platform = platform_with(PlatformOptions {
+        jwks_max_stale: Some(HumanDuration::from_secs(2)),
+        ..fast_jwks(IssuerConfig::default())
+    })
+    .await;
+    platform_tests::wait_until_ready(platform.web()).await;
+    platform.demo().faults(ServiceName::Auth).set(FaultConfig {
+        down: true,
+        ..FaultConfig::default()
+    });
+    let readyz = format!("http://{}/readyz", platform.web().admin_addr());
+    eventually("readiness fails once the keys are stale", || async {
+        reqwest::get(&readyz)
+            .await
+            .is_ok_and(|response| response.status() == 503)
+    })
+    .await;
+    let fresh = platform.token_for("user-9", "bff-web", "ES256");
+    web(&platform, &fresh)
+        .await
+        .assert_rejected(503, "AUTH_KEYS_UNAVAILABLE", "stale keys");
+    platform
+        .demo()
+        .faults(ServiceName::Auth)
+        .set(FaultConfig::default());
+    eventually("the keys are fresh again", || async {
+        web(&platform, &fresh).await.status == 200
+    })
+    .await;
+}

@@ -233,3 +233,138 @@ async fn sigterm_drains_in_flight_requests_and_exits_zero() {
     shutdown.trigger();
     demo.wait().await;
 }
+
+/// One access-log line per request, as JSON, with the route template, the
+/// trace id and the caller.
+#[tokio::test]
+async fn the_access_log_names_the_route_the_trace_and_the_caller() {
+    let shutdown = Shutdown::new();
+    let demo = DemoServices::start(
+        DemoConfig {
+            ports: Ports::ephemeral(),
+            ..DemoConfig::default()
+        },
+        shutdown.clone(),
+    )
+    .await
+    .expect("demo services start");
+    let env = [
+        (
+            "BFF_DOWNSTREAM__PRODUCTS__URL",
+            demo.url(ServiceName::Products),
+        ),
+        (
+            "BFF_DOWNSTREAM__INVENTORY__URL",
+            demo.url(ServiceName::Inventory),
+        ),
+        (
+            "BFF_DOWNSTREAM__PRICING__URL",
+            demo.url(ServiceName::Pricing),
+        ),
+        (
+            "BFF_DOWNSTREAM__REVIEWS__URL",
+            demo.url(ServiceName::Reviews),
+        ),
+        ("BFF_AUTH__JWKS__URL", demo.jwks_url()),
+    ];
+    let mut bff = BffProcess::spawn("bff-web", &env).await;
+    bff.wait_until_ready().await;
+    let user = demo.catalog().user(5).expect("user 5");
+    let token = demo
+        .token(&TokenRequest {
+            subject: "user-5".to_owned(),
+            audience: "bff-web".to_owned(),
+            alg: Some("ES256".to_owned()),
+            scope: None,
+            ttl: None,
+        })
+        .expect("a token")
+        .access_token;
+    let response = reqwest::Client::new()
+        .get(format!("http://{}/api/product-page/77", bff.public()))
+        .bearer_auth(&token)
+        .header(
+            "traceparent",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        )
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(response.status(), 200);
+    let access = bff.log_event(|event| event["target"] == "access").await;
+    assert_eq!(access["route"], "/api/product-page/{id}");
+    assert_eq!(access["status"], 200);
+    assert_eq!(access["method"], "GET");
+    assert_eq!(access["subject"], "user-5");
+    assert_eq!(access["tenant"], user.tenant);
+    assert_eq!(
+        access["span"]["trace_id"],
+        "0af7651916cd43dd8448eb211c80319c"
+    );
+    assert!(
+        access["latency_ms"]
+            .as_f64()
+            .is_some_and(|latency| latency > 0.0)
+    );
+    assert!(
+        !access.to_string().contains(&token[..40]),
+        "the token is never logged"
+    );
+    bff.terminate().await;
+    assert_eq!(bff.wait().await.code(), Some(0));
+    shutdown.trigger();
+}
+
+#[test]
+fn check_config_masks_secrets() {
+    let output = run(
+        "bff-web",
+        &["--check-config"],
+        &[(
+            "BFF_AUTH__HS256__SECRET",
+            "a-very-secret-value-that-is-32-bytes-long",
+        )],
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("[auth.hs256]"), "{stdout}");
+    assert!(stdout.contains("secret = \"***\""), "{stdout}");
+    assert!(!stdout.contains("a-very-secret-value"), "{stdout}");
+
+    let short = run(
+        "bff-web",
+        &["--check-config"],
+        &[("BFF_AUTH__HS256__SECRET", "short")],
+    );
+    assert_eq!(short.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&short.stderr).contains("auth.hs256.secret"));
+}
+
+#[test]
+fn hs256_secrets_can_come_from_a_file() {
+    let path = write_config("jwt-secret", "file-secret-that-is-at-least-32-bytes-long\n");
+    let output = run(
+        "bff-partner",
+        &["--check-config"],
+        &[(
+            "BFF_AUTH__HS256__SECRET_FILE",
+            path.to_str().expect("utf-8 path"),
+        )],
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let missing = run(
+        "bff-partner",
+        &["--check-config"],
+        &[("BFF_AUTH__HS256__SECRET_FILE", "/nonexistent/secret")],
+    );
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("auth.hs256.secret_file"));
+}
