@@ -236,6 +236,17 @@ struct KeyRing {
     retired: Vec<(SigningKey, Instant)>,
 }
 
+impl KeyRing {
+    /// The active key for `alg`.
+    fn signing_key(&self, alg: &str) -> Result<&SigningKey, TokenError> {
+        match alg {
+            "RS256" => Ok(&self.rsa),
+            "ES256" => Ok(&self.ec),
+            other => Err(TokenError::UnsupportedAlgorithm(other.to_owned())),
+        }
+    }
+}
+
 /// A request for a token (`POST /token`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -429,11 +440,7 @@ impl Issuer {
             .keys
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let key = match alg {
-            "RS256" => &ring.rsa,
-            "ES256" => &ring.ec,
-            other => return Err(TokenError::UnsupportedAlgorithm(other.to_owned())),
-        };
+        let key = ring.signing_key(alg)?;
         let mut full = json!({ "alg": alg, "kid": key.kid });
         if let (Some(full), Some(extra)) = (full.as_object_mut(), header.as_object()) {
             for (name, value) in extra {
@@ -535,11 +542,7 @@ impl Issuer {
             .keys
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let key = match alg {
-            "RS256" => &ring.rsa,
-            "ES256" => &ring.ec,
-            other => return Err(TokenError::UnsupportedAlgorithm(other.to_owned())),
-        };
+        let key = ring.signing_key(alg)?;
         let mut header = Header::new(key.algorithm);
         header.kid = Some(key.kid.clone());
         Ok(jsonwebtoken::encode(&header, claims, &key.encoding)?)

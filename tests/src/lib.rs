@@ -202,16 +202,7 @@ impl Platform {
 
     /// A token for `subject` and `audience`, signed with `alg`.
     pub fn token_for(&self, subject: &str, audience: &str, alg: &str) -> String {
-        self.demo
-            .token(&TokenRequest {
-                subject: subject.to_owned(),
-                audience: audience.to_owned(),
-                alg: Some(alg.to_owned()),
-                scope: None,
-                ttl: None,
-            })
-            .expect("the demo issuer issues tokens for demo users and partners")
-            .access_token
+        issue_token(&self.demo, subject, audience, alg)
     }
 
     /// bff-web.
@@ -285,6 +276,33 @@ fn bff_config<B: Bff>(demo: &DemoServices, options: &PlatformOptions) -> BffConf
     config
 }
 
+/// A token from `demo`'s issuer for `subject` and `audience`, signed with `alg`.
+pub fn issue_token(demo: &DemoServices, subject: &str, audience: &str, alg: &str) -> String {
+    demo.token(&TokenRequest {
+        subject: subject.to_owned(),
+        audience: audience.to_owned(),
+        alg: Some(alg.to_owned()),
+        scope: None,
+        ttl: None,
+    })
+    .expect("the demo issuer issues tokens for demo users and partners")
+    .access_token
+}
+
+/// demo-services alone on free ports, with `faults` from the start.
+pub async fn start_demo(faults: BTreeMap<ServiceName, FaultConfig>) -> (DemoServices, Shutdown) {
+    let shutdown = Shutdown::new();
+    let config = DemoConfig {
+        ports: Ports::ephemeral(),
+        faults,
+        ..DemoConfig::default()
+    };
+    let demo = DemoServices::start(config, shutdown.clone())
+        .await
+        .expect("demo services start");
+    (demo, shutdown)
+}
+
 /// Server settings on free loopback ports, with a short drain.
 pub fn ephemeral_server() -> ServerConfig {
     let mut server = ServerConfig::with_ports(0, 0);
@@ -351,9 +369,31 @@ pub struct BffProcess {
 }
 
 impl BffProcess {
+    /// Starts BFF `B`'s binary configured through the environment to call
+    /// `demo`'s services and JWKS, with `extra` variables on top.
+    pub async fn spawn_against<B: Bff>(demo: &DemoServices, extra: &[(&str, &str)]) -> Self {
+        let mut env: Vec<(String, String)> = B::SERVICES
+            .iter()
+            .map(|service| {
+                let variable = format!(
+                    "BFF_DOWNSTREAM__{}__URL",
+                    service.as_str().to_ascii_uppercase()
+                );
+                (variable, demo.url((*service).into()))
+            })
+            .collect();
+        env.push(("BFF_AUTH__JWKS__URL".to_owned(), demo.jwks_url()));
+        env.extend(
+            extra
+                .iter()
+                .map(|(key, value)| ((*key).to_owned(), (*value).to_owned())),
+        );
+        Self::spawn(B::NAME, &env).await
+    }
+
     /// Starts binary `name` with `env` (on top of free loopback ports) and
     /// waits for its `listening` log line.
-    pub async fn spawn(name: &str, env: &[(&str, String)]) -> Self {
+    pub async fn spawn(name: &str, env: &[(String, String)]) -> Self {
         let mut command = Command::new(binary(name));
         command
             .env_clear()
@@ -436,21 +476,7 @@ impl BffProcess {
 
     /// Waits until `/readyz` answers 200 (signing keys loaded).
     pub async fn wait_until_ready(&self) {
-        let url = format!("http://{}/readyz", self.admin);
-        let ready = async {
-            loop {
-                if reqwest::get(&url)
-                    .await
-                    .is_ok_and(|response| response.status() == 200)
-                {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        };
-        tokio::time::timeout(Duration::from_secs(20), ready)
-            .await
-            .expect("ready within 20s");
+        wait_for_readyz(self.admin).await;
     }
 
     /// Sends SIGTERM.

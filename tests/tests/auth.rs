@@ -9,10 +9,8 @@ use std::{
 };
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-use demo_services::{
-    DemoConfig, DemoServices, FaultConfig, IssuerConfig, Ports, ServiceName, TokenRequest,
-};
-use gateway_core::{config::HumanDuration, server::Shutdown};
+use demo_services::{FaultConfig, IssuerConfig, ServiceName, TokenRequest};
+use gateway_core::config::HumanDuration;
 use platform_tests::{Platform, PlatformOptions, api_key, base_url};
 use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
@@ -372,16 +370,7 @@ async fn kids_carrying_paths_or_sql_are_just_unknown_keys() {
 #[tokio::test]
 async fn headers_pointing_at_attacker_keys_are_never_followed() {
     let platform = platform().await;
-    let shutdown = Shutdown::new();
-    let attacker = DemoServices::start(
-        DemoConfig {
-            ports: Ports::ephemeral(),
-            ..DemoConfig::default()
-        },
-        shutdown.clone(),
-    )
-    .await
-    .expect("the attacker's server starts");
+    let (attacker, shutdown) = platform_tests::start_demo(BTreeMap::new()).await;
     let attacker_jwks = attacker.issuer().jwks();
     let fetches_before = attacker.issuer().jwks_fetches();
     let claims = claims(&platform, "bff-web");

@@ -8,9 +8,9 @@ use std::{
     time::Duration,
 };
 
-use demo_services::{DemoConfig, DemoServices, FaultConfig, Ports, ServiceName, TokenRequest};
-use gateway_core::{config::HumanDuration, server::Shutdown};
-use platform_tests::{BffProcess, binary};
+use demo_services::{FaultConfig, ServiceName};
+use gateway_core::config::HumanDuration;
+use platform_tests::{BffProcess, binary, issue_token, start_demo};
 
 fn run(name: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut command = Command::new(binary(name));
@@ -153,51 +153,22 @@ fn every_binary_has_help() {
 /// connections are refused, and the process exits 0.
 #[tokio::test]
 async fn sigterm_drains_in_flight_requests_and_exits_zero() {
-    let shutdown = Shutdown::new();
-    let demo = DemoServices::start(
-        DemoConfig {
-            ports: Ports::ephemeral(),
-            faults: BTreeMap::from([(
-                ServiceName::Pricing,
-                FaultConfig {
-                    latency: Some(HumanDuration::from_millis(1200)),
-                    ..FaultConfig::default()
-                },
-            )]),
-            ..DemoConfig::default()
+    let (demo, shutdown) = start_demo(BTreeMap::from([(
+        ServiceName::Pricing,
+        FaultConfig {
+            latency: Some(HumanDuration::from_millis(1200)),
+            ..FaultConfig::default()
         },
-        shutdown.clone(),
+    )]))
+    .await;
+    let bff = BffProcess::spawn_against::<bff_partner::Partner>(
+        &demo,
+        &[("BFF_DOWNSTREAM__PRICING__TIMEOUT", "5s")],
     )
-    .await
-    .expect("demo services start");
-    let env = [
-        (
-            "BFF_DOWNSTREAM__PRODUCTS__URL",
-            demo.url(ServiceName::Products),
-        ),
-        (
-            "BFF_DOWNSTREAM__INVENTORY__URL",
-            demo.url(ServiceName::Inventory),
-        ),
-        (
-            "BFF_DOWNSTREAM__PRICING__URL",
-            demo.url(ServiceName::Pricing),
-        ),
-        ("BFF_DOWNSTREAM__PRICING__TIMEOUT", "5s".to_owned()),
-        ("BFF_AUTH__JWKS__URL", demo.jwks_url()),
-    ];
-    let bff = BffProcess::spawn("bff-partner", &env).await;
+    .await;
+
     let client = reqwest::Client::new();
-    let token = demo
-        .token(&TokenRequest {
-            subject: "partner-acme".to_owned(),
-            audience: "bff-partner".to_owned(),
-            alg: None,
-            scope: None,
-            ttl: None,
-        })
-        .expect("a partner token")
-        .access_token;
+    let token = issue_token(&demo, "partner-acme", "bff-partner", "RS256");
     bff.wait_until_ready().await;
     let in_flight: Vec<_> = (1..=20)
         .map(|id| {
@@ -238,48 +209,11 @@ async fn sigterm_drains_in_flight_requests_and_exits_zero() {
 /// trace id and the caller.
 #[tokio::test]
 async fn the_access_log_names_the_route_the_trace_and_the_caller() {
-    let shutdown = Shutdown::new();
-    let demo = DemoServices::start(
-        DemoConfig {
-            ports: Ports::ephemeral(),
-            ..DemoConfig::default()
-        },
-        shutdown.clone(),
-    )
-    .await
-    .expect("demo services start");
-    let env = [
-        (
-            "BFF_DOWNSTREAM__PRODUCTS__URL",
-            demo.url(ServiceName::Products),
-        ),
-        (
-            "BFF_DOWNSTREAM__INVENTORY__URL",
-            demo.url(ServiceName::Inventory),
-        ),
-        (
-            "BFF_DOWNSTREAM__PRICING__URL",
-            demo.url(ServiceName::Pricing),
-        ),
-        (
-            "BFF_DOWNSTREAM__REVIEWS__URL",
-            demo.url(ServiceName::Reviews),
-        ),
-        ("BFF_AUTH__JWKS__URL", demo.jwks_url()),
-    ];
-    let mut bff = BffProcess::spawn("bff-web", &env).await;
+    let (demo, shutdown) = start_demo(BTreeMap::new()).await;
+    let mut bff = BffProcess::spawn_against::<bff_web::Web>(&demo, &[]).await;
     bff.wait_until_ready().await;
     let user = demo.catalog().user(5).expect("user 5");
-    let token = demo
-        .token(&TokenRequest {
-            subject: "user-5".to_owned(),
-            audience: "bff-web".to_owned(),
-            alg: Some("ES256".to_owned()),
-            scope: None,
-            ttl: None,
-        })
-        .expect("a token")
-        .access_token;
+    let token = issue_token(&demo, "user-5", "bff-web", "ES256");
     let response = reqwest::Client::new()
         .get(format!("http://{}/api/product-page/77", bff.public()))
         .bearer_auth(&token)
