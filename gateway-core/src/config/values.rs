@@ -75,8 +75,12 @@ impl<'de> Deserialize<'de> for HumanDuration {
     }
 }
 
-/// The base URL of a service: `http` or `https`, with a host, and no query,
-/// fragment or credentials.
+/// The base URL of a service: `http`, with a host, and no query, fragment
+/// or credentials.
+///
+/// `https` is refused at load time rather than failing on the first call:
+/// this build has no TLS client. Services and the JWKS are reached over
+/// plain HTTP inside the cluster (or through a TLS-originating sidecar).
 #[derive(Clone, PartialEq, Eq)]
 pub struct ServiceUrl(reqwest::Url);
 
@@ -84,11 +88,16 @@ impl ServiceUrl {
     /// Parses and checks a base URL.
     pub fn parse(text: &str) -> Result<Self, String> {
         let url = reqwest::Url::parse(text).map_err(|error| format!("not a URL ({error})"))?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(format!(
-                "scheme must be http or https, not {:?}",
-                url.scheme()
-            ));
+        match url.scheme() {
+            "http" => {}
+            "https" => {
+                return Err(
+                    "https is not supported by this build (no TLS client): use http \
+                     inside the cluster, or a TLS-originating sidecar"
+                        .to_owned(),
+                );
+            }
+            other => return Err(format!("scheme must be http, not {other:?}")),
         }
         if url.host_str().is_none_or(str::is_empty) {
             return Err("the URL has no host".to_owned());
@@ -137,7 +146,7 @@ impl<'de> Deserialize<'de> for ServiceUrl {
         Self::parse(&text).map_err(|reason| {
             de::Error::invalid_value(
                 de::Unexpected::Str(&text),
-                &format!("an http(s) base URL: {reason}").as_str(),
+                &format!("an http base URL: {reason}").as_str(),
             )
         })
     }
@@ -212,7 +221,11 @@ mod tests {
         assert!(ServiceUrl::parse("http://:80").is_err());
         assert!(ServiceUrl::parse("http://svc:80/?x=1").is_err());
         assert!(ServiceUrl::parse("http://user:pw@svc").is_err());
-        assert!(ServiceUrl::parse("https://svc.internal:8443/base").is_ok());
+        assert!(ServiceUrl::parse("http://svc.internal:8443/base").is_ok());
+        assert!(
+            ServiceUrl::parse("https://svc.internal:8443/base")
+                .is_err_and(|reason| reason.contains("TLS"))
+        );
     }
 
     #[test]
