@@ -11,7 +11,7 @@ use async_graphql::{
 use gateway_core::{
     Error, RequestContext,
     bff::Downstreams,
-    downstream::{DownstreamError, ServiceName},
+    downstream::{DownstreamError, Resource},
 };
 use shared_schema::catalog::{Price, Product, StockLevel};
 use tokio::sync::OnceCell;
@@ -68,12 +68,8 @@ impl Query {
                 id.as_str()
             )))
         })?;
-        let (state, request) = request_parts(ctx)?;
-        match state
-            .client(ServiceName::Products)
-            .get::<Product>(&format!("/products/{id}"), request)
-            .await
-        {
+        let (services, request) = request_parts(ctx)?;
+        match services.fetch::<Product>(id, request).await {
             Ok(product) => Ok(Some(ProductNode {
                 product,
                 price: OnceCell::new(),
@@ -93,37 +89,32 @@ pub(crate) struct ProductNode {
     stock: OnceCell<Result<StockLevel, async_graphql::Error>>,
 }
 
+/// Fetches resource `T` of the product once per node, however many of its
+/// fields the query selects; every field sees the same answer or error.
+async fn fetch_once<'a, T: Resource>(
+    cell: &'a OnceCell<Result<T, async_graphql::Error>>,
+    id: u64,
+    ctx: &Context<'_>,
+) -> async_graphql::Result<&'a T> {
+    cell.get_or_init(|| async move {
+        let (services, request) = request_parts(ctx)?;
+        services
+            .fetch::<T>(id, request)
+            .await
+            .map_err(|error| graphql_error(error.into()))
+    })
+    .await
+    .as_ref()
+    .map_err(Clone::clone)
+}
+
 impl ProductNode {
     async fn price(&self, ctx: &Context<'_>) -> async_graphql::Result<&Price> {
-        let id = self.product.id;
-        self.price
-            .get_or_init(|| async move {
-                let (state, request) = request_parts(ctx)?;
-                state
-                    .client(ServiceName::Pricing)
-                    .get::<Price>(&format!("/prices/{id}"), request)
-                    .await
-                    .map_err(|error| graphql_error(error.into()))
-            })
-            .await
-            .as_ref()
-            .map_err(Clone::clone)
+        fetch_once(&self.price, self.product.id, ctx).await
     }
 
     async fn stock(&self, ctx: &Context<'_>) -> async_graphql::Result<&StockLevel> {
-        let id = self.product.id;
-        self.stock
-            .get_or_init(|| async move {
-                let (state, request) = request_parts(ctx)?;
-                state
-                    .client(ServiceName::Inventory)
-                    .get::<StockLevel>(&format!("/inventory/{id}"), request)
-                    .await
-                    .map_err(|error| graphql_error(error.into()))
-            })
-            .await
-            .as_ref()
-            .map_err(Clone::clone)
+        fetch_once(&self.stock, self.product.id, ctx).await
     }
 }
 

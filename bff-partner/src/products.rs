@@ -4,7 +4,7 @@ use axum::{
     Json,
     extract::{Path, State},
 };
-use gateway_core::{Error, RequestContext, bff::Downstreams, downstream::ServiceName};
+use gateway_core::{Error, RequestContext, bff::Downstreams};
 use serde::{Deserialize, Serialize};
 use shared_schema::catalog::{Price, Product, StockLevel};
 
@@ -73,21 +73,10 @@ pub(crate) async fn get_product(
     context: RequestContext,
     Path(id): Path<u64>,
 ) -> Result<Json<PartnerProduct>, Error> {
-    let (product_path, price_path, stock_path) = (
-        format!("/products/{id}"),
-        format!("/prices/{id}"),
-        format!("/inventory/{id}"),
-    );
     let (product, price, stock) = tokio::join!(
-        services
-            .client(ServiceName::Products)
-            .get::<Product>(&product_path, &context),
-        services
-            .client(ServiceName::Pricing)
-            .get::<Price>(&price_path, &context),
-        services
-            .client(ServiceName::Inventory)
-            .get::<StockLevel>(&stock_path, &context),
+        services.fetch::<Product>(id, &context),
+        services.fetch::<Price>(id, &context),
+        services.fetch::<StockLevel>(id, &context),
     );
     Ok(Json(PartnerProduct::assemble(
         product.map_err(Error::fetching("product", id))?,

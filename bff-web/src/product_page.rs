@@ -197,22 +197,11 @@ pub(crate) async fn get_product_page(
     context: RequestContext,
     Path(id): Path<u64>,
 ) -> Result<Json<ProductPage>, Error> {
-    let (product_path, price_path, stock_path, reviews_path) = (
-        format!("/products/{id}"),
-        format!("/prices/{id}"),
-        format!("/inventory/{id}"),
-        format!("/reviews?product={id}&limit={REVIEWS_ON_PAGE}"),
-    );
+    let reviews_path = format!("/reviews?product={id}&limit={REVIEWS_ON_PAGE}");
     let (product, price, stock, reviews) = tokio::join!(
-        services
-            .client(ServiceName::Products)
-            .get::<Product>(&product_path, &context),
-        services
-            .client(ServiceName::Pricing)
-            .get::<Price>(&price_path, &context),
-        services
-            .client(ServiceName::Inventory)
-            .get::<StockLevel>(&stock_path, &context),
+        services.fetch::<Product>(id, &context),
+        services.fetch::<Price>(id, &context),
+        services.fetch::<StockLevel>(id, &context),
         services
             .client(ServiceName::Reviews)
             .get::<ProductReviews>(&reviews_path, &context),

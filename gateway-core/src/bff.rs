@@ -16,10 +16,14 @@ use axum::Router;
 use serde::{Deserialize, Serialize};
 
 use crate::{
+    RequestContext,
     auth::{AuthConfig, AuthStartError, Authenticator},
     cli,
     config::{ConfigError, ServiceConfig},
-    downstream::{ClientBuildError, DownstreamClient, DownstreamConfig, ServiceName},
+    downstream::{
+        ClientBuildError, DownstreamClient, DownstreamConfig, DownstreamError, Resource,
+        ServiceName,
+    },
     observability::{ObservabilityConfig, Telemetry},
     server::{Gateway, Running, ServeError, ServerConfig, Shutdown},
 };
@@ -143,6 +147,15 @@ impl Downstreams {
                 service.as_str()
             ),
         }
+    }
+
+    /// `GET`s resource `T` number `id` from the service that owns it.
+    pub async fn fetch<T: Resource>(
+        &self,
+        id: u64,
+        context: &RequestContext,
+    ) -> Result<T, DownstreamError> {
+        self.client(T::SERVICE).get(&T::path(id), context).await
     }
 }
 

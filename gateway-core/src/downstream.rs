@@ -31,6 +31,10 @@ use std::{
 
 use http::{HeaderName, HeaderValue, StatusCode, header};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use shared_schema::{
+    accounts::{Order, User},
+    catalog::{Price, Product, StockLevel},
+};
 
 use crate::{
     config::{HumanDuration, ServiceUrl},
@@ -86,6 +90,51 @@ impl ServiceName {
             Self::Users => 7005,
             Self::Orders => 7006,
         }
+    }
+}
+
+/// A resource a downstream service serves by numeric id: which service owns
+/// it and where. The contracts' paths live here once, so every BFF asks for
+/// a product the same way.
+pub trait Resource: DeserializeOwned {
+    /// The service that owns it.
+    const SERVICE: ServiceName;
+    /// `GET` path of the resource `id`.
+    fn path(id: u64) -> String;
+}
+
+impl Resource for Product {
+    const SERVICE: ServiceName = ServiceName::Products;
+    fn path(id: u64) -> String {
+        format!("/products/{id}")
+    }
+}
+
+impl Resource for Price {
+    const SERVICE: ServiceName = ServiceName::Pricing;
+    fn path(id: u64) -> String {
+        format!("/prices/{id}")
+    }
+}
+
+impl Resource for StockLevel {
+    const SERVICE: ServiceName = ServiceName::Inventory;
+    fn path(id: u64) -> String {
+        format!("/inventory/{id}")
+    }
+}
+
+impl Resource for User {
+    const SERVICE: ServiceName = ServiceName::Users;
+    fn path(id: u64) -> String {
+        format!("/users/{id}")
+    }
+}
+
+impl Resource for Order {
+    const SERVICE: ServiceName = ServiceName::Orders;
+    fn path(id: u64) -> String {
+        format!("/orders/{id}")
     }
 }
 

@@ -334,6 +334,70 @@ async fn wait_for_readyz(admin: SocketAddr) {
         .expect("ready within 20s");
 }
 
+/// An HTTP answer with its body parsed as JSON (`Null` when it is not JSON).
+#[derive(Debug)]
+pub struct Answer {
+    /// The status code.
+    pub status: u16,
+    /// The response headers.
+    pub headers: reqwest::header::HeaderMap,
+    /// The body.
+    pub body: serde_json::Value,
+}
+
+impl Answer {
+    /// The problem's `code`, or empty.
+    pub fn code(&self) -> &str {
+        self.body["code"].as_str().unwrap_or_default()
+    }
+
+    /// The `Content-Type`, or empty.
+    pub fn content_type(&self) -> &str {
+        self.header("content-type")
+    }
+
+    /// The value of header `name`, or empty.
+    pub fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default()
+    }
+
+    /// Asserts this is a problem+json answer with `status` and `code` and a trace id.
+    #[track_caller]
+    pub fn assert_problem(&self, status: u16, code: &str, context: &str) {
+        assert_eq!(self.status, status, "{context}: {}", self.body);
+        assert_eq!(self.content_type(), "application/problem+json", "{context}");
+        assert_eq!(self.body["status"], status, "{context}");
+        assert_eq!(self.code(), code, "{context}: {}", self.body);
+        assert_eq!(
+            self.body["trace_id"].as_str().map(str::len),
+            Some(32),
+            "{context}: {}",
+            self.body
+        );
+    }
+}
+
+/// Sends `request` and reads the whole answer.
+pub async fn send(request: reqwest::RequestBuilder) -> Answer {
+    let response = request.send().await.expect("the request is answered");
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let body = response.text().await.expect("the body is readable");
+    Answer {
+        status,
+        headers,
+        body: serde_json::from_str(&body).unwrap_or(serde_json::Value::Null),
+    }
+}
+
+/// `GET url` with a bearer `token`.
+pub async fn get_with_token(url: &str, token: &str) -> Answer {
+    send(reqwest::Client::new().get(url).bearer_auth(token)).await
+}
+
 /// The `http://addr` base URL of a running server's public listener.
 pub fn base_url(running: &Running) -> String {
     format!("http://{}", running.public_addr())

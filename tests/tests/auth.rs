@@ -11,8 +11,7 @@ use std::{
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use demo_services::{FaultConfig, IssuerConfig, ServiceName, TokenRequest};
 use gateway_core::config::HumanDuration;
-use platform_tests::{Platform, PlatformOptions, api_key, base_url};
-use reqwest::header::HeaderMap;
+use platform_tests::{Answer, Platform, PlatformOptions, api_key, base_url, send};
 use serde_json::{Value, json};
 
 /// The HS256 secret the platform accepts in these tests.
@@ -88,44 +87,20 @@ fn sign(platform: &Platform, alg: &str, header: Value, claims: &Value) -> String
         .expect("signs")
 }
 
-struct Answer {
-    status: u16,
-    headers: HeaderMap,
-    body: Value,
+/// The checks every rejection must pass: status, code, problem+json, trace id.
+trait Rejected {
+    fn assert_rejected(&self, status: u16, code: &str, context: &str);
+    fn challenge(&self) -> &str;
 }
 
-impl Answer {
-    fn code(&self) -> &str {
-        self.body["code"].as_str().unwrap_or_default()
+impl Rejected for Answer {
+    #[track_caller]
+    fn assert_rejected(&self, status: u16, code: &str, context: &str) {
+        self.assert_problem(status, code, context);
     }
 
     fn challenge(&self) -> &str {
-        self.headers
-            .get("www-authenticate")
-            .and_then(|value| value.to_str().ok())
-            .unwrap_or_default()
-    }
-
-    #[track_caller]
-    fn assert_rejected(&self, status: u16, code: &str, context: &str) {
-        assert_eq!(self.status, status, "{context}: {}", self.body);
-        assert_eq!(self.code(), code, "{context}: {}", self.body);
-        assert_eq!(
-            self.headers["content-type"], "application/problem+json",
-            "{context}"
-        );
-    }
-}
-
-async fn send(request: reqwest::RequestBuilder) -> Answer {
-    let response = request.send().await.expect("answered");
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    let body = serde_json::from_str(&response.text().await.expect("body")).unwrap_or(Value::Null);
-    Answer {
-        status,
-        headers,
-        body,
+        self.header("www-authenticate")
     }
 }
 

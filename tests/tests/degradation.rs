@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use demo_services::{FaultConfig, ServiceName};
 use gateway_core::config::HumanDuration;
-use platform_tests::{Platform, PlatformOptions, base_url};
+use platform_tests::{Platform, PlatformOptions, base_url, get_with_token};
 use serde_json::{Value, json};
 
 async fn platform() -> Platform {
@@ -17,17 +17,8 @@ async fn platform() -> Platform {
 }
 
 async fn get(url: String, token: &str) -> (u16, Value) {
-    let response = reqwest::Client::new()
-        .get(url)
-        .bearer_auth(token)
-        .send()
-        .await
-        .expect("request succeeds");
-    let status = response.status().as_u16();
-    (
-        status,
-        serde_json::from_str(&response.text().await.expect("body")).expect("json"),
-    )
+    let answer = get_with_token(&url, token).await;
+    (answer.status, answer.body)
 }
 
 fn slow() -> FaultConfig {

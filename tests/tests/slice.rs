@@ -1,44 +1,21 @@
 //! The vertical slice through each BFF, over real HTTP to real demo services.
 
-use platform_tests::{Platform, base_url};
+use platform_tests::{Platform, base_url, get_with_token, send};
 use serde_json::{Value, json};
 
 async fn get_json(url: &str, token: &str) -> (u16, String, Value) {
-    let response = reqwest::Client::new()
-        .get(url)
-        .bearer_auth(token)
-        .send()
-        .await
-        .expect("request succeeds");
-    let status = response.status().as_u16();
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .and_then(|value| value.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    let body = response.text().await.expect("body");
-    (
-        status,
-        content_type,
-        serde_json::from_str(&body).unwrap_or(Value::Null),
-    )
+    let answer = get_with_token(url, token).await;
+    (answer.status, answer.content_type().to_owned(), answer.body)
 }
 
 async fn graphql(platform: &Platform, body: Value) -> (u16, Value) {
-    let response = reqwest::Client::new()
+    let request = reqwest::Client::new()
         .post(format!("{}/graphql", base_url(platform.mobile())))
         .bearer_auth(platform.token("bff-mobile"))
         .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .expect("request succeeds");
-    let status = response.status().as_u16();
-    (
-        status,
-        serde_json::from_str(&response.text().await.expect("body")).expect("json"),
-    )
+        .body(body.to_string());
+    let answer = send(request).await;
+    (answer.status, answer.body)
 }
 
 fn assert_problem(
