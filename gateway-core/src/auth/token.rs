@@ -139,7 +139,7 @@ struct RawClaims {
     client_id: Option<String>,
 }
 
-/// The claims of a token that passed every check in [`ClaimPolicy::check`].
+/// The claims of a token that passed every check of its [`ClaimPolicy`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Claims {
     /// `sub`.

@@ -16,7 +16,7 @@
 //! 8. the router, which records the matched route template for the access log
 //!    and answers unknown routes with a problem+json 404.
 //!
-//! Connections themselves are handled by [`conn`]: header-read timeout, header
+//! Connections are handled by [`serve_connections`]: header-read timeout, header
 //! count and size limits (431), connection cap, and graceful drain.
 //!
 //! # Shutdown
