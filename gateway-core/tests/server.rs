@@ -391,8 +391,23 @@ async fn health_and_readiness_answer_on_the_admin_port() {
 async fn a_drain_finishes_in_flight_requests_and_refuses_new_ones() {
     let server = Server::start().await;
     let in_flight = tokio::spawn(reqwest::get(server.url("/slow/800")));
-    // Let the request reach the handler before the drain starts.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The drain starts once the request is in the handler.
+    let in_handler = async {
+        loop {
+            let metrics = get(&server.admin_url("/metrics"))
+                .await
+                .text()
+                .await
+                .expect("text");
+            if metrics.contains(r#"http_server_active_requests{bff="test"} 1"#) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(HANG_GUARD, in_handler)
+        .await
+        .expect("the request is in flight");
     server.shutdown.trigger();
     tokio::time::sleep(Duration::from_millis(100)).await;
 

@@ -178,7 +178,27 @@ async fn sigterm_drains_in_flight_requests_and_exits_zero() {
             tokio::spawn(request.send())
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // SIGTERM once all twenty are being served (they wait on slow pricing).
+    let metrics = format!("http://{}/metrics", bff.admin());
+    let all_in_flight = async {
+        loop {
+            let text = client
+                .get(&metrics)
+                .send()
+                .await
+                .expect("metrics")
+                .text()
+                .await
+                .expect("text");
+            if text.contains(r#"http_server_active_requests{bff="bff-partner"} 20"#) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), all_in_flight)
+        .await
+        .expect("all requests in flight");
     bff.terminate().await;
     tokio::time::sleep(Duration::from_millis(200)).await;
 
