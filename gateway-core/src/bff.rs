@@ -159,22 +159,16 @@ impl Downstreams {
     }
 }
 
-/// What a BFF's routes are built from: its downstream clients and metrics.
+/// What a BFF's routes are built from: its downstream clients.
 #[derive(Debug)]
 pub struct BffParts {
     downstreams: Downstreams,
-    telemetry: Telemetry,
 }
 
 impl BffParts {
     /// The downstream clients.
     pub fn downstreams(&self) -> Downstreams {
         self.downstreams.clone()
-    }
-
-    /// The BFF's metrics registry, for modules that add their own metrics.
-    pub fn telemetry(&self) -> &Telemetry {
-        &self.telemetry
     }
 }
 
@@ -199,7 +193,6 @@ pub async fn start<B: Bff>(
             bff: B::NAME,
             clients: Arc::new(clients),
         },
-        telemetry: telemetry.clone(),
     };
     let gateway = Gateway::new(B::NAME, config.server, telemetry.clone());
     let authenticator =

@@ -23,7 +23,11 @@ use http::{HeaderValue, StatusCode, header};
 use shared_schema::{PROBLEM_JSON, Problem};
 use tower::{Layer, Service};
 
-use crate::{auth::AuthError, downstream::DownstreamError, observability::TraceContext};
+use crate::{
+    auth::AuthError,
+    downstream::DownstreamError,
+    observability::{TraceContext, TraceId},
+};
 
 /// Largest non-problem error body read to use as a problem's detail.
 const MAX_DETAIL_SOURCE_BYTES: usize = 1024;
@@ -243,10 +247,11 @@ where
     }
 
     fn call(&mut self, request: Request) -> Self::Future {
+        // Kept as the id itself: it is formatted only if an error is rendered.
         let trace_id = request
             .extensions()
             .get::<TraceContext>()
-            .map(|trace| trace.trace_id().to_string());
+            .map(TraceContext::trace_id);
         let future = self.inner.call(request);
         Box::pin(async move {
             let response = future.await?;
@@ -255,7 +260,7 @@ where
     }
 }
 
-async fn render(mut response: Response, trace_id: Option<String>) -> Response {
+async fn render(mut response: Response, trace_id: Option<TraceId>) -> Response {
     let problem = match response.extensions_mut().remove::<Problem>() {
         Some(problem) => problem,
         None if response.status().is_client_error() || response.status().is_server_error() => {
@@ -268,7 +273,7 @@ async fn render(mut response: Response, trace_id: Option<String>) -> Response {
     };
     let (mut parts, _) = response.into_parts();
     let problem = Problem {
-        trace_id,
+        trace_id: trace_id.map(|id| id.to_string()),
         ..problem
     };
     let body = serde_json::to_vec(&problem).expect("a Problem always serialises");
@@ -345,7 +350,8 @@ mod tests {
             id: "7".to_owned(),
         }
         .into_response();
-        let rendered = render(response, Some("abc".to_owned())).await;
+        let trace_id = TraceContext::new_root().trace_id();
+        let rendered = render(response, Some(trace_id)).await;
         assert_eq!(rendered.status(), StatusCode::NOT_FOUND);
         assert_eq!(rendered.headers()[header::CONTENT_TYPE], PROBLEM_JSON);
         let body = axum::body::to_bytes(rendered.into_body(), 4096)
@@ -354,7 +360,7 @@ mod tests {
         let problem: Problem = serde_json::from_slice(&body).expect("problem json");
         assert_eq!(problem.code, "NOT_FOUND");
         assert_eq!(problem.detail.as_deref(), Some("product 7 not found"));
-        assert_eq!(problem.trace_id.as_deref(), Some("abc"));
+        assert_eq!(problem.trace_id, Some(trace_id.to_string()));
     }
 
     #[tokio::test]

@@ -18,24 +18,6 @@ async fn graphql(platform: &Platform, body: Value) -> (u16, Value) {
     (answer.status, answer.body)
 }
 
-fn assert_problem(
-    status: u16,
-    content_type: &str,
-    problem: &Value,
-    expected_status: u16,
-    code: &str,
-) {
-    assert_eq!(status, expected_status, "{problem}");
-    assert_eq!(content_type, "application/problem+json");
-    assert_eq!(problem["status"], expected_status);
-    assert_eq!(problem["code"], code, "{problem}");
-    assert_eq!(
-        problem["trace_id"].as_str().map(str::len),
-        Some(32),
-        "{problem}"
-    );
-}
-
 #[tokio::test]
 async fn web_product_page_nests_all_four_services() {
     let platform = Platform::start().await;
@@ -77,33 +59,33 @@ async fn web_product_page_nests_all_four_services() {
 #[tokio::test]
 async fn web_unknown_product_is_a_problem_404() {
     let platform = Platform::start().await;
-    let (status, content_type, problem) = get_json(
+    let answer = get_with_token(
         &format!("{}/api/product-page/999999", base_url(platform.web())),
         &platform.token("bff-web"),
     )
     .await;
-    assert_problem(status, &content_type, &problem, 404, "NOT_FOUND");
-    assert_eq!(problem["detail"], "product 999999 not found");
+    answer.assert_problem(404, "NOT_FOUND", "unknown product");
+    assert_eq!(answer.body["detail"], "product 999999 not found");
 }
 
 #[tokio::test]
 async fn web_non_numeric_id_is_a_problem_400() {
     let platform = Platform::start().await;
-    let (status, content_type, problem) = get_json(
+    let answer = get_with_token(
         &format!("{}/api/product-page/abc", base_url(platform.web())),
         &platform.token("bff-web"),
     )
     .await;
-    assert_problem(status, &content_type, &problem, 400, "BAD_REQUEST");
+    answer.assert_problem(400, "BAD_REQUEST", "non-numeric id");
 }
 
 #[tokio::test]
 async fn unknown_routes_are_problem_404_on_every_bff() {
     let platform = Platform::start().await;
     for running in [platform.web(), platform.mobile(), platform.partner()] {
-        let (status, content_type, problem) =
-            get_json(&format!("{}/no/such/route", base_url(running)), "no-token").await;
-        assert_problem(status, &content_type, &problem, 404, "ROUTE_NOT_FOUND");
+        let answer =
+            get_with_token(&format!("{}/no/such/route", base_url(running)), "no-token").await;
+        answer.assert_problem(404, "ROUTE_NOT_FOUND", "unknown route");
     }
 }
 
@@ -256,12 +238,12 @@ async fn partner_product_is_stable_snake_case() {
 #[tokio::test]
 async fn partner_unknown_product_is_a_problem_404() {
     let platform = Platform::start().await;
-    let (status, content_type, problem) = get_json(
+    let answer = get_with_token(
         &format!("{}/v1/products/0", base_url(platform.partner())),
         &platform.token("bff-partner"),
     )
     .await;
-    assert_problem(status, &content_type, &problem, 404, "NOT_FOUND");
+    answer.assert_problem(404, "NOT_FOUND", "unknown partner product");
 }
 
 #[tokio::test]

@@ -15,7 +15,7 @@ use std::{
 
 use shared_schema::Identity;
 
-use super::token::Claims;
+use super::token::Validity;
 
 /// Independent shards, so concurrent requests rarely contend on one lock.
 const SHARDS: usize = 16;
@@ -23,8 +23,7 @@ const SHARDS: usize = 16;
 struct Entry {
     token: Box<str>,
     identity: Arc<Identity>,
-    expires_at: u64,
-    not_before: Option<u64>,
+    validity: Validity,
     epoch: u64,
 }
 
@@ -97,20 +96,16 @@ impl TokenCache {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let entry = shard.get(&hash)?;
-        let current = now <= entry.expires_at.saturating_add(leeway)
-            && entry
-                .not_before
-                .is_none_or(|nbf| nbf <= now.saturating_add(leeway))
-            && entry.epoch == epoch;
+        let current = entry.validity.is_current(now, leeway) && entry.epoch == epoch;
         (current && *entry.token == *token).then(|| entry.identity.clone())
     }
 
-    /// Remembers that `token` verified as `identity` with `claims`.
+    /// Remembers that `token` verified as `identity`, usable within `validity`.
     pub(crate) fn insert(
         &self,
         token: &str,
         identity: Arc<Identity>,
-        claims: &Claims,
+        validity: Validity,
         now: u64,
         epoch: u64,
     ) {
@@ -119,7 +114,7 @@ impl TokenCache {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if shard.len() >= self.per_shard && !shard.contains_key(&hash) {
-            shard.retain(|_, entry| entry.expires_at > now && entry.epoch == epoch);
+            shard.retain(|_, entry| entry.validity.expires_at > now && entry.epoch == epoch);
             let victim = (shard.len() >= self.per_shard)
                 .then(|| shard.keys().next().copied())
                 .flatten();
@@ -132,8 +127,7 @@ impl TokenCache {
             Entry {
                 token: token.into(),
                 identity,
-                expires_at: claims.expires_at,
-                not_before: claims.not_before,
+                validity,
                 epoch,
             },
         );
@@ -171,12 +165,8 @@ mod tests {
         })
     }
 
-    fn claims(expires_at: u64, not_before: Option<u64>) -> Claims {
-        Claims {
-            subject: "user-1".to_owned(),
-            tenant: "acme".to_owned(),
-            scopes: vec![],
-            client: None,
+    fn validity(expires_at: u64, not_before: Option<u64>) -> Validity {
+        Validity {
             expires_at,
             not_before,
         }
@@ -188,7 +178,7 @@ mod tests {
         cache.insert(
             "a.b.c",
             identity("user-1"),
-            &claims(NOW + 60, Some(NOW)),
+            validity(NOW + 60, Some(NOW)),
             NOW,
             0,
         );
@@ -223,7 +213,7 @@ mod tests {
         cache.insert(
             "t",
             identity("user-1"),
-            &claims(NOW + 600, Some(NOW + 100)),
+            validity(NOW + 600, Some(NOW + 100)),
             NOW,
             0,
         );
@@ -238,7 +228,7 @@ mod tests {
             cache.insert(
                 &format!("token-{index}"),
                 identity("user"),
-                &claims(NOW + 60, None),
+                validity(NOW + 60, None),
                 NOW,
                 0,
             );

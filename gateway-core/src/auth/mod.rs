@@ -42,7 +42,7 @@ pub use api_key::ApiKeyConfig;
 pub use credentials::{API_KEY, Credential};
 pub use error::AuthError;
 pub use jwks::JwksConfig;
-pub use token::{Algorithm, ClaimPolicy, Claims, UnverifiedToken};
+pub use token::{Algorithm, ClaimPolicy, Claims, UnverifiedToken, Validity};
 pub use verifier::CacheOutcome;
 
 use std::{

@@ -150,14 +150,21 @@ pub struct Claims {
     pub scopes: Vec<String>,
     /// `azp` or `client_id`, when present.
     pub client: Option<String>,
+    /// `exp` and `nbf`.
+    pub validity: Validity,
+}
+
+/// When a token may be used: `nbf` (if any) to `exp`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Validity {
     /// `exp`.
     pub expires_at: u64,
     /// `nbf`, when present.
     pub not_before: Option<u64>,
 }
 
-impl Claims {
-    /// Whether these claims are still within their validity window at `now`.
+impl Validity {
+    /// Whether `now` falls in the window, widened by `leeway` on both ends.
     pub fn is_current(&self, now: u64, leeway: u64) -> bool {
         now <= self.expires_at.saturating_add(leeway)
             && self
@@ -410,8 +417,10 @@ impl ClaimPolicy<'_> {
             tenant: tenant.to_owned(),
             scopes,
             client: client.cloned(),
-            expires_at,
-            not_before,
+            validity: Validity {
+                expires_at,
+                not_before,
+            },
         })
     }
 }
@@ -649,8 +658,8 @@ mod tests {
     #[test]
     fn current_claims_respect_expiry_and_not_before() {
         let claims = with_claim("nbf", json!(NOW + 10)).expect("valid within leeway");
-        assert!(claims.is_current(NOW, 30));
-        assert!(!claims.is_current(NOW + 100, 30));
-        assert!(!claims.is_current(NOW - 100, 30));
+        assert!(claims.validity.is_current(NOW, 30));
+        assert!(!claims.validity.is_current(NOW + 100, 30));
+        assert!(!claims.validity.is_current(NOW - 100, 30));
     }
 }

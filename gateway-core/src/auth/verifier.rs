@@ -93,7 +93,7 @@ impl JwtVerifier {
             .verify_uncached(token, now)
             .await
             .map(|(identity, claims)| {
-                cache.insert(token, identity.clone(), &claims, now, epoch);
+                cache.insert(token, identity.clone(), claims.validity, now, epoch);
                 identity
             });
         (result, CacheOutcome::Miss)

@@ -29,18 +29,16 @@ use super::{HttpMetrics, RequestId, TraceContext};
 const UNMATCHED: &str = "unmatched";
 
 /// The route template a request matched, carried on the response so the
-/// access log outside the router can label by it.
+/// access log outside the router can label by it (a shared handle to the
+/// router's own string: nothing is copied per request).
 #[derive(Debug, Clone)]
-pub struct RouteTemplate(pub Arc<str>);
+pub struct RouteTemplate(pub MatchedPath);
 
 impl RouteTemplate {
     /// Router middleware (`Router::layer(from_fn(RouteTemplate::record))`)
     /// copying the matched route into the response extensions.
     pub async fn record(request: Request, next: Next) -> Response {
-        let template = request
-            .extensions()
-            .get::<MatchedPath>()
-            .map(|path| Arc::<str>::from(path.as_str()));
+        let template = request.extensions().get::<MatchedPath>().cloned();
         let mut response = next.run(request).await;
         if let Some(template) = template {
             response.extensions_mut().insert(RouteTemplate(template));
@@ -156,7 +154,7 @@ where
                 let route = response.extensions().get::<RouteTemplate>();
                 AccessLog {
                     method: &method,
-                    route: route.map_or(UNMATCHED, |RouteTemplate(template)| template),
+                    route: route.map_or(UNMATCHED, |RouteTemplate(template)| template.as_str()),
                     status: response.status().as_u16(),
                     latency: started.elapsed(),
                     identity: response

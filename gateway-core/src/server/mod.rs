@@ -196,11 +196,6 @@ impl Gateway {
         &self.readiness
     }
 
-    /// The metrics registry served at `/metrics`.
-    pub fn telemetry(&self) -> &Telemetry {
-        &self.telemetry
-    }
-
     /// Binds both listeners and serves `routes` behind the layer stack until
     /// `shutdown` triggers; see the module docs.
     pub async fn serve(self, routes: Router, shutdown: Shutdown) -> Result<Running, ServeError> {
