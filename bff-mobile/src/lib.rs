@@ -14,13 +14,16 @@ mod schema;
 use axum::{Router, routing::get};
 use gateway_core::{
     auth::RequireScope,
-    bff::{Bff, BffConfig, BffParts, Downstreams},
-    downstream::ServiceName,
+    bff::{Bff, BffConfig, BffParts},
+    config::{ConfigError, Validate},
+    downstream::{Downstreams, ServiceSpec},
 };
+use serde::{Deserialize, Serialize};
+use shared_schema::catalog::{INVENTORY, PRICING, PRODUCTS};
 
 pub use schema::{MobileSchema, build_schema};
 
-/// `bff-mobile` as a [`Bff`]: its name, ports and services.
+/// `bff-mobile` as a [`Bff`]: its name, ports, services and routes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Mobile;
 
@@ -30,18 +33,58 @@ impl Bff for Mobile {
         "Backend-for-frontend of the mobile apps: trimmed GraphQL at /graphql";
     const PUBLIC_PORT: u16 = 8081;
     const ADMIN_PORT: u16 = 9081;
-    const SERVICES: &'static [ServiceName] = &[
-        ServiceName::Products,
-        ServiceName::Inventory,
-        ServiceName::Pricing,
-    ];
+    const SERVICES: &'static [ServiceSpec] = &[PRODUCTS, INVENTORY, PRICING];
+    const SECTION: &'static str = "mobile";
+    type Config = MobileSettings;
+
+    fn routes(settings: &MobileSettings, parts: &BffParts) -> Router {
+        app(parts.downstreams().clone(), settings)
+    }
 }
 
 /// The configuration of `bff-mobile`.
 pub type MobileConfig = BffConfig<Mobile>;
 
+/// `bff-mobile`'s own section, `[mobile]`: how much a query may ask for.
+///
+/// The schema is shallow, so deep or wide queries are abuse; both limits
+/// are checked before anything is resolved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MobileSettings {
+    /// Deepest query accepted (default 8).
+    pub max_query_depth: usize,
+    /// Most expensive query accepted, one point per field (default 200).
+    pub max_query_complexity: usize,
+}
+
+impl Default for MobileSettings {
+    fn default() -> Self {
+        Self {
+            max_query_depth: 8,
+            max_query_complexity: 200,
+        }
+    }
+}
+
+impl Validate for MobileSettings {
+    fn validate(&self) -> Result<(), ConfigError> {
+        // `{ product(id: 1) { name } }` is depth 2 and costs 2.
+        if self.max_query_depth < 2 {
+            return Err(ConfigError::rule("max_query_depth", "must be at least 2"));
+        }
+        if self.max_query_complexity < 2 {
+            return Err(ConfigError::rule(
+                "max_query_complexity",
+                "must be at least 2",
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// The routes of `bff-mobile` over its downstream clients.
-pub fn app(downstreams: Downstreams) -> Router {
+pub fn app(downstreams: Downstreams, settings: &MobileSettings) -> Router {
     Router::new()
         .route(
             "/graphql",
@@ -49,10 +92,5 @@ pub fn app(downstreams: Downstreams) -> Router {
                 .post(graphql::post)
                 .route_layer(RequireScope::new("products:read")),
         )
-        .with_state(build_schema(downstreams))
-}
-
-/// The routes of `bff-mobile`, built at start by [`gateway_core::bff::start`].
-pub fn routes(parts: &BffParts) -> Router {
-    app(parts.downstreams())
+        .with_state(build_schema(downstreams, settings))
 }

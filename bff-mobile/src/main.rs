@@ -1,5 +1,5 @@
 //! `bff-mobile`: the mobile apps' GraphQL backend-for-frontend. See the library docs.
 
 fn main() -> std::process::ExitCode {
-    gateway_core::bff::main::<bff_mobile::Mobile, _>(bff_mobile::routes)
+    gateway_core::bff::main::<bff_mobile::Mobile>()
 }

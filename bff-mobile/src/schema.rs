@@ -10,26 +10,22 @@ use async_graphql::{
 };
 use gateway_core::{
     Error, RequestContext,
-    bff::Downstreams,
-    downstream::{DownstreamError, Resource},
+    downstream::{DownstreamError, Downstreams, Resource},
 };
 use shared_schema::catalog::{Price, Product, StockLevel};
 use tokio::sync::OnceCell;
 
-/// Deepest query accepted: the schema is shallow, so deep queries are abuse.
-const MAX_DEPTH: usize = 8;
-/// Most expensive query accepted (one point per field).
-const MAX_COMPLEXITY: usize = 200;
+use crate::MobileSettings;
 
 /// The schema served at `/graphql`.
 pub type MobileSchema = Schema<Query, EmptyMutation, EmptySubscription>;
 
-/// Builds the schema over the downstream clients.
-pub fn build_schema(downstreams: Downstreams) -> MobileSchema {
+/// Builds the schema over the downstream clients, with the query limits of `settings`.
+pub fn build_schema(downstreams: Downstreams, settings: &MobileSettings) -> MobileSchema {
     Schema::build(Query, EmptyMutation, EmptySubscription)
         .data(downstreams)
-        .limit_depth(MAX_DEPTH)
-        .limit_complexity(MAX_COMPLEXITY)
+        .limit_depth(settings.max_query_depth)
+        .limit_complexity(settings.max_query_complexity)
         .finish()
 }
 

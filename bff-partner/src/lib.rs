@@ -18,22 +18,27 @@ mod products;
 
 use axum::{
     Router,
-    http::{HeaderValue, header},
+    body::Bytes,
+    http::{HeaderValue, Uri, header},
     response::IntoResponse,
     routing::get,
 };
 use gateway_core::{
     auth::RequireScope,
-    bff::{Bff, BffConfig, BffParts, Downstreams},
-    downstream::ServiceName,
+    bff::{Bff, BffConfig, BffParts},
+    config::{ConfigError, Validate},
+    downstream::{Downstreams, ServiceSpec},
 };
+use serde::{Deserialize, Serialize};
+use shared_schema::catalog::{INVENTORY, PRICING, PRODUCTS};
 
 pub use products::{PartnerPrice, PartnerProduct, PartnerStock};
 
-/// The OpenAPI 3.1 document of the `/v1` API.
+/// The OpenAPI 3.1 document of the `/v1` API, as written; the served one
+/// names the configured public URL as its server ([`openapi_document`]).
 pub const OPENAPI: &str = include_str!("openapi.json");
 
-/// `bff-partner` as a [`Bff`]: its name, ports and services.
+/// `bff-partner` as a [`Bff`]: its name, ports, services and routes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Partner;
 
@@ -43,22 +48,72 @@ impl Bff for Partner {
         "Backend-for-frontend of partner systems: stable, versioned REST under /v1";
     const PUBLIC_PORT: u16 = 8082;
     const ADMIN_PORT: u16 = 9082;
-    const SERVICES: &'static [ServiceName] = &[
-        ServiceName::Products,
-        ServiceName::Inventory,
-        ServiceName::Pricing,
-    ];
+    const SERVICES: &'static [ServiceSpec] = &[PRODUCTS, INVENTORY, PRICING];
     /// The API description is public, so partners can integrate before they have a key.
     const PUBLIC_ROUTES: &'static [&'static str] = &["/v1/openapi.json"];
+    const SECTION: &'static str = "partner";
+    type Config = PartnerSettings;
+
+    fn routes(settings: &PartnerSettings, parts: &BffParts) -> Router {
+        app(parts.downstreams().clone(), settings)
+    }
 }
 
 /// The configuration of `bff-partner`.
 pub type PartnerConfig = BffConfig<Partner>;
 
+/// `bff-partner`'s own section, `[partner]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PartnerSettings {
+    /// The URL partners call, named as the server of the OpenAPI document
+    /// so generated clients point at it (default `http://127.0.0.1:8082`).
+    pub public_url: String,
+}
+
+impl Default for PartnerSettings {
+    fn default() -> Self {
+        Self {
+            public_url: "http://127.0.0.1:8082".to_owned(),
+        }
+    }
+}
+
+impl Validate for PartnerSettings {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let uri: Uri = self
+            .public_url
+            .parse()
+            .map_err(|error| ConfigError::rule("public_url", format!("not a URL: {error}")))?;
+        let absolute = matches!(uri.scheme_str(), Some("http" | "https"))
+            && uri
+                .authority()
+                .is_some_and(|authority| !authority.as_str().contains('@'))
+            && uri.query().is_none();
+        if !absolute {
+            return Err(ConfigError::rule(
+                "public_url",
+                "must be an http or https URL with a host and no query or credentials",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The OpenAPI document served at `/v1/openapi.json`: [`OPENAPI`] with
+/// `public_url` as its one server, rendered once at start.
+pub fn openapi_document(public_url: &str) -> Bytes {
+    let mut document: serde_json::Value =
+        serde_json::from_str(OPENAPI).expect("the bundled OpenAPI document is JSON");
+    document["servers"] = serde_json::json!([{ "url": public_url.trim_end_matches('/') }]);
+    Bytes::from(serde_json::to_vec(&document).expect("a JSON value serialises"))
+}
+
 /// The routes of `bff-partner` over its downstream clients.
-pub fn app(downstreams: Downstreams) -> Router {
+pub fn app(downstreams: Downstreams, settings: &PartnerSettings) -> Router {
+    let document = openapi_document(&settings.public_url);
     Router::new()
-        .route("/v1/openapi.json", get(openapi))
+        .route("/v1/openapi.json", get(move || openapi(document.clone())))
         .route(
             "/v1/products/{id}",
             get(products::get_product).route_layer(RequireScope::new("products:read")),
@@ -66,17 +121,12 @@ pub fn app(downstreams: Downstreams) -> Router {
         .with_state(downstreams)
 }
 
-/// The routes of `bff-partner`, built at start by [`gateway_core::bff::start`].
-pub fn routes(parts: &BffParts) -> Router {
-    app(parts.downstreams())
-}
-
-async fn openapi() -> impl IntoResponse {
+async fn openapi(document: Bytes) -> impl IntoResponse {
     (
         [(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         )],
-        OPENAPI,
+        document,
     )
 }

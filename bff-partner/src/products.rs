@@ -4,7 +4,10 @@ use axum::{
     Json,
     extract::{Path, State},
 };
-use gateway_core::{Error, RequestContext, bff::Downstreams};
+use gateway_core::{
+    Error, RequestContext,
+    downstream::{Downstreams, fetching},
+};
 use serde::{Deserialize, Serialize};
 use shared_schema::catalog::{Price, Product, StockLevel};
 
@@ -79,8 +82,8 @@ pub(crate) async fn get_product(
         services.fetch::<StockLevel>(id, &context),
     );
     Ok(Json(PartnerProduct::assemble(
-        product.map_err(Error::fetching("product", id))?,
-        price.map_err(Error::fetching("product", id))?,
-        stock.map_err(Error::fetching("product", id))?,
+        product.map_err(fetching("product", id))?,
+        price.map_err(fetching("product", id))?,
+        stock.map_err(fetching("product", id))?,
     )))
 }

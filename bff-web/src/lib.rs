@@ -17,15 +17,18 @@ mod product_page;
 use axum::{Router, routing::get};
 use gateway_core::{
     auth::RequireScope,
-    bff::{Bff, BffConfig, BffParts, Downstreams},
-    downstream::ServiceName,
+    bff::{Bff, BffConfig, BffParts},
+    config::{ConfigError, Validate},
+    downstream::{Downstreams, ServiceSpec},
 };
+use serde::{Deserialize, Serialize};
+use shared_schema::catalog::{INVENTORY, PRICING, PRODUCTS, REVIEWS};
 
 pub use product_page::{
     Availability, PriceView, ProductPage, ProductSummary, ReviewDigest, ReviewView,
 };
 
-/// `bff-web` as a [`Bff`]: its name, ports and services.
+/// `bff-web` as a [`Bff`]: its name, ports, services and routes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Web;
 
@@ -35,30 +38,60 @@ impl Bff for Web {
         "Backend-for-frontend of the web app: rich, nested JSON pages under /api";
     const PUBLIC_PORT: u16 = 8080;
     const ADMIN_PORT: u16 = 9080;
-    const SERVICES: &'static [ServiceName] = &[
-        ServiceName::Products,
-        ServiceName::Inventory,
-        ServiceName::Pricing,
-        ServiceName::Reviews,
-    ];
+    const SERVICES: &'static [ServiceSpec] = &[PRODUCTS, INVENTORY, PRICING, REVIEWS];
     /// The web app's login sets this HttpOnly cookie; it may carry the token.
     const SESSION_COOKIE: Option<&'static str> = Some("bff_session");
+    const SECTION: &'static str = "web";
+    type Config = WebSettings;
+
+    fn routes(settings: &WebSettings, parts: &BffParts) -> Router {
+        app(parts.downstreams().clone(), settings)
+    }
 }
 
 /// The configuration of `bff-web`.
 pub type WebConfig = BffConfig<Web>;
 
+/// Most reviews a product page may be configured to show.
+const MAX_PAGE_REVIEWS: u32 = 50;
+
+/// `bff-web`'s own section, `[web]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebSettings {
+    /// Reviews shown on a product page, newest first (default 5, at most 50).
+    pub product_page_reviews: u32,
+}
+
+impl Default for WebSettings {
+    fn default() -> Self {
+        Self {
+            product_page_reviews: 5,
+        }
+    }
+}
+
+impl Validate for WebSettings {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !(1..=MAX_PAGE_REVIEWS).contains(&self.product_page_reviews) {
+            return Err(ConfigError::rule(
+                "product_page_reviews",
+                format!("must be 1 to {MAX_PAGE_REVIEWS}"),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// The routes of `bff-web` over its downstream clients.
-pub fn app(downstreams: Downstreams) -> Router {
+pub fn app(downstreams: Downstreams, settings: &WebSettings) -> Router {
     Router::new()
         .route(
             "/api/product-page/{id}",
             get(product_page::get_product_page).route_layer(RequireScope::new("products:read")),
         )
-        .with_state(downstreams)
-}
-
-/// The routes of `bff-web`, built at start by [`gateway_core::bff::start`].
-pub fn routes(parts: &BffParts) -> Router {
-    app(parts.downstreams())
+        .with_state(product_page::PageSources {
+            services: downstreams,
+            reviews: settings.product_page_reviews,
+        })
 }

@@ -1,5 +1,5 @@
 //! `bff-web`: the web app's backend-for-frontend. See the library docs.
 
 fn main() -> std::process::ExitCode {
-    gateway_core::bff::main::<bff_web::Web, _>(bff_web::routes)
+    gateway_core::bff::main::<bff_web::Web>()
 }

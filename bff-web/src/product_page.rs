@@ -12,14 +12,19 @@ use axum::{
 };
 use gateway_core::{
     Error, RequestContext,
-    bff::Downstreams,
-    downstream::{DownstreamError, ServiceName},
+    downstream::{DownstreamError, Downstreams, fetching},
 };
 use serde::{Deserialize, Serialize};
-use shared_schema::catalog::{Price, Product, ProductReviews, StockLevel};
+use shared_schema::catalog::{Price, Product, ProductReviews, REVIEWS, StockLevel};
 
-/// Reviews shown on the page.
-const REVIEWS_ON_PAGE: u32 = 5;
+/// What the page is assembled from.
+#[derive(Debug, Clone)]
+pub(crate) struct PageSources {
+    /// The downstream clients.
+    pub(crate) services: Downstreams,
+    /// Reviews shown on the page (`[web] product_page_reviews`).
+    pub(crate) reviews: u32,
+}
 
 /// The product page document.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -193,20 +198,20 @@ fn optional<T, V: From<T>>(
 }
 
 pub(crate) async fn get_product_page(
-    State(services): State<Downstreams>,
+    State(PageSources { services, reviews }): State<PageSources>,
     context: RequestContext,
     Path(id): Path<u64>,
 ) -> Result<Json<ProductPage>, Error> {
-    let reviews_path = format!("/reviews?product={id}&limit={REVIEWS_ON_PAGE}");
+    let reviews_path = format!("/reviews?product={id}&limit={reviews}");
     let (product, price, stock, reviews) = tokio::join!(
         services.fetch::<Product>(id, &context),
         services.fetch::<Price>(id, &context),
         services.fetch::<StockLevel>(id, &context),
         services
-            .client(ServiceName::Reviews)
-            .get::<ProductReviews>(&reviews_path, &context),
+            .client(REVIEWS.name)
+            .get::<ProductReviews>(reviews_path, &context),
     );
-    let product = product.map_err(Error::fetching("product", id))?;
+    let product = product.map_err(fetching("product", id))?;
     let mut missing = Vec::new();
     Ok(Json(ProductPage {
         product: product.into(),

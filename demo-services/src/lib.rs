@@ -1,8 +1,9 @@
 //! `demo-services`: the downstream services and dev token issuer the BFFs
 //! call in local runs, tests and benchmarks.
 //!
-//! One process serves every service of DESIGN §5 on its own port, so the
-//! BFFs see real, separate services over real HTTP:
+//! One process serves every downstream service of the platform on its own
+//! port (the table of `docs/architecture.md`), so the BFFs see real,
+//! separate services over real HTTP:
 //!
 //! | service   | default port | endpoints                                                   |
 //! |-----------|--------------|-------------------------------------------------------------|
@@ -46,13 +47,19 @@ use axum::{
     routing::{get, post, put},
 };
 use gateway_core::{
-    config::{ConfigError, ServiceConfig},
+    cli::ServiceConfig,
+    config::{ConfigError, Validate},
+    lifecycle::Shutdown,
     observability::ObservabilityConfig,
-    server::{ConnectionLimits, Shutdown, serve_connections},
+    server::{ConnectionLimits, serve_connections},
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use shared_schema::{PROBLEM_JSON, Problem};
+use shared_schema::{
+    PROBLEM_JSON, Problem, ServiceSpec,
+    accounts::{ORDERS, USERS},
+    catalog::{INVENTORY, PRICING, PRODUCTS, REVIEWS},
+};
 use tokio::{net::TcpListener, task::JoinHandle};
 
 pub use data::{Catalog, DataConfig};
@@ -94,39 +101,35 @@ impl ServiceName {
         Self::Orders,
     ];
 
-    /// The name used in config, URLs and logs.
-    pub fn as_str(self) -> &'static str {
+    /// The service as the BFFs know it: its name and default port.
+    pub const fn spec(self) -> ServiceSpec {
         match self {
-            Self::Auth => "auth",
-            Self::Products => "products",
-            Self::Inventory => "inventory",
-            Self::Pricing => "pricing",
-            Self::Reviews => "reviews",
-            Self::Users => "users",
-            Self::Orders => "orders",
+            Self::Auth => AUTH,
+            Self::Products => PRODUCTS,
+            Self::Inventory => INVENTORY,
+            Self::Pricing => PRICING,
+            Self::Reviews => REVIEWS,
+            Self::Users => USERS,
+            Self::Orders => ORDERS,
         }
     }
 
-    fn from_path(text: &str) -> Option<Self> {
+    /// The name used in config, URLs and logs.
+    pub const fn as_str(self) -> &'static str {
+        self.spec().name
+    }
+
+    /// The service called `name`, if this process serves one.
+    pub fn named(name: &str) -> Option<Self> {
         Self::ALL
             .into_iter()
-            .find(|service| service.as_str() == text)
+            .find(|service| service.as_str() == name)
     }
 }
 
-impl From<gateway_core::downstream::ServiceName> for ServiceName {
-    fn from(service: gateway_core::downstream::ServiceName) -> Self {
-        use gateway_core::downstream::ServiceName as Downstream;
-        match service {
-            Downstream::Products => Self::Products,
-            Downstream::Inventory => Self::Inventory,
-            Downstream::Pricing => Self::Pricing,
-            Downstream::Reviews => Self::Reviews,
-            Downstream::Users => Self::Users,
-            Downstream::Orders => Self::Orders,
-        }
-    }
-}
+/// The token issuer and admin API: not a downstream of any BFF (they reach
+/// its JWKS through `[auth.jwks]`), so it is declared here.
+const AUTH: ServiceSpec = ServiceSpec::new("auth", 7000);
 
 /// Ports of the services (`[ports]`); 0 picks a free port.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -151,13 +154,13 @@ pub struct Ports {
 impl Default for Ports {
     fn default() -> Self {
         Self {
-            auth: 7000,
-            products: 7001,
-            inventory: 7002,
-            pricing: 7003,
-            reviews: 7004,
-            users: 7005,
-            orders: 7006,
+            auth: AUTH.local_port,
+            products: PRODUCTS.local_port,
+            inventory: INVENTORY.local_port,
+            pricing: PRICING.local_port,
+            reviews: REVIEWS.local_port,
+            users: USERS.local_port,
+            orders: ORDERS.local_port,
         }
     }
 }
@@ -220,7 +223,7 @@ impl Default for DemoConfig {
     }
 }
 
-impl ServiceConfig for DemoConfig {
+impl Validate for DemoConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         self.observability.validate()?;
         for (service, faults) in &self.faults {
@@ -230,7 +233,9 @@ impl ServiceConfig for DemoConfig {
         }
         Ok(())
     }
+}
 
+impl ServiceConfig for DemoConfig {
     fn observability(&self) -> &ObservabilityConfig {
         &self.observability
     }
@@ -500,7 +505,7 @@ async fn list_faults(State(state): State<AuthState>) -> Json<BTreeMap<ServiceNam
 }
 
 fn service_named(name: &str) -> Result<ServiceName, Rejection> {
-    ServiceName::from_path(name).ok_or_else(|| {
+    ServiceName::named(name).ok_or_else(|| {
         Rejection::new(
             StatusCode::NOT_FOUND,
             "UNKNOWN_SERVICE",

@@ -1,7 +1,7 @@
 //! The demo services over HTTP: batches, cursors, tenancy, the issuer, faults.
 
 use demo_services::{DemoConfig, DemoServices, FaultConfig, Ports, ServiceName};
-use gateway_core::server::Shutdown;
+use gateway_core::lifecycle::Shutdown;
 use serde_json::{Value, json};
 
 async fn start() -> (DemoServices, Shutdown) {

@@ -14,10 +14,12 @@ use std::{future::Future, path::PathBuf, process::ExitCode};
 
 use clap::Parser;
 
+use serde::{Serialize, de::DeserializeOwned};
+
 use crate::{
-    config::{self, ServiceConfig},
-    observability::logging,
-    server::Shutdown,
+    config::{self, Validate},
+    lifecycle::Shutdown,
+    observability::{ObservabilityConfig, logging},
 };
 
 /// Exit code of a configuration error.
@@ -38,6 +40,13 @@ struct Args {
     /// Validate the configuration, print it with secrets masked, and exit.
     #[arg(long)]
     check_config: bool,
+}
+
+/// The whole configuration of a binary: loadable, checkable, and with the
+/// logging settings, which are installed before anything else starts.
+pub trait ServiceConfig: Serialize + DeserializeOwned + Default + Validate {
+    /// The logging settings.
+    fn observability(&self) -> &ObservabilityConfig;
 }
 
 /// Runs a binary named `name`: parses the command line, loads `C`, and calls

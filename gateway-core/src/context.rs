@@ -9,9 +9,11 @@ use std::{convert::Infallible, sync::Arc};
 
 use axum::extract::FromRequestParts;
 use http::{HeaderValue, request::Parts};
-use shared_schema::Identity;
 
-use crate::observability::{RequestId, TraceContext};
+use crate::{
+    identity::VerifiedIdentity,
+    observability::{RequestId, TraceContext},
+};
 
 /// The trace, request id and caller of one request.
 #[derive(Debug, Clone)]
@@ -21,15 +23,14 @@ pub struct RequestContext {
     /// The request id echoed to the client and forwarded downstream.
     pub request_id: HeaderValue,
     /// The verified caller; `None` on routes that need no authentication.
-    pub identity: Option<Arc<Identity>>,
+    pub identity: Option<Arc<VerifiedIdentity>>,
 }
 
 impl RequestContext {
     /// A context for work not started by a request (warm-up, background refresh).
     pub fn detached() -> Self {
         let trace = TraceContext::new_root();
-        let request_id = HeaderValue::try_from(trace.trace_id().to_string())
-            .expect("hex is a valid header value");
+        let request_id = trace.trace_id().to_header_value();
         Self {
             trace,
             request_id,
@@ -43,13 +44,12 @@ impl RequestContext {
         };
         let request_id = match parts.extensions.get::<RequestId>() {
             Some(RequestId(id)) => id.clone(),
-            None => HeaderValue::try_from(trace.trace_id().to_string())
-                .expect("hex is a valid header value"),
+            None => trace.trace_id().to_header_value(),
         };
         Self {
             trace,
             request_id,
-            identity: parts.extensions.get::<Arc<Identity>>().cloned(),
+            identity: parts.extensions.get::<Arc<VerifiedIdentity>>().cloned(),
         }
     }
 }

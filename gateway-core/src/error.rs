@@ -1,12 +1,20 @@
-//! The one error type of the gateway and its `application/problem+json` rendering.
+//! How a request fails: every error a client sees is `application/problem+json`.
 //!
-//! Handlers and layers fail with [`Error`]; each variant has a stable machine
-//! code, a status and a client-safe detail. Turning an [`Error`] into a
-//! response logs the full error (with internals) and attaches a [`Problem`]
-//! to the response; [`ProblemLayer`], outside every other layer, renders it as
-//! the body with the request's `trace_id`. The same layer turns any other
-//! error response (an axum extractor rejection, a 405, a panic) into
-//! problem+json, so a client never sees another error format.
+//! Each concern has its own error enum (`auth::AuthError`,
+//! `downstream::DownstreamError`, ...) implementing [`ProblemDetails`]: its
+//! status, a stable machine code, a client-safe detail and any headers the
+//! answer needs (`WWW-Authenticate`, later `Retry-After`). [`Error`] is what
+//! handlers and layers return: the failures that belong to no concern (bad
+//! input, unknown route, body and time limits, panics) and any concern's
+//! error, which converts into it with `?`. This module knows no concern:
+//! concerns depend on it, never the other way round.
+//!
+//! Turning an [`Error`] into a response logs the full error (internals
+//! included) and attaches a [`Problem`] to the response; [`ProblemLayer`],
+//! outside every other layer, renders it as the body with the request's
+//! `trace_id`. The same layer turns any other error response (an axum
+//! extractor rejection, a 405, a panic) into problem+json, so a client never
+//! sees another error format.
 
 use std::{
     task::{Context, Poll},
@@ -19,20 +27,31 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use futures_util::future::BoxFuture;
-use http::{HeaderValue, StatusCode, header};
+use http::{HeaderMap, HeaderValue, StatusCode, header};
 use shared_schema::{PROBLEM_JSON, Problem};
 use tower::{Layer, Service};
 
-use crate::{
-    auth::AuthError,
-    downstream::DownstreamError,
-    observability::{TraceContext, TraceId},
-};
+use crate::observability::{TraceContext, TraceId};
 
 /// Largest non-problem error body read to use as a problem's detail.
 const MAX_DETAIL_SOURCE_BYTES: usize = 1024;
 /// Longest detail taken from such a body.
 const MAX_DETAIL_CHARS: usize = 300;
+
+/// A concern's error as a client sees it.
+///
+/// Implemented by each concern's error enum, so [`Error`] can carry it and
+/// render it without knowing the concern.
+pub trait ProblemDetails: std::error::Error + Send + Sync + 'static {
+    /// The HTTP status it is answered with.
+    fn status(&self) -> StatusCode;
+    /// The stable machine code clients may switch on (`AUTH_TOKEN_EXPIRED`).
+    fn code(&self) -> &'static str;
+    /// What the client is told: never internals such as addresses or bodies.
+    fn client_detail(&self) -> String;
+    /// Headers the answer needs besides the body (`WWW-Authenticate`).
+    fn response_headers(&self, _headers: &mut HeaderMap) {}
+}
 
 /// Everything a request can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -68,36 +87,16 @@ pub enum Error {
     /// The gateway could not answer within the request timeout.
     #[error("request not answered within {0:?}")]
     RequestTimeout(Duration),
-    /// A downstream service failed.
-    #[error(transparent)]
-    Downstream(#[from] DownstreamError),
-    /// The caller could not be authenticated, or lacks a scope.
-    #[error("authentication failed: {0}")]
-    Auth(#[from] AuthError),
+    /// A concern's own failure (authentication, a downstream call...),
+    /// answered as the concern describes it.
+    #[error("{0}")]
+    Concern(Box<dyn ProblemDetails>),
     /// A bug: a handler panicked. The details are logged, never sent.
     #[error("internal error: {0}")]
     Internal(String),
 }
 
 impl Error {
-    /// Maps the failure of fetching `resource` `id` from its owning service:
-    /// a 404 there means the resource does not exist; anything else is a
-    /// downstream failure.
-    ///
-    /// `products.get::<Product>(..).await.map_err(Error::fetching("product", id))?`
-    pub fn fetching(
-        resource: &'static str,
-        id: impl ToString,
-    ) -> impl FnOnce(DownstreamError) -> Self {
-        move |error| match error {
-            DownstreamError::NotFound { .. } => Self::NotFound {
-                resource,
-                id: id.to_string(),
-            },
-            other => Self::Downstream(other),
-        }
-    }
-
     /// The HTTP status this error is answered with.
     pub fn status(&self) -> StatusCode {
         match self {
@@ -106,12 +105,7 @@ impl Error {
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BodyReadTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::RequestTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
-            Self::Downstream(error) => match error {
-                DownstreamError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-                DownstreamError::NotFound { .. } => StatusCode::NOT_FOUND,
-                _ => StatusCode::BAD_GATEWAY,
-            },
-            Self::Auth(error) => error.status(),
+            Self::Concern(error) => error.status(),
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -125,15 +119,7 @@ impl Error {
             Self::PayloadTooLarge { .. } => "PAYLOAD_TOO_LARGE",
             Self::BodyReadTimeout(_) => "BODY_READ_TIMEOUT",
             Self::RequestTimeout(_) => "REQUEST_TIMEOUT",
-            Self::Downstream(error) => match error {
-                DownstreamError::Timeout { .. } => "DOWNSTREAM_TIMEOUT",
-                DownstreamError::Unavailable { .. } => "DOWNSTREAM_UNAVAILABLE",
-                DownstreamError::NotFound { .. } => "NOT_FOUND",
-                DownstreamError::Status { .. }
-                | DownstreamError::InvalidBody { .. }
-                | DownstreamError::BodyTooLarge { .. } => "DOWNSTREAM_BAD_RESPONSE",
-            },
-            Self::Auth(error) => error.code(),
+            Self::Concern(error) => error.code(),
             Self::Internal(_) => "INTERNAL",
         }
     }
@@ -151,23 +137,7 @@ impl Error {
             Self::RequestTimeout(limit) => {
                 format!("the request could not be answered within {limit:?}")
             }
-            Self::Downstream(error) => match error {
-                DownstreamError::Timeout { service, timeout } => {
-                    format!("the {service} service did not answer within {timeout:?}")
-                }
-                DownstreamError::NotFound { service } => {
-                    format!("the {service} service has no such resource")
-                }
-                DownstreamError::Unavailable { service, .. } => {
-                    format!("the {service} service is unavailable")
-                }
-                DownstreamError::Status { service, .. }
-                | DownstreamError::InvalidBody { service, .. }
-                | DownstreamError::BodyTooLarge { service, .. } => {
-                    format!("the {service} service gave an invalid answer")
-                }
-            },
-            Self::Auth(error) => error.to_string(),
+            Self::Concern(error) => error.client_detail(),
             Self::Internal(_) => "the gateway failed to handle the request".to_owned(),
         }
     }
@@ -184,6 +154,12 @@ impl Error {
     }
 }
 
+impl<E: ProblemDetails> From<E> for Error {
+    fn from(error: E) -> Self {
+        Self::Concern(Box::new(error))
+    }
+}
+
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let status = self.status();
@@ -193,14 +169,8 @@ impl IntoResponse for Error {
             tracing::debug!(error = %self, code = self.code(), "request rejected");
         }
         let mut response = problem_response(self.problem());
-        let challenge = match &self {
-            Self::Auth(error) => error.challenge(),
-            _ => None,
-        };
-        if let Some(challenge) = challenge {
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, challenge);
+        if let Self::Concern(error) = &self {
+            error.response_headers(response.headers_mut());
         }
         response
     }

@@ -4,49 +4,77 @@
 //! their API shape. Everything a gateway must do the same way for all of them
 //! lives here, one concern per module:
 //!
-//! - [`config`]: layered configuration (defaults < TOML file < `BFF_`
-//!   environment) with strict validation, and the value types it is made of.
-//! - [`cli`]: the command line every binary shares (`--config`,
-//!   `--check-config`, `--help`) and the process lifecycle around it.
-//! - [`server`]: the public and admin listeners, connection hygiene, the
-//!   request layer stack and graceful drain.
+//! - [`lifecycle`]: the drain signal and readiness gates every other module
+//!   may use.
+//! - [`config`]: loading (defaults < TOML file < `BFF_` environment), strict
+//!   validation, and the value types configurations are made of. Each
+//!   concern owns its configuration type.
+//! - [`identity`]: the verified caller and the headers that carry it downstream.
 //! - [`observability`]: structured logs, W3C trace context, access log and
 //!   Prometheus metrics.
-//! - [`error`]: the one error type and its `application/problem+json` rendering.
+//! - [`error`]: how requests fail: [`Error`], the [`error::ProblemDetails`]
+//!   every concern's error implements, and `application/problem+json`.
+//! - [`context`]: what a handler knows about the request it serves.
 //! - [`auth`]: JWT (HS256, RS256, ES256 with a cached JWKS) and API keys,
-//!   the verified identity, and coarse scope checks.
-//! - [`downstream`]: one pooled HTTP client per downstream service.
-//! - [`context`]: what a handler needs to know about the request it serves.
-//! - [`bff`]: the configuration shape and start-up errors every BFF shares.
+//!   and coarse scope checks.
+//! - [`downstream`]: one pooled HTTP client per configured downstream service.
+//! - [`server`]: the public and admin listeners, connection hygiene, the
+//!   shared layer stack and graceful drain.
+//! - [`stores`]: where the state shared by every instance is reached.
+//! - [`cli`]: the command line every binary shares (`--config`,
+//!   `--check-config`, `--help`) and the process lifecycle around it.
+//! - [`bff`]: how a BFF is assembled from all of the above.
 //!
-//! A BFF is a marker type naming its ports and downstream services, a
-//! function building its routes, and a one-line `main`:
+//! Modules depend on each other in that order only (a later one may use an
+//! earlier one, never the reverse), so no two concerns form a cycle;
+//! `docs/architecture.md` draws the graph. gateway-core knows no downstream
+//! service and no resource: a BFF names the services it calls.
+//!
+//! A BFF is a type implementing [`bff::Bff`] and a one-line `main`:
 //!
 //! ```no_run
 //! use axum::{Router, routing::get};
 //! use gateway_core::{
 //!     bff::{self, Bff, BffParts},
-//!     downstream::ServiceName,
+//!     config::{ConfigError, Validate},
+//!     downstream::ServiceSpec,
 //! };
+//! use serde::{Deserialize, Serialize};
 //!
 //! #[derive(Debug, Clone, PartialEq)]
 //! struct Hello;
+//!
+//! /// `[hello]`: the BFF's own section.
+//! #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+//! #[serde(deny_unknown_fields, default)]
+//! struct HelloConfig {
+//!     greeting: String,
+//! }
+//!
+//! impl Validate for HelloConfig {
+//!     fn validate(&self) -> Result<(), ConfigError> {
+//!         Ok(())
+//!     }
+//! }
 //!
 //! impl Bff for Hello {
 //!     const NAME: &'static str = "bff-hello";
 //!     const ABOUT: &'static str = "An example BFF";
 //!     const PUBLIC_PORT: u16 = 8090;
 //!     const ADMIN_PORT: u16 = 9090;
-//!     const SERVICES: &'static [ServiceName] = &[ServiceName::Products];
-//! }
+//!     const SERVICES: &'static [ServiceSpec] = &[ServiceSpec::new("greetings", 7100)];
+//!     const SECTION: &'static str = "hello";
+//!     type Config = HelloConfig;
 //!
-//! fn routes(parts: &BffParts) -> Router {
-//!     let _products = parts.downstreams().client(ServiceName::Products).clone();
-//!     Router::new().route("/hello", get(|| async { "hello" }))
+//!     fn routes(config: &HelloConfig, parts: &BffParts) -> Router {
+//!         let _greetings = parts.downstreams().client("greetings").clone();
+//!         let greeting = config.greeting.clone();
+//!         Router::new().route("/hello", get(move || async move { greeting }))
+//!     }
 //! }
 //!
 //! fn main() -> std::process::ExitCode {
-//!     bff::main::<Hello, _>(routes)
+//!     bff::main::<Hello>()
 //! }
 //! ```
 
@@ -57,8 +85,11 @@ pub mod config;
 pub mod context;
 pub mod downstream;
 pub mod error;
+pub mod identity;
+pub mod lifecycle;
 pub mod observability;
 pub mod server;
+pub mod stores;
 
 pub use context::RequestContext;
 pub use error::Error;

@@ -10,8 +10,9 @@ use axum::{
 };
 use gateway_core::{
     config::HumanDuration,
+    lifecycle::Shutdown,
     observability::Telemetry,
-    server::{Gateway, Running, ServerConfig, Shutdown},
+    server::{Gateway, Running, ServerConfig},
 };
 use serde_json::Value;
 use tokio::{
@@ -67,8 +68,12 @@ struct Server {
 
 impl Server {
     async fn start() -> Self {
+        Self::start_with(config()).await
+    }
+
+    async fn start_with(config: ServerConfig) -> Self {
         let shutdown = Shutdown::new();
-        let running = Gateway::new("test", config(), Telemetry::new("test"))
+        let running = Gateway::new("test", config, Telemetry::new("test"))
             .serve(routes(), shutdown.clone())
             .await
             .expect("server starts");
@@ -213,6 +218,29 @@ async fn a_body_within_the_limit_is_served() {
         .expect("sent");
     assert_eq!(response.status(), 200);
     assert_eq!(response.text().await.expect("body"), "1000");
+}
+
+#[tokio::test]
+async fn a_body_limit_above_axums_default_is_honoured() {
+    // axum alone would refuse bodies over 2 MiB; the configured limit wins.
+    let mut config = config();
+    config.max_body_bytes = NonZeroUsize::new(3 * 1024 * 1024).expect("non-zero");
+    let server = Server::start_with(config).await;
+    let post = |size: usize| {
+        reqwest::Client::new()
+            .post(server.url("/echo"))
+            .body(vec![b'x'; size])
+            .send()
+    };
+    let within = post(5 * 1024 * 1024 / 2).await.expect("sent");
+    assert_eq!(within.status(), 200);
+    assert_eq!(within.text().await.expect("body"), "2621440");
+    assert_problem(
+        post(4 * 1024 * 1024).await.expect("sent"),
+        413,
+        "PAYLOAD_TOO_LARGE",
+    )
+    .await;
 }
 
 #[tokio::test]

@@ -2,6 +2,13 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::{Resource, ServiceSpec};
+
+/// User accounts.
+pub const USERS: ServiceSpec = ServiceSpec::new("users", 7005);
+/// Orders.
+pub const ORDERS: ServiceSpec = ServiceSpec::new("orders", 7006);
+
 /// A user of the shop.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct User {
@@ -15,6 +22,13 @@ pub struct User {
     pub email: String,
     /// Loyalty tier, for example `gold`.
     pub tier: String,
+}
+
+impl Resource for User {
+    const SERVICE: ServiceSpec = USERS;
+    fn path(id: u64) -> String {
+        format!("/users/{id}")
+    }
 }
 
 /// Where an order is in its life.
@@ -63,6 +77,13 @@ pub struct Order {
     pub total_minor: i64,
     /// Creation time, seconds since the Unix epoch.
     pub created_at: u64,
+}
+
+impl Resource for Order {
+    const SERVICE: ServiceSpec = ORDERS;
+    fn path(id: u64) -> String {
+        format!("/orders/{id}")
+    }
 }
 
 /// One line of an order being placed; the price is set by the service.

@@ -2,6 +2,17 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::{Resource, ServiceSpec};
+
+/// The product catalog.
+pub const PRODUCTS: ServiceSpec = ServiceSpec::new("products", 7001);
+/// Stock levels.
+pub const INVENTORY: ServiceSpec = ServiceSpec::new("inventory", 7002);
+/// Prices.
+pub const PRICING: ServiceSpec = ServiceSpec::new("pricing", 7003);
+/// Customer reviews.
+pub const REVIEWS: ServiceSpec = ServiceSpec::new("reviews", 7004);
+
 /// A product as the products service describes it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Product {
@@ -23,6 +34,13 @@ pub struct Product {
     pub created_at: u64,
 }
 
+impl Resource for Product {
+    const SERVICE: ServiceSpec = PRODUCTS;
+    fn path(id: u64) -> String {
+        format!("/products/{id}")
+    }
+}
+
 /// Stock of one product, from the inventory service.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StockLevel {
@@ -34,6 +52,13 @@ pub struct StockLevel {
     pub reserved: u32,
     /// Warehouse code the stock sits in.
     pub warehouse: String,
+}
+
+impl Resource for StockLevel {
+    const SERVICE: ServiceSpec = INVENTORY;
+    fn path(id: u64) -> String {
+        format!("/inventory/{id}")
+    }
 }
 
 /// Price of one product, from the pricing service.
@@ -49,6 +74,13 @@ pub struct Price {
     pub amount_minor: i64,
     /// The list price before any discount, in minor units.
     pub list_amount_minor: i64,
+}
+
+impl Resource for Price {
+    const SERVICE: ServiceSpec = PRICING;
+    fn path(id: u64) -> String {
+        format!("/prices/{id}")
+    }
 }
 
 /// One customer review.

@@ -4,8 +4,10 @@
 //! the serde types in one crate means a field renamed by a service breaks the
 //! build of every BFF that reads it instead of silently turning into `null`.
 //!
-//! - [`catalog`]: products, stock levels, prices and reviews.
-//! - [`accounts`]: users and their orders.
+//! - [`catalog`]: products, stock levels, prices and reviews, and the
+//!   services that serve them.
+//! - [`accounts`]: users and their orders, and their services.
+//! - [`ServiceSpec`] and [`Resource`]: which service serves a contract, and where.
 //! - [`Page`] and [`Batch`]: the two list shapes (cursor listings and `?ids=` batches).
 //! - [`Problem`]: the `application/problem+json` body (RFC 9457) every error uses.
 //! - [`Identity`]: who the caller is, as verified by the gateway.
@@ -14,9 +16,11 @@ pub mod accounts;
 pub mod catalog;
 mod identity;
 mod problem;
+mod service;
 
 pub use identity::{AuthMethod, Identity};
 pub use problem::{PROBLEM_JSON, Problem};
+pub use service::{Resource, ServiceSpec};
 
 use serde::{Deserialize, Serialize};
 

@@ -20,8 +20,8 @@ use demo_services::{DemoConfig, DemoServices, IssuerConfig, Ports, TokenRequest}
 use gateway_core::{
     auth::{AuthConfig, Authenticator, Hs256Config, JwksConfig},
     config::{Secret, ServiceUrl},
+    lifecycle::{Readiness, Shutdown},
     observability::Telemetry,
-    server::{Readiness, Shutdown},
 };
 use http::{HeaderMap, HeaderValue, header};
 use jsonwebtoken::{DecodingKey, Validation};

@@ -25,7 +25,8 @@ use gateway_core::{
     auth::{ApiKeyConfig, Hs256Config},
     bff::{self, Bff, BffConfig, StartError},
     config::{HumanDuration, Secret, ServiceUrl},
-    server::{Running, ServerConfig, Shutdown},
+    lifecycle::Shutdown,
+    server::{Running, ServerConfig},
 };
 use tokio::{
     io::{AsyncBufReadExt, BufReader},
@@ -37,7 +38,7 @@ use tokio::{
 pub enum Layout {
     /// Free ports on 127.0.0.1, for tests.
     Ephemeral,
-    /// The documented ports (DESIGN §6), for local runs.
+    /// The documented ports (`docs/architecture.md`), for local runs.
     Dev,
 }
 
@@ -172,13 +173,13 @@ impl Platform {
         partner.auth.api_keys = options.partner_api_keys.clone();
 
         let failed = |bff| move |source| PlatformError::Bff { bff, source };
-        let web = bff::start(web, shutdown.clone(), bff_web::routes)
+        let web = bff::start(web, shutdown.clone())
             .await
             .map_err(failed(bff_web::Web::NAME))?;
-        let mobile = bff::start(mobile, shutdown.clone(), bff_mobile::routes)
+        let mobile = bff::start(mobile, shutdown.clone())
             .await
             .map_err(failed(bff_mobile::Mobile::NAME))?;
-        let partner = bff::start(partner, shutdown.clone(), bff_partner::routes)
+        let partner = bff::start(partner, shutdown.clone())
             .await
             .map_err(failed(bff_partner::Partner::NAME))?;
         Ok(Self {
@@ -241,7 +242,7 @@ impl Platform {
 }
 
 /// The configuration of BFF `B` pointing at `demo`.
-fn bff_config<B: Bff>(demo: &DemoServices, options: &PlatformOptions) -> BffConfig<B> {
+pub fn bff_config<B: Bff>(demo: &DemoServices, options: &PlatformOptions) -> BffConfig<B> {
     let mut config = BffConfig::<B>::default();
     if options.layout == Layout::Ephemeral {
         config.server = ephemeral_server();
@@ -267,8 +268,10 @@ fn bff_config<B: Bff>(demo: &DemoServices, options: &PlatformOptions) -> BffConf
         });
     }
     for (service, downstream) in &mut config.downstream {
-        downstream.url =
-            ServiceUrl::parse(&demo.url((*service).into())).expect("demo-services URLs are valid");
+        if let Some(served) = ServiceName::named(service) {
+            downstream.url =
+                ServiceUrl::parse(&demo.url(served)).expect("demo-services URLs are valid");
+        }
         if let Some(timeout) = options.downstream_timeout {
             downstream.timeout = timeout;
         }
@@ -438,12 +441,10 @@ impl BffProcess {
     pub async fn spawn_against<B: Bff>(demo: &DemoServices, extra: &[(&str, &str)]) -> Self {
         let mut env: Vec<(String, String)> = B::SERVICES
             .iter()
-            .map(|service| {
-                let variable = format!(
-                    "BFF_DOWNSTREAM__{}__URL",
-                    service.as_str().to_ascii_uppercase()
-                );
-                (variable, demo.url((*service).into()))
+            .filter_map(|service| {
+                let variable =
+                    format!("BFF_DOWNSTREAM__{}__URL", service.name.to_ascii_uppercase());
+                Some((variable, demo.url(ServiceName::named(service.name)?)))
             })
             .collect();
         env.push(("BFF_AUTH__JWKS__URL".to_owned(), demo.jwks_url()));

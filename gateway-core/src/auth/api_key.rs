@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use shared_schema::{AuthMethod, Identity};
 
 use super::AuthError;
-use crate::config::ConfigError;
+use crate::{config::ConfigError, identity::VerifiedIdentity};
 
 /// Longest API key accepted.
 const MAX_KEY_LEN: usize = 256;
@@ -39,7 +39,7 @@ pub struct ApiKeyConfig {
 
 struct Entry {
     digest: [u8; 32],
-    identity: Arc<Identity>,
+    identity: Arc<VerifiedIdentity>,
     revoked: bool,
 }
 
@@ -97,13 +97,13 @@ impl ApiKeys {
             }
             entries.push(Entry {
                 digest,
-                identity: Arc::new(Identity {
+                identity: Arc::new(VerifiedIdentity::new(Identity {
                     subject: config.name.clone(),
                     tenant: config.tenant.clone(),
                     scopes: config.scopes.clone(),
                     client: Some(config.name.clone()),
                     auth_method: AuthMethod::ApiKey,
-                }),
+                })),
                 revoked: config.revoked,
             });
         }
@@ -116,7 +116,7 @@ impl ApiKeys {
     }
 
     /// The identity of `presented`, if it is a configured, unrevoked key.
-    pub(crate) fn authenticate(&self, presented: &str) -> Result<Arc<Identity>, AuthError> {
+    pub(crate) fn authenticate(&self, presented: &str) -> Result<Arc<VerifiedIdentity>, AuthError> {
         if presented.is_empty() || presented.len() > MAX_KEY_LEN {
             return Err(AuthError::InvalidApiKey);
         }

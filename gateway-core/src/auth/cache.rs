@@ -13,16 +13,15 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use shared_schema::Identity;
-
 use super::token::Validity;
+use crate::identity::VerifiedIdentity;
 
 /// Independent shards, so concurrent requests rarely contend on one lock.
 const SHARDS: usize = 16;
 
 struct Entry {
     token: Box<str>,
-    identity: Arc<Identity>,
+    identity: Arc<VerifiedIdentity>,
     validity: Validity,
     epoch: u64,
 }
@@ -90,7 +89,7 @@ impl TokenCache {
         now: u64,
         leeway: u64,
         epoch: u64,
-    ) -> Option<Arc<Identity>> {
+    ) -> Option<Arc<VerifiedIdentity>> {
         let (hash, shard) = self.locate(token);
         let shard = shard
             .lock()
@@ -104,7 +103,7 @@ impl TokenCache {
     pub(crate) fn insert(
         &self,
         token: &str,
-        identity: Arc<Identity>,
+        identity: Arc<VerifiedIdentity>,
         validity: Validity,
         now: u64,
         epoch: u64,
@@ -151,18 +150,18 @@ impl TokenCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shared_schema::AuthMethod;
+    use shared_schema::{AuthMethod, Identity};
 
     const NOW: u64 = 1_800_000_000;
 
-    fn identity(subject: &str) -> Arc<Identity> {
-        Arc::new(Identity {
+    fn identity(subject: &str) -> Arc<VerifiedIdentity> {
+        Arc::new(VerifiedIdentity::new(Identity {
             subject: subject.to_owned(),
             tenant: "acme".to_owned(),
             scopes: vec![],
             client: None,
             auth_method: AuthMethod::Jwt,
-        })
+        }))
     }
 
     fn validity(expires_at: u64, not_before: Option<u64>) -> Validity {

@@ -1,6 +1,8 @@
 //! Why a caller was not let in.
 
-use http::{HeaderValue, StatusCode};
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+
+use crate::error::ProblemDetails;
 
 /// A failed authentication or authorisation.
 ///
@@ -75,10 +77,10 @@ pub enum AuthError {
     InsufficientScope(&'static str),
 }
 
-impl AuthError {
-    /// The HTTP status: 401, except 400 for ambiguous credentials, 403 for a
-    /// missing scope and 503 when the keys are unavailable.
-    pub fn status(&self) -> StatusCode {
+impl ProblemDetails for AuthError {
+    /// 401, except 400 for ambiguous credentials, 403 for a missing scope and
+    /// 503 when the keys are unavailable.
+    fn status(&self) -> StatusCode {
         match self {
             Self::MultipleCredentials => StatusCode::BAD_REQUEST,
             Self::InsufficientScope(_) => StatusCode::FORBIDDEN,
@@ -87,8 +89,7 @@ impl AuthError {
         }
     }
 
-    /// The stable machine code.
-    pub fn code(&self) -> &'static str {
+    fn code(&self) -> &'static str {
         match self {
             Self::MissingCredentials => "AUTH_MISSING",
             Self::MultipleCredentials => "AUTH_AMBIGUOUS",
@@ -110,6 +111,20 @@ impl AuthError {
         }
     }
 
+    /// The reason; the token itself never appears in it.
+    fn client_detail(&self) -> String {
+        self.to_string()
+    }
+
+    /// The RFC 6750 challenge, when the status has one.
+    fn response_headers(&self, headers: &mut HeaderMap) {
+        if let Some(challenge) = self.challenge() {
+            headers.insert(header::WWW_AUTHENTICATE, challenge);
+        }
+    }
+}
+
+impl AuthError {
     /// The reason class: a bounded label for metrics.
     pub fn reason(&self) -> &'static str {
         match self {

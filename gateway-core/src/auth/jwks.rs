@@ -36,8 +36,8 @@ use tokio::time::Instant;
 use super::{AuthError, keys::VerificationKey};
 use crate::{
     config::{HumanDuration, ServiceUrl},
+    lifecycle::{ReadinessGate, Shutdown},
     observability::Telemetry,
-    server::{ReadinessGate, Shutdown},
 };
 
 /// Largest JWKS document accepted.

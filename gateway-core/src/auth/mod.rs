@@ -8,7 +8,7 @@
 //! - an API key (`X-Api-Key`), configured by its SHA-256 ([`ApiKeyConfig`]).
 //!
 //! [`Authenticator::layer`] verifies it on every route but the BFF's public
-//! ones and puts the verified [`Identity`] in the request (handlers read it
+//! ones and puts the [`VerifiedIdentity`] in the request (handlers read it
 //! through [`crate::RequestContext`], downstream calls forward it as
 //! `X-Auth-Subject`, `X-Auth-Tenant`, `X-Auth-Scopes`) and in the response
 //! (for the access log). Inbound `X-Auth-*` headers never get this far: the
@@ -63,14 +63,14 @@ use prometheus_client::{
     metrics::{counter::Counter, family::Family},
 };
 use serde::{Deserialize, Serialize};
-use shared_schema::Identity;
 use tower::{Layer, Service};
 
 use crate::{
     Error,
-    config::{ConfigError, HumanDuration, Secret, ServiceUrl},
+    config::{ConfigError, HumanDuration, Secret, ServiceUrl, Validate},
+    identity::VerifiedIdentity,
+    lifecycle::{Readiness, Shutdown},
     observability::Telemetry,
-    server::{Readiness, Shutdown},
 };
 use api_key::ApiKeys;
 use cache::TokenCache;
@@ -191,9 +191,11 @@ impl AuthConfig {
             api_keys: Vec::new(),
         }
     }
+}
 
+impl Validate for AuthConfig {
     /// Checks the settings, reading the HS256 secret file if there is one.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    fn validate(&self) -> Result<(), ConfigError> {
         if self.issuer.is_empty() {
             return Err(ConfigError::rule("auth.issuer", "must not be empty"));
         }
@@ -300,7 +302,7 @@ impl AuthMetrics {
         }
     }
 
-    fn record(&self, method: &'static str, result: &Result<Arc<Identity>, AuthError>) {
+    fn record(&self, method: &'static str, result: &Result<Arc<VerifiedIdentity>, AuthError>) {
         match result {
             Ok(_) if method == "api_key" => {
                 self.accepted_api_key.inc();
@@ -382,7 +384,10 @@ impl Authenticator {
     }
 
     /// Verifies the one credential in `headers`, counting the outcome.
-    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Arc<Identity>, AuthError> {
+    pub async fn authenticate(
+        &self,
+        headers: &HeaderMap,
+    ) -> Result<Arc<VerifiedIdentity>, AuthError> {
         let credential = credentials::extract(headers, self.inner.session_cookie.as_deref());
         let (method, result) = match credential {
             Ok(Credential::Bearer(token)) => ("jwt", self.verify_token(token).await),
@@ -397,7 +402,7 @@ impl Authenticator {
     }
 
     /// Verifies one JWT.
-    pub async fn verify_token(&self, token: &str) -> Result<Arc<Identity>, AuthError> {
+    pub async fn verify_token(&self, token: &str) -> Result<Arc<VerifiedIdentity>, AuthError> {
         let (result, cache) = self.inner.jwt.verify(token).await;
         let counter = match cache {
             CacheOutcome::Hit => Some(&self.inner.metrics.cache_hits),
@@ -478,7 +483,7 @@ where
                     response.extensions_mut().insert(identity);
                     Ok(response)
                 }
-                Err(error) => Ok(Error::Auth(error).into_response()),
+                Err(error) => Ok(Error::from(error).into_response()),
             }
         })
     }
@@ -528,14 +533,14 @@ where
     }
 
     fn call(&mut self, request: Request) -> Self::Future {
-        let verdict = match request.extensions().get::<Arc<Identity>>() {
+        let verdict = match request.extensions().get::<Arc<VerifiedIdentity>>() {
             Some(identity) if identity.has_scope(self.scope) => Ok(()),
             Some(_) => Err(AuthError::InsufficientScope(self.scope)),
             None => Err(AuthError::MissingCredentials),
         };
         match verdict {
             Ok(()) => Either::Left(self.inner.call(request)),
-            Err(error) => Either::Right(ready(Ok(Error::Auth(error).into_response()))),
+            Err(error) => Either::Right(ready(Ok(Error::from(error).into_response()))),
         }
     }
 }

@@ -14,6 +14,8 @@ use std::{
 
 use shared_schema::{AuthMethod, Identity};
 
+use crate::identity::VerifiedIdentity;
+
 use super::{
     AuthError,
     cache::TokenCache,
@@ -75,7 +77,7 @@ impl JwtVerifier {
     pub(crate) async fn verify(
         &self,
         token: &str,
-    ) -> (Result<Arc<Identity>, AuthError>, CacheOutcome) {
+    ) -> (Result<Arc<VerifiedIdentity>, AuthError>, CacheOutcome) {
         let now = unix_now();
         let Some(cache) = &self.cache else {
             return (
@@ -103,18 +105,18 @@ impl JwtVerifier {
         &self,
         token: &str,
         now: u64,
-    ) -> Result<(Arc<Identity>, super::token::Claims), AuthError> {
+    ) -> Result<(Arc<VerifiedIdentity>, super::token::Claims), AuthError> {
         let parsed = UnverifiedToken::parse(token, self.max_token_bytes)?;
         let claims = parsed.claims(&self.policy(), now)?;
         let key = self.key_for(&parsed).await?;
         key.verify(&parsed)?;
-        let identity = Arc::new(Identity {
+        let identity = Arc::new(VerifiedIdentity::new(Identity {
             subject: claims.subject.clone(),
             tenant: claims.tenant.clone(),
             scopes: claims.scopes.clone(),
             client: claims.client.clone(),
             auth_method: AuthMethod::Jwt,
-        });
+        }));
         Ok((identity, claims))
     }
 

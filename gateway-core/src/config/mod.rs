@@ -1,7 +1,10 @@
 //! Layered configuration: built-in defaults < a TOML file < `BFF_` environment.
 //!
 //! Every binary loads its whole configuration once, at start, through
-//! [`load`]. The order is fixed (later wins):
+//! [`load`]. This module only loads: each concern owns its configuration
+//! type (`server::ServerConfig`, `auth::AuthConfig`...) next to the code it
+//! configures, built from the value types here ([`HumanDuration`],
+//! [`ServiceUrl`], [`Secret`]) and checked by its [`Validate`] impl. The order is fixed (later wins):
 //!
 //! 1. the binary's built-in defaults (its config type's [`Default`]), which run
 //!    the platform on one machine with no Redis;
@@ -17,21 +20,31 @@
 //! # Example
 //!
 //! ```
-//! use gateway_core::config::{self, ServiceConfig};
-//! use gateway_core::observability::ObservabilityConfig;
+//! use gateway_core::config::{self, ConfigError, HumanDuration, Validate};
 //! use serde::{Deserialize, Serialize};
 //!
-//! #[derive(Debug, Default, Serialize, Deserialize)]
+//! #[derive(Debug, Serialize, Deserialize)]
 //! #[serde(deny_unknown_fields, default)]
 //! struct Config {
-//!     observability: ObservabilityConfig,
+//!     timeout: HumanDuration,
+//!     retries: u32,
 //! }
-//! impl ServiceConfig for Config {
-//!     fn observability(&self) -> &ObservabilityConfig { &self.observability }
+//! impl Default for Config {
+//!     fn default() -> Self {
+//!         Self { timeout: HumanDuration::from_secs(2), retries: 1 }
+//!     }
+//! }
+//! impl Validate for Config {
+//!     fn validate(&self) -> Result<(), ConfigError> {
+//!         if self.retries > 5 {
+//!             return Err(ConfigError::rule("retries", "must be at most 5"));
+//!         }
+//!         Ok(())
+//!     }
 //! }
 //!
 //! let config: Config = config::load(None).expect("defaults are valid");
-//! assert_eq!(config.observability.log_level, "info");
+//! assert_eq!(config.retries, 1);
 //! ```
 
 mod values;
@@ -46,24 +59,22 @@ use figment::{
 };
 use serde::{Serialize, de::DeserializeOwned};
 
-use crate::observability::ObservabilityConfig;
-
 /// Prefix of every configuration environment variable.
 pub const ENV_PREFIX: &str = "BFF_";
 
 /// Environment variable naming the TOML file when `--config` is not given.
 pub const CONFIG_FILE_ENV: &str = "BFF_CONFIG";
 
-/// What every binary's top-level configuration provides.
-pub trait ServiceConfig: Serialize + DeserializeOwned + Default {
-    /// Checks that span several fields, run once after loading. Single values
-    /// are checked by their types while deserialising.
-    fn validate(&self) -> Result<(), ConfigError> {
-        Ok(())
-    }
-
-    /// The logging settings, needed before anything else starts.
-    fn observability(&self) -> &ObservabilityConfig;
+/// Checks a configuration once, after loading, before anything is built
+/// from it.
+///
+/// Single values are checked by their types while deserialising (a
+/// [`HumanDuration`] is never zero); `validate` checks what spans several
+/// fields or needs more than the value (a secret file that must be readable).
+/// Errors name the key as the operator writes it (`server.admin_listen`).
+pub trait Validate {
+    /// Fails with the first rule the configuration breaks.
+    fn validate(&self) -> Result<(), ConfigError>;
 }
 
 /// A configuration that cannot be used, with the key and source to blame.
@@ -90,7 +101,25 @@ pub enum ConfigError {
 }
 
 impl ConfigError {
-    /// A rule broken by an otherwise well-formed value, found by [`ServiceConfig::validate`].
+    /// The same error for a key one level down, in `section`: a BFF's own
+    /// section validates its keys as `product_page_reviews`, the operator
+    /// reads `web.product_page_reviews`.
+    pub fn within(self, section: &str) -> Self {
+        match self {
+            Self::Invalid {
+                key,
+                source_note,
+                reason,
+            } => Self::Invalid {
+                key: format!("{section}.{key}"),
+                source_note,
+                reason,
+            },
+            file @ Self::File { .. } => file,
+        }
+    }
+
+    /// A rule broken by an otherwise well-formed value, found by [`Validate::validate`].
     pub fn rule(key: &str, reason: impl Into<String>) -> Self {
         Self::Invalid {
             key: key.to_owned(),
@@ -103,7 +132,10 @@ impl ConfigError {
 /// Loads `C` from its defaults, the optional TOML `file` (falling back to the
 /// file named by [`CONFIG_FILE_ENV`]), and the `BFF_` environment, then
 /// validates it.
-pub fn load<C: ServiceConfig>(file: Option<&Path>) -> Result<C, ConfigError> {
+pub fn load<C>(file: Option<&Path>) -> Result<C, ConfigError>
+where
+    C: Serialize + DeserializeOwned + Default + Validate,
+{
     let from_env = std::env::var_os(CONFIG_FILE_ENV).map(PathBuf::from);
     let file = file.map(Path::to_path_buf).or(from_env);
     let mut figment = Figment::from(Serialized::defaults(C::default()));
@@ -167,10 +199,16 @@ mod tests {
     use super::*;
     use serde::Deserialize;
 
+    #[derive(Debug, Default, Serialize, Deserialize, PartialEq)]
+    #[serde(deny_unknown_fields, default)]
+    struct Logging {
+        log_level: String,
+    }
+
     #[derive(Debug, Serialize, Deserialize, PartialEq)]
     #[serde(deny_unknown_fields, default)]
     struct Sample {
-        observability: ObservabilityConfig,
+        observability: Logging,
         timeout: HumanDuration,
         upstream: ServiceUrl,
         token: Option<Secret>,
@@ -179,7 +217,7 @@ mod tests {
     impl Default for Sample {
         fn default() -> Self {
             Self {
-                observability: ObservabilityConfig::default(),
+                observability: Logging::default(),
                 timeout: HumanDuration::from_millis(250),
                 upstream: ServiceUrl::parse("http://127.0.0.1:7001").expect("valid url"),
                 token: None,
@@ -187,9 +225,12 @@ mod tests {
         }
     }
 
-    impl ServiceConfig for Sample {
-        fn observability(&self) -> &ObservabilityConfig {
-            &self.observability
+    impl Validate for Sample {
+        fn validate(&self) -> Result<(), ConfigError> {
+            if self.observability.log_level == "loud" {
+                return Err(ConfigError::rule("observability.log_level", "not a level"));
+            }
+            Ok(())
         }
     }
 
@@ -256,6 +297,15 @@ mod tests {
             .to_string();
         assert!(error.starts_with("upstream (in "), "{error}");
         assert!(error.contains("http"), "{error}");
+    }
+
+    #[test]
+    fn validation_runs_after_loading() {
+        let path = write_temp("rule.toml", "[observability]\nlog_level = \"loud\"\n");
+        let error = load::<Sample>(Some(&path))
+            .expect_err("the rule is checked")
+            .to_string();
+        assert_eq!(error, "observability.log_level: not a level");
     }
 
     #[test]

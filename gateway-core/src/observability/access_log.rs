@@ -19,11 +19,11 @@ use axum::{
     response::Response,
 };
 use futures_util::future::BoxFuture;
-use shared_schema::Identity;
 use tower::{Layer, Service};
 use tracing::Instrument;
 
-use super::{HttpMetrics, RequestId, TraceContext};
+use super::{HttpMetrics, RequestId, RouteLabel, TraceContext};
+use crate::identity::VerifiedIdentity;
 
 /// Route label of requests that matched no route.
 const UNMATCHED: &str = "unmatched";
@@ -53,28 +53,28 @@ pub struct AccessLog<'a> {
     /// The HTTP method.
     pub method: &'a http::Method,
     /// The matched route template, or `unmatched`.
-    pub route: &'a str,
+    pub route: RouteLabel,
     /// The response status.
     pub status: u16,
     /// Time from request head to response head.
     pub latency: std::time::Duration,
     /// The verified caller, when the request was authenticated.
-    pub identity: Option<&'a Identity>,
+    pub identity: Option<&'a VerifiedIdentity>,
 }
 
 impl AccessLog<'_> {
-    fn emit(&self, metrics: &HttpMetrics) {
-        metrics.observe(self.route, self.method, self.status, self.latency);
+    fn emit(self, metrics: &HttpMetrics) {
         tracing::info!(
             target: "access",
             method = %self.method,
-            route = self.route,
+            route = self.route.as_str(),
             status = self.status,
             latency_ms = self.latency.as_secs_f64() * 1000.0,
             subject = self.identity.map(|identity| identity.subject.as_str()),
             tenant = self.identity.map(|identity| identity.tenant.as_str()),
             "request served"
         );
+        metrics.observe(self.route, self.method, self.status, self.latency);
     }
 }
 
@@ -151,15 +151,18 @@ where
             async move {
                 let response = future.await?;
                 drop(active);
-                let route = response.extensions().get::<RouteTemplate>();
+                let route = match response.extensions().get::<RouteTemplate>() {
+                    Some(RouteTemplate(template)) => RouteLabel::Matched(template.clone()),
+                    None => RouteLabel::Fixed(UNMATCHED),
+                };
                 AccessLog {
                     method: &method,
-                    route: route.map_or(UNMATCHED, |RouteTemplate(template)| template.as_str()),
+                    route,
                     status: response.status().as_u16(),
                     latency: started.elapsed(),
                     identity: response
                         .extensions()
-                        .get::<Arc<Identity>>()
+                        .get::<Arc<VerifiedIdentity>>()
                         .map(Arc::as_ref),
                 }
                 .emit(&metrics);

@@ -26,12 +26,14 @@ mod metrics;
 mod trace_context;
 
 pub use access_log::{AccessLog, AccessLogLayer, RouteTemplate};
-pub use metrics::{DownstreamMetrics, HttpMetrics, Telemetry};
+pub use metrics::{DownstreamMetrics, HttpMetrics, RouteLabel, Telemetry};
 pub use trace_context::{
     REQUEST_ID, RequestId, TRACEPARENT, TRACESTATE, TraceContext, TraceContextLayer, TraceId,
 };
 
 use serde::{Deserialize, Serialize};
+
+use crate::config::{ConfigError, Validate};
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -64,13 +66,11 @@ impl Default for ObservabilityConfig {
     }
 }
 
-impl ObservabilityConfig {
+impl Validate for ObservabilityConfig {
     /// Checks the log filter, so a typo is reported at start with its key.
-    pub fn validate(&self) -> Result<(), crate::config::ConfigError> {
+    fn validate(&self) -> Result<(), ConfigError> {
         tracing_subscriber::EnvFilter::try_new(&self.log_level)
             .map(drop)
-            .map_err(|error| {
-                crate::config::ConfigError::rule("observability.log_level", error.to_string())
-            })
+            .map_err(|error| ConfigError::rule("observability.log_level", error.to_string()))
     }
 }

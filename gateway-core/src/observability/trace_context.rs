@@ -37,11 +37,33 @@ impl TraceId {
     fn random() -> Self {
         Self(fastrand::u128(1..))
     }
+
+    /// The 32 hex digits.
+    fn hex(self) -> [u8; 32] {
+        let mut digits = [0; 32];
+        write_hex(self.0, &mut digits);
+        digits
+    }
+
+    /// The id as a header value (the request id when the caller sent none).
+    pub fn to_header_value(self) -> HeaderValue {
+        HeaderValue::from_bytes(&self.hex()).expect("hex digits are a valid header value")
+    }
 }
 
 impl fmt::Display for TraceId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:032x}", self.0)
+        let digits = self.hex();
+        f.write_str(std::str::from_utf8(&digits).expect("hex digits are ASCII"))
+    }
+}
+
+/// Writes the low `4 * out.len()` bits of `value` as lower-case hex into
+/// `out`, zero-padded: ids are rendered per request, without `format!`.
+fn write_hex(value: u128, out: &mut [u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for (index, digit) in out.iter_mut().rev().enumerate() {
+        *digit = DIGITS[((value >> (4 * index)) & 0xf) as usize];
     }
 }
 
@@ -119,13 +141,13 @@ impl TraceContext {
 
     /// A `traceparent` for a call this hop makes: same trace, new span id.
     pub fn child_traceparent(&self) -> HeaderValue {
-        let value = format!(
-            "00-{}-{:016x}-{:02x}",
-            self.trace_id,
-            fastrand::u64(1..),
-            self.flags
-        );
-        HeaderValue::try_from(value).expect("hex digits and dashes are a valid header value")
+        // 00-{trace id: 32}-{span id: 16}-{flags: 2}
+        let mut value = [b'-'; 55];
+        value[..2].copy_from_slice(b"00");
+        value[3..35].copy_from_slice(&self.trace_id.hex());
+        write_hex(u128::from(fastrand::u64(1..)), &mut value[36..52]);
+        write_hex(u128::from(self.flags), &mut value[53..55]);
+        HeaderValue::from_bytes(&value).expect("hex digits and dashes are a valid header value")
     }
 
     /// The `tracestate` to forward, if the caller sent one.
@@ -212,10 +234,8 @@ where
 
     fn call(&mut self, mut request: Request<Body>) -> Self::Future {
         let trace = TraceContext::from_headers(request.headers());
-        let request_id = caller_request_id(request.headers()).unwrap_or_else(|| {
-            HeaderValue::try_from(trace.trace_id().to_string())
-                .expect("hex digits are a valid header value")
-        });
+        let request_id = caller_request_id(request.headers())
+            .unwrap_or_else(|| trace.trace_id().to_header_value());
         request.extensions_mut().insert(trace);
         request
             .extensions_mut()
@@ -261,6 +281,28 @@ mod tests {
             context.tracestate().map(HeaderValue::as_bytes),
             Some(&b"vendor=1"[..])
         );
+    }
+
+    #[test]
+    fn ids_render_as_zero_padded_lower_case_hex() {
+        let id = TraceId(0x0af7_6519_16cd_43dd_8448_eb21_1c80_319c);
+        assert_eq!(id.to_string(), "0af7651916cd43dd8448eb211c80319c");
+        assert_eq!(id.to_header_value(), id.to_string().as_str());
+        let child = TraceContext {
+            trace_id: id,
+            span_id: 1,
+            parent_span_id: None,
+            flags: 0x01,
+            tracestate: None,
+        }
+        .child_traceparent();
+        let child = child.to_str().expect("ascii");
+        assert!(
+            child.starts_with("00-0af7651916cd43dd8448eb211c80319c-"),
+            "{child}"
+        );
+        assert!(child.ends_with("-01"), "{child}");
+        assert_eq!(child.len(), 55);
     }
 
     #[test]

@@ -25,7 +25,7 @@ use hyper_util::{
 use tokio::{net::TcpListener, sync::Semaphore, task::JoinSet};
 use tower::{Service, ServiceExt};
 
-use super::Shutdown;
+use crate::lifecycle::Shutdown;
 
 /// Per-connection limits of one listener.
 #[derive(Debug, Clone, Copy)]

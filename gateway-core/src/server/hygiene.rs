@@ -30,7 +30,7 @@ use http::{HeaderMap, HeaderName, Uri, header, uri::PathAndQuery};
 use percent_encoding::{AsciiSet, CONTROLS, percent_decode_str, utf8_percent_encode};
 use tower::{Layer, Service};
 
-use crate::Error;
+use crate::{Error, identity::IDENTITY_HEADER_PREFIX};
 
 /// Bytes re-encoded in a path segment: everything outside RFC 3986 `pchar`.
 const SEGMENT: &AsciiSet = &CONTROLS
@@ -183,7 +183,7 @@ fn decode_segment(raw: &str) -> Result<String, PathError> {
 pub fn strip_identity_headers(headers: &mut HeaderMap) {
     let forged: Vec<HeaderName> = headers
         .keys()
-        .filter(|name| name.as_str().starts_with("x-auth-"))
+        .filter(|name| name.as_str().starts_with(IDENTITY_HEADER_PREFIX))
         .cloned()
         .collect();
     for name in forged {

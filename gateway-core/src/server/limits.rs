@@ -1,22 +1,27 @@
 //! Request body and time limits.
 //!
-//! [`BodyLimitLayer`] bounds the request body in size and in the time the
-//! client takes to send it. A declared `Content-Length` over the limit is
-//! refused at once with 413; a streamed (chunked) body is counted as it is
-//! read, and the read fails as soon as it crosses the limit. A body that does
-//! not arrive within the read timeout (a slow-POST attack) fails the read.
-//! Either way the layer, not the handler, answers (413 or 408), and the
-//! connection is closed since the rest of the body is never read.
+//! The size of a body and the time a request may take are bounded by
+//! tower-http's `RequestBodyLimitLayer` and `TimeoutLayer`; the functions
+//! here turn their bare 413 and 504 answers into the gateway's problems,
+//! right next to the layers that produce them. A body over the limit is
+//! refused at once when its `Content-Length` declares it, and fails the read
+//! as soon as a streamed body crosses it.
 //!
-//! [`RequestTimeoutLayer`] bounds the whole request: past it the gateway
-//! answers 504 and drops the work in progress.
+//! [`BodyDeadlineLayer`] is written here because tower-http's body timeout
+//! bounds the wait for each chunk, not the whole body: a client trickling a
+//! byte every few seconds (a slow-POST attack) would never hit it. Here the
+//! whole body must arrive by one deadline, else the answer is 408.
+//!
+//! A refused body is never read to its end, so the answer also closes the
+//! connection: what is left of the body would otherwise be taken as the
+//! next request.
 
 use std::{
     future::Future,
     pin::Pin,
     sync::{
         Arc,
-        atomic::{AtomicU8, Ordering},
+        atomic::{AtomicBool, Ordering},
     },
     task::{Context, Poll, ready},
     time::Duration,
@@ -29,53 +34,80 @@ use axum::{
 };
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
-use http::{HeaderValue, header};
+use http::{HeaderValue, StatusCode, header};
 use http_body::{Body as HttpBody, Frame, SizeHint};
+use shared_schema::Problem;
 use tokio::time::{Instant, Sleep};
 use tower::{Layer, Service};
 
 use crate::Error;
 
-const WITHIN_LIMITS: u8 = 0;
-const TOO_LARGE: u8 = 1;
-const TOO_SLOW: u8 = 2;
+/// Turns the bare 413 of the body limit (or of an extractor that hit it
+/// while reading) into the `PAYLOAD_TOO_LARGE` problem, closing the connection.
+pub(super) fn payload_too_large(response: Response, limit: usize) -> Response {
+    if response.status() == StatusCode::PAYLOAD_TOO_LARGE && is_bare(&response) {
+        closing(Error::PayloadTooLarge { limit })
+    } else {
+        response
+    }
+}
 
-/// Bounds request bodies; see the module docs.
+/// Turns the bare 504 of the request timeout into the `REQUEST_TIMEOUT` problem.
+pub(super) fn request_timeout(response: Response, timeout: Duration) -> Response {
+    if response.status() == StatusCode::GATEWAY_TIMEOUT && is_bare(&response) {
+        Error::RequestTimeout(timeout).into_response()
+    } else {
+        response
+    }
+}
+
+/// True for an error response no part of the gateway described: a handler's
+/// own 413 or a downstream's 504 carry their [`Problem`] and are kept.
+fn is_bare(response: &Response) -> bool {
+    response.extensions().get::<Problem>().is_none()
+}
+
+/// An error response that also closes the connection.
+fn closing(error: Error) -> Response {
+    let mut response = error.into_response();
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
+/// Requires the whole request body within one deadline; see the module docs.
 #[derive(Debug, Clone, Copy)]
-pub struct BodyLimitLayer {
-    max_bytes: usize,
+pub struct BodyDeadlineLayer {
     read_timeout: Duration,
 }
 
-impl BodyLimitLayer {
-    /// Bodies of at most `max_bytes`, received within `read_timeout`.
-    pub fn new(max_bytes: usize, read_timeout: Duration) -> Self {
-        Self {
-            max_bytes,
-            read_timeout,
-        }
+impl BodyDeadlineLayer {
+    /// Bodies must be received within `read_timeout` of the request head.
+    pub fn new(read_timeout: Duration) -> Self {
+        Self { read_timeout }
     }
 }
 
-impl<S> Layer<S> for BodyLimitLayer {
-    type Service = BodyLimit<S>;
+impl<S> Layer<S> for BodyDeadlineLayer {
+    type Service = BodyDeadline<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        BodyLimit {
+        BodyDeadline {
             inner,
-            limits: *self,
+            read_timeout: self.read_timeout,
         }
     }
 }
 
-/// The service of [`BodyLimitLayer`].
+/// The service of [`BodyDeadlineLayer`].
 #[derive(Debug, Clone)]
-pub struct BodyLimit<S> {
+pub struct BodyDeadline<S> {
     inner: S,
-    limits: BodyLimitLayer,
+    read_timeout: Duration,
 }
 
-impl<S> Service<Request> for BodyLimit<S>
+impl<S> Service<Request> for BodyDeadline<S>
 where
     S: Service<Request, Response = Response> + Send + 'static,
     S::Future: Send + 'static,
@@ -90,76 +122,48 @@ where
     }
 
     fn call(&mut self, request: Request) -> Self::Future {
-        let BodyLimitLayer {
-            max_bytes,
-            read_timeout,
-        } = self.limits;
-        let declared = request
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.parse::<u64>().ok());
-        if declared.is_some_and(|length| length > max_bytes as u64) {
-            return Box::pin(std::future::ready(Ok(closing(Error::PayloadTooLarge {
-                limit: max_bytes,
-            }))));
-        }
         if request.body().is_end_stream() {
             return Box::pin(self.inner.call(request));
         }
-        let verdict = Arc::new(AtomicU8::new(WITHIN_LIMITS));
+        let read_timeout = self.read_timeout;
+        let expired = Arc::new(AtomicBool::new(false));
         let request = request.map(|body| {
-            Body::new(GuardedBody {
+            Body::new(DeadlineBody {
                 inner: body,
-                remaining: max_bytes,
                 deadline: Instant::now() + read_timeout,
                 timer: None,
-                verdict: verdict.clone(),
+                expired: expired.clone(),
             })
         });
         let future = self.inner.call(request);
         Box::pin(async move {
             let response = future.await?;
-            Ok(match verdict.load(Ordering::Acquire) {
-                TOO_LARGE => closing(Error::PayloadTooLarge { limit: max_bytes }),
-                TOO_SLOW => closing(Error::BodyReadTimeout(read_timeout)),
-                _ => response,
+            Ok(if expired.load(Ordering::Acquire) {
+                closing(Error::BodyReadTimeout(read_timeout))
+            } else {
+                response
             })
         })
     }
 }
 
-/// An error response that also closes the connection, whose unread body
-/// would otherwise be taken as the next request.
-fn closing(error: Error) -> Response {
-    let mut response = error.into_response();
-    response
-        .headers_mut()
-        .insert(header::CONNECTION, HeaderValue::from_static("close"));
-    response
-}
-
-/// Why a guarded body stopped.
+/// The body was not received by its deadline.
 #[derive(Debug, thiserror::Error)]
-enum BodyLimitError {
-    #[error("request body larger than the limit")]
-    TooLarge,
-    #[error("request body not received in time")]
-    TooSlow,
-}
+#[error("request body not received in time")]
+struct BodyTooSlow;
 
-/// A request body that fails once it exceeds its size or its deadline, and
-/// records which in `verdict` for the layer to answer.
-struct GuardedBody {
+/// A request body that fails once its deadline passes, and records it in
+/// `expired` for the layer to answer 408 whatever the handler made of the
+/// failed read.
+struct DeadlineBody {
     inner: Body,
-    remaining: usize,
     deadline: Instant,
     /// Created on the first poll, so bodies never read cost no timer.
     timer: Option<Pin<Box<Sleep>>>,
-    verdict: Arc<AtomicU8>,
+    expired: Arc<AtomicBool>,
 }
 
-impl HttpBody for GuardedBody {
+impl HttpBody for DeadlineBody {
     type Data = Bytes;
     type Error = axum::BoxError;
 
@@ -173,20 +177,10 @@ impl HttpBody for GuardedBody {
             .timer
             .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
         if timer.as_mut().poll(cx).is_ready() {
-            this.verdict.store(TOO_SLOW, Ordering::Release);
-            return Poll::Ready(Some(Err(BodyLimitError::TooSlow.into())));
+            this.expired.store(true, Ordering::Release);
+            return Poll::Ready(Some(Err(BodyTooSlow.into())));
         }
         let frame = ready!(Pin::new(&mut this.inner).poll_frame(cx));
-        if let Some(data) = frame
-            .as_ref()
-            .and_then(|frame| frame.as_ref().ok()?.data_ref())
-        {
-            if data.len() > this.remaining {
-                this.verdict.store(TOO_LARGE, Ordering::Release);
-                return Poll::Ready(Some(Err(BodyLimitError::TooLarge.into())));
-            }
-            this.remaining -= data.len();
-        }
         Poll::Ready(frame.map(|result| result.map_err(Into::into)))
     }
 
@@ -196,62 +190,5 @@ impl HttpBody for GuardedBody {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
-    }
-}
-
-/// Answers 504 when the request takes longer than its timeout.
-#[derive(Debug, Clone, Copy)]
-pub struct RequestTimeoutLayer {
-    timeout: Duration,
-}
-
-impl RequestTimeoutLayer {
-    /// Requests must be answered within `timeout`.
-    pub fn new(timeout: Duration) -> Self {
-        Self { timeout }
-    }
-}
-
-impl<S> Layer<S> for RequestTimeoutLayer {
-    type Service = RequestTimeout<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        RequestTimeout {
-            inner,
-            timeout: self.timeout,
-        }
-    }
-}
-
-/// The service of [`RequestTimeoutLayer`].
-#[derive(Debug, Clone)]
-pub struct RequestTimeout<S> {
-    inner: S,
-    timeout: Duration,
-}
-
-impl<S> Service<Request> for RequestTimeout<S>
-where
-    S: Service<Request, Response = Response> + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Send + 'static,
-{
-    type Response = Response;
-    type Error = S::Error;
-    type Future = BoxFuture<'static, Result<Response, S::Error>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: Request) -> Self::Future {
-        let timeout = self.timeout;
-        let future = self.inner.call(request);
-        Box::pin(async move {
-            match tokio::time::timeout(timeout, future).await {
-                Ok(result) => result,
-                Err(_) => Ok(Error::RequestTimeout(timeout).into_response()),
-            }
-        })
     }
 }

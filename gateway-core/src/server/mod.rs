@@ -1,20 +1,24 @@
 //! The server every BFF runs: a public listener, an admin listener and the
 //! layer stack between them and the BFF's routes.
 //!
-//! [`Gateway::serve`] wraps the BFF's [`Router`] in the stack of DESIGN §3.
-//! Layers are listed outermost first; each sees the request before the next
-//! and the response after it:
+//! [`Gateway::serve`] wraps the BFF's [`Router`] in the shared stack (the
+//! request path of `docs/architecture.md`). Layers are listed outermost
+//! first; each sees the request before the next and the response after it:
 //!
-//! 1. [`TraceContextLayer`]: W3C trace context and `x-request-id`.
-//! 2. [`AccessLogLayer`]: the request span, access-log line and latency histogram.
+//! 1. [`TraceContextLayer`]: W3C trace context and `x-request-id`, first so
+//!    that every later log line and error carries the trace id.
+//! 2. [`AccessLogLayer`]: the request span, access-log line and latency
+//!    histogram, outside everything that can answer early.
 //! 3. [`ProblemLayer`]: every error response rendered as problem+json with the trace id.
 //! 4. `CatchPanicLayer`: a panicking handler becomes a 500 problem, never a dropped connection.
 //! 5. [`HygieneLayer`]: one valid `Host`, hop-by-hop and forged `X-Auth-*` headers
-//!    removed, the path normalised once.
-//! 6. [`BodyLimitLayer`]: body size (413) and body read time (408).
-//! 7. [`RequestTimeoutLayer`]: the whole request within the timeout (504).
-//! 8. the router, which records the matched route template for the access log
-//!    and answers unknown routes with a problem+json 404.
+//!    removed, the path normalised once, before anything routes on it.
+//! 6. [`BodyDeadlineLayer`]: the whole body within `body_read_timeout` (408).
+//! 7. tower-http's `RequestBodyLimitLayer`: body size (413).
+//! 8. tower-http's `TimeoutLayer`: the whole request within `request_timeout` (504).
+//! 9. the router, which records the matched route template for the access log
+//!    and answers unknown routes with a problem+json 404. Inside it, each BFF
+//!    adds its own layers and authentication (see `bff`).
 //!
 //! Connections are handled by [`serve_connections`]: header-read timeout, header
 //! count and size limits (431), connection cap, and graceful drain.
@@ -31,34 +35,35 @@ mod admin;
 mod conn;
 mod hygiene;
 mod limits;
-mod shutdown;
 
-pub use admin::{Readiness, ReadinessGate};
 pub use conn::{ConnectionLimits, serve_connections};
 pub use hygiene::{
     HygieneLayer, PathError, normalize_path, strip_hop_by_hop, strip_identity_headers,
 };
-pub use limits::{BodyLimitLayer, RequestTimeoutLayer};
-pub use shutdown::Shutdown;
+pub use limits::BodyDeadlineLayer;
 
 use std::{any::Any, net::SocketAddr, num::NonZeroUsize};
 
 use axum::{
     Router,
     body::Body,
-    extract::Request,
+    extract::{DefaultBodyLimit, Request},
     middleware,
     response::{IntoResponse, Response},
 };
+use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use tokio::{net::TcpListener, task::JoinHandle};
 use tower::ServiceBuilder;
-use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::{
+    catch_panic::CatchPanicLayer, limit::RequestBodyLimitLayer, timeout::TimeoutLayer,
+};
 
 use crate::{
     Error,
-    config::{ConfigError, HumanDuration},
+    config::{ConfigError, HumanDuration, Validate},
     error::ProblemLayer,
+    lifecycle::{Readiness, Shutdown},
     observability::{AccessLogLayer, RouteTemplate, Telemetry, TraceContextLayer},
 };
 
@@ -139,9 +144,11 @@ impl ServerConfig {
             max_connections: Self::default_max_connections(),
         }
     }
+}
 
+impl Validate for ServerConfig {
     /// Checks across fields.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    fn validate(&self) -> Result<(), ConfigError> {
         if self.listen == self.admin_listen && self.listen.port() != 0 {
             return Err(ConfigError::rule(
                 "server.admin_listen",
@@ -218,7 +225,11 @@ impl Gateway {
 
         let app = routes
             .layer(middleware::from_fn(RouteTemplate::record))
+            // The body limit below is the one limit; axum's own 2 MiB default would cap it.
+            .layer(DefaultBodyLimit::disable())
             .fallback(route_not_found);
+        let max_body_bytes = config.max_body_bytes.get();
+        let request_timeout = config.request_timeout.get();
         let stack = ServiceBuilder::new()
             .layer(TraceContextLayer)
             .layer(AccessLogLayer::new(name, telemetry.http().clone()))
@@ -226,11 +237,17 @@ impl Gateway {
             .map_response(|response: http::Response<_>| response.map(Body::new))
             .layer(CatchPanicLayer::custom(panic_response))
             .layer(HygieneLayer)
-            .layer(BodyLimitLayer::new(
-                config.max_body_bytes.get(),
-                config.body_read_timeout.get(),
+            .layer(BodyDeadlineLayer::new(config.body_read_timeout.get()))
+            .map_response(move |response: http::Response<_>| {
+                limits::payload_too_large(response.map(Body::new), max_body_bytes)
+            })
+            .layer(RequestBodyLimitLayer::new(max_body_bytes))
+            .map_request(|request: http::Request<_>| request.map(Body::new))
+            .map_response(move |response| limits::request_timeout(response, request_timeout))
+            .layer(TimeoutLayer::with_status_code(
+                StatusCode::GATEWAY_TIMEOUT,
+                request_timeout,
             ))
-            .layer(RequestTimeoutLayer::new(config.request_timeout.get()))
             .service(app);
 
         let limits = ConnectionLimits {

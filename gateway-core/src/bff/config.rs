@@ -1,0 +1,206 @@
+//! The configuration of a BFF: the shared sections and the BFF's own.
+//!
+//! `[server]`, `[observability]`, `[auth]` and `[downstream.<service>]` mean
+//! the same in every BFF, so an operator learns them once; the BFF's own
+//! section is named by [`Bff::SECTION`] (`[web]`, `[mobile]`, `[partner]`)
+//! and typed by [`Bff::Config`]. Serde is implemented by hand because that
+//! section's name is the BFF's, not a field name known to a derive; unknown
+//! sections are still refused, with the key in the error.
+
+use std::{collections::BTreeMap, fmt, marker::PhantomData};
+
+use serde::{
+    Deserialize, Deserializer, Serialize, Serializer,
+    de::{self, DeserializeSeed, MapAccess, Visitor},
+    ser::SerializeStruct,
+};
+
+use super::Bff;
+use crate::{
+    auth::AuthConfig,
+    cli::ServiceConfig,
+    config::{ConfigError, Validate},
+    downstream::DownstreamConfig,
+    observability::ObservabilityConfig,
+    server::ServerConfig,
+};
+
+/// The whole configuration of BFF `B`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BffConfig<B: Bff> {
+    /// Listeners and limits.
+    pub server: ServerConfig,
+    /// Logging.
+    pub observability: ObservabilityConfig,
+    /// Who may call, and how they prove it.
+    pub auth: AuthConfig,
+    /// The services this BFF calls, by name. Defaults point every one of
+    /// [`Bff::SERVICES`] at `127.0.0.1` on its local port.
+    pub downstream: BTreeMap<String, DownstreamConfig>,
+    /// The BFF's own section, `[<Bff::SECTION>]`.
+    pub own: B::Config,
+}
+
+impl<B: Bff> BffConfig<B> {
+    /// Every top-level key, the BFF's own section last.
+    const SECTIONS: &'static [&'static str] =
+        &["server", "observability", "auth", "downstream", B::SECTION];
+}
+
+impl<B: Bff> Default for BffConfig<B> {
+    fn default() -> Self {
+        Self {
+            server: ServerConfig::with_ports(B::PUBLIC_PORT, B::ADMIN_PORT),
+            observability: ObservabilityConfig::default(),
+            auth: AuthConfig {
+                session_cookie: B::SESSION_COOKIE.map(str::to_owned),
+                ..AuthConfig::for_audience(B::NAME)
+            },
+            downstream: B::SERVICES
+                .iter()
+                .map(|service| {
+                    (
+                        service.name.to_owned(),
+                        DownstreamConfig::local(service.local_port),
+                    )
+                })
+                .collect(),
+            own: B::Config::default(),
+        }
+    }
+}
+
+impl<B: Bff> Validate for BffConfig<B> {
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.server.validate()?;
+        self.observability.validate()?;
+        self.auth.validate()?;
+        let called = || {
+            B::SERVICES
+                .iter()
+                .map(|service| service.name)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        if let Some(extra) = self
+            .downstream
+            .keys()
+            .find(|name| !B::SERVICES.iter().any(|service| service.name == *name))
+        {
+            return Err(ConfigError::rule(
+                &format!("downstream.{extra}"),
+                format!(
+                    "{} does not call a service named {extra} (it calls {})",
+                    B::NAME,
+                    called()
+                ),
+            ));
+        }
+        if let Some(missing) = B::SERVICES
+            .iter()
+            .find(|service| !self.downstream.contains_key(service.name))
+        {
+            return Err(ConfigError::rule(
+                &format!("downstream.{}", missing.name),
+                format!("missing: {} calls this service", B::NAME),
+            ));
+        }
+        self.own
+            .validate()
+            .map_err(|error| error.within(B::SECTION))
+    }
+}
+
+impl<B: Bff> ServiceConfig for BffConfig<B> {
+    fn observability(&self) -> &ObservabilityConfig {
+        &self.observability
+    }
+}
+
+impl<B: Bff> Serialize for BffConfig<B> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut config = serializer.serialize_struct("BffConfig", Self::SECTIONS.len())?;
+        config.serialize_field("server", &self.server)?;
+        config.serialize_field("observability", &self.observability)?;
+        config.serialize_field("auth", &self.auth)?;
+        config.serialize_field("downstream", &self.downstream)?;
+        config.serialize_field(B::SECTION, &self.own)?;
+        config.end()
+    }
+}
+
+impl<'de, B: Bff> Deserialize<'de> for BffConfig<B> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_struct(
+            "BffConfig",
+            Self::SECTIONS,
+            ConfigVisitor::<B>(PhantomData),
+        )
+    }
+}
+
+/// A top-level key of a BFF's configuration.
+enum Section {
+    Server,
+    Observability,
+    Auth,
+    Downstream,
+    Own,
+}
+
+/// Reads a top-level key, refusing unknown ones while the key is read so
+/// the loader's error names it (`web2 (in bff.toml): unknown field`).
+struct SectionName<B>(PhantomData<B>);
+
+impl<'de, B: Bff> DeserializeSeed<'de> for SectionName<B> {
+    type Value = Section;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Section, D::Error> {
+        deserializer.deserialize_identifier(self)
+    }
+}
+
+impl<B: Bff> Visitor<'_> for SectionName<B> {
+    type Value = Section;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a section name")
+    }
+
+    fn visit_str<E: de::Error>(self, name: &str) -> Result<Section, E> {
+        Ok(match name {
+            "server" => Section::Server,
+            "observability" => Section::Observability,
+            "auth" => Section::Auth,
+            "downstream" => Section::Downstream,
+            own if own == B::SECTION => Section::Own,
+            unknown => return Err(E::unknown_field(unknown, BffConfig::<B>::SECTIONS)),
+        })
+    }
+}
+
+struct ConfigVisitor<B>(PhantomData<B>);
+
+impl<'de, B: Bff> Visitor<'de> for ConfigVisitor<B> {
+    type Value = BffConfig<B>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "the configuration of {}", B::NAME)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<BffConfig<B>, A::Error> {
+        // Absent sections keep their defaults, as a derive with
+        // `#[serde(default)]` would.
+        let mut config = BffConfig::<B>::default();
+        while let Some(section) = map.next_key_seed(SectionName::<B>(PhantomData))? {
+            match section {
+                Section::Server => config.server = map.next_value()?,
+                Section::Observability => config.observability = map.next_value()?,
+                Section::Auth => config.auth = map.next_value()?,
+                Section::Downstream => config.downstream = map.next_value()?,
+                Section::Own => config.own = map.next_value()?,
+            }
+        }
+        Ok(config)
+    }
+}

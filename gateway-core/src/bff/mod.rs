@@ -1,0 +1,302 @@
+//! How a BFF binary is assembled: its identity, its configuration, its parts.
+//!
+//! A BFF is a type implementing [`Bff`]: its name and default ports, the
+//! downstream services it calls, its own configuration section, and the
+//! functions building its routes (and, where it needs them, layers of its
+//! own). [`main`] is the whole `main` of a BFF binary; [`start`] is what it
+//! runs, also used by tests and `devstack` to start a BFF inside another
+//! process.
+//!
+//! # Where a BFF's code sits in the request path
+//!
+//! [`start`] assembles, from the outside in:
+//!
+//! 1. the shared server stack (trace context, access log, problem
+//!    rendering, panics, hygiene, body and time limits: see `server`);
+//! 2. the BFF's own layers, [`Bff::layers`]: they see every request that
+//!    reached a route, before authentication, so a CORS preflight (which
+//!    carries no credential) can be answered there;
+//! 3. authentication, on every route but [`Bff::PUBLIC_ROUTES`];
+//! 4. the BFF's routes, [`Bff::routes`], with their per-route layers (a
+//!    scope check, later a route's rate-limit cost) added there with
+//!    `route_layer`.
+
+mod config;
+mod parts;
+
+pub use config::BffConfig;
+pub use parts::BffParts;
+
+use std::{fmt::Debug, future::Future, process::ExitCode};
+
+use axum::Router;
+use serde::{Serialize, de::DeserializeOwned};
+
+use crate::{
+    auth::{AuthStartError, Authenticator},
+    cli,
+    config::{ConfigError, Validate},
+    downstream::{ClientBuildError, Downstreams, ServiceSpec},
+    lifecycle::Shutdown,
+    observability::Telemetry,
+    server::{Gateway, Running, ServeError},
+    stores::SharedStores,
+};
+
+/// One BFF: who it is, what it calls, and how its routes are built.
+pub trait Bff: Debug + Clone + PartialEq + Send + Sync + 'static {
+    /// The binary's name, also the `bff` metrics label and the default
+    /// token audience (`bff-web`).
+    const NAME: &'static str;
+    /// One line for `--help`.
+    const ABOUT: &'static str;
+    /// Default public port.
+    const PUBLIC_PORT: u16;
+    /// Default admin port.
+    const ADMIN_PORT: u16;
+    /// The downstream services it calls; each gets a `[downstream.<name>]`
+    /// section, by default on `127.0.0.1` at the service's local port.
+    const SERVICES: &'static [ServiceSpec];
+    /// Route templates served without authentication; every other route
+    /// needs a credential (fail closed).
+    const PUBLIC_ROUTES: &'static [&'static str] = &[];
+    /// The cookie that may carry the token, by default.
+    const SESSION_COOKIE: Option<&'static str> = None;
+    /// The name of its own configuration section (`web` for `[web]`); must
+    /// differ from the shared sections.
+    const SECTION: &'static str;
+    /// Its own configuration section. Derive `Deserialize` with
+    /// `deny_unknown_fields` and `default`, like every shared section.
+    type Config: OwnConfig;
+
+    /// Builds its routes over its own configuration and its parts.
+    fn routes(config: &Self::Config, parts: &BffParts) -> Router;
+
+    /// Wraps its routes in layers of its own, outside authentication and
+    /// inside the shared stack (see the module docs). None by default.
+    fn layers(routes: Router, _config: &Self::Config, _parts: &BffParts) -> Router {
+        routes
+    }
+}
+
+/// What a BFF's own configuration section is: loaded, validated (keys named
+/// without the section, which [`BffConfig`] adds) and shown like the shared
+/// sections.
+pub trait OwnConfig:
+    Serialize
+    + DeserializeOwned
+    + Default
+    + Clone
+    + Debug
+    + PartialEq
+    + Send
+    + Sync
+    + Validate
+    + 'static
+{
+}
+
+impl<T> OwnConfig for T where
+    T: Serialize
+        + DeserializeOwned
+        + Default
+        + Clone
+        + Debug
+        + PartialEq
+        + Send
+        + Sync
+        + Validate
+        + 'static
+{
+}
+
+/// A BFF could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration breaks a rule.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A downstream client could not be built.
+    #[error(transparent)]
+    Client(#[from] ClientBuildError),
+    /// A listener could not be bound.
+    #[error(transparent)]
+    Serve(#[from] ServeError),
+    /// The authenticator could not be built.
+    #[error(transparent)]
+    Auth(#[from] AuthStartError),
+}
+
+/// Starts BFF `B` as the module docs describe, and serves it until
+/// `shutdown` triggers.
+pub async fn start<B: Bff>(
+    config: BffConfig<B>,
+    shutdown: Shutdown,
+) -> Result<Running, StartError> {
+    config.validate()?;
+    let telemetry = Telemetry::new(B::NAME);
+    let downstreams = Downstreams::build(B::NAME, B::SERVICES, &config.downstream, &telemetry)?;
+    let gateway = Gateway::new(B::NAME, config.server, telemetry.clone());
+    let parts = BffParts {
+        downstreams,
+        telemetry,
+        readiness: gateway.readiness().clone(),
+        shutdown: shutdown.clone(),
+        stores: SharedStores::default(),
+    };
+    let authenticator =
+        Authenticator::start(&config.auth, &parts.telemetry, &parts.readiness, &shutdown)?;
+    let routes = B::routes(&config.own, &parts).route_layer(authenticator.layer(B::PUBLIC_ROUTES));
+    let app = B::layers(routes, &config.own, &parts);
+    Ok(gateway.serve(app, shutdown).await?)
+}
+
+/// The `main` of BFF `B`'s binary: command line, configuration, then
+/// [`start`] until SIGTERM or SIGINT has drained it.
+pub fn main<B: Bff>() -> ExitCode {
+    cli::main(B::NAME, B::ABOUT, |config: BffConfig<B>, shutdown| {
+        run(start(config, shutdown))
+    })
+}
+
+async fn run(
+    started: impl Future<Output = Result<Running, StartError>>,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    started.await?.wait().await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use figment::{
+        Figment,
+        providers::{Format, Serialized, Toml},
+    };
+    use serde::Deserialize;
+
+    use super::*;
+    use crate::config::render_masked;
+
+    #[derive(Debug, Clone, PartialEq)]
+    struct Catalog;
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields, default)]
+    struct CatalogConfig {
+        page_size: u32,
+    }
+
+    impl Default for CatalogConfig {
+        fn default() -> Self {
+            Self { page_size: 20 }
+        }
+    }
+
+    impl Validate for CatalogConfig {
+        fn validate(&self) -> Result<(), ConfigError> {
+            if self.page_size == 0 || self.page_size > 100 {
+                return Err(ConfigError::rule("page_size", "must be 1 to 100"));
+            }
+            Ok(())
+        }
+    }
+
+    impl Bff for Catalog {
+        const NAME: &'static str = "bff-catalog";
+        const ABOUT: &'static str = "test";
+        const PUBLIC_PORT: u16 = 8099;
+        const ADMIN_PORT: u16 = 9099;
+        const SERVICES: &'static [ServiceSpec] = &[
+            ServiceSpec::new("products", 7001),
+            ServiceSpec::new("pricing", 7003),
+        ];
+        const SECTION: &'static str = "catalog";
+        type Config = CatalogConfig;
+
+        fn routes(_config: &CatalogConfig, _parts: &BffParts) -> Router {
+            Router::new()
+        }
+    }
+
+    fn load(toml: &str) -> Result<BffConfig<Catalog>, String> {
+        let config: BffConfig<Catalog> =
+            Figment::from(Serialized::defaults(BffConfig::<Catalog>::default()))
+                .merge(Toml::string(toml))
+                .extract()
+                .map_err(|error| format!("{}: {}", error.path.join("."), error.kind))?;
+        config.validate().map_err(|error| error.to_string())?;
+        Ok(config)
+    }
+
+    #[test]
+    fn defaults_point_every_service_at_its_local_port() {
+        let config = BffConfig::<Catalog>::default();
+        assert_eq!(config.downstream.len(), 2);
+        assert_eq!(
+            config.downstream["pricing"].url.as_str(),
+            "http://127.0.0.1:7003/"
+        );
+        assert_eq!(config.server.listen.port(), 8099);
+        assert_eq!(config.own.page_size, 20);
+        assert!(config.validate().is_ok());
+    }
+
+    #[test]
+    fn the_own_section_loads_under_its_name() {
+        let config = load("[catalog]\npage_size = 50\n").expect("valid");
+        assert_eq!(config.own.page_size, 50);
+    }
+
+    #[test]
+    fn the_own_section_is_validated_with_its_keys_named_in_full() {
+        let error = load("[catalog]\npage_size = 0\n").expect_err("out of range");
+        assert_eq!(error, "catalog.page_size: must be 1 to 100");
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_in_the_own_section_and_at_the_top() {
+        let error = load("[catalog]\npage_sise = 5\n").expect_err("typo");
+        assert!(
+            error.starts_with("catalog.page_sise: unknown field"),
+            "{error}"
+        );
+        let error = load("[catalogue]\npage_size = 5\n").expect_err("unknown section");
+        assert!(error.starts_with("catalogue: unknown field"), "{error}");
+        assert!(
+            error.contains("`catalog`"),
+            "the expected sections are listed: {error}"
+        );
+    }
+
+    #[test]
+    fn the_own_section_is_rendered_with_the_shared_ones() {
+        let rendered = render_masked(&BffConfig::<Catalog>::default());
+        assert!(
+            rendered.contains("[catalog]\npage_size = 20\n"),
+            "{rendered}"
+        );
+        assert!(rendered.contains("[server]"), "{rendered}");
+        let reloaded: BffConfig<Catalog> = toml::from_str(&rendered).expect("reloads");
+        assert_eq!(reloaded, BffConfig::default());
+    }
+
+    #[test]
+    fn a_service_the_bff_does_not_call_is_a_configuration_error() {
+        let error = load("[downstream.warehouse]\nurl = \"http://w:1\"\n").expect_err("not called");
+        assert_eq!(
+            error,
+            "downstream.warehouse: bff-catalog does not call a service named warehouse (it calls products, pricing)"
+        );
+    }
+
+    #[test]
+    fn a_service_without_configuration_is_a_configuration_error() {
+        let mut config = BffConfig::<Catalog>::default();
+        config.downstream.remove("pricing");
+        let error = config.validate().expect_err("missing").to_string();
+        assert_eq!(
+            error,
+            "downstream.pricing: missing: bff-catalog calls this service"
+        );
+    }
+}

@@ -1,0 +1,102 @@
+//! Calls to downstream services: one pooled HTTP client per service, named by
+//! configuration.
+//!
+//! gateway-core knows no service. A BFF lists the services it calls as
+//! [`ServiceSpec`]s (a name and the port of a one-machine run); each gets a
+//! `[downstream.<name>]` section ([`DownstreamConfig`]) and one
+//! [`DownstreamClient`], built once at start and shared by every request:
+//! connections are kept alive and reused, never opened per request.
+//! [`Downstreams`] holds a BFF's clients by name and fetches any
+//! [`Resource`] from the service that owns it.
+//!
+//! Each call forwards the trace (`traceparent` with a child span id,
+//! `tracestate`, `x-request-id`) and the verified identity (`X-Auth-*`,
+//! rendered once per identity), is bounded by the service's timeout (which
+//! covers the body too) and by a maximum response size, is measured in the
+//! `downstream_request_duration_seconds` histogram, and fails with a
+//! [`DownstreamError`] that answers 502 or 504.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use gateway_core::{RequestContext, downstream::{DownstreamClient, DownstreamConfig}};
+//! use gateway_core::observability::Telemetry;
+//! use shared_schema::catalog::{PRODUCTS, Product};
+//!
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! let telemetry = Telemetry::new("bff-web");
+//! let config = DownstreamConfig::local(PRODUCTS.local_port);
+//! let products = DownstreamClient::new(PRODUCTS.name, &config, &telemetry)?;
+//! let product: Product = products.get("/products/42", &RequestContext::detached()).await?;
+//! # Ok(()) }
+//! ```
+
+mod client;
+mod config;
+mod error;
+
+pub use client::{ClientBuildError, DownstreamClient};
+pub use config::DownstreamConfig;
+pub use error::{DownstreamError, fetching};
+pub use shared_schema::{Resource, ServiceSpec};
+
+use std::{collections::BTreeMap, sync::Arc};
+
+use crate::{RequestContext, observability::Telemetry};
+
+/// The clients of the services one BFF calls, by name; cheap to clone, so
+/// handlers can hold it as their state.
+#[derive(Debug, Clone)]
+pub struct Downstreams {
+    /// The BFF they belong to, named when a service is missing.
+    owner: &'static str,
+    clients: Arc<BTreeMap<&'static str, DownstreamClient>>,
+}
+
+impl Downstreams {
+    /// Builds a client for each of `services` from its entry in `configs`.
+    pub fn build(
+        owner: &'static str,
+        services: &[ServiceSpec],
+        configs: &BTreeMap<String, DownstreamConfig>,
+        telemetry: &Telemetry,
+    ) -> Result<Self, ClientBuildError> {
+        let mut clients = BTreeMap::new();
+        for service in services {
+            let config = configs
+                .get(service.name)
+                .ok_or(ClientBuildError::NotConfigured(service.name))?;
+            clients.insert(
+                service.name,
+                DownstreamClient::new(service.name, config, telemetry)?,
+            );
+        }
+        Ok(Self {
+            owner,
+            clients: Arc::new(clients),
+        })
+    }
+
+    /// The client of `service`.
+    ///
+    /// # Panics
+    ///
+    /// When `service` is not one the BFF lists: a programming error that the
+    /// first test of the route shows (and that the server answers with a 500
+    /// problem, never a dropped connection).
+    pub fn client(&self, service: &str) -> &DownstreamClient {
+        match self.clients.get(service) {
+            Some(client) => client,
+            None => panic!("{} does not list the {service} service", self.owner),
+        }
+    }
+
+    /// `GET`s resource `T` number `id` from the service that owns it.
+    pub async fn fetch<T: Resource>(
+        &self,
+        id: u64,
+        context: &RequestContext,
+    ) -> Result<T, DownstreamError> {
+        self.client(T::SERVICE.name).get(T::path(id), context).await
+    }
+}
