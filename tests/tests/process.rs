@@ -111,6 +111,93 @@ fn check_config_names_a_bad_environment_variable() {
 }
 
 #[test]
+fn each_bff_shows_and_checks_its_own_section() {
+    for (bff, section, key, valid, invalid) in [
+        ("bff-web", "web", "product_page_reviews", "3", "0"),
+        ("bff-mobile", "mobile", "max_query_depth", "5", "1"),
+        (
+            "bff-partner",
+            "partner",
+            "public_url",
+            "\"https://partners.example.com\"",
+            "\"ftp://x\"",
+        ),
+    ] {
+        let path = write_config(
+            &format!("{section}.toml"),
+            &format!("[{section}]\n{key} = {valid}\n"),
+        );
+        let output = run(
+            bff,
+            &[
+                "--config",
+                path.to_str().expect("utf-8 path"),
+                "--check-config",
+            ],
+            &[],
+        );
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "{bff}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(
+            stdout.contains(&format!("[{section}]\n{key} = {valid}\n")),
+            "{bff}: {stdout}"
+        );
+
+        let path = write_config(
+            &format!("{section}-bad.toml"),
+            &format!("[{section}]\n{key} = {invalid}\n"),
+        );
+        let output = run(
+            bff,
+            &[
+                "--config",
+                path.to_str().expect("utf-8 path"),
+                "--check-config",
+            ],
+            &[],
+        );
+        assert_eq!(output.status.code(), Some(2), "{bff}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+        assert!(
+            stderr.contains(&format!("{section}.{key}: ")),
+            "{bff}: {stderr}"
+        );
+
+        let path = write_config(
+            &format!("{section}-typo.toml"),
+            &format!("[{section}]\n{key}s = {valid}\n"),
+        );
+        let output = run(
+            bff,
+            &[
+                "--config",
+                path.to_str().expect("utf-8 path"),
+                "--check-config",
+            ],
+            &[],
+        );
+        assert_eq!(output.status.code(), Some(2), "{bff}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains(&format!("{section}.{key}s (in ")),
+            "{bff}: {stderr}"
+        );
+    }
+    let output = run(
+        "bff-web",
+        &["--check-config"],
+        &[("BFF_WEB__PRODUCT_PAGE_REVIEWS", "7")],
+    );
+    assert!(output.status.success());
+    assert!(String::from_utf8_lossy(&output.stdout).contains("[web]\nproduct_page_reviews = 7\n"));
+}
+
+#[test]
 fn config_file_can_come_from_bff_config() {
     let path = write_config("mobile.toml", "[observability]\nlog_format = \"pretty\"\n");
     let output = run(

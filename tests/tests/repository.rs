@@ -1,0 +1,296 @@
+//! Checks on the repository itself: it cites only documents it contains, and
+//! gateway-core's modules depend on each other one way.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    path::{Path, PathBuf},
+};
+
+fn repository() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .canonicalize()
+        .expect("the repository root exists")
+}
+
+/// Every text file of the repository that code or docs live in.
+fn text_files(root: &Path) -> Vec<PathBuf> {
+    const SKIPPED_DIRS: [&str; 3] = ["target", ".git", "node_modules"];
+    const TEXT: [&str; 8] = ["rs", "md", "toml", "yml", "yaml", "json", "sh", "txt"];
+    let mut files = Vec::new();
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).expect("a readable directory") {
+            let path = entry.expect("a directory entry").path();
+            let name = path
+                .file_name()
+                .and_then(|name| name.to_str())
+                .unwrap_or("");
+            if path.is_dir() {
+                if !SKIPPED_DIRS.contains(&name) {
+                    pending.push(path);
+                }
+            } else if path
+                .extension()
+                .and_then(|extension| extension.to_str())
+                .is_some_and(|extension| TEXT.contains(&extension))
+                || path.parent().is_some_and(|parent| {
+                    let dir = parent.file_name().and_then(|name| name.to_str());
+                    matches!(dir, Some("scripts" | ".ci" | "deploy"))
+                })
+            {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+/// The relative link targets of a Markdown text: `[text](target)`.
+fn markdown_links(text: &str) -> Vec<&str> {
+    text.match_indices("](")
+        .filter_map(|(at, _)| {
+            let rest = &text[at + 2..];
+            let target = &rest[..rest.find(')')?];
+            let target = target.split('#').next().unwrap_or_default();
+            let external = target.is_empty()
+                || target.contains("://")
+                || target.starts_with("mailto:")
+                || target.contains(' ');
+            (!external).then_some(target)
+        })
+        .collect()
+}
+
+/// Paths of documents a text names outright (`docs/architecture.md`).
+fn named_documents(text: &str) -> Vec<&str> {
+    let is_path_char = |c: char| c.is_ascii_alphanumeric() || "-_./".contains(c);
+    text.match_indices(".md")
+        .filter_map(|(at, _)| {
+            let after = text[at + 3..].chars().next();
+            if after.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return None;
+            }
+            let start = text[..at]
+                .rfind(|c: char| !is_path_char(c))
+                .map_or(0, |index| index + 1);
+            let name = &text[start..at + 3];
+            (name.len() > 3 && !name.starts_with("//")).then_some(name)
+        })
+        .collect()
+}
+
+#[test]
+fn code_and_docs_cite_only_documents_in_the_repository() {
+    let root = repository();
+    let mut broken = Vec::new();
+    for file in text_files(&root) {
+        let shown = file
+            .strip_prefix(&root)
+            .unwrap_or(&file)
+            .display()
+            .to_string();
+        // This file spells out what it looks for.
+        let Ok(text) = std::fs::read_to_string(&file) else {
+            continue;
+        };
+        if shown == "tests/tests/repository.rs" {
+            continue;
+        }
+        let dir = file.parent().expect("a file has a directory");
+        for (number, line) in text.lines().enumerate() {
+            let at = format!("{shown}:{}", number + 1);
+            // A section sign cites a numbered document; only RFCs, which are public, may be cited that way.
+            for (index, _) in line.match_indices('§') {
+                let before = line[..index].trim_end();
+                let cites_rfc = before.rsplit(' ').next().is_some_and(|word| {
+                    word.chars().all(|c| c.is_ascii_digit()) && !word.is_empty()
+                }) && before.contains("RFC");
+                if !cites_rfc {
+                    broken.push(format!(
+                        "{at}: cites a section of an outside document: {line}"
+                    ));
+                }
+            }
+            for needle in ["DESIGN.md", "CONVENTIONS.md", "../shared"] {
+                if line.contains(needle) {
+                    broken.push(format!(
+                        "{at}: cites {needle}, which is not in the repository"
+                    ));
+                }
+            }
+        }
+        let is_markdown = file.extension().is_some_and(|extension| extension == "md");
+        let links = if is_markdown {
+            markdown_links(&text)
+        } else {
+            Vec::new()
+        };
+        for target in links {
+            if !dir.join(target).exists() {
+                broken.push(format!("{shown}: links to {target}, which does not exist"));
+            }
+        }
+        for name in named_documents(&text) {
+            if !dir.join(name).exists() && !root.join(name).exists() {
+                broken.push(format!(
+                    "{shown}: names {name}, which is not in the repository"
+                ));
+            }
+        }
+    }
+    assert!(broken.is_empty(), "{}", broken.join("\n"));
+}
+
+#[test]
+fn the_citation_check_sees_what_it_must() {
+    assert_eq!(
+        markdown_links("see [the design](docs/architecture.md#path) and [x](https://a.b/c.md)"),
+        ["docs/architecture.md"]
+    );
+    assert_eq!(
+        named_documents("// the request path of `docs/architecture.md`; see README.md."),
+        ["docs/architecture.md", "README.md"]
+    );
+    assert!(named_documents("a .mdx file and https://x.io/a.md").is_empty());
+}
+
+/// The top-level modules of gateway-core that `text` uses through `crate::`.
+fn crate_dependencies(text: &str, root_exports: &BTreeMap<String, String>) -> BTreeSet<String> {
+    let code: String = text
+        .lines()
+        .filter(|line| !line.trim_start().starts_with("//"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let mut modules = BTreeSet::new();
+    let mut resolve = |name: &str| {
+        let module = root_exports.get(name).map_or(name, String::as_str);
+        modules.insert(module.to_owned());
+    };
+    for (at, _) in code.match_indices("crate::") {
+        let rest = &code[at + "crate::".len()..];
+        if let Some(group) = rest.strip_prefix('{') {
+            // `use crate::{a::B, c, d::{E, F}};`: the first segment of each top-level item.
+            let mut depth = 0;
+            let mut item_start = true;
+            let mut name = String::new();
+            let mut flush = |name: &mut String| {
+                if !name.is_empty() {
+                    resolve(name);
+                    name.clear();
+                }
+            };
+            for c in group.chars() {
+                match c {
+                    '{' => depth += 1,
+                    '}' if depth == 0 => break,
+                    '}' => depth -= 1,
+                    ',' if depth == 0 => {
+                        flush(&mut name);
+                        item_start = true;
+                    }
+                    c if item_start && (c.is_alphanumeric() || c == '_') => name.push(c),
+                    c if item_start && c.is_whitespace() && name.is_empty() => {}
+                    _ if item_start => {
+                        flush(&mut name);
+                        item_start = false;
+                    }
+                    _ => {}
+                }
+            }
+            flush(&mut name);
+        } else {
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
+            if !name.is_empty() {
+                resolve(&name);
+            }
+        }
+    }
+    modules
+}
+
+#[test]
+fn gateway_core_modules_form_no_cycle() {
+    let src = repository().join("gateway-core/src");
+    let lib = std::fs::read_to_string(src.join("lib.rs")).expect("lib.rs");
+    // `pub use context::RequestContext;` makes `crate::RequestContext` a use of `context`.
+    let root_exports: BTreeMap<String, String> = lib
+        .lines()
+        .filter_map(|line| line.strip_prefix("pub use ")?.strip_suffix(';'))
+        .filter_map(|path| {
+            let (module, item) = path.split_once("::")?;
+            Some((item.rsplit("::").next()?.to_owned(), module.to_owned()))
+        })
+        .collect();
+    let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for file in text_files(&src) {
+        let relative = file.strip_prefix(&src).expect("inside src");
+        let module = relative
+            .components()
+            .next()
+            .and_then(|component| component.as_os_str().to_str())
+            .map(|name| name.trim_end_matches(".rs").to_owned())
+            .expect("a module name");
+        if module == "lib" {
+            continue;
+        }
+        let text = std::fs::read_to_string(&file).expect("readable");
+        let mut uses = crate_dependencies(&text, &root_exports);
+        uses.remove(&module);
+        graph.entry(module).or_default().extend(uses);
+    }
+    assert!(
+        graph.len() >= 10 && graph["bff"].contains("server") && graph["auth"].contains("lifecycle"),
+        "the parser sees the modules and their uses: {graph:?}"
+    );
+    // Depth-first search for a back edge.
+    fn visit<'a>(
+        module: &'a str,
+        graph: &'a BTreeMap<String, BTreeSet<String>>,
+        path: &mut Vec<&'a str>,
+        done: &mut BTreeSet<&'a str>,
+    ) -> Option<Vec<String>> {
+        if let Some(start) = path.iter().position(|seen| *seen == module) {
+            let mut cycle: Vec<String> = path[start..].iter().map(|m| (*m).to_owned()).collect();
+            cycle.push(module.to_owned());
+            return Some(cycle);
+        }
+        if !done.insert(module) {
+            return None;
+        }
+        path.push(module);
+        for next in graph.get(module).into_iter().flatten() {
+            if let Some(cycle) = visit(next, graph, path, done) {
+                return Some(cycle);
+            }
+        }
+        path.pop();
+        None
+    }
+    let mut done = BTreeSet::new();
+    for module in graph.keys() {
+        let cycle = visit(module, &graph, &mut Vec::new(), &mut done);
+        assert!(
+            cycle.is_none(),
+            "gateway-core modules form a cycle: {}",
+            cycle.unwrap_or_default().join(" -> ")
+        );
+    }
+}
+
+#[test]
+fn the_cycle_check_reads_grouped_and_plain_uses() {
+    let exports = BTreeMap::from([("Error".to_owned(), "error".to_owned())]);
+    let uses = crate_dependencies(
+        "use crate::{\n    Error,\n    config::{ConfigError, Validate},\n    lifecycle::Shutdown,\n};\n// crate::server in a comment\nfn f() { crate::observability::x(); }",
+        &exports,
+    );
+    assert_eq!(
+        uses.into_iter().collect::<Vec<_>>(),
+        ["config", "error", "lifecycle", "observability"]
+    );
+}

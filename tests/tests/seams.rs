@@ -1,0 +1,456 @@
+//! The seams a team grows the platform through, used the way a team would:
+//! a downstream service added to a BFF through the BFF's crate and its
+//! configuration only, a BFF's own configuration section, and a BFF's own
+//! layers. Nothing here is declared in gateway-core.
+
+use std::{
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+};
+
+use axum::{
+    Json, Router,
+    extract::{Path, Query, State},
+    http::{HeaderMap, HeaderValue},
+    middleware,
+    response::Response,
+    routing::get,
+};
+use bff_web::WebSettings;
+use gateway_core::{
+    Error, RequestContext,
+    auth::RequireScope,
+    bff::{self, Bff, BffConfig, BffParts},
+    config::{self, ConfigError, Secret, ServiceUrl, Validate, render_masked},
+    downstream::{Downstreams, ServiceSpec, fetching},
+    lifecycle::Shutdown,
+    server::Running,
+};
+use platform_tests::{
+    PlatformOptions, base_url, bff_config, get_with_token, issue_token, send, start_demo,
+    wait_until_ready,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use shared_schema::catalog::{INVENTORY, PRICING, PRODUCTS, REVIEWS};
+
+/// A service no other part of the platform knows: this file declares it.
+const RECOMMENDATIONS: ServiceSpec = ServiceSpec::new("recommendations", 7010);
+
+/// bff-web's pages plus product recommendations: the web BFF as a team
+/// would grow it, with one more downstream service.
+#[derive(Debug, Clone, PartialEq)]
+struct Storefront;
+
+/// `[storefront]`, the storefront's own section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct StorefrontSettings {
+    /// Recommendations shown per product, 1 to 10.
+    shown: u32,
+    /// The key the recommendations service expects: a secret, never shown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    recommendations_key: Option<Secret>,
+}
+
+impl Default for StorefrontSettings {
+    fn default() -> Self {
+        Self {
+            shown: 3,
+            recommendations_key: None,
+        }
+    }
+}
+
+impl Validate for StorefrontSettings {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !(1..=10).contains(&self.shown) {
+            return Err(ConfigError::rule("shown", "must be 1 to 10"));
+        }
+        Ok(())
+    }
+}
+
+impl Bff for Storefront {
+    const NAME: &'static str = "bff-storefront";
+    const ABOUT: &'static str = "bff-web with recommendations";
+    const PUBLIC_PORT: u16 = 8090;
+    const ADMIN_PORT: u16 = 9090;
+    const SERVICES: &'static [ServiceSpec] =
+        &[PRODUCTS, INVENTORY, PRICING, REVIEWS, RECOMMENDATIONS];
+    const SECTION: &'static str = "storefront";
+    type Config = StorefrontSettings;
+
+    fn routes(settings: &StorefrontSettings, parts: &BffParts) -> Router {
+        let recommendations = Router::new()
+            .route(
+                "/api/recommendations/{id}",
+                get(recommend).route_layer(RequireScope::new("products:read")),
+            )
+            .with_state(Recommender {
+                services: parts.downstreams().clone(),
+                shown: settings.shown,
+            });
+        bff_web::app(parts.downstreams().clone(), &WebSettings::default()).merge(recommendations)
+    }
+
+    /// Marks every answer, so the test sees where the BFF's layers sit.
+    fn layers(routes: Router, _settings: &StorefrontSettings, _parts: &BffParts) -> Router {
+        routes.layer(middleware::map_response(
+            |mut response: Response| async move {
+                response
+                    .headers_mut()
+                    .insert("x-storefront", HeaderValue::from_static("1"));
+                response
+            },
+        ))
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Recommender {
+    services: Downstreams,
+    shown: u32,
+}
+
+async fn recommend(
+    State(recommender): State<Recommender>,
+    context: RequestContext,
+    Path(id): Path<u64>,
+) -> Result<Json<Value>, Error> {
+    let recommended: Vec<u64> = recommender
+        .services
+        .client(RECOMMENDATIONS.name)
+        .get(
+            format!("/recommendations/{id}?limit={}", recommender.shown),
+            &context,
+        )
+        .await
+        .map_err(fetching("product", id))?;
+    Ok(Json(json!({ "product": id, "recommended": recommended })))
+}
+
+#[derive(Debug, Deserialize)]
+struct Limit {
+    limit: u64,
+}
+
+/// A real recommendations service on a free port, keeping the headers of
+/// every request it receives.
+async fn recommendations_service() -> (SocketAddr, Arc<Mutex<Vec<HeaderMap>>>) {
+    let received = Arc::new(Mutex::new(Vec::new()));
+    let router = Router::new()
+        .route(
+            "/recommendations/{id}",
+            get(
+                |State(received): State<Arc<Mutex<Vec<HeaderMap>>>>,
+                 Path(id): Path<u64>,
+                 Query(Limit { limit }): Query<Limit>,
+                 headers: HeaderMap| async move {
+                    received.lock().expect("not poisoned").push(headers);
+                    Json((1..=limit).map(|offset| id + offset).collect::<Vec<u64>>())
+                },
+            ),
+        )
+        .with_state(received.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a free port");
+    let addr = listener.local_addr().expect("bound");
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    (addr, received)
+}
+
+/// Starts the storefront against `demo` and the recommendations service at `recommendations`.
+async fn start_storefront(
+    demo: &demo_services::DemoServices,
+    recommendations: SocketAddr,
+    shutdown: &Shutdown,
+) -> Running {
+    let mut config = bff_config::<Storefront>(demo, &PlatformOptions::default());
+    // Tokens from the dev issuer name one of the platform's BFFs as audience.
+    config.auth.audience = "bff-web".to_owned();
+    config.own.shown = 2;
+    config
+        .downstream
+        .get_mut(RECOMMENDATIONS.name)
+        .expect("the storefront's own service has a section")
+        .url = ServiceUrl::parse(&format!("http://{recommendations}")).expect("a valid URL");
+    let running = bff::start(config, shutdown.clone())
+        .await
+        .expect("the storefront starts");
+    wait_until_ready(&running).await;
+    running
+}
+
+#[tokio::test]
+async fn a_service_added_in_a_bffs_crate_is_called_with_the_platforms_guarantees() {
+    let (demo, shutdown) = start_demo(Default::default()).await;
+    let (recommendations, received) = recommendations_service().await;
+    let storefront = start_storefront(&demo, recommendations, &shutdown).await;
+    let token = issue_token(&demo, "user-1", "bff-web", "ES256");
+
+    let answer = send(
+        reqwest::Client::new()
+            .get(format!("{}/api/recommendations/42", base_url(&storefront)))
+            .bearer_auth(&token)
+            .header(
+                "traceparent",
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            )
+            .header("x-auth-tenant", "forged"),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(
+        answer.body,
+        json!({ "product": 42, "recommended": [43, 44] })
+    );
+
+    let headers = received.lock().expect("not poisoned").clone();
+    assert_eq!(headers.len(), 1, "one call to the service");
+    let call = &headers[0];
+    let user = demo.catalog().user(1).expect("user 1 exists");
+    assert_eq!(call["x-auth-subject"], "user-1");
+    assert_eq!(
+        call["x-auth-tenant"],
+        user.tenant.as_str(),
+        "the verified tenant, not the forged one"
+    );
+    let scopes = call["x-auth-scopes"].to_str().expect("ascii");
+    assert!(
+        scopes.split(' ').any(|scope| scope == "products:read"),
+        "{scopes}"
+    );
+    let traceparent = call["traceparent"].to_str().expect("ascii");
+    assert!(
+        traceparent.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-")
+            && !traceparent.contains("00f067aa0ba902b7"),
+        "the caller's trace, a child span: {traceparent}"
+    );
+    assert_eq!(call["x-request-id"], answer.header("x-request-id"));
+
+    // The BFF's other routes work beside the new one.
+    let page = get_with_token(
+        &format!("{}/api/product-page/42", base_url(&storefront)),
+        &token,
+    )
+    .await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert_eq!(page.body["product"]["id"], 42);
+
+    let metrics = reqwest::get(format!("http://{}/metrics", storefront.admin_addr()))
+        .await
+        .expect("metrics answer")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains(
+            r#"downstream_request_duration_seconds_count{bff="bff-storefront",service="recommendations",outcome="200"} 1"#
+        ),
+        "{metrics}"
+    );
+    shutdown.trigger();
+    storefront.wait().await;
+}
+
+#[tokio::test]
+async fn a_bffs_own_layers_see_every_routed_request_before_authentication() {
+    let (demo, shutdown) = start_demo(Default::default()).await;
+    let (recommendations, received) = recommendations_service().await;
+    let storefront = start_storefront(&demo, recommendations, &shutdown).await;
+    let url = format!("{}/api/recommendations/7", base_url(&storefront));
+
+    let refused = send(reqwest::Client::new().get(&url)).await;
+    refused.assert_problem(401, "AUTH_MISSING", "no credential");
+    assert_eq!(
+        refused.header("x-storefront"),
+        "1",
+        "the layer is outside authentication"
+    );
+    assert!(
+        received.lock().expect("not poisoned").is_empty(),
+        "nothing was called"
+    );
+
+    let token = issue_token(&demo, "user-1", "bff-web", "RS256");
+    let served = get_with_token(&url, &token).await;
+    assert_eq!(served.status, 200, "{}", served.body);
+    assert_eq!(served.header("x-storefront"), "1");
+    shutdown.trigger();
+    storefront.wait().await;
+}
+
+fn write_config(name: &str, contents: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("bff-seams-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join(name);
+    std::fs::write(&path, contents).expect("config written");
+    path
+}
+
+fn load(name: &str, contents: &str) -> Result<BffConfig<Storefront>, String> {
+    config::load(Some(&write_config(name, contents))).map_err(|error| error.to_string())
+}
+
+#[test]
+fn the_added_service_and_the_own_section_load_through_the_real_loader() {
+    let defaults = BffConfig::<Storefront>::default();
+    assert_eq!(
+        defaults.downstream[RECOMMENDATIONS.name].url.as_str(),
+        "http://127.0.0.1:7010/",
+        "a one-machine run finds the service on its local port"
+    );
+
+    let config = load(
+        "valid.toml",
+        "[storefront]\nshown = 4\n\n[downstream.recommendations]\nurl = \"http://recs.internal:7010\"\ntimeout = \"300ms\"\n",
+    )
+    .expect("valid");
+    assert_eq!(config.own.shown, 4);
+    let recommendations = &config.downstream[RECOMMENDATIONS.name];
+    assert_eq!(recommendations.url.as_str(), "http://recs.internal:7010/");
+    assert_eq!(
+        recommendations.timeout.get(),
+        std::time::Duration::from_millis(300)
+    );
+    assert_eq!(
+        config.downstream.len(),
+        5,
+        "the other services keep their defaults"
+    );
+}
+
+#[test]
+fn a_bad_own_section_or_service_is_one_line_naming_the_key() {
+    let error = load("invalid.toml", "[storefront]\nshown = 0\n").expect_err("out of range");
+    assert_eq!(error, "storefront.shown: must be 1 to 10");
+
+    let error = load("typo.toml", "[storefront]\nshowen = 4\n").expect_err("unknown key");
+    assert!(error.starts_with("storefront.showen (in "), "{error}");
+    assert!(
+        error.contains("typo.toml") && !error.contains('\n'),
+        "{error}"
+    );
+
+    let error = load("section.toml", "[storefronts]\nshown = 4\n").expect_err("unknown section");
+    assert!(error.starts_with("storefronts (in "), "{error}");
+
+    let error = load(
+        "service.toml",
+        "[downstream.search]\nurl = \"http://search:7011\"\n",
+    )
+    .expect_err("a service the storefront does not call");
+    assert_eq!(
+        error,
+        "downstream.search: bff-storefront does not call a service named search \
+         (it calls products, inventory, pricing, reviews, recommendations)"
+    );
+}
+
+#[test]
+fn the_own_section_is_shown_with_its_secrets_masked() {
+    let config = load(
+        "secret.toml",
+        "[storefront]\nrecommendations_key = \"hunter2-hunter2\"\n",
+    )
+    .expect("valid");
+    assert_eq!(
+        config.own.recommendations_key.as_ref().map(Secret::expose),
+        Some("hunter2-hunter2")
+    );
+    let shown = render_masked(&config);
+    assert!(
+        shown.contains("[storefront]\nshown = 3\nrecommendations_key = \"***\"\n"),
+        "{shown}"
+    );
+    assert!(!shown.contains("hunter2"), "{shown}");
+    assert!(shown.contains("[downstream.recommendations]"), "{shown}");
+}
+
+#[tokio::test]
+async fn each_bffs_own_section_changes_what_it_serves() {
+    let (demo, shutdown) = start_demo(Default::default()).await;
+    let options = PlatformOptions::default();
+
+    let mut web = bff_config::<bff_web::Web>(&demo, &options);
+    web.own.product_page_reviews = 2;
+    let mut mobile = bff_config::<bff_mobile::Mobile>(&demo, &options);
+    mobile.own.max_query_depth = 3;
+    let mut partner = bff_config::<bff_partner::Partner>(&demo, &options);
+    partner.own.public_url = "https://partners.example.com/".to_owned();
+    let web = bff::start(web, shutdown.clone()).await.expect("web starts");
+    let mobile = bff::start(mobile, shutdown.clone())
+        .await
+        .expect("mobile starts");
+    let partner = bff::start(partner, shutdown.clone())
+        .await
+        .expect("partner starts");
+    for running in [&web, &mobile, &partner] {
+        wait_until_ready(running).await;
+    }
+
+    let reviews = demo.catalog().reviews(42, 0, 5).expect("product 42 exists");
+    assert!(
+        reviews.items.len() > 2,
+        "the product has more reviews than the page shows"
+    );
+    let page = get_with_token(
+        &format!("{}/api/product-page/42", base_url(&web)),
+        &issue_token(&demo, "user-1", "bff-web", "RS256"),
+    )
+    .await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert_eq!(
+        page.body["reviews"]["top"].as_array().map(Vec::len),
+        Some(2)
+    );
+
+    let graphql = |query: &str| {
+        send(
+            reqwest::Client::new()
+                .post(format!("{}/graphql", base_url(&mobile)))
+                .bearer_auth(issue_token(&demo, "user-1", "bff-mobile", "RS256"))
+                .header("content-type", "application/json")
+                .body(json!({ "query": query }).to_string()),
+        )
+    };
+    let shallow = graphql("{ product(id: 42) { name } }").await;
+    assert_eq!(shallow.status, 200);
+    assert!(
+        shallow.body["data"]["product"]["name"].is_string(),
+        "{}",
+        shallow.body
+    );
+    let at_the_limit = graphql("{ __schema { queryType { name } } }").await;
+    assert_eq!(
+        at_the_limit.body["data"]["__schema"]["queryType"]["name"], "Query",
+        "{}",
+        at_the_limit.body
+    );
+    let deep = graphql("{ __schema { types { fields { name } } } }").await;
+    assert_eq!(deep.status, 200);
+    assert!(deep.body["data"].is_null(), "{}", deep.body);
+    assert!(
+        deep.body["errors"][0]["message"]
+            .as_str()
+            .is_some_and(|message| message.contains("deep")),
+        "refused for its depth: {}",
+        deep.body
+    );
+
+    let document =
+        send(reqwest::Client::new().get(format!("{}/v1/openapi.json", base_url(&partner)))).await;
+    assert_eq!(document.status, 200);
+    assert_eq!(
+        document.body["servers"],
+        json!([{ "url": "https://partners.example.com" }])
+    );
+    assert!(document.body["paths"].get("/v1/products/{id}").is_some());
+
+    shutdown.trigger();
+    for running in [web, mobile, partner] {
+        running.wait().await;
+    }
+}
