@@ -11,11 +11,11 @@ use http::{HeaderMap, HeaderName, header};
 use super::AuthError;
 
 /// The API key header.
-pub const API_KEY: HeaderName = HeaderName::from_static("x-api-key");
+pub(crate) const API_KEY: HeaderName = HeaderName::from_static("x-api-key");
 
 /// The credential of a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Credential<'a> {
+pub(crate) enum Credential<'a> {
     /// A JWT.
     Bearer(&'a str),
     /// An API key.

@@ -39,11 +39,10 @@ mod token;
 mod verifier;
 
 pub use api_key::ApiKeyConfig;
-pub use credentials::{API_KEY, Credential};
+use credentials::Credential;
 pub use error::AuthError;
 pub use jwks::JwksConfig;
-pub use token::{Algorithm, ClaimPolicy, Claims, UnverifiedToken, Validity};
-pub use verifier::CacheOutcome;
+use verifier::CacheOutcome;
 
 use std::{
     num::NonZeroUsize,

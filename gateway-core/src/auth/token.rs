@@ -36,7 +36,7 @@ const MAX_SCOPES: usize = 64;
 
 /// The signature algorithms this gateway verifies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Algorithm {
+pub(crate) enum Algorithm {
     /// HMAC with SHA-256, with the configured secret.
     Hs256,
     /// RSASSA-PKCS1-v1_5 with SHA-256, with an RSA key from the JWKS.
@@ -141,31 +141,31 @@ struct RawClaims {
 
 /// The claims of a token that passed every check of its [`ClaimPolicy`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Claims {
+pub(crate) struct Claims {
     /// `sub`.
-    pub subject: String,
+    pub(crate) subject: String,
     /// `tid`.
-    pub tenant: String,
+    pub(crate) tenant: String,
     /// `scope`, split on spaces.
-    pub scopes: Vec<String>,
+    pub(crate) scopes: Vec<String>,
     /// `azp` or `client_id`, when present.
-    pub client: Option<String>,
+    pub(crate) client: Option<String>,
     /// `exp` and `nbf`.
-    pub validity: Validity,
+    pub(crate) validity: Validity,
 }
 
 /// When a token may be used: `nbf` (if any) to `exp`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Validity {
+pub(crate) struct Validity {
     /// `exp`.
-    pub expires_at: u64,
+    pub(crate) expires_at: u64,
     /// `nbf`, when present.
-    pub not_before: Option<u64>,
+    pub(crate) not_before: Option<u64>,
 }
 
 impl Validity {
     /// Whether `now` falls in the window, widened by `leeway` on both ends.
-    pub fn is_current(&self, now: u64, leeway: u64) -> bool {
+    pub(crate) fn is_current(&self, now: u64, leeway: u64) -> bool {
         now <= self.expires_at.saturating_add(leeway)
             && self
                 .not_before
@@ -175,21 +175,21 @@ impl Validity {
 
 /// A token split and parsed, its signature not yet checked.
 #[derive(Debug)]
-pub struct UnverifiedToken<'a> {
+pub(crate) struct UnverifiedToken<'a> {
     /// The accepted algorithm named by the header.
-    pub algorithm: Algorithm,
+    pub(crate) algorithm: Algorithm,
     /// The key id named by the header.
-    pub kid: Option<String>,
+    pub(crate) kid: Option<String>,
     /// `header.payload`, the signed bytes.
-    pub signing_input: &'a str,
+    pub(crate) signing_input: &'a str,
     /// The base64url signature.
-    pub signature: &'a str,
+    pub(crate) signature: &'a str,
     claims: RawClaims,
 }
 
 impl<'a> UnverifiedToken<'a> {
     /// Splits and parses `token`, checking its form and header.
-    pub fn parse(token: &'a str, max_len: usize) -> Result<Self, AuthError> {
+    pub(crate) fn parse(token: &'a str, max_len: usize) -> Result<Self, AuthError> {
         if token.len() > max_len {
             return Err(AuthError::TokenTooLarge { limit: max_len });
         }
@@ -265,7 +265,7 @@ impl<'a> UnverifiedToken<'a> {
     }
 
     /// The claims, checked against `policy` at `now` (seconds since the epoch).
-    pub fn claims(&self, policy: &ClaimPolicy<'_>, now: u64) -> Result<Claims, AuthError> {
+    pub(crate) fn claims(&self, policy: &ClaimPolicy<'_>, now: u64) -> Result<Claims, AuthError> {
         policy.check(&self.claims, now)
     }
 }
@@ -336,13 +336,13 @@ fn reject_duplicate_keys(json: &[u8]) -> Result<(), ()> {
 
 /// What the claims of every token must satisfy.
 #[derive(Debug, Clone, Copy)]
-pub struct ClaimPolicy<'a> {
+pub(crate) struct ClaimPolicy<'a> {
     /// The one accepted `iss`.
-    pub issuer: &'a str,
+    pub(crate) issuer: &'a str,
     /// The audience `aud` must contain.
-    pub audience: &'a str,
+    pub(crate) audience: &'a str,
     /// Clock skew tolerated on `exp`, `nbf` and `iat`, in seconds.
-    pub leeway: u64,
+    pub(crate) leeway: u64,
 }
 
 impl ClaimPolicy<'_> {

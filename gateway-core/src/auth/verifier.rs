@@ -45,7 +45,7 @@ pub(crate) struct JwtVerifier {
 
 /// Whether a verification was answered from the cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CacheOutcome {
+pub(crate) enum CacheOutcome {
     /// Answered from the cache.
     Hit,
     /// Verified in full.

@@ -32,12 +32,12 @@ const UNMATCHED: &str = "unmatched";
 /// access log outside the router can label by it (a shared handle to the
 /// router's own string: nothing is copied per request).
 #[derive(Debug, Clone)]
-pub struct RouteTemplate(pub MatchedPath);
+pub(crate) struct RouteTemplate(pub(crate) MatchedPath);
 
 impl RouteTemplate {
     /// Router middleware (`Router::layer(from_fn(RouteTemplate::record))`)
     /// copying the matched route into the response extensions.
-    pub async fn record(request: Request, next: Next) -> Response {
+    pub(crate) async fn record(request: Request, next: Next) -> Response {
         let template = request.extensions().get::<MatchedPath>().cloned();
         let mut response = next.run(request).await;
         if let Some(template) = template {
@@ -49,17 +49,17 @@ impl RouteTemplate {
 
 /// One access-log line, written when a response is ready.
 #[derive(Debug)]
-pub struct AccessLog<'a> {
+pub(crate) struct AccessLog<'a> {
     /// The HTTP method.
-    pub method: &'a http::Method,
+    pub(crate) method: &'a http::Method,
     /// The matched route template, or `unmatched`.
-    pub route: RouteLabel,
+    pub(crate) route: RouteLabel,
     /// The response status.
-    pub status: u16,
+    pub(crate) status: u16,
     /// Time from request head to response head.
-    pub latency: std::time::Duration,
+    pub(crate) latency: std::time::Duration,
     /// The verified caller, when the request was authenticated.
-    pub identity: Option<&'a VerifiedIdentity>,
+    pub(crate) identity: Option<&'a VerifiedIdentity>,
 }
 
 impl AccessLog<'_> {
@@ -80,14 +80,14 @@ impl AccessLog<'_> {
 
 /// Logs and measures every request; see the module docs.
 #[derive(Debug, Clone)]
-pub struct AccessLogLayer {
+pub(crate) struct AccessLogLayer {
     service: &'static str,
     metrics: HttpMetrics,
 }
 
 impl AccessLogLayer {
     /// Logs as `service` (the BFF's name) and records into `metrics`.
-    pub fn new(service: &'static str, metrics: HttpMetrics) -> Self {
+    pub(crate) fn new(service: &'static str, metrics: HttpMetrics) -> Self {
         Self { service, metrics }
     }
 }
@@ -106,7 +106,7 @@ impl<S> Layer<S> for AccessLogLayer {
 
 /// The service of [`AccessLogLayer`].
 #[derive(Debug, Clone)]
-pub struct AccessLogService<S> {
+pub(crate) struct AccessLogService<S> {
     inner: S,
     service: &'static str,
     metrics: HttpMetrics,

@@ -84,12 +84,12 @@ impl Telemetry {
     }
 
     /// The inbound request metrics.
-    pub fn http(&self) -> &HttpMetrics {
+    pub(crate) fn http(&self) -> &HttpMetrics {
         &self.http
     }
 
     /// The downstream call metrics.
-    pub fn downstream(&self) -> &DownstreamMetrics {
+    pub(crate) fn downstream(&self) -> &DownstreamMetrics {
         &self.downstream
     }
 
@@ -110,7 +110,7 @@ impl Telemetry {
 /// Holds the router's own shared template, so labelling a request copies
 /// nothing: the histogram lookup costs no allocation.
 #[derive(Debug, Clone)]
-pub enum RouteLabel {
+pub(crate) enum RouteLabel {
     /// A route template the router matched (`/api/product-page/{id}`).
     Matched(MatchedPath),
     /// A fixed name, such as `unmatched`.
@@ -119,7 +119,7 @@ pub enum RouteLabel {
 
 impl RouteLabel {
     /// The label's text.
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         match self {
             Self::Matched(template) => template.as_str(),
             Self::Fixed(name) => name,
@@ -156,7 +156,7 @@ struct HttpLabels {
 
 /// Metrics of the requests a BFF serves.
 #[derive(Debug, Clone)]
-pub struct HttpMetrics {
+pub(crate) struct HttpMetrics {
     latency: LatencyFamily<HttpLabels>,
     active: Gauge,
 }
@@ -172,7 +172,13 @@ impl Default for HttpMetrics {
 
 impl HttpMetrics {
     /// Records one served request.
-    pub fn observe(&self, route: RouteLabel, method: &Method, status: u16, latency: Duration) {
+    pub(crate) fn observe(
+        &self,
+        route: RouteLabel,
+        method: &Method,
+        status: u16,
+        latency: Duration,
+    ) {
         let labels = HttpLabels {
             route,
             method: method_label(method),
@@ -184,7 +190,7 @@ impl HttpMetrics {
     }
 
     /// Counts a request in flight until the returned guard drops.
-    pub fn track_active(&self) -> ActiveRequest {
+    pub(crate) fn track_active(&self) -> ActiveRequest {
         self.active.inc();
         ActiveRequest(self.active.clone())
     }
@@ -192,7 +198,7 @@ impl HttpMetrics {
 
 /// Decrements the active-request gauge when dropped.
 #[derive(Debug)]
-pub struct ActiveRequest(Gauge);
+pub(crate) struct ActiveRequest(Gauge);
 
 impl Drop for ActiveRequest {
     fn drop(&mut self) {
@@ -221,7 +227,7 @@ struct DownstreamLabels {
 
 /// Metrics of calls to downstream services.
 #[derive(Debug, Clone)]
-pub struct DownstreamMetrics {
+pub(crate) struct DownstreamMetrics {
     latency: LatencyFamily<DownstreamLabels>,
 }
 
@@ -235,7 +241,7 @@ impl Default for DownstreamMetrics {
 
 impl DownstreamMetrics {
     /// Records one downstream call; `outcome` is a status code, `timeout` or `error`.
-    pub fn observe(
+    pub(crate) fn observe(
         &self,
         service: &'static str,
         outcome: impl Into<Cow<'static, str>>,

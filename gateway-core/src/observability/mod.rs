@@ -3,20 +3,25 @@
 //! - [`logging`]: the `tracing` subscriber, JSON lines by default and
 //!   human-readable on request; every line inside a request carries its
 //!   `trace_id`.
-//! - [`TraceContext`] and [`TraceContextLayer`]: W3C `traceparent` continued
-//!   or created for every request, and the `x-request-id` it answers with.
-//! - [`AccessLogLayer`]: one access-log line and one latency observation per
+//! - [`TraceContext`] (and its layer, first in the server's stack): W3C
+//!   `traceparent` continued or created for every request, and the
+//!   `x-request-id` it answers with.
+//! - the access log: one access-log line and one latency observation per
 //!   request, labelled with the route template, never the raw path.
 //! - [`Telemetry`]: the Prometheus registry of one BFF and the metric families
-//!   every module records into.
+//!   every module records into; a BFF registers its own metrics there.
 //!
 //! # Example
 //!
 //! ```
 //! use gateway_core::observability::Telemetry;
+//! use prometheus_client::metrics::counter::Counter;
 //!
 //! let telemetry = Telemetry::new("bff-web");
-//! telemetry.downstream().observe("pricing", "200", std::time::Duration::from_millis(3));
+//! let pages = Counter::<u64>::default();
+//! telemetry.register("product_pages_degraded", "Product pages served with parts missing", pages.clone());
+//! pages.inc();
+//! assert!(telemetry.encode().contains("product_pages_degraded_total{bff=\"bff-web\"} 1"));
 //! assert!(telemetry.encode().contains("downstream_request_duration_seconds"));
 //! ```
 
@@ -25,11 +30,11 @@ pub mod logging;
 mod metrics;
 mod trace_context;
 
-pub use access_log::{AccessLog, AccessLogLayer, RouteTemplate};
-pub use metrics::{DownstreamMetrics, HttpMetrics, RouteLabel, Telemetry};
-pub use trace_context::{
-    REQUEST_ID, RequestId, TRACEPARENT, TRACESTATE, TraceContext, TraceContextLayer, TraceId,
-};
+pub(crate) use access_log::{AccessLogLayer, RouteTemplate};
+pub use metrics::Telemetry;
+pub(crate) use metrics::{DownstreamMetrics, HttpMetrics, RouteLabel};
+pub(crate) use trace_context::{REQUEST_ID, RequestId, TRACEPARENT, TRACESTATE, TraceContextLayer};
+pub use trace_context::{TraceContext, TraceId};
 
 use serde::{Deserialize, Serialize};
 

@@ -18,11 +18,11 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use tower::{Layer, Service};
 
 /// The W3C `traceparent` header.
-pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+pub(crate) const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 /// The W3C `tracestate` header, forwarded unchanged.
-pub const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
+pub(crate) const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
 /// The request id header, accepted from callers and echoed on responses.
-pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub(crate) const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Longest `tracestate` forwarded (the W3C limit is 512 bytes).
 const MAX_TRACESTATE_LEN: usize = 512;
@@ -46,7 +46,7 @@ impl TraceId {
     }
 
     /// The id as a header value (the request id when the caller sent none).
-    pub fn to_header_value(self) -> HeaderValue {
+    pub(crate) fn to_header_value(self) -> HeaderValue {
         HeaderValue::from_bytes(&self.hex()).expect("hex digits are a valid header value")
     }
 }
@@ -75,7 +75,7 @@ impl fmt::Debug for TraceId {
 
 /// The request id of one request (an extension set by [`TraceContextLayer`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RequestId(pub HeaderValue);
+pub(crate) struct RequestId(pub(crate) HeaderValue);
 
 /// Where this request sits in a distributed trace.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,7 +93,7 @@ pub struct TraceContext {
 
 impl TraceContext {
     /// Starts a new, sampled trace.
-    pub fn new_root() -> Self {
+    pub(crate) fn new_root() -> Self {
         Self {
             trace_id: TraceId::random(),
             span_id: fastrand::u64(1..),
@@ -105,7 +105,7 @@ impl TraceContext {
 
     /// Continues the trace of `headers` when they carry exactly one valid
     /// `traceparent`, else starts a new one.
-    pub fn from_headers(headers: &HeaderMap) -> Self {
+    pub(crate) fn from_headers(headers: &HeaderMap) -> Self {
         let mut values = headers.get_all(TRACEPARENT).iter();
         let (Some(value), None) = (values.next(), values.next()) else {
             return Self::new_root();
@@ -140,7 +140,7 @@ impl TraceContext {
     }
 
     /// A `traceparent` for a call this hop makes: same trace, new span id.
-    pub fn child_traceparent(&self) -> HeaderValue {
+    pub(crate) fn child_traceparent(&self) -> HeaderValue {
         // 00-{trace id: 32}-{span id: 16}-{flags: 2}
         let mut value = [b'-'; 55];
         value[..2].copy_from_slice(b"00");
@@ -151,7 +151,7 @@ impl TraceContext {
     }
 
     /// The `tracestate` to forward, if the caller sent one.
-    pub fn tracestate(&self) -> Option<&HeaderValue> {
+    pub(crate) fn tracestate(&self) -> Option<&HeaderValue> {
         self.tracestate.as_ref()
     }
 }
@@ -202,7 +202,7 @@ fn caller_request_id(headers: &HeaderMap) -> Option<HeaderValue> {
 /// Sets [`TraceContext`] and [`RequestId`] on every request and echoes the
 /// request id on the response.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct TraceContextLayer;
+pub(crate) struct TraceContextLayer;
 
 impl<S> Layer<S> for TraceContextLayer {
     type Service = TraceContextService<S>;
@@ -214,7 +214,7 @@ impl<S> Layer<S> for TraceContextLayer {
 
 /// The service of [`TraceContextLayer`].
 #[derive(Debug, Clone)]
-pub struct TraceContextService<S> {
+pub(crate) struct TraceContextService<S> {
     inner: S,
 }
 

@@ -66,7 +66,7 @@ const HOP_BY_HOP: [HeaderName; 9] = [
 
 /// Why a path is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum PathError {
+pub(crate) enum PathError {
     /// Not an origin-form path starting with `/`.
     #[error("the path must start with '/'")]
     NotAbsolute,
@@ -90,7 +90,7 @@ pub enum PathError {
 /// Percent-decodes and normalises `raw` (the path part of a URI), returning
 /// the canonical encoded path. Paths that are already canonical are returned
 /// borrowed, without allocating.
-pub fn normalize_path(raw: &str) -> Result<Cow<'_, str>, PathError> {
+pub(crate) fn normalize_path(raw: &str) -> Result<Cow<'_, str>, PathError> {
     if !raw.starts_with('/') {
         return Err(PathError::NotAbsolute);
     }
@@ -180,7 +180,7 @@ fn decode_segment(raw: &str) -> Result<String, PathError> {
 
 /// Removes every `X-Auth-*` header: those carry the verified identity to
 /// services and only the gateway may set them.
-pub fn strip_identity_headers(headers: &mut HeaderMap) {
+pub(crate) fn strip_identity_headers(headers: &mut HeaderMap) {
     let forged: Vec<HeaderName> = headers
         .keys()
         .filter(|name| name.as_str().starts_with(IDENTITY_HEADER_PREFIX))
@@ -192,7 +192,7 @@ pub fn strip_identity_headers(headers: &mut HeaderMap) {
 }
 
 /// Removes `Connection`, the headers it names, and the other hop-by-hop headers.
-pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -255,7 +255,7 @@ fn normalize_uri(uri: &Uri) -> Result<Option<Uri>, Error> {
 
 /// Applies the hygiene rules of the module docs.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct HygieneLayer;
+pub(crate) struct HygieneLayer;
 
 impl<S> Layer<S> for HygieneLayer {
     type Service = Hygiene<S>;
@@ -267,7 +267,7 @@ impl<S> Layer<S> for HygieneLayer {
 
 /// The service of [`HygieneLayer`].
 #[derive(Debug, Clone)]
-pub struct Hygiene<S> {
+pub(crate) struct Hygiene<S> {
     inner: S,
 }
 

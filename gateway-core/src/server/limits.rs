@@ -78,13 +78,13 @@ fn closing(error: Error) -> Response {
 
 /// Requires the whole request body within one deadline; see the module docs.
 #[derive(Debug, Clone, Copy)]
-pub struct BodyDeadlineLayer {
+pub(crate) struct BodyDeadlineLayer {
     read_timeout: Duration,
 }
 
 impl BodyDeadlineLayer {
     /// Bodies must be received within `read_timeout` of the request head.
-    pub fn new(read_timeout: Duration) -> Self {
+    pub(crate) fn new(read_timeout: Duration) -> Self {
         Self { read_timeout }
     }
 }
@@ -102,7 +102,7 @@ impl<S> Layer<S> for BodyDeadlineLayer {
 
 /// The service of [`BodyDeadlineLayer`].
 #[derive(Debug, Clone)]
-pub struct BodyDeadline<S> {
+pub(crate) struct BodyDeadline<S> {
     inner: S,
     read_timeout: Duration,
 }

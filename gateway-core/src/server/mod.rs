@@ -5,15 +5,15 @@
 //! request path of `docs/architecture.md`). Layers are listed outermost
 //! first; each sees the request before the next and the response after it:
 //!
-//! 1. [`TraceContextLayer`]: W3C trace context and `x-request-id`, first so
+//! 1. `TraceContextLayer`: W3C trace context and `x-request-id`, first so
 //!    that every later log line and error carries the trace id.
-//! 2. [`AccessLogLayer`]: the request span, access-log line and latency
+//! 2. `AccessLogLayer`: the request span, access-log line and latency
 //!    histogram, outside everything that can answer early.
 //! 3. [`ProblemLayer`]: every error response rendered as problem+json with the trace id.
 //! 4. `CatchPanicLayer`: a panicking handler becomes a 500 problem, never a dropped connection.
-//! 5. [`HygieneLayer`]: one valid `Host`, hop-by-hop and forged `X-Auth-*` headers
+//! 5. `HygieneLayer`: one valid `Host`, hop-by-hop and forged `X-Auth-*` headers
 //!    removed, the path normalised once, before anything routes on it.
-//! 6. [`BodyDeadlineLayer`]: the whole body within `body_read_timeout` (408).
+//! 6. `BodyDeadlineLayer`: the whole body within `body_read_timeout` (408).
 //! 7. tower-http's `RequestBodyLimitLayer`: body size (413).
 //! 8. tower-http's `TimeoutLayer`: the whole request within `request_timeout` (504).
 //! 9. the router, which records the matched route template for the access log
@@ -37,10 +37,6 @@ mod hygiene;
 mod limits;
 
 pub use conn::{ConnectionLimits, serve_connections};
-pub use hygiene::{
-    HygieneLayer, PathError, normalize_path, strip_hop_by_hop, strip_identity_headers,
-};
-pub use limits::BodyDeadlineLayer;
 
 use std::{any::Any, net::SocketAddr, num::NonZeroUsize};
 
@@ -66,6 +62,8 @@ use crate::{
     lifecycle::{Readiness, Shutdown},
     observability::{AccessLogLayer, RouteTemplate, Telemetry, TraceContextLayer},
 };
+use hygiene::HygieneLayer;
+use limits::BodyDeadlineLayer;
 
 /// Listener and limit settings (`[server]`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

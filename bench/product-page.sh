@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# Load benchmark of bff-web's product page (GET /api/product-page/{id}: four
+# downstream calls, a verified ES256 token, the whole layer stack).
+#
+# Runs one or more bff-web binaries in turns, round after round, against the
+# same demo-services, so they are compared in the same run on the same
+# machine. bff-web is pinned to CPU 0; wrk and demo-services share CPU 1.
+# For each run it prints requests per second, latency percentiles, and the
+# CPU time bff-web spent per request (user + system, from /proc).
+#
+# Usage: bench/product-page.sh [-d SECONDS] [-c CONNECTIONS] [-r ROUNDS] LABEL=PATH/TO/bff-web...
+# Needs wrk, curl and python3; DEMO_SERVICES names the demo-services binary
+# (default target/release/demo-services).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+duration=10
+connections=32
+rounds=3
+while getopts "d:c:r:" option; do
+    case "$option" in
+        d) duration=$OPTARG ;;
+        c) connections=$OPTARG ;;
+        r) rounds=$OPTARG ;;
+        *) exit 2 ;;
+    esac
+done
+shift $((OPTIND - 1))
+[ $# -ge 1 ] || { echo "usage: $0 [-d s] [-c n] [-r n] LABEL=PATH/TO/bff-web..." >&2; exit 2; }
+demo_services=${DEMO_SERVICES:-target/release/demo-services}
+hz=$(getconf CLK_TCK)
+
+pids=()
+cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT
+
+wait_for() { # URL: waits until it answers 200
+    for _ in $(seq 1 200); do
+        [ "$(curl -s -o /dev/null -w '%{http_code}' "$1")" = 200 ] && return 0
+        sleep 0.05
+    done
+    echo "$1 never answered 200" >&2
+    exit 1
+}
+
+cpu_ticks() { # PID: user + system clock ticks so far
+    awk '{ print $14 + $15 }' "/proc/$1/stat"
+}
+
+BFF_PORTS__AUTH=17000 BFF_PORTS__PRODUCTS=17001 BFF_PORTS__INVENTORY=17002 \
+BFF_PORTS__PRICING=17003 BFF_PORTS__REVIEWS=17004 BFF_PORTS__USERS=17005 \
+BFF_PORTS__ORDERS=17006 BFF_OBSERVABILITY__LOG_LEVEL=warn \
+    taskset -c 1 "$demo_services" >/dev/null &
+pids+=($!)
+wait_for http://127.0.0.1:17000/.well-known/jwks.json
+token=$(curl -s -X POST http://127.0.0.1:17000/token \
+    -d '{"subject":"user-1","audience":"bff-web","alg":"ES256"}' |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["access_token"])')
+
+printf '%-12s %5s %10s %9s %9s %12s\n' binary round "req/s" "p50 ms" "p99 ms" "CPU µs/req"
+for round in $(seq 1 "$rounds"); do
+    for candidate in "$@"; do
+        label=${candidate%%=*}
+        binary=${candidate#*=}
+        BFF_SERVER__LISTEN=127.0.0.1:18080 BFF_SERVER__ADMIN_LISTEN=127.0.0.1:19080 \
+        BFF_AUTH__JWKS__URL=http://127.0.0.1:17000/.well-known/jwks.json \
+        BFF_DOWNSTREAM__PRODUCTS__URL=http://127.0.0.1:17001 \
+        BFF_DOWNSTREAM__INVENTORY__URL=http://127.0.0.1:17002 \
+        BFF_DOWNSTREAM__PRICING__URL=http://127.0.0.1:17003 \
+        BFF_DOWNSTREAM__REVIEWS__URL=http://127.0.0.1:17004 \
+            taskset -c 0 "$binary" >/dev/null &
+        bff=$!
+        pids+=("$bff")
+        wait_for http://127.0.0.1:19080/readyz
+        url=http://127.0.0.1:18080/api/product-page/42
+        taskset -c 1 wrk -t1 -c"$connections" -d3s -H "Authorization: Bearer $token" "$url" >/dev/null
+        before=$(cpu_ticks "$bff")
+        report=$(taskset -c 1 wrk -t1 -c"$connections" -d"${duration}s" --latency \
+            -H "Authorization: Bearer $token" "$url")
+        after=$(cpu_ticks "$bff")
+        kill "$bff"
+        wait "$bff" 2>/dev/null || true
+        if grep -q "Non-2xx" <<<"$report"; then
+            echo "$label: some answers were not 200:" >&2
+            echo "$report" >&2
+            exit 1
+        fi
+        python3 - "$label" "$round" "$before" "$after" "$hz" <<PY
+import re, sys
+label, round_, before, after, hz = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+report = """$report"""
+def millis(text):
+    value, unit = re.match(r"([\d.]+)(\w+)", text).groups()
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+requests = int(re.search(r"(\d+) requests in", report).group(1))
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", report).group(1))
+p50 = millis(re.search(r"50%\s+(\S+)", report).group(1))
+p99 = millis(re.search(r"99%\s+(\S+)", report).group(1))
+cpu = (after - before) / hz * 1e6 / requests
+print(f"{label:<12} {round_:>5} {rps:>10.0f} {p50:>9.2f} {p99:>9.2f} {cpu:>12.1f}")
+PY
+    done
+done
