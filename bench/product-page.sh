@@ -5,8 +5,9 @@
 # Runs one or more bff-web binaries in turns, round after round, against the
 # same demo-services, so they are compared in the same run on the same
 # machine. bff-web is pinned to CPU 0; wrk and demo-services share CPU 1.
-# For each run it prints requests per second, latency percentiles, and the
-# CPU time bff-web spent per request (user + system, from /proc).
+# For each run it prints requests per second, latency percentiles, the CPU
+# time bff-web spent per request (user + system, from /proc) and its peak
+# resident memory.
 #
 # Usage: bench/product-page.sh [-d SECONDS] [-c CONNECTIONS] [-r ROUNDS] LABEL=PATH/TO/bff-web...
 # Needs wrk, curl and python3; DEMO_SERVICES names the demo-services binary
@@ -57,7 +58,7 @@ token=$(curl -s -X POST http://127.0.0.1:17000/token \
     -d '{"subject":"user-1","audience":"bff-web","alg":"ES256"}' |
     python3 -c 'import json, sys; print(json.load(sys.stdin)["access_token"])')
 
-printf '%-12s %5s %10s %9s %9s %12s\n' binary round "req/s" "p50 ms" "p99 ms" "CPU µs/req"
+printf '%-12s %5s %10s %9s %9s %12s %8s\n' binary round "req/s" "p50 ms" "p99 ms" "CPU µs/req" "peak MB"
 for round in $(seq 1 "$rounds"); do
     for candidate in "$@"; do
         label=${candidate%%=*}
@@ -78,6 +79,7 @@ for round in $(seq 1 "$rounds"); do
         report=$(taskset -c 1 wrk -t1 -c"$connections" -d"${duration}s" --latency \
             -H "Authorization: Bearer $token" "$url")
         after=$(cpu_ticks "$bff")
+        peak_kb=$(awk '/VmHWM/ { print $2 }' "/proc/$bff/status")
         kill "$bff"
         wait "$bff" 2>/dev/null || true
         if grep -q "Non-2xx" <<<"$report"; then
@@ -85,9 +87,10 @@ for round in $(seq 1 "$rounds"); do
             echo "$report" >&2
             exit 1
         fi
-        python3 - "$label" "$round" "$before" "$after" "$hz" <<PY
+        python3 - "$label" "$round" "$before" "$after" "$hz" "$peak_kb" <<PY
 import re, sys
-label, round_, before, after, hz = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+label, round_ = sys.argv[1], sys.argv[2]
+before, after, hz, peak_kb = (int(value) for value in sys.argv[3:7])
 report = """$report"""
 def millis(text):
     value, unit = re.match(r"([\d.]+)(\w+)", text).groups()
@@ -97,7 +100,7 @@ rps = float(re.search(r"Requests/sec:\s+([\d.]+)", report).group(1))
 p50 = millis(re.search(r"50%\s+(\S+)", report).group(1))
 p99 = millis(re.search(r"99%\s+(\S+)", report).group(1))
 cpu = (after - before) / hz * 1e6 / requests
-print(f"{label:<12} {round_:>5} {rps:>10.0f} {p50:>9.2f} {p99:>9.2f} {cpu:>12.1f}")
+print(f"{label:<12} {round_:>5} {rps:>10.0f} {p50:>9.2f} {p99:>9.2f} {cpu:>12.1f} {peak_kb / 1024:>8.1f}")
 PY
     done
 done
