@@ -28,51 +28,24 @@ while getopts "d:c:r:" option; do
 done
 shift $((OPTIND - 1))
 [ $# -ge 1 ] || { echo "usage: $0 [-d s] [-c n] [-r n] LABEL=PATH/TO/bff-web..." >&2; exit 2; }
-demo_services=${DEMO_SERVICES:-target/release/demo-services}
 hz=$(getconf CLK_TCK)
-
-pids=()
-cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; }
-trap cleanup EXIT
-
-wait_for() { # URL: waits until it answers 200
-    for _ in $(seq 1 200); do
-        [ "$(curl -s -o /dev/null -w '%{http_code}' "$1")" = 200 ] && return 0
-        sleep 0.05
-    done
-    echo "$1 never answered 200" >&2
-    exit 1
-}
+# shellcheck source=bench/common.sh
+. bench/common.sh
 
 cpu_ticks() { # PID: user + system clock ticks so far
     awk '{ print $14 + $15 }' "/proc/$1/stat"
 }
 
-BFF_PORTS__AUTH=17000 BFF_PORTS__PRODUCTS=17001 BFF_PORTS__INVENTORY=17002 \
-BFF_PORTS__PRICING=17003 BFF_PORTS__REVIEWS=17004 BFF_PORTS__USERS=17005 \
-BFF_PORTS__ORDERS=17006 BFF_OBSERVABILITY__LOG_LEVEL=warn \
-    taskset -c 1 "$demo_services" >/dev/null &
-pids+=($!)
-wait_for http://127.0.0.1:17000/.well-known/jwks.json
-token=$(curl -s -X POST http://127.0.0.1:17000/token \
-    -d '{"subject":"user-1","audience":"bff-web","alg":"ES256"}' |
-    python3 -c 'import json, sys; print(json.load(sys.stdin)["access_token"])')
+start_demo_services taskset -c 1
+token=$(web_token)
 
 printf '%-12s %5s %10s %9s %9s %12s %8s\n' binary round "req/s" "p50 ms" "p99 ms" "CPU µs/req" "peak MB"
 for round in $(seq 1 "$rounds"); do
     for candidate in "$@"; do
         label=${candidate%%=*}
         binary=${candidate#*=}
-        BFF_SERVER__LISTEN=127.0.0.1:18080 BFF_SERVER__ADMIN_LISTEN=127.0.0.1:19080 \
-        BFF_AUTH__JWKS__URL=http://127.0.0.1:17000/.well-known/jwks.json \
-        BFF_DOWNSTREAM__PRODUCTS__URL=http://127.0.0.1:17001 \
-        BFF_DOWNSTREAM__INVENTORY__URL=http://127.0.0.1:17002 \
-        BFF_DOWNSTREAM__PRICING__URL=http://127.0.0.1:17003 \
-        BFF_DOWNSTREAM__REVIEWS__URL=http://127.0.0.1:17004 \
-            taskset -c 0 "$binary" >/dev/null &
-        bff=$!
-        pids+=("$bff")
-        wait_for http://127.0.0.1:19080/readyz
+        start_bff_web taskset -c 0 "$binary"
+        bff=$bff_pid
         url=http://127.0.0.1:18080/api/product-page/42
         taskset -c 1 wrk -t1 -c"$connections" -d3s -H "Authorization: Bearer $token" "$url" >/dev/null
         before=$(cpu_ticks "$bff")

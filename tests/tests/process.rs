@@ -110,6 +110,26 @@ fn check_config_names_a_bad_environment_variable() {
     assert!(stderr.contains("BFF_SERVER__LISTN"), "{stderr}");
 }
 
+/// `bff --config FILE --check-config`, FILE holding `contents`: the exit
+/// code, stdout and stderr.
+fn check_config_file(bff: &str, file: &str, contents: &str) -> (Option<i32>, String, String) {
+    let path = write_config(file, contents);
+    let output = run(
+        bff,
+        &[
+            "--config",
+            path.to_str().expect("utf-8 path"),
+            "--check-config",
+        ],
+        &[],
+    );
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
 #[test]
 fn each_bff_shows_and_checks_its_own_section() {
     for (bff, section, key, valid, invalid) in [
@@ -123,66 +143,23 @@ fn each_bff_shows_and_checks_its_own_section() {
             "\"ftp://x\"",
         ),
     ] {
-        let path = write_config(
-            &format!("{section}.toml"),
-            &format!("[{section}]\n{key} = {valid}\n"),
-        );
-        let output = run(
-            bff,
-            &[
-                "--config",
-                path.to_str().expect("utf-8 path"),
-                "--check-config",
-            ],
-            &[],
-        );
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        assert!(
-            output.status.success(),
-            "{bff}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        assert!(
-            stdout.contains(&format!("[{section}]\n{key} = {valid}\n")),
-            "{bff}: {stdout}"
-        );
+        let shown = format!("[{section}]\n{key} = {valid}\n");
+        let (code, stdout, stderr) = check_config_file(bff, &format!("{section}.toml"), &shown);
+        assert_eq!(code, Some(0), "{bff}: {stderr}");
+        assert!(stdout.contains(&shown), "{bff}: {stdout}");
 
-        let path = write_config(
-            &format!("{section}-bad.toml"),
-            &format!("[{section}]\n{key} = {invalid}\n"),
-        );
-        let output = run(
-            bff,
-            &[
-                "--config",
-                path.to_str().expect("utf-8 path"),
-                "--check-config",
-            ],
-            &[],
-        );
-        assert_eq!(output.status.code(), Some(2), "{bff}");
-        let stderr = String::from_utf8_lossy(&output.stderr);
+        let bad = format!("[{section}]\n{key} = {invalid}\n");
+        let (code, _, stderr) = check_config_file(bff, &format!("{section}-bad.toml"), &bad);
+        assert_eq!(code, Some(2), "{bff}");
         assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
         assert!(
             stderr.contains(&format!("{section}.{key}: ")),
             "{bff}: {stderr}"
         );
 
-        let path = write_config(
-            &format!("{section}-typo.toml"),
-            &format!("[{section}]\n{key}s = {valid}\n"),
-        );
-        let output = run(
-            bff,
-            &[
-                "--config",
-                path.to_str().expect("utf-8 path"),
-                "--check-config",
-            ],
-            &[],
-        );
-        assert_eq!(output.status.code(), Some(2), "{bff}");
-        let stderr = String::from_utf8_lossy(&output.stderr);
+        let typo = format!("[{section}]\n{key}s = {valid}\n");
+        let (code, _, stderr) = check_config_file(bff, &format!("{section}-typo.toml"), &typo);
+        assert_eq!(code, Some(2), "{bff}");
         assert!(
             stderr.contains(&format!("{section}.{key}s (in ")),
             "{bff}: {stderr}"

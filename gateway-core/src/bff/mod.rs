@@ -65,9 +65,20 @@ pub trait Bff: Debug + Clone + PartialEq + Send + Sync + 'static {
     /// The name of its own configuration section (`web` for `[web]`); must
     /// differ from the shared sections.
     const SECTION: &'static str;
-    /// Its own configuration section. Derive `Deserialize` with
-    /// `deny_unknown_fields` and `default`, like every shared section.
-    type Config: OwnConfig;
+    /// Its own configuration section: loaded, validated (keys named without
+    /// the section, which [`BffConfig`] adds) and shown like the shared
+    /// sections. Derive `Deserialize` with `deny_unknown_fields` and
+    /// `default`, like every shared section.
+    type Config: Serialize
+        + DeserializeOwned
+        + Default
+        + Clone
+        + Debug
+        + PartialEq
+        + Send
+        + Sync
+        + Validate
+        + 'static;
 
     /// Builds its routes over its own configuration and its parts.
     fn routes(config: &Self::Config, parts: &BffParts) -> Router;
@@ -77,37 +88,6 @@ pub trait Bff: Debug + Clone + PartialEq + Send + Sync + 'static {
     fn layers(routes: Router, _config: &Self::Config, _parts: &BffParts) -> Router {
         routes
     }
-}
-
-/// What a BFF's own configuration section is: loaded, validated (keys named
-/// without the section, which [`BffConfig`] adds) and shown like the shared
-/// sections.
-pub trait OwnConfig:
-    Serialize
-    + DeserializeOwned
-    + Default
-    + Clone
-    + Debug
-    + PartialEq
-    + Send
-    + Sync
-    + Validate
-    + 'static
-{
-}
-
-impl<T> OwnConfig for T where
-    T: Serialize
-        + DeserializeOwned
-        + Default
-        + Clone
-        + Debug
-        + PartialEq
-        + Send
-        + Sync
-        + Validate
-        + 'static
-{
 }
 
 /// A BFF could not start.

@@ -1,0 +1,49 @@
+# Shared by the load benchmarks (sourced, not run): demo-services on the
+# ports 17000-17006, a token from its issuer, bff-web on 18080 (admin 19080)
+# configured against them, and cleanup of every process started.
+
+demo_services=${DEMO_SERVICES:-target/release/demo-services}
+pids=()
+
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+}
+trap cleanup EXIT
+
+wait_for() { # URL: waits until it answers 200 (up to a minute: callgrind starts slowly)
+    for _ in $(seq 1 600); do
+        [ "$(curl -s -o /dev/null -w '%{http_code}' "$1")" = 200 ] && return 0
+        sleep 0.1
+    done
+    echo "$1 never answered 200" >&2
+    exit 1
+}
+
+start_demo_services() { # [PREFIX...]: runs demo-services under PREFIX (taskset...)
+    env BFF_PORTS__AUTH=17000 BFF_PORTS__PRODUCTS=17001 BFF_PORTS__INVENTORY=17002 \
+        BFF_PORTS__PRICING=17003 BFF_PORTS__REVIEWS=17004 BFF_PORTS__USERS=17005 \
+        BFF_PORTS__ORDERS=17006 BFF_OBSERVABILITY__LOG_LEVEL=warn \
+        "$@" "$demo_services" >/dev/null &
+    pids+=($!)
+    wait_for http://127.0.0.1:17000/.well-known/jwks.json
+}
+
+web_token() { # prints an ES256 token for user-1 and bff-web
+    curl -s -X POST http://127.0.0.1:17000/token \
+        -d '{"subject":"user-1","audience":"bff-web","alg":"ES256"}' |
+        python3 -c 'import json, sys; print(json.load(sys.stdin)["access_token"])'
+}
+
+start_bff_web() { # COMMAND...: runs COMMAND (a bff-web binary, maybe under a prefix); sets bff_pid
+    env BFF_SERVER__LISTEN=127.0.0.1:18080 BFF_SERVER__ADMIN_LISTEN=127.0.0.1:19080 \
+        BFF_AUTH__JWKS__URL=http://127.0.0.1:17000/.well-known/jwks.json \
+        BFF_DOWNSTREAM__PRODUCTS__URL=http://127.0.0.1:17001 \
+        BFF_DOWNSTREAM__INVENTORY__URL=http://127.0.0.1:17002 \
+        BFF_DOWNSTREAM__PRICING__URL=http://127.0.0.1:17003 \
+        BFF_DOWNSTREAM__REVIEWS__URL=http://127.0.0.1:17004 \
+        "$@" >/dev/null 2>"${bff_stderr:-/dev/null}" &
+    bff_pid=$!
+    pids+=("$bff_pid")
+    wait_for http://127.0.0.1:19080/readyz
+}
