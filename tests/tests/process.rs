@@ -70,19 +70,10 @@ fn check_config_prints_the_effective_configuration() {
 
 #[test]
 fn check_config_names_the_bad_key_and_its_file() {
-    let path = write_config("bad.toml", "[server]\nrequest_timeout = \"0s\"\n");
     for bff in ["bff-web", "bff-mobile", "bff-partner"] {
-        let output = run(
-            bff,
-            &[
-                "--config",
-                path.to_str().expect("utf-8 path"),
-                "--check-config",
-            ],
-            &[],
-        );
-        assert_eq!(output.status.code(), Some(2), "{bff}");
-        let stderr = String::from_utf8_lossy(&output.stderr);
+        let (code, _, stderr) =
+            check_config_file(bff, "bad.toml", "[server]\nrequest_timeout = \"0s\"\n");
+        assert_eq!(code, Some(2), "{bff}");
         assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
         assert!(stderr.contains("server.request_timeout"), "{stderr}");
         assert!(stderr.contains("bad.toml"), "{stderr}");
