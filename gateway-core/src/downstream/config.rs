@@ -10,7 +10,7 @@ use crate::config::{HumanDuration, ServiceUrl};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DownstreamConfig {
-    /// Base URL, for example `http://products:7001`.
+    /// Base URL, for example `http://quotes.internal:7100`.
     pub url: ServiceUrl,
     /// Whole-call timeout, connect to last body byte (default `2s`).
     #[serde(default = "DownstreamConfig::default_timeout")]

@@ -21,7 +21,7 @@ pub enum DownstreamError {
         timeout: Duration,
     },
     /// The service could not be reached or broke the connection.
-    #[error("{service}: unavailable: {source}")]
+    #[error("{service}: unavailable: {}", causes(.source.as_ref()))]
     Unavailable {
         /// The service called.
         service: &'static str,
@@ -65,6 +65,19 @@ pub enum DownstreamError {
         /// The service called.
         service: &'static str,
     },
+}
+
+/// An error and its causes, `outer: inner: innermost`: the HTTP client's
+/// own message ("client error (Connect)") alone does not say what happened.
+fn causes(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(error) = cause {
+        text.push_str(": ");
+        text.push_str(&error.to_string());
+        cause = error.source();
+    }
+    text
 }
 
 impl ProblemDetails for DownstreamError {
@@ -113,7 +126,7 @@ impl ProblemDetails for DownstreamError {
 /// 404 there means the resource does not exist (the client's 404 names the
 /// resource, not the service); anything else is the downstream failure.
 ///
-/// `products.fetch::<Product>(id, &context).await.map_err(fetching("product", id))?`
+/// `downstreams.fetch::<Quote>(id, &context).await.map_err(fetching("quote", id))?`
 pub fn fetching(
     resource: &'static str,
     id: impl ToString,
@@ -124,5 +137,44 @@ pub fn fetching(
             id: id.to_string(),
         },
         other => other.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("client error (Connect)")]
+    struct ClientError(#[source] std::io::Error);
+
+    #[test]
+    fn the_log_names_every_cause_and_the_client_none() {
+        let refused =
+            std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused");
+        let error = DownstreamError::Unavailable {
+            service: "quotes",
+            source: Box::new(ClientError(refused)),
+        };
+        assert_eq!(
+            error.to_string(),
+            "quotes: unavailable: client error (Connect): connection refused"
+        );
+        assert_eq!(error.client_detail(), "the quotes service is unavailable");
+        assert_eq!(error.code(), "DOWNSTREAM_UNAVAILABLE");
+        assert_eq!(error.status(), StatusCode::BAD_GATEWAY);
+    }
+
+    #[test]
+    fn a_404_there_is_the_resource_missing_here() {
+        let error = fetching("quote", 42)(DownstreamError::NotFound { service: "quotes" });
+        assert_eq!(error.code(), "NOT_FOUND");
+        assert_eq!(error.client_detail(), "quote 42 not found");
+        let error = fetching("quote", 42)(DownstreamError::Timeout {
+            service: "quotes",
+            timeout: Duration::from_secs(2),
+        });
+        assert_eq!(error.code(), "DOWNSTREAM_TIMEOUT");
+        assert_eq!(error.status(), StatusCode::GATEWAY_TIMEOUT);
     }
 }

@@ -21,13 +21,16 @@
 //! ```no_run
 //! use gateway_core::{RequestContext, downstream::{DownstreamClient, DownstreamConfig}};
 //! use gateway_core::observability::Telemetry;
-//! use shared_schema::catalog::{PRODUCTS, Product};
+//!
+//! #[derive(serde::Deserialize)]
+//! struct Quote {
+//!     amount_minor: i64,
+//! }
 //!
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
-//! let telemetry = Telemetry::new("bff-web");
-//! let config = DownstreamConfig::local(PRODUCTS.local_port);
-//! let products = DownstreamClient::new(PRODUCTS.name, &config, &telemetry)?;
-//! let product: Product = products.get("/products/42", &RequestContext::detached()).await?;
+//! let telemetry = Telemetry::new("bff-example");
+//! let quotes = DownstreamClient::new("quotes", &DownstreamConfig::local(7100), &telemetry)?;
+//! let quote: Quote = quotes.get("/quotes/42", &RequestContext::detached()).await?;
 //! # Ok(()) }
 //! ```
 
