@@ -187,8 +187,8 @@ mod tests {
         const PUBLIC_PORT: u16 = 8099;
         const ADMIN_PORT: u16 = 9099;
         const SERVICES: &'static [ServiceSpec] = &[
-            ServiceSpec::new("products", 7001),
-            ServiceSpec::new("pricing", 7003),
+            ServiceSpec::new("listings", 7101),
+            ServiceSpec::new("quotes", 7103),
         ];
         const SECTION: &'static str = "catalog";
         type Config = CatalogConfig;
@@ -213,8 +213,8 @@ mod tests {
         let config = BffConfig::<Catalog>::default();
         assert_eq!(config.downstream.len(), 2);
         assert_eq!(
-            config.downstream["pricing"].url.as_str(),
-            "http://127.0.0.1:7003/"
+            config.downstream["quotes"].url.as_str(),
+            "http://127.0.0.1:7103/"
         );
         assert_eq!(config.server.listen.port(), 8099);
         assert_eq!(config.own.page_size, 20);
@@ -265,18 +265,18 @@ mod tests {
         let error = load("[downstream.warehouse]\nurl = \"http://w:1\"\n").expect_err("not called");
         assert_eq!(
             error,
-            "downstream.warehouse: bff-catalog does not call a service named warehouse (it calls products, pricing)"
+            "downstream.warehouse: bff-catalog does not call a service named warehouse (it calls listings, quotes)"
         );
     }
 
     #[test]
     fn a_service_without_configuration_is_a_configuration_error() {
         let mut config = BffConfig::<Catalog>::default();
-        config.downstream.remove("pricing");
+        config.downstream.remove("quotes");
         let error = config.validate().expect_err("missing").to_string();
         assert_eq!(
             error,
-            "downstream.pricing: missing: bff-catalog calls this service"
+            "downstream.quotes: missing: bff-catalog calls this service"
         );
     }
 }
