@@ -7,6 +7,9 @@
 //!
 //! Callers authenticate with a bearer token (audience `bff-web`) in
 //! `Authorization` or in the `bff_session` cookie the web app's login sets.
+//! When the web app is served from another origin, `[web] allowed_origins`
+//! lets browsers call from there (CORS, with credentials); by default only
+//! same-origin pages can.
 //!
 //! | route                          | scope           | sources                               |
 //! |--------------------------------|-----------------|---------------------------------------|
@@ -14,7 +17,13 @@
 
 mod product_page;
 
-use axum::{Router, routing::get};
+use std::time::Duration;
+
+use axum::{
+    Router,
+    http::{HeaderValue, Method, Uri, header},
+    routing::get,
+};
 use gateway_core::{
     auth::RequireScope,
     bff::{Bff, BffConfig, BffParts},
@@ -23,6 +32,7 @@ use gateway_core::{
 };
 use serde::{Deserialize, Serialize};
 use shared_schema::catalog::{INVENTORY, PRICING, PRODUCTS, REVIEWS};
+use tower_http::cors::CorsLayer;
 
 pub use product_page::{
     Availability, PriceView, ProductPage, ProductSummary, ReviewDigest, ReviewView,
@@ -47,6 +57,39 @@ impl Bff for Web {
     fn routes(settings: &WebSettings, parts: &BffParts) -> Router {
         app(parts.downstreams().clone(), settings)
     }
+
+    /// CORS for the web app's origins: outside authentication, because a
+    /// browser's preflight carries no credential.
+    fn layers(routes: Router, settings: &WebSettings, _parts: &BffParts) -> Router {
+        match cors(settings) {
+            Some(cors) => routes.layer(cors),
+            None => routes,
+        }
+    }
+}
+
+/// How long a browser may reuse a preflight answer.
+const PREFLIGHT_MAX_AGE: Duration = Duration::from_secs(600);
+
+/// The CORS layer for `[web] allowed_origins`; none when the list is empty.
+fn cors(settings: &WebSettings) -> Option<CorsLayer> {
+    if settings.allowed_origins.is_empty() {
+        return None;
+    }
+    let origins: Vec<HeaderValue> = settings
+        .allowed_origins
+        .iter()
+        .filter_map(|origin| HeaderValue::from_str(origin).ok())
+        .collect();
+    Some(
+        CorsLayer::new()
+            .allow_origin(origins)
+            .allow_methods([Method::GET])
+            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+            .expose_headers([header::HeaderName::from_static("x-request-id")])
+            .allow_credentials(true)
+            .max_age(PREFLIGHT_MAX_AGE),
+    )
 }
 
 /// The configuration of `bff-web`.
@@ -61,12 +104,16 @@ const MAX_PAGE_REVIEWS: u32 = 50;
 pub struct WebSettings {
     /// Reviews shown on a product page, newest first (default 5, at most 50).
     pub product_page_reviews: u32,
+    /// Origins a browser may call from, exactly as it sends them
+    /// (`https://shop.example.com`); empty (the default): same-origin only.
+    pub allowed_origins: Vec<String>,
 }
 
 impl Default for WebSettings {
     fn default() -> Self {
         Self {
             product_page_reviews: 5,
+            allowed_origins: Vec::new(),
         }
     }
 }
@@ -79,8 +126,34 @@ impl Validate for WebSettings {
                 format!("must be 1 to {MAX_PAGE_REVIEWS}"),
             ));
         }
+        for origin in &self.allowed_origins {
+            if !is_origin(origin) {
+                return Err(ConfigError::rule(
+                    "allowed_origins",
+                    format!(
+                        "{origin:?} is not an origin: write scheme://host[:port], \
+                         http or https, without a path; \"*\" is refused because \
+                         the session cookie is a credential"
+                    ),
+                ));
+            }
+        }
         Ok(())
     }
+}
+
+/// True for `scheme://host[:port]`, http or https, as a browser's `Origin`.
+fn is_origin(text: &str) -> bool {
+    let Ok(uri) = text.parse::<Uri>() else {
+        return false;
+    };
+    matches!(uri.scheme_str(), Some("http" | "https"))
+        && uri
+            .authority()
+            .is_some_and(|authority| !authority.as_str().contains('@'))
+        && uri.path() == "/"
+        && uri.query().is_none()
+        && !text.ends_with('/')
 }
 
 /// The routes of `bff-web` over its downstream clients.
@@ -94,4 +167,46 @@ pub fn app(downstreams: Downstreams, settings: &WebSettings) -> Router {
             services: downstreams,
             reviews: settings.product_page_reviews,
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_origins(origins: &[&str]) -> Result<(), ConfigError> {
+        WebSettings {
+            allowed_origins: origins.iter().map(|origin| (*origin).to_owned()).collect(),
+            ..WebSettings::default()
+        }
+        .validate()
+    }
+
+    #[test]
+    fn allowed_origins_are_origins_as_browsers_send_them() {
+        assert!(with_origins(&["https://shop.example.com", "http://localhost:3000"]).is_ok());
+        for refused in [
+            "*",
+            "https://shop.example.com/",
+            "https://shop.example.com/app",
+            "https://shop.example.com?x=1",
+            "shop.example.com",
+            "ftp://shop.example.com",
+            "https://user@shop.example.com",
+        ] {
+            let error = with_origins(&[refused]).expect_err(refused).to_string();
+            assert!(error.starts_with("allowed_origins: "), "{refused}: {error}");
+        }
+    }
+
+    #[test]
+    fn no_origins_no_cors() {
+        assert!(cors(&WebSettings::default()).is_none());
+        assert!(
+            cors(&WebSettings {
+                allowed_origins: vec!["https://shop.example.com".to_owned()],
+                ..WebSettings::default()
+            })
+            .is_some()
+        );
+    }
 }

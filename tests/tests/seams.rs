@@ -454,3 +454,84 @@ async fn each_bffs_own_section_changes_what_it_serves() {
         running.wait().await;
     }
 }
+
+#[tokio::test]
+async fn bff_web_answers_cors_for_its_configured_origins_before_authentication() {
+    let (demo, shutdown) = start_demo(Default::default()).await;
+    let mut web = bff_config::<bff_web::Web>(&demo, &PlatformOptions::default());
+    web.own.allowed_origins = vec!["https://shop.example.com".to_owned()];
+    let web = bff::start(web, shutdown.clone()).await.expect("web starts");
+    wait_until_ready(&web).await;
+    let url = format!("{}/api/product-page/42", base_url(&web));
+    let preflight = |origin: &str| {
+        send(
+            reqwest::Client::new()
+                .request(reqwest::Method::OPTIONS, &url)
+                .header("origin", origin)
+                .header("access-control-request-method", "GET")
+                .header("access-control-request-headers", "authorization"),
+        )
+    };
+
+    let allowed = preflight("https://shop.example.com").await;
+    assert_eq!(
+        allowed.status, 200,
+        "a preflight needs no credential: {}",
+        allowed.body
+    );
+    assert_eq!(
+        allowed.header("access-control-allow-origin"),
+        "https://shop.example.com"
+    );
+    assert_eq!(allowed.header("access-control-allow-credentials"), "true");
+    assert!(
+        allowed
+            .header("access-control-allow-methods")
+            .contains("GET")
+    );
+    assert!(
+        allowed
+            .header("access-control-allow-headers")
+            .contains("authorization")
+    );
+
+    let other = preflight("https://evil.example").await;
+    assert_eq!(
+        other.header("access-control-allow-origin"),
+        "",
+        "another origin is not allowed"
+    );
+
+    let token = issue_token(&demo, "user-1", "bff-web", "RS256");
+    let page = send(
+        reqwest::Client::new()
+            .get(&url)
+            .bearer_auth(&token)
+            .header("origin", "https://shop.example.com"),
+    )
+    .await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert_eq!(
+        page.header("access-control-allow-origin"),
+        "https://shop.example.com"
+    );
+    assert!(
+        page.header("access-control-expose-headers")
+            .contains("x-request-id")
+    );
+
+    let refused = send(
+        reqwest::Client::new()
+            .get(&url)
+            .header("origin", "https://shop.example.com"),
+    )
+    .await;
+    refused.assert_problem(401, "AUTH_MISSING", "no credential");
+    assert_eq!(
+        refused.header("access-control-allow-origin"),
+        "https://shop.example.com",
+        "the browser may read the error"
+    );
+    shutdown.trigger();
+    web.wait().await;
+}
