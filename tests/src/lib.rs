@@ -406,6 +406,24 @@ pub fn base_url(running: &Running) -> String {
     format!("http://{}", running.public_addr())
 }
 
+/// The repository's root directory.
+pub fn repository() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .canonicalize()
+        .expect("the repository root exists")
+}
+
+/// Writes `contents` to the file `name` in this test process's own temporary
+/// directory and returns its path.
+pub fn write_temp_file(name: &str, contents: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("bff-platform-tests-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join(name);
+    std::fs::write(&path, contents).expect("file written");
+    path
+}
+
 /// The path of a workspace binary built next to the test executables.
 ///
 /// `scripts/test` builds every binary before running the tests.

@@ -1,13 +1,9 @@
 //! Every configuration shipped in the repository loads through the real
 //! loader, so documentation and deployment files cannot drift from the code.
 
-use std::{collections::BTreeMap, path::PathBuf, process::Command};
+use std::{collections::BTreeMap, process::Command};
 
-use platform_tests::binary;
-
-fn repository() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+use platform_tests::{binary, repository};
 
 fn check(binary_name: &str, args: &[&str], env: &[(String, String)]) {
     let output = Command::new(binary(binary_name))

@@ -10,7 +10,7 @@ use std::{
 
 use demo_services::{FaultConfig, ServiceName};
 use gateway_core::config::HumanDuration;
-use platform_tests::{BffProcess, binary, issue_token, start_demo};
+use platform_tests::{BffProcess, binary, issue_token, start_demo, write_temp_file};
 
 fn run(name: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut command = Command::new(binary(name));
@@ -21,17 +21,9 @@ fn run(name: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
     command.output().expect("the binary runs")
 }
 
-fn write_config(name: &str, contents: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("bff-process-tests-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let path = dir.join(name);
-    std::fs::write(&path, contents).expect("config written");
-    path
-}
-
 #[test]
 fn check_config_prints_the_effective_configuration() {
-    let path = write_config(
+    let path = write_temp_file(
         "web.toml",
         "[server]\nrequest_timeout = \"5s\"\n\n[downstream.pricing]\nurl = \"http://pricing.internal:7003\"\n",
     );
@@ -104,7 +96,7 @@ fn check_config_names_a_bad_environment_variable() {
 /// `bff --config FILE --check-config`, FILE holding `contents`: the exit
 /// code, stdout and stderr.
 fn check_config_file(bff: &str, file: &str, contents: &str) -> (Option<i32>, String, String) {
-    let path = write_config(file, contents);
+    let path = write_temp_file(file, contents);
     let output = run(
         bff,
         &[
@@ -167,7 +159,7 @@ fn each_bff_shows_and_checks_its_own_section() {
 
 #[test]
 fn config_file_can_come_from_bff_config() {
-    let path = write_config("mobile.toml", "[observability]\nlog_format = \"pretty\"\n");
+    let path = write_temp_file("mobile.toml", "[observability]\nlog_format = \"pretty\"\n");
     let output = run(
         "bff-mobile",
         &["--check-config"],
@@ -355,7 +347,7 @@ fn check_config_masks_secrets() {
 
 #[test]
 fn hs256_secrets_can_come_from_a_file() {
-    let path = write_config("jwt-secret", "file-secret-that-is-at-least-32-bytes-long\n");
+    let path = write_temp_file("jwt-secret", "file-secret-that-is-at-least-32-bytes-long\n");
     let output = run(
         "bff-partner",
         &["--check-config"],

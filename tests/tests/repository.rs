@@ -6,12 +6,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-fn repository() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .canonicalize()
-        .expect("the repository root exists")
-}
+use platform_tests::repository;
 
 /// Every text file of the repository that code or docs live in.
 fn text_files(root: &Path) -> Vec<PathBuf> {

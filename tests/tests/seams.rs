@@ -28,7 +28,7 @@ use gateway_core::{
 };
 use platform_tests::{
     PlatformOptions, base_url, bff_config, get_with_token, issue_token, send, start_demo,
-    wait_until_ready,
+    wait_until_ready, write_temp_file,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -282,16 +282,8 @@ async fn a_bffs_own_layers_see_every_routed_request_before_authentication() {
     storefront.wait().await;
 }
 
-fn write_config(name: &str, contents: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("bff-seams-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let path = dir.join(name);
-    std::fs::write(&path, contents).expect("config written");
-    path
-}
-
 fn load(name: &str, contents: &str) -> Result<BffConfig<Storefront>, String> {
-    config::load(Some(&write_config(name, contents))).map_err(|error| error.to_string())
+    config::load(Some(&write_temp_file(name, contents))).map_err(|error| error.to_string())
 }
 
 #[test]
