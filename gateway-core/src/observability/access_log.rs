@@ -6,6 +6,11 @@
 //! observation. The route is the template the router matched
 //! (`/api/product-page/{id}`), recorded by [`RouteTemplate::record`] inside
 //! the router; requests no route matched are logged as `unmatched`.
+//!
+//! One hand-written layer rather than tower-http's `TraceLayer`: the line,
+//! the histogram and the active-requests gauge all need the route template
+//! and the caller found on the response, which `TraceLayer` would spread
+//! over four callbacks sharing state.
 
 use std::{
     sync::Arc,

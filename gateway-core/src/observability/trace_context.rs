@@ -6,6 +6,9 @@
 //! ([`TraceContext::child_traceparent`]). The request id is the caller's
 //! `x-request-id` when it sent a sane one, else the trace id, and is echoed on
 //! the response.
+//!
+//! Hand-written because tower-http's request-id layers know nothing of W3C
+//! trace context, and the request id here is derived from the trace.
 
 use std::{
     fmt,

@@ -15,6 +15,9 @@
 //! The request continues with the normalised URI, so routing, authorisation
 //! and the path forwarded downstream all see the same path: there is no
 //! second decoding anywhere that could disagree with the first.
+//!
+//! Hand-written because no maintained layer does this: tower-http's
+//! `NormalizePath` only trims trailing slashes and decodes nothing.
 
 use std::{
     borrow::Cow,
