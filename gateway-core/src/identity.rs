@@ -33,6 +33,8 @@ pub struct VerifiedIdentity {
     identity: Identity,
     /// The `X-Auth-*` headers, rendered once at verification.
     forwarded: Vec<(HeaderName, HeaderValue)>,
+    /// The rate-limit plan the credential carries (an API key's `plan`).
+    plan: Option<String>,
 }
 
 impl VerifiedIdentity {
@@ -52,7 +54,21 @@ impl VerifiedIdentity {
         Self {
             identity,
             forwarded,
+            plan: None,
         }
+    }
+
+    /// The same identity, carrying the rate-limit plan its credential names.
+    pub fn with_plan(self, plan: impl Into<String>) -> Self {
+        Self {
+            plan: Some(plan.into()),
+            ..self
+        }
+    }
+
+    /// The rate-limit plan its credential names, if any.
+    pub fn plan(&self) -> Option<&str> {
+        self.plan.as_deref()
     }
 
     /// The identity.

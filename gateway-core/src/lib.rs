@@ -17,6 +17,7 @@
 //! - [`context`]: what a handler knows about the request it serves.
 //! - [`auth`]: JWT (HS256, RS256, ES256 with a cached JWKS) and API keys,
 //!   and coarse scope checks.
+//! - [`ratelimit`]: token buckets per caller, plans per tenant and API key.
 //! - [`downstream`]: one pooled HTTP client per configured downstream service.
 //! - [`server`]: the public and admin listeners, connection hygiene, the
 //!   shared layer stack and graceful drain.
@@ -88,6 +89,7 @@ pub mod error;
 pub mod identity;
 pub mod lifecycle;
 pub mod observability;
+pub mod ratelimit;
 pub mod server;
 pub mod stores;
 

@@ -97,13 +97,16 @@ impl ApiKeys {
             }
             entries.push(Entry {
                 digest,
-                identity: Arc::new(VerifiedIdentity::new(Identity {
-                    subject: config.name.clone(),
-                    tenant: config.tenant.clone(),
-                    scopes: config.scopes.clone(),
-                    client: Some(config.name.clone()),
-                    auth_method: AuthMethod::ApiKey,
-                })),
+                identity: Arc::new(
+                    VerifiedIdentity::new(Identity {
+                        subject: config.name.clone(),
+                        tenant: config.tenant.clone(),
+                        scopes: config.scopes.clone(),
+                        client: Some(config.name.clone()),
+                        auth_method: AuthMethod::ApiKey,
+                    })
+                    .with_plan(config.plan.clone()),
+                ),
                 revoked: config.revoked,
             });
         }

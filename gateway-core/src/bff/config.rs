@@ -1,6 +1,7 @@
 //! The configuration of a BFF: the shared sections and the BFF's own.
 //!
-//! `[server]`, `[observability]`, `[auth]` and `[downstream.<service>]` mean
+//! `[server]`, `[observability]`, `[auth]`, `[rate_limit]` and
+//! `[downstream.<service>]` mean
 //! the same in every BFF, so an operator learns them once; the BFF's own
 //! section is named by [`Bff::SECTION`] (`[web]`, `[mobile]`, `[partner]`)
 //! and typed by [`Bff::Config`]. Serde is implemented by hand because that
@@ -22,6 +23,7 @@ use crate::{
     config::{ConfigError, Validate},
     downstream::DownstreamConfig,
     observability::ObservabilityConfig,
+    ratelimit::RateLimitConfig,
     server::ServerConfig,
 };
 
@@ -34,6 +36,8 @@ pub struct BffConfig<B: Bff> {
     pub observability: ObservabilityConfig,
     /// Who may call, and how they prove it.
     pub auth: AuthConfig,
+    /// How often they may.
+    pub rate_limit: RateLimitConfig,
     /// The services this BFF calls, by name. Defaults point every one of
     /// [`Bff::SERVICES`] at `127.0.0.1` on its local port.
     pub downstream: BTreeMap<String, DownstreamConfig>,
@@ -56,6 +60,7 @@ impl<B: Bff> Default for BffConfig<B> {
                 session_cookie: B::SESSION_COOKIE.map(str::to_owned),
                 ..AuthConfig::for_audience(B::NAME)
             },
+            rate_limit: RateLimitConfig::default(),
             downstream: B::SERVICES
                 .iter()
                 .map(|service| {
@@ -75,6 +80,19 @@ impl<B: Bff> Validate for BffConfig<B> {
         self.server.validate()?;
         self.observability.validate()?;
         self.auth.validate()?;
+        self.rate_limit.validate()?;
+        if let Some((index, key)) = self
+            .auth
+            .api_keys
+            .iter()
+            .enumerate()
+            .find(|(_, key)| !self.rate_limit.plans.contains_key(&key.plan))
+        {
+            return Err(ConfigError::rule(
+                &format!("auth.api_keys[{index}].plan"),
+                format!("no plan named {:?} in [rate_limit.plans]", key.plan),
+            ));
+        }
         let called = || {
             B::SERVICES
                 .iter()
@@ -123,6 +141,7 @@ impl<B: Bff> Serialize for BffConfig<B> {
         config.serialize_field("server", &self.server)?;
         config.serialize_field("observability", &self.observability)?;
         config.serialize_field("auth", &self.auth)?;
+        config.serialize_field("rate_limit", &self.rate_limit)?;
         config.serialize_field("downstream", &self.downstream)?;
         config.serialize_field(B::SECTION, &self.own)?;
         config.end()
@@ -144,6 +163,7 @@ enum Section {
     Server,
     Observability,
     Auth,
+    RateLimit,
     Downstream,
     Own,
 }
@@ -172,6 +192,7 @@ impl<B: Bff> Visitor<'_> for SectionName<B> {
             "server" => Section::Server,
             "observability" => Section::Observability,
             "auth" => Section::Auth,
+            "rate_limit" => Section::RateLimit,
             "downstream" => Section::Downstream,
             own if own == B::SECTION => Section::Own,
             unknown => return Err(E::unknown_field(unknown, BffConfig::<B>::SECTIONS)),
@@ -197,6 +218,7 @@ impl<'de, B: Bff> Visitor<'de> for ConfigVisitor<B> {
                 Section::Server => config.server = map.next_value()?,
                 Section::Observability => config.observability = map.next_value()?,
                 Section::Auth => config.auth = map.next_value()?,
+                Section::RateLimit => config.rate_limit = map.next_value()?,
                 Section::Downstream => config.downstream = map.next_value()?,
                 Section::Own => config.own = map.next_value()?,
             }

@@ -17,9 +17,10 @@
 //!    reached a route, before authentication, so a CORS preflight (which
 //!    carries no credential) can be answered there;
 //! 3. authentication, on every route but [`Bff::PUBLIC_ROUTES`];
-//! 4. the BFF's routes, [`Bff::routes`], with their per-route layers (a
-//!    scope check, later a route's rate-limit cost) added there with
-//!    `route_layer`.
+//! 4. rate limiting, keyed by the verified caller (by the client address
+//!    on public routes), charging each route its [`Bff::ROUTE_COSTS`];
+//! 5. the BFF's routes, [`Bff::routes`], with their per-route layers (a
+//!    scope check) added there with `route_layer`.
 
 mod config;
 mod parts;
@@ -39,6 +40,7 @@ use crate::{
     downstream::{ClientBuildError, Downstreams, ServiceSpec},
     lifecycle::Shutdown,
     observability::Telemetry,
+    ratelimit::RateLimiter,
     server::{Gateway, Running, ServeError},
     stores::SharedStores,
 };
@@ -62,6 +64,9 @@ pub trait Bff: Debug + Clone + PartialEq + Send + Sync + 'static {
     const PUBLIC_ROUTES: &'static [&'static str] = &[];
     /// The cookie that may carry the token, by default.
     const SESSION_COOKIE: Option<&'static str> = None;
+    /// Route templates that cost more than one rate-limit token, with their
+    /// cost (a page fanning out to many services, a search).
+    const ROUTE_COSTS: &'static [(&'static str, u32)] = &[];
     /// The name of its own configuration section (`web` for `[web]`); must
     /// differ from the shared sections.
     const SECTION: &'static str;
@@ -126,7 +131,12 @@ pub async fn start<B: Bff>(
     };
     let authenticator =
         Authenticator::start(&config.auth, &parts.telemetry, &parts.readiness, &shutdown)?;
-    let routes = B::routes(&config.own, &parts).route_layer(authenticator.layer(B::PUBLIC_ROUTES));
+    let mut routes = B::routes(&config.own, &parts);
+    if config.rate_limit.enabled {
+        let limiter = RateLimiter::new(B::NAME, &config.rate_limit, &parts.telemetry)?;
+        routes = routes.route_layer(limiter.layer(B::ROUTE_COSTS));
+    }
+    let routes = routes.route_layer(authenticator.layer(B::PUBLIC_ROUTES));
     let app = B::layers(routes, &config.own, &parts);
     Ok(gateway.serve(app, shutdown).await?)
 }

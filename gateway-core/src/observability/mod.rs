@@ -32,7 +32,7 @@ mod trace_context;
 
 pub(crate) use access_log::{AccessLogLayer, RouteTemplate};
 pub use metrics::Telemetry;
-pub(crate) use metrics::{DownstreamMetrics, HttpMetrics, RouteLabel};
+pub(crate) use metrics::{DownstreamMetrics, HttpMetrics, RouteLabel, latency_histogram};
 pub(crate) use trace_context::{REQUEST_ID, RequestId, TRACEPARENT, TRACESTATE, TraceContextLayer};
 pub use trace_context::{TraceContext, TraceId};
 

@@ -1,0 +1,83 @@
+//! A refused request, and the headers every limited answer carries.
+
+use std::time::Duration;
+
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+
+use super::bucket::Decision;
+use crate::error::ProblemDetails;
+
+/// `RateLimit-Limit`: the plan's burst.
+pub(crate) const RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
+/// `RateLimit-Remaining`: whole tokens left.
+pub(crate) const RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
+/// `RateLimit-Reset`: seconds until the bucket is full again.
+pub(crate) const RATELIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
+/// `RateLimit-Policy`: the quota and the window it refills in.
+pub(crate) const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+
+/// Why a request was not let through by the rate limiter.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RateLimitError {
+    /// The caller's bucket has too few tokens.
+    #[error("rate limited on plan {plan}: retry in {:?}", .decision.retry_after.unwrap_or_default())]
+    Limited {
+        /// The caller's plan.
+        plan: &'static str,
+        /// What the bucket said.
+        decision: Decision,
+        /// The plan's `RateLimit-Policy` value.
+        policy: HeaderValue,
+    },
+}
+
+/// Whole seconds, rounded up: a client waiting this long is never early.
+fn seconds_up(duration: Duration) -> u64 {
+    duration.as_secs() + u64::from(duration.subsec_nanos() > 0)
+}
+
+/// Writes the `RateLimit-*` headers of `decision` under `policy`.
+pub(crate) fn write_headers(headers: &mut HeaderMap, decision: &Decision, policy: &HeaderValue) {
+    headers.insert(RATELIMIT_LIMIT, HeaderValue::from(decision.limit));
+    headers.insert(RATELIMIT_REMAINING, HeaderValue::from(decision.remaining));
+    headers.insert(
+        RATELIMIT_RESET,
+        HeaderValue::from(seconds_up(decision.reset)),
+    );
+    headers.insert(RATELIMIT_POLICY, policy.clone());
+}
+
+impl ProblemDetails for RateLimitError {
+    fn status(&self) -> StatusCode {
+        match self {
+            Self::Limited { .. } => StatusCode::TOO_MANY_REQUESTS,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            Self::Limited { .. } => "RATE_LIMITED",
+        }
+    }
+
+    fn client_detail(&self) -> String {
+        match self {
+            Self::Limited { decision, .. } => format!(
+                "too many requests: retry in {} s",
+                seconds_up(decision.retry_after.unwrap_or_default()).max(1)
+            ),
+        }
+    }
+
+    fn response_headers(&self, headers: &mut HeaderMap) {
+        match self {
+            Self::Limited {
+                decision, policy, ..
+            } => {
+                let retry_after = seconds_up(decision.retry_after.unwrap_or_default()).max(1);
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+                write_headers(headers, decision, policy);
+            }
+        }
+    }
+}

@@ -1,0 +1,358 @@
+//! Rate limiting: token buckets per caller, with plans from configuration.
+//!
+//! Every request draws tokens from its caller's bucket (see `key.rs` for
+//! whose bucket that is: the verified tenant and subject, else the client
+//! address behind trusted proxies). A caller's plan is its API key's `plan`,
+//! else its tenant's (`[rate_limit.tenants]`), else `default_plan`; a plan
+//! is a bucket shape (`capacity` burst, `refill_per_second`). A request costs
+//! one token unless its route costs more ([`crate::bff::Bff::ROUTE_COSTS`]),
+//! and a handler may charge more once it knows the real cost (a GraphQL
+//! query's complexity) through the [`RateLimitCharge`] in the request.
+//!
+//! [`RateLimitLayer`] runs after authentication. An admitted request's
+//! answer carries `RateLimit-Limit`, `RateLimit-Remaining`,
+//! `RateLimit-Reset` and `RateLimit-Policy`; a refused one is a 429
+//! problem+json (`RATE_LIMITED`) with `Retry-After` and the same headers.
+//! The metrics `rate_limit_decisions_total{plan,outcome}`,
+//! `rate_limit_decision_duration_seconds` and `rate_limit_backend{mode}`
+//! show what it does.
+//!
+//! The buckets live in this process (`local.rs`): the one-machine default.
+//!
+//! # Example
+//!
+//! ```
+//! use gateway_core::{observability::Telemetry, ratelimit::{RateLimitConfig, RateLimiter}};
+//!
+//! let limiter = RateLimiter::new("bff-example", &RateLimitConfig::default(), &Telemetry::new("bff-example"))
+//!     .expect("the defaults are valid");
+//! let layer = limiter.layer(&[("/api/search", 5)]);
+//! # let _ = layer;
+//! ```
+
+mod bucket;
+mod config;
+mod error;
+mod key;
+mod local;
+
+pub use bucket::Decision;
+pub use config::{OutagePolicy, PlanConfig, RateLimitConfig};
+pub use error::RateLimitError;
+
+use std::{
+    collections::HashMap,
+    net::{IpAddr, SocketAddr},
+    sync::Arc,
+    task::{Context, Poll},
+    time::{Duration, Instant},
+};
+
+use axum::{
+    extract::{ConnectInfo, MatchedPath, Request},
+    response::{IntoResponse, Response},
+};
+use futures_util::future::BoxFuture;
+use http::{HeaderMap, HeaderValue};
+use ipnet::IpNet;
+use prometheus_client::{
+    encoding::EncodeLabelSet,
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
+};
+use tower::{Layer, Service};
+
+use crate::{
+    Error,
+    config::{ConfigError, Validate},
+    identity::VerifiedIdentity,
+    observability::{Telemetry, latency_histogram},
+};
+use bucket::Shape;
+use local::LocalBuckets;
+
+/// What a request costs when its route names no other cost.
+const DEFAULT_COST: u32 = 1;
+
+/// A plan ready to decide with.
+#[derive(Debug)]
+struct Plan {
+    /// Its name, the `plan` metrics label (leaked once at start: plans are
+    /// few and live as long as the process).
+    name: &'static str,
+    shape: Shape,
+    /// `RateLimit-Policy`: `{capacity};w={seconds to fill}`.
+    policy: HeaderValue,
+    admitted: Counter,
+    limited: Counter,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct DecisionLabels {
+    plan: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ModeLabels {
+    mode: &'static str,
+}
+
+/// Decides whether callers may proceed; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct RateLimiter {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    /// The BFF whose buckets these are (the first part of every key).
+    bff: &'static str,
+    plans: HashMap<String, Arc<Plan>>,
+    /// Tenant id to its plan.
+    tenants: HashMap<String, Arc<Plan>>,
+    default_plan: Arc<Plan>,
+    trusted_proxies: Vec<IpNet>,
+    local: LocalBuckets,
+    decision_latency: Histogram,
+}
+
+impl RateLimiter {
+    /// The limiter of `bff` configured by `config`, recording into `telemetry`.
+    pub fn new(
+        bff: &'static str,
+        config: &RateLimitConfig,
+        telemetry: &Telemetry,
+    ) -> Result<Self, ConfigError> {
+        config.validate()?;
+        let decisions = Family::<DecisionLabels, Counter>::default();
+        telemetry.register(
+            "rate_limit_decisions",
+            "Rate-limit decisions by plan and outcome (admitted, limited)",
+            decisions.clone(),
+        );
+        let decision_latency = latency_histogram();
+        telemetry.register(
+            "rate_limit_decision_duration_seconds",
+            "Time to decide whether a request may proceed",
+            decision_latency.clone(),
+        );
+        let backend = Family::<ModeLabels, Gauge>::default();
+        telemetry.register(
+            "rate_limit_backend",
+            "Where rate-limit decisions are made (1 for the mode in force): local, redis, open or closed",
+            backend.clone(),
+        );
+        backend.get_or_create(&ModeLabels { mode: "local" }).set(1);
+
+        let plans: HashMap<String, Arc<Plan>> = config
+            .plans
+            .iter()
+            .map(|(name, plan)| {
+                let shape = Shape {
+                    capacity: f64::from(plan.capacity),
+                    refill_per_second: plan.refill_per_second,
+                };
+                let window = shape.time_to_fill().as_secs_f64().ceil().max(1.0);
+                let name: &'static str = Box::leak(name.clone().into_boxed_str());
+                // One statement per label set: a family lookup holds its lock to the end of the statement.
+                let admitted = decisions
+                    .get_or_create(&DecisionLabels {
+                        plan: name,
+                        outcome: "admitted",
+                    })
+                    .clone();
+                let limited = decisions
+                    .get_or_create(&DecisionLabels {
+                        plan: name,
+                        outcome: "limited",
+                    })
+                    .clone();
+                let plan = Plan {
+                    name,
+                    policy: HeaderValue::try_from(format!("{};w={window}", plan.capacity))
+                        .expect("digits and ;w= are a valid header value"),
+                    shape,
+                    admitted,
+                    limited,
+                };
+                (name.to_owned(), Arc::new(plan))
+            })
+            .collect();
+        let tenants = config
+            .tenants
+            .iter()
+            .map(|(tenant, plan)| (tenant.clone(), plans[plan].clone()))
+            .collect();
+        let idle = plans
+            .values()
+            .map(|plan| plan.shape.time_to_fill())
+            .max()
+            .unwrap_or_default()
+            + Duration::from_secs(1);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                bff,
+                default_plan: plans[&config.default_plan].clone(),
+                plans,
+                tenants,
+                trusted_proxies: config.trusted_proxies.clone(),
+                local: LocalBuckets::new(config.max_local_buckets, idle),
+                decision_latency,
+            }),
+        })
+    }
+
+    /// The plan of `identity`: its API key's, else its tenant's, else the default.
+    fn plan_for(&self, identity: Option<&VerifiedIdentity>) -> Arc<Plan> {
+        let inner = &self.inner;
+        identity
+            .and_then(|identity| {
+                identity
+                    .plan()
+                    .and_then(|plan| inner.plans.get(plan))
+                    .or_else(|| inner.tenants.get(&identity.tenant))
+            })
+            .unwrap_or(&inner.default_plan)
+            .clone()
+    }
+
+    /// Whom a request is charged to: `identity` when verified, else the
+    /// client address of a request from `peer` with `headers`.
+    pub fn charge_for(
+        &self,
+        identity: Option<&VerifiedIdentity>,
+        peer: Option<IpAddr>,
+        headers: &HeaderMap,
+    ) -> RateLimitCharge {
+        let address = match identity {
+            Some(_) => None,
+            None => {
+                peer.map(|peer| key::client_address(peer, headers, &self.inner.trusted_proxies))
+            }
+        };
+        RateLimitCharge {
+            limiter: self.clone(),
+            key: key::bucket_key(self.inner.bff, identity, address).into(),
+            plan: self.plan_for(identity),
+        }
+    }
+
+    /// The layer charging every request of a route its cost: the one in
+    /// `route_costs` for its template, else 1.
+    pub fn layer(&self, route_costs: &'static [(&'static str, u32)]) -> RateLimitLayer {
+        RateLimitLayer {
+            limiter: self.clone(),
+            route_costs,
+        }
+    }
+}
+
+/// Whom a request is charged to: its bucket and plan. The layer puts it in
+/// the request's extensions, so a handler that learns the real cost of the
+/// request can charge the rest (`Extension<RateLimitCharge>`).
+#[derive(Debug, Clone)]
+pub struct RateLimitCharge {
+    limiter: RateLimiter,
+    key: Arc<str>,
+    plan: Arc<Plan>,
+}
+
+impl RateLimitCharge {
+    /// Takes `cost` tokens from the bucket, or refuses with nothing taken.
+    pub async fn charge(&self, cost: u32) -> Result<Decision, RateLimitError> {
+        let inner = &self.limiter.inner;
+        let started = Instant::now();
+        let decision = inner.local.decide(&self.key, &self.plan.shape, cost);
+        inner
+            .decision_latency
+            .observe(started.elapsed().as_secs_f64());
+        if decision.allowed {
+            self.plan.admitted.inc();
+            Ok(decision)
+        } else {
+            self.plan.limited.inc();
+            Err(RateLimitError::Limited {
+                plan: self.plan.name,
+                decision,
+                policy: self.plan.policy.clone(),
+            })
+        }
+    }
+}
+
+/// Charges every request before it reaches its handler; see the module docs.
+#[derive(Debug, Clone)]
+pub struct RateLimitLayer {
+    limiter: RateLimiter,
+    route_costs: &'static [(&'static str, u32)],
+}
+
+impl<S> Layer<S> for RateLimitLayer {
+    type Service = RateLimit<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RateLimit {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// The service of [`RateLimitLayer`].
+#[derive(Debug, Clone)]
+pub struct RateLimit<S> {
+    inner: S,
+    layer: RateLimitLayer,
+}
+
+impl<S> Service<Request> for RateLimit<S>
+where
+    S: Service<Request, Response = Response> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<Response, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request) -> Self::Future {
+        let cost = request
+            .extensions()
+            .get::<MatchedPath>()
+            .and_then(|route| {
+                self.layer
+                    .route_costs
+                    .iter()
+                    .find(|(template, _)| *template == route.as_str())
+            })
+            .map_or(DEFAULT_COST, |(_, cost)| *cost);
+        let peer = request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(peer)| peer.ip());
+        let identity = request.extensions().get::<Arc<VerifiedIdentity>>();
+        let charge =
+            self.layer
+                .limiter
+                .charge_for(identity.map(Arc::as_ref), peer, request.headers());
+        // The clone is ready only once polled; keep the polled one for this call.
+        let ready = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, ready);
+        Box::pin(async move {
+            match charge.charge(cost).await {
+                Ok(decision) => {
+                    let policy = charge.plan.policy.clone();
+                    request.extensions_mut().insert(charge);
+                    let mut response = inner.call(request).await?;
+                    error::write_headers(response.headers_mut(), &decision, &policy);
+                    Ok(response)
+                }
+                Err(refused) => Ok(Error::from(refused).into_response()),
+            }
+        })
+    }
+}
