@@ -15,13 +15,13 @@
 //! - [`error`]: how requests fail: [`Error`], the [`error::ProblemDetails`]
 //!   every concern's error implements, and `application/problem+json`.
 //! - [`context`]: what a handler knows about the request it serves.
+//! - [`stores`]: the Redis connection every instance shares, opened once.
 //! - [`auth`]: JWT (HS256, RS256, ES256 with a cached JWKS) and API keys,
 //!   and coarse scope checks.
 //! - [`ratelimit`]: token buckets per caller, plans per tenant and API key.
 //! - [`downstream`]: one pooled HTTP client per configured downstream service.
 //! - [`server`]: the public and admin listeners, connection hygiene, the
 //!   shared layer stack and graceful drain.
-//! - [`stores`]: where the state shared by every instance is reached.
 //! - [`cli`]: the command line every binary shares (`--config`,
 //!   `--check-config`, `--help`) and the process lifecycle around it.
 //! - [`bff`]: how a BFF is assembled from all of the above.

@@ -2,18 +2,138 @@
 //! instance of a BFF.
 //!
 //! BFF instances are stateless; what the fleet must share (rate-limit
-//! buckets, cached responses, idempotency records, persisted queries) lives
-//! in Redis, behind one multiplexed connection per process opened at start.
-//! [`SharedStores`] is where that connection is kept and how every concern
-//! and every BFF reaches it: a BFF receives it in its parts
-//! (`bff::BffParts::stores`), a concern takes it when it is built. A
-//! concern that needs a store adds it here, with its readiness gate, so the
+//! buckets, later cached responses, idempotency records, persisted queries)
+//! lives in Redis, behind one multiplexed, auto-reconnecting connection per
+//! process. [`SharedStores`] is where that connection is kept and how every
+//! concern and every BFF reaches it: a BFF receives it in its parts
+//! (`bff::BffParts::stores`), a concern takes it when it is built, so the
 //! connection is opened once however many concerns use it.
 //!
-//! No concern uses a shared store yet, so a process holds none and needs no
-//! Redis: the one-machine default.
+//! The connection is opened in the background: a Redis that is down when
+//! the process starts delays nothing, and each concern decides what to do
+//! without it (the rate limiter follows its outage policy). Once open, the
+//! `redis` crate's connection manager reconnects by itself.
+//!
+//! With no Redis configured a process holds no store and needs none: the
+//! one-machine default.
+
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use tokio::sync::watch;
+
+use crate::{config::ConfigError, lifecycle::Shutdown};
+
+/// First wait before reconnecting after a failed attempt; doubles up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// Longest wait for one connection attempt.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The shared stores of one process; cheap to clone.
 #[derive(Debug, Clone, Default)]
-#[non_exhaustive]
-pub struct SharedStores {}
+pub struct SharedStores {
+    redis: Option<RedisStore>,
+}
+
+impl SharedStores {
+    /// The stores for `redis_url` (none when it is empty), connecting in the
+    /// background until `shutdown`.
+    pub fn open(redis_url: &str, shutdown: &Shutdown) -> Result<Self, ConfigError> {
+        let redis = if redis_url.is_empty() {
+            None
+        } else {
+            Some(RedisStore::connect(redis_url, shutdown)?)
+        };
+        Ok(Self { redis })
+    }
+
+    /// The Redis every instance shares, when one is configured.
+    pub fn redis(&self) -> Option<&RedisStore> {
+        self.redis.as_ref()
+    }
+}
+
+/// The process's Redis connection; cheap to clone.
+#[derive(Clone)]
+pub struct RedisStore {
+    /// Where it is, for logs (`host:port/db`, never a password).
+    address: String,
+    connection: watch::Receiver<Option<ConnectionManager>>,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("address", &self.address)
+            .field("connected", &self.connection.borrow().is_some())
+            .finish()
+    }
+}
+
+/// Checks a Redis URL as the `redis` crate reads it.
+pub(crate) fn check_redis_url(url: &str) -> Result<redis::Client, String> {
+    redis::Client::open(url).map_err(|error| error.to_string())
+}
+
+impl RedisStore {
+    /// Starts connecting to `url` in the background, until `shutdown`.
+    fn connect(url: &str, shutdown: &Shutdown) -> Result<Self, ConfigError> {
+        let client = check_redis_url(url)
+            .map_err(|reason| ConfigError::rule("rate_limit.redis_url", reason))?;
+        let address = client.get_connection_info().addr.to_string();
+        let (sender, connection) = watch::channel(None);
+        let shutdown = shutdown.clone();
+        let logged_address = address.clone();
+        tokio::spawn(async move {
+            let config = ConnectionManagerConfig::new()
+                .set_connection_timeout(CONNECT_TIMEOUT)
+                .set_number_of_retries(2)
+                .set_max_delay(MAX_BACKOFF.as_millis() as u64);
+            let mut backoff = FIRST_BACKOFF;
+            let mut attempts = 0u32;
+            loop {
+                let attempt = ConnectionManager::new_with_config(client.clone(), config.clone());
+                let result = tokio::select! {
+                    result = attempt => result,
+                    () = shutdown.triggered() => return,
+                };
+                match result {
+                    Ok(manager) => {
+                        tracing::info!(redis = %logged_address, "connected to Redis");
+                        sender.send_replace(Some(manager));
+                        return;
+                    }
+                    Err(error) => {
+                        attempts += 1;
+                        if attempts == 1 {
+                            tracing::warn!(redis = %logged_address, %error, "cannot connect to Redis yet; retrying");
+                        } else {
+                            tracing::debug!(redis = %logged_address, %error, attempts, "cannot connect to Redis yet");
+                        }
+                    }
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(backoff) => {}
+                    () = shutdown.triggered() => return,
+                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        });
+        Ok(Self {
+            address,
+            connection,
+        })
+    }
+
+    /// Where it is, for logs.
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    /// The connection, once it was opened; a clone shares the multiplexed
+    /// connection, so every caller takes its own.
+    pub fn connection(&self) -> Option<ConnectionManager> {
+        self.connection.borrow().clone()
+    }
+}

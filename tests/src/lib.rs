@@ -406,6 +406,86 @@ pub fn base_url(running: &Running) -> String {
     format!("http://{}", running.public_addr())
 }
 
+/// A real `redis-server` on a free loopback port, stopped when dropped.
+///
+/// It keeps nothing on disk, so a restart starts empty, as after a crash.
+#[derive(Debug)]
+pub struct RedisServer {
+    port: u16,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    /// Starts `redis-server` and waits until it answers `PING`.
+    pub async fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free port")
+            .port();
+        let mut server = Self { port, child: None };
+        server.restart().await;
+        server
+    }
+
+    /// `redis://127.0.0.1:{port}`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts it again on the same port (after [`Self::stop`]).
+    pub async fn restart(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
+            .stdout(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("redis-server runs (install Debian's redis-server, as .ci/run does)");
+        self.child = Some(child);
+        let client = redis::Client::open(self.url()).expect("a valid URL");
+        let answers = async {
+            loop {
+                if let Ok(mut connection) = client.get_multiplexed_async_connection().await
+                    && redis::cmd("PING")
+                        .query_async::<String>(&mut connection)
+                        .await
+                        .is_ok()
+                {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), answers)
+            .await
+            .expect("redis-server answers within 10s");
+    }
+
+    /// Kills it, as a crash would.
+    pub async fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().await.expect("redis-server is killed");
+        }
+    }
+
+    /// Makes it answer no client for `duration` (`CLIENT PAUSE`), as an
+    /// overloaded server would.
+    pub async fn pause(&self, duration: Duration) {
+        let client = redis::Client::open(self.url()).expect("a valid URL");
+        let mut connection = client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("connected");
+        redis::cmd("CLIENT")
+            .arg("PAUSE")
+            .arg(duration.as_millis() as u64)
+            .arg("ALL")
+            .exec_async(&mut connection)
+            .await
+            .expect("paused");
+    }
+}
+
 /// The repository's root directory.
 pub fn repository() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -542,7 +622,7 @@ impl BffProcess {
     /// The next log event for which `matches` holds, within 10 seconds.
     pub async fn log_event(
         &mut self,
-        matches: impl Fn(&serde_json::Value) -> bool,
+        mut matches: impl FnMut(&serde_json::Value) -> bool,
     ) -> serde_json::Value {
         let search = async {
             while let Some(event) = self.logs.recv().await {

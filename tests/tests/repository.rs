@@ -214,8 +214,8 @@ fn crate_dependencies(text: &str, root_exports: &BTreeMap<String, String>) -> BT
     modules
 }
 
-#[test]
-fn gateway_core_modules_form_no_cycle() {
+/// gateway-core's top-level modules and the modules each uses.
+fn module_graph() -> BTreeMap<String, BTreeSet<String>> {
     let src = repository().join("gateway-core/src");
     let lib = std::fs::read_to_string(src.join("lib.rs")).expect("lib.rs");
     // `pub use context::RequestContext;` makes `crate::RequestContext` a use of `context`.
@@ -244,6 +244,12 @@ fn gateway_core_modules_form_no_cycle() {
         uses.remove(&module);
         graph.entry(module).or_default().extend(uses);
     }
+    graph
+}
+
+#[test]
+fn gateway_core_modules_form_no_cycle() {
+    let graph = module_graph();
     assert!(
         graph.len() >= 10 && graph["bff"].contains("server") && graph["auth"].contains("lifecycle"),
         "the parser sees the modules and their uses: {graph:?}"
@@ -280,6 +286,36 @@ fn gateway_core_modules_form_no_cycle() {
             "gateway-core modules form a cycle: {}",
             cycle.unwrap_or_default().join(" -> ")
         );
+    }
+}
+
+#[test]
+fn gateway_core_modules_use_only_those_above_them_in_the_architecture() {
+    let architecture = std::fs::read_to_string(repository().join("docs/architecture.md"))
+        .expect("docs/architecture.md");
+    let section = architecture
+        .split("## gateway-core's modules")
+        .nth(1)
+        .and_then(|rest| rest.split("\n## ").next())
+        .expect("the modules section");
+    let order: Vec<&str> = section
+        .lines()
+        .filter_map(|line| line.strip_prefix("| `")?.split('`').next())
+        .collect();
+    let graph = module_graph();
+    assert_eq!(
+        order.iter().copied().collect::<BTreeSet<_>>(),
+        graph.keys().map(String::as_str).collect::<BTreeSet<_>>(),
+        "the table lists every module once"
+    );
+    for (position, module) in order.iter().enumerate() {
+        for used in &graph[*module] {
+            let used_at = order.iter().position(|name| name == used);
+            assert!(
+                used_at.is_some_and(|at| at < position),
+                "{module} uses {used}, which is not above it in docs/architecture.md"
+            );
+        }
     }
 }
 

@@ -127,13 +127,20 @@ pub async fn start<B: Bff>(
         telemetry,
         readiness: gateway.readiness().clone(),
         shutdown: shutdown.clone(),
-        stores: SharedStores::default(),
+        stores: SharedStores::open(config.rate_limit.redis_url.expose(), &shutdown)?,
     };
     let authenticator =
         Authenticator::start(&config.auth, &parts.telemetry, &parts.readiness, &shutdown)?;
     let mut routes = B::routes(&config.own, &parts);
     if config.rate_limit.enabled {
-        let limiter = RateLimiter::new(B::NAME, &config.rate_limit, &parts.telemetry)?;
+        let limiter = RateLimiter::start(
+            B::NAME,
+            &config.rate_limit,
+            &parts.telemetry,
+            &parts.readiness,
+            &shutdown,
+            &parts.stores,
+        )?;
         routes = routes.route_layer(limiter.layer(B::ROUTE_COSTS));
     }
     let routes = routes.route_layer(authenticator.layer(B::PUBLIC_ROUTES));

@@ -4,8 +4,8 @@
 //! tokens a second. A request costing `cost` tokens is admitted when the
 //! bucket holds at least that many, and takes them; otherwise it is refused
 //! and told when enough will be there. The Redis backend runs the same
-//! arithmetic in its server-side script (`redis.rs`), so both backends answer
-//! alike.
+//! arithmetic in its server-side script (`shared.rs`), and both turn the
+//! tokens left into a [`Decision`] here, so both backends answer alike.
 
 use std::time::Duration;
 
@@ -65,19 +65,26 @@ impl Bucket {
         let elapsed = now_micros.saturating_sub(self.updated_at_micros) as f64 / 1e6;
         self.tokens = (self.tokens + elapsed * shape.refill_per_second).min(shape.capacity);
         self.updated_at_micros = self.updated_at_micros.max(now_micros);
-        let cost = f64::from(cost);
-        let allowed = self.tokens >= cost;
+        let allowed = self.tokens >= f64::from(cost);
         if allowed {
-            self.tokens -= cost;
+            self.tokens -= f64::from(cost);
         }
+        Decision::after(shape, cost, allowed, self.tokens)
+    }
+}
+
+impl Decision {
+    /// The decision on a request of `cost` that left the bucket with
+    /// `tokens` (whether it was `allowed` or not).
+    pub(crate) fn after(shape: &Shape, cost: u32, allowed: bool, tokens: f64) -> Self {
         let seconds =
             |tokens: f64| Duration::from_secs_f64(tokens.max(0.0) / shape.refill_per_second);
-        Decision {
+        Self {
             allowed,
             limit: shape.capacity as u32,
-            remaining: self.tokens.floor() as u32,
-            reset: seconds(shape.capacity - self.tokens),
-            retry_after: (!allowed).then(|| seconds(cost - self.tokens)),
+            remaining: tokens.max(0.0).floor() as u32,
+            reset: seconds(shape.capacity - tokens),
+            retry_after: (!allowed).then(|| seconds(f64::from(cost) - tokens)),
         }
     }
 }

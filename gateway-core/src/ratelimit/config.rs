@@ -1,11 +1,14 @@
 //! `[rate_limit]`: plans, who gets which, and where the buckets live.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, fmt};
 
 use ipnet::IpNet;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer, de};
 
-use crate::config::{ConfigError, HumanDuration, Validate};
+use crate::{
+    config::{ConfigError, HumanDuration, Validate},
+    stores::check_redis_url,
+};
 
 /// Default plan name.
 const DEFAULT_PLAN: &str = "standard";
@@ -17,6 +20,63 @@ const DEFAULT_REFILL_PER_SECOND: f64 = 50.0;
 const DEFAULT_DECISION_TIMEOUT: HumanDuration = HumanDuration::from_millis(50);
 /// Default most buckets kept in process (1,000,000, about 100 MB at worst).
 const DEFAULT_MAX_LOCAL_BUCKETS: u64 = 1_000_000;
+
+/// Where the shared buckets are: `redis://[:password@]host[:port][/db]`, or
+/// empty for none. Checked as the `redis` crate reads it while loading; its
+/// password never shows (`--check-config` prints `redis://:***@host`).
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct RedisUrl(String);
+
+impl RedisUrl {
+    /// Checks and wraps `url` (empty: no Redis).
+    pub fn parse(url: &str) -> Result<Self, String> {
+        if !url.is_empty() {
+            check_redis_url(url)?;
+        }
+        Ok(Self(url.to_owned()))
+    }
+
+    /// The URL itself, password included: for connecting only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The URL with its password masked.
+    fn masked(&self) -> String {
+        match reqwest::Url::parse(&self.0) {
+            Ok(mut url) if url.password().is_some() => {
+                // Only URLs that can carry a password reach here.
+                let _ = url.set_password(Some("***"));
+                url.to_string()
+            }
+            _ => self.0.clone(),
+        }
+    }
+}
+
+impl fmt::Debug for RedisUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.masked(), f)
+    }
+}
+
+impl Serialize for RedisUrl {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.masked())
+    }
+}
+
+impl<'de> Deserialize<'de> for RedisUrl {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Self::parse(&text).map_err(|reason| {
+            de::Error::invalid_value(
+                de::Unexpected::Str("(the URL)"),
+                &format!("a redis:// URL or nothing: {reason}").as_str(),
+            )
+        })
+    }
+}
 
 /// What happens to decisions while Redis is unreachable or too slow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -50,7 +110,7 @@ pub struct RateLimitConfig {
     pub enabled: bool,
     /// Redis shared by every instance (`redis://host:6379`); empty (the
     /// default): buckets in process, for one machine.
-    pub redis_url: String,
+    pub redis_url: RedisUrl,
     /// The plan of callers no other rule names (default `standard`).
     pub default_plan: String,
     /// A shared decision slower than this follows `outage_policy` (default `50ms`).
@@ -73,7 +133,7 @@ impl Default for RateLimitConfig {
     fn default() -> Self {
         Self {
             enabled: true,
-            redis_url: String::new(),
+            redis_url: RedisUrl::default(),
             default_plan: DEFAULT_PLAN.to_owned(),
             decision_timeout: DEFAULT_DECISION_TIMEOUT,
             outage_policy: OutagePolicy::default(),
@@ -132,12 +192,33 @@ impl Validate for RateLimitConfig {
                 "must be at least 1",
             ));
         }
-        if !self.redis_url.is_empty() {
-            return Err(ConfigError::rule(
-                "rate_limit.redis_url",
-                "the shared Redis limiter is not in this build yet: leave it empty",
-            ));
-        }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_redis_password_never_shows() {
+        let url = RedisUrl::parse("redis://:hunter2@cache.internal:6380/2").expect("valid");
+        assert_eq!(url.expose(), "redis://:hunter2@cache.internal:6380/2");
+        let shown = serde_json::to_string(&url).expect("serialises");
+        assert_eq!(shown, "\"redis://:***@cache.internal:6380/2\"");
+        assert!(!format!("{url:?}").contains("hunter2"));
+        assert_eq!(
+            serde_json::to_string(&RedisUrl::parse("redis://127.0.0.1:6379").expect("valid"))
+                .expect("serialises"),
+            "\"redis://127.0.0.1:6379\""
+        );
+    }
+
+    #[test]
+    fn a_redis_url_is_checked_while_loading() {
+        assert!(serde_json::from_str::<RedisUrl>("\"http://cache:6379\"").is_err());
+        assert!(serde_json::from_str::<RedisUrl>("\"redis://cache:6379/0\"").is_ok());
+        let empty: RedisUrl = serde_json::from_str("\"\"").expect("empty is no Redis");
+        assert_eq!(empty, RedisUrl::default());
     }
 }

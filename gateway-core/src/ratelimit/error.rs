@@ -29,6 +29,9 @@ pub enum RateLimitError {
         /// The plan's `RateLimit-Policy` value.
         policy: HeaderValue,
     },
+    /// Redis cannot decide and the outage policy is `closed`.
+    #[error("the shared rate limiter is unavailable")]
+    Unavailable,
 }
 
 /// Whole seconds, rounded up: a client waiting this long is never early.
@@ -51,12 +54,14 @@ impl ProblemDetails for RateLimitError {
     fn status(&self) -> StatusCode {
         match self {
             Self::Limited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
     fn code(&self) -> &'static str {
         match self {
             Self::Limited { .. } => "RATE_LIMITED",
+            Self::Unavailable => "RATE_LIMIT_UNAVAILABLE",
         }
     }
 
@@ -66,6 +71,9 @@ impl ProblemDetails for RateLimitError {
                 "too many requests: retry in {} s",
                 seconds_up(decision.retry_after.unwrap_or_default()).max(1)
             ),
+            Self::Unavailable => {
+                "the rate limiter cannot decide right now; retry shortly".to_owned()
+            }
         }
     }
 
@@ -77,6 +85,9 @@ impl ProblemDetails for RateLimitError {
                 let retry_after = seconds_up(decision.retry_after.unwrap_or_default()).max(1);
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
                 write_headers(headers, decision, policy);
+            }
+            Self::Unavailable => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
         }
     }

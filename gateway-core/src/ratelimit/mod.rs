@@ -14,18 +14,33 @@
 //! `RateLimit-Reset` and `RateLimit-Policy`; a refused one is a 429
 //! problem+json (`RATE_LIMITED`) with `Retry-After` and the same headers.
 //! The metrics `rate_limit_decisions_total{plan,outcome}`,
-//! `rate_limit_decision_duration_seconds` and `rate_limit_backend{mode}`
-//! show what it does.
+//! `rate_limit_decision_duration_seconds`, `rate_limit_backend{mode}` and,
+//! with Redis, `rate_limit_live_instances` show what it does.
 //!
-//! The buckets live in this process (`local.rs`): the one-machine default.
+//! With no `redis_url` the buckets live in this process (`local.rs`): the
+//! one-machine default. With one they live in Redis, shared by every
+//! instance, and an outage policy decides while Redis cannot (`shared.rs`).
 //!
 //! # Example
 //!
 //! ```
-//! use gateway_core::{observability::Telemetry, ratelimit::{RateLimitConfig, RateLimiter}};
+//! use gateway_core::{
+//!     lifecycle::{Readiness, Shutdown},
+//!     observability::Telemetry,
+//!     ratelimit::{RateLimitConfig, RateLimiter},
+//!     stores::SharedStores,
+//! };
 //!
-//! let limiter = RateLimiter::new("bff-example", &RateLimitConfig::default(), &Telemetry::new("bff-example"))
-//!     .expect("the defaults are valid");
+//! let telemetry = Telemetry::new("bff-example");
+//! let limiter = RateLimiter::start(
+//!     "bff-example",
+//!     &RateLimitConfig::default(),
+//!     &telemetry,
+//!     &Readiness::default(),
+//!     &Shutdown::new(),
+//!     &SharedStores::default(),
+//! )
+//! .expect("the defaults are valid");
 //! let layer = limiter.layer(&[("/api/search", 5)]);
 //! # let _ = layer;
 //! ```
@@ -35,9 +50,10 @@ mod config;
 mod error;
 mod key;
 mod local;
+mod shared;
 
 pub use bucket::Decision;
-pub use config::{OutagePolicy, PlanConfig, RateLimitConfig};
+pub use config::{OutagePolicy, PlanConfig, RateLimitConfig, RedisUrl};
 pub use error::RateLimitError;
 
 use std::{
@@ -65,10 +81,13 @@ use crate::{
     Error,
     config::{ConfigError, Validate},
     identity::VerifiedIdentity,
+    lifecycle::{Readiness, Shutdown},
     observability::{Telemetry, latency_histogram},
+    stores::SharedStores,
 };
 use bucket::Shape;
 use local::LocalBuckets;
+use shared::SharedBuckets;
 
 /// What a request costs when its route names no other cost.
 const DEFAULT_COST: u32 = 1;
@@ -112,16 +131,26 @@ struct Inner {
     tenants: HashMap<String, Arc<Plan>>,
     default_plan: Arc<Plan>,
     trusted_proxies: Vec<IpNet>,
+    /// The buckets in process: all of them without Redis, the outage
+    /// fallback with it.
     local: LocalBuckets,
+    /// The buckets in Redis, when a `redis_url` is configured.
+    shared: Option<Arc<SharedBuckets>>,
     decision_latency: Histogram,
 }
 
 impl RateLimiter {
-    /// The limiter of `bff` configured by `config`, recording into `telemetry`.
-    pub fn new(
+    /// The limiter of `bff` configured by `config`, recording into
+    /// `telemetry`. With a `redis_url` its buckets are in the Redis of
+    /// `stores`, checked by a heartbeat until `shutdown`; under the `closed`
+    /// outage policy it adds a `rate_limit_redis` gate to `readiness`.
+    pub fn start(
         bff: &'static str,
         config: &RateLimitConfig,
         telemetry: &Telemetry,
+        readiness: &Readiness,
+        shutdown: &Shutdown,
+        stores: &SharedStores,
     ) -> Result<Self, ConfigError> {
         config.validate()?;
         let decisions = Family::<DecisionLabels, Counter>::default();
@@ -142,7 +171,36 @@ impl RateLimiter {
             "Where rate-limit decisions are made (1 for the mode in force): local, redis, open or closed",
             backend.clone(),
         );
-        backend.get_or_create(&ModeLabels { mode: "local" }).set(1);
+        let live_instances = Gauge::default();
+        let shared = match (config.redis_url.expose().is_empty(), stores.redis()) {
+            (true, _) => {
+                backend.get_or_create(&ModeLabels { mode: "local" }).set(1);
+                None
+            }
+            (false, Some(store)) => Some(SharedBuckets::start(
+                bff,
+                store.clone(),
+                config,
+                backend,
+                {
+                    telemetry.register(
+                        "rate_limit_live_instances",
+                        "Instances of this BFF deciding in the same Redis, as last counted",
+                        live_instances.clone(),
+                    );
+                    live_instances
+                },
+                (config.outage_policy == OutagePolicy::Closed)
+                    .then(|| readiness.gate("rate_limit_redis")),
+                shutdown,
+            )),
+            (false, None) => {
+                return Err(ConfigError::rule(
+                    "rate_limit.redis_url",
+                    "set, but the process's shared stores have no Redis",
+                ));
+            }
+        };
 
         let plans: HashMap<String, Arc<Plan>> = config
             .plans
@@ -197,6 +255,7 @@ impl RateLimiter {
                 tenants,
                 trusted_proxies: config.trusted_proxies.clone(),
                 local: LocalBuckets::new(config.max_local_buckets, idle),
+                shared,
                 decision_latency,
             }),
         })
@@ -259,16 +318,32 @@ pub struct RateLimitCharge {
 
 impl RateLimitCharge {
     /// Takes `cost` tokens from the bucket, or refuses with nothing taken.
-    pub async fn charge(&self, cost: u32) -> Result<Decision, RateLimitError> {
+    /// `None`: admitted without a decision, because Redis cannot decide and
+    /// the outage policy is `open`.
+    pub async fn charge(&self, cost: u32) -> Result<Option<Decision>, RateLimitError> {
         let inner = &self.limiter.inner;
         let started = Instant::now();
-        let decision = inner.local.decide(&self.key, &self.plan.shape, cost);
+        let decided = match &inner.shared {
+            Some(shared) => {
+                shared
+                    .decide(&self.key, &self.plan.shape, cost, &inner.local)
+                    .await
+            }
+            None => Ok(Some(inner.local.decide(&self.key, &self.plan.shape, cost))),
+        };
         inner
             .decision_latency
             .observe(started.elapsed().as_secs_f64());
+        let decision = match decided? {
+            Some(decision) => decision,
+            None => {
+                self.plan.admitted.inc();
+                return Ok(None);
+            }
+        };
         if decision.allowed {
             self.plan.admitted.inc();
-            Ok(decision)
+            Ok(Some(decision))
         } else {
             self.plan.limited.inc();
             Err(RateLimitError::Limited {
@@ -348,7 +423,9 @@ where
                     let policy = charge.plan.policy.clone();
                     request.extensions_mut().insert(charge);
                     let mut response = inner.call(request).await?;
-                    error::write_headers(response.headers_mut(), &decision, &policy);
+                    if let Some(decision) = decision {
+                        error::write_headers(response.headers_mut(), &decision, &policy);
+                    }
                     Ok(response)
                 }
                 Err(refused) => Ok(Error::from(refused).into_response()),

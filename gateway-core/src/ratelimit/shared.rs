@@ -1,0 +1,288 @@
+//! The shared backend: buckets in Redis, seen alike by every instance.
+//!
+//! A decision is one round trip: a server-side script ([`BUCKET_SCRIPT`],
+//! called by its SHA and loaded again if Redis answers `NOSCRIPT`) refills
+//! the bucket to the Redis server's own clock (`TIME`, so instances with
+//! skewed clocks agree), takes the tokens if they are there, and sets the
+//! key to expire once an idle bucket would be full again. Each bucket is one
+//! hash under one hash-tagged key, so it works on a cluster too.
+//!
+//! Every second each instance registers itself ([`HEARTBEAT_SCRIPT`]: a
+//! sorted set of instances seen in the last three seconds) and learns how
+//! many instances are live. The heartbeat is also how the limiter knows
+//! Redis is back after an outage.
+//!
+//! When Redis fails or answers slower than `decision_timeout`, the limiter
+//! switches to its outage policy at once and stops asking Redis until a
+//! heartbeat succeeds again: `local` decides in process with each instance
+//! enforcing its share of the plan (the plan divided by the live instances
+//! last counted), `open` admits, `closed` refuses with 503 and turns
+//! `/readyz` to 503. Each switch is one log line and moves the
+//! `rate_limit_backend{mode}` gauge.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU32, Ordering},
+    },
+    time::Duration,
+};
+
+use prometheus_client::metrics::{family::Family, gauge::Gauge};
+use redis::Script;
+
+use super::{
+    ModeLabels, OutagePolicy, RateLimitConfig, RateLimitError,
+    bucket::{Decision, Shape},
+    local::LocalBuckets,
+};
+use crate::{
+    lifecycle::{ReadinessGate, Shutdown},
+    stores::RedisStore,
+};
+
+/// How often an instance registers itself and checks Redis.
+const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
+/// An instance not seen for this long is no longer counted.
+const INSTANCE_TTL: Duration = Duration::from_secs(3);
+
+/// KEYS[1]: the bucket. ARGV: capacity, refill per second, cost, idle TTL in ms.
+/// Returns whether the request was admitted and the tokens left.
+const BUCKET_SCRIPT: &str = r"
+local now = redis.call('TIME')
+local now_us = tonumber(now[1]) * 1000000 + tonumber(now[2])
+local capacity = tonumber(ARGV[1])
+local rate = tonumber(ARGV[2])
+local cost = tonumber(ARGV[3])
+local state = redis.call('HMGET', KEYS[1], 't', 'u')
+local tokens = tonumber(state[1])
+local updated = tonumber(state[2])
+if tokens == nil or updated == nil then
+  tokens = capacity
+  updated = now_us
+end
+tokens = math.min(capacity, tokens + math.max(0, now_us - updated) / 1000000 * rate)
+updated = math.max(updated, now_us)
+local allowed = 0
+if tokens >= cost then
+  tokens = tokens - cost
+  allowed = 1
+end
+redis.call('HSET', KEYS[1], 't', tostring(tokens), 'u', tostring(updated))
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return {allowed, tostring(tokens)}
+";
+
+/// KEYS[1]: the set of live instances. ARGV: this instance, TTL in ms.
+/// Returns how many instances were seen within the TTL.
+const HEARTBEAT_SCRIPT: &str = r"
+local now = redis.call('TIME')
+local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+redis.call('ZADD', KEYS[1], now_ms, ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now_ms - tonumber(ARGV[2]))
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return redis.call('ZCARD', KEYS[1])
+";
+
+/// Where decisions are made right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Redis,
+    Outage,
+}
+
+/// The Redis side of a limiter; see the module docs.
+#[derive(Debug)]
+pub(super) struct SharedBuckets {
+    store: RedisStore,
+    policy: OutagePolicy,
+    decision_timeout: Duration,
+    bucket_script: Script,
+    /// Whether Redis decides (else the outage policy does).
+    healthy: AtomicBool,
+    /// Live instances of this BFF last counted, at least 1.
+    instances: AtomicU32,
+    /// The `rate_limit_backend` gauges.
+    modes: Family<ModeLabels, Gauge>,
+    /// `rate_limit_live_instances`: what the last heartbeat counted.
+    live_instances: Gauge,
+    /// `/readyz` follows Redis under the `closed` policy.
+    gate: Option<ReadinessGate>,
+}
+
+impl SharedBuckets {
+    /// Buckets in `store`, checked every second by a heartbeat that runs
+    /// until `shutdown`. Until the first heartbeat succeeds the outage
+    /// policy decides.
+    pub(super) fn start(
+        bff: &'static str,
+        store: RedisStore,
+        config: &RateLimitConfig,
+        modes: Family<ModeLabels, Gauge>,
+        live_instances: Gauge,
+        gate: Option<ReadinessGate>,
+        shutdown: &Shutdown,
+    ) -> Arc<Self> {
+        let shared = Arc::new(Self {
+            store,
+            policy: config.outage_policy,
+            decision_timeout: config.decision_timeout.get(),
+            bucket_script: Script::new(BUCKET_SCRIPT),
+            healthy: AtomicBool::new(false),
+            instances: AtomicU32::new(1),
+            modes,
+            live_instances,
+            gate,
+        });
+        shared.show_mode(Mode::Outage);
+        tracing::info!(
+            redis = shared.store.address(),
+            policy = ?shared.policy,
+            "rate limiting: waiting for Redis, the outage policy decides until it answers"
+        );
+        tokio::spawn(heartbeat(bff, shared.clone(), shutdown.clone()));
+        shared
+    }
+
+    /// Decides a request of `cost` against the bucket `key` of `shape`:
+    /// in Redis when it is healthy, else by the outage policy. `None`
+    /// admits without a decision (the `open` policy).
+    pub(super) async fn decide(
+        &self,
+        key: &str,
+        shape: &Shape,
+        cost: u32,
+        local: &LocalBuckets,
+    ) -> Result<Option<Decision>, RateLimitError> {
+        if self.healthy.load(Ordering::Acquire) {
+            match self.decide_in_redis(key, shape, cost).await {
+                Ok(decision) => return Ok(Some(decision)),
+                Err(reason) => self.switch(Mode::Outage, &reason),
+            }
+        }
+        match self.policy {
+            OutagePolicy::Local => {
+                let share = f64::from(self.instances.load(Ordering::Acquire).max(1));
+                let local_shape = Shape {
+                    capacity: (shape.capacity / share).max(1.0),
+                    refill_per_second: shape.refill_per_second / share,
+                };
+                Ok(Some(local.decide(key, &local_shape, cost)))
+            }
+            OutagePolicy::Open => Ok(None),
+            OutagePolicy::Closed => Err(RateLimitError::Unavailable),
+        }
+    }
+
+    async fn decide_in_redis(
+        &self,
+        key: &str,
+        shape: &Shape,
+        cost: u32,
+    ) -> Result<Decision, String> {
+        let mut connection = self.store.connection().ok_or("not connected")?;
+        let idle_ttl = (shape.time_to_fill() + Duration::from_secs(1)).as_millis() as u64;
+        let mut invocation = self.bucket_script.key(key);
+        invocation
+            .arg(shape.capacity)
+            .arg(shape.refill_per_second)
+            .arg(cost)
+            .arg(idle_ttl);
+        let answer = tokio::time::timeout(
+            self.decision_timeout,
+            invocation.invoke_async::<(i64, String)>(&mut connection),
+        )
+        .await
+        .map_err(|_| format!("no answer within {:?}", self.decision_timeout))?
+        .map_err(|error| error.to_string())?;
+        let (allowed, tokens) = answer;
+        let tokens: f64 = tokens
+            .parse()
+            .map_err(|_| format!("the bucket script answered {tokens:?}"))?;
+        Ok(Decision::after(shape, cost, allowed == 1, tokens))
+    }
+
+    /// Enters `mode`, logging and showing it once per switch.
+    fn switch(&self, mode: Mode, reason: &str) {
+        let healthy = mode == Mode::Redis;
+        if self.healthy.swap(healthy, Ordering::AcqRel) == healthy {
+            return;
+        }
+        self.show_mode(mode);
+        match mode {
+            Mode::Redis => tracing::info!(
+                redis = self.store.address(),
+                "rate limiting: deciding in Redis"
+            ),
+            Mode::Outage => tracing::warn!(
+                redis = self.store.address(),
+                reason,
+                policy = ?self.policy,
+                "rate limiting: Redis unavailable, the outage policy decides"
+            ),
+        }
+    }
+
+    fn show_mode(&self, mode: Mode) {
+        let in_force = match mode {
+            Mode::Redis => "redis",
+            Mode::Outage => match self.policy {
+                OutagePolicy::Local => "local",
+                OutagePolicy::Open => "open",
+                OutagePolicy::Closed => "closed",
+            },
+        };
+        for name in ["redis", "local", "open", "closed"] {
+            self.modes
+                .get_or_create(&ModeLabels { mode: name })
+                .set(i64::from(name == in_force));
+        }
+        if let Some(gate) = &self.gate {
+            gate.set(mode == Mode::Redis);
+        }
+    }
+}
+
+/// Registers this instance every second, counts the live ones, and moves the
+/// limiter between Redis and its outage policy; leaves the set on shutdown.
+async fn heartbeat(bff: &'static str, shared: Arc<SharedBuckets>, shutdown: Shutdown) {
+    let script = Script::new(HEARTBEAT_SCRIPT);
+    let instances_key = format!("rl:{{{bff}}}:instances");
+    let instance = format!("{:016x}", fastrand::u64(..));
+    let ttl = INSTANCE_TTL.as_millis() as u64;
+    loop {
+        let beat = async {
+            let mut connection = shared.store.connection().ok_or("not connected")?;
+            let mut invocation = script.key(&instances_key);
+            invocation.arg(&instance).arg(ttl);
+            let count = tokio::time::timeout(
+                shared.decision_timeout,
+                invocation.invoke_async::<u32>(&mut connection),
+            )
+            .await
+            .map_err(|_| "the heartbeat was not answered in time")?
+            .map_err(|_| "the heartbeat failed")?;
+            Ok::<u32, &str>(count)
+        };
+        match beat.await {
+            Ok(count) => {
+                shared.instances.store(count.max(1), Ordering::Release);
+                shared.live_instances.set(i64::from(count));
+                shared.switch(Mode::Redis, "");
+            }
+            Err(reason) => shared.switch(Mode::Outage, reason),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(HEARTBEAT_INTERVAL) => {}
+            () = shutdown.triggered() => break,
+        }
+    }
+    if let Some(mut connection) = shared.store.connection() {
+        let mut leave = redis::cmd("ZREM");
+        leave.arg(&instances_key).arg(&instance);
+        let left = tokio::time::timeout(shared.decision_timeout, leave.exec_async(&mut connection));
+        if !matches!(left.await, Ok(Ok(()))) {
+            tracing::debug!("could not leave the set of live instances; it expires by itself");
+        }
+    }
+}

@@ -1,0 +1,399 @@
+//! The shared limiter: several BFF instances deciding in one real Redis, and
+//! what they do while it is down or too slow.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use demo_services::DemoServices;
+use gateway_core::{
+    bff::{self, Bff, BffConfig},
+    config::HumanDuration,
+    lifecycle::Shutdown,
+    ratelimit::{OutagePolicy, PlanConfig, RateLimitConfig, RedisUrl},
+    server::Running,
+};
+use platform_tests::{
+    Answer, BffProcess, PlatformOptions, RedisServer, api_key, base_url, bff_config, issue_token,
+    send, start_demo, wait_until_ready,
+};
+
+/// Upper bound on any wait, so a hang fails the test instead of stalling it.
+const HANG_GUARD: Duration = Duration::from_secs(10);
+
+/// Limits in `redis` with one slow plan (nothing refills during a test).
+fn shared_limits(
+    redis: &RedisServer,
+    plans: &[(&str, u32)],
+    policy: OutagePolicy,
+) -> RateLimitConfig {
+    RateLimitConfig {
+        redis_url: RedisUrl::parse(&redis.url()).expect("a valid URL"),
+        default_plan: plans[0].0.to_owned(),
+        plans: plans
+            .iter()
+            .map(|(name, capacity)| {
+                (
+                    (*name).to_owned(),
+                    PlanConfig {
+                        capacity: *capacity,
+                        refill_per_second: 0.001,
+                    },
+                )
+            })
+            .collect(),
+        outage_policy: policy,
+        decision_timeout: HumanDuration::from_secs(2),
+        ..RateLimitConfig::default()
+    }
+}
+
+/// `count` instances of BFF `B`, configured by `configure`, each deciding in Redis.
+async fn instances<B: Bff>(
+    demo: &DemoServices,
+    shutdown: &Shutdown,
+    count: usize,
+    configure: impl Fn(&mut BffConfig<B>),
+) -> Vec<Running> {
+    let mut running = Vec::new();
+    for _ in 0..count {
+        let mut config = bff_config::<B>(demo, &PlatformOptions::default());
+        configure(&mut config);
+        let instance = bff::start(config, shutdown.clone())
+            .await
+            .expect("the BFF starts");
+        wait_until_ready(&instance).await;
+        wait_for_mode(&instance, "redis").await;
+        running.push(instance);
+    }
+    // Each counts every instance, so each knows its share if Redis goes.
+    for instance in &running {
+        let counted = format!("rate_limit_live_instances{{bff=\"{}\"}} {count}", B::NAME);
+        let seen = async {
+            while !metrics(instance).await.contains(&counted) {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        };
+        tokio::time::timeout(HANG_GUARD, seen)
+            .await
+            .expect("every instance is counted");
+    }
+    running
+}
+
+async fn metrics(instance: &Running) -> String {
+    reqwest::get(format!("http://{}/metrics", instance.admin_addr()))
+        .await
+        .expect("metrics answer")
+        .text()
+        .await
+        .expect("text")
+}
+
+/// The mode the instance's `rate_limit_backend` gauge shows in force.
+async fn mode(instance: &Running) -> String {
+    metrics(instance)
+        .await
+        .lines()
+        .filter(|line| line.starts_with("rate_limit_backend{") && line.ends_with("} 1"))
+        .filter_map(|line| line.split("mode=\"").nth(1)?.split('"').next())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+async fn wait_for_mode(instance: &Running, expected: &str) {
+    let switched = async {
+        while mode(instance).await != expected {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(HANG_GUARD, switched)
+        .await
+        .unwrap_or_else(|_| panic!("the limiter switches to {expected} within {HANG_GUARD:?}"));
+}
+
+/// Sends `total` requests at once, spread round robin over `instances`, and
+/// returns every answer.
+async fn burst(
+    instances: &[Running],
+    path: &str,
+    total: usize,
+    request: impl Fn(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
+) -> Vec<Answer> {
+    let client = reqwest::Client::new();
+    let requests = (0..total).map(|index| {
+        let url = format!("{}{path}", base_url(&instances[index % instances.len()]));
+        send(request(client.get(url)))
+    });
+    tokio::time::timeout(HANG_GUARD, futures_util::future::join_all(requests))
+        .await
+        .expect("every request is answered")
+}
+
+fn count(answers: &[Answer], status: u16) -> usize {
+    answers
+        .iter()
+        .filter(|answer| answer.status == status)
+        .count()
+}
+
+#[tokio::test]
+async fn three_instances_admit_a_concurrent_burst_as_one_bucket_would() {
+    let redis = RedisServer::start().await;
+    let (demo, shutdown) = start_demo(Default::default()).await;
+    let web = instances::<bff_web::Web>(&demo, &shutdown, 3, |config| {
+        config.rate_limit = shared_limits(&redis, &[("standard", 60)], OutagePolicy::Local);
+    })
+    .await;
+    let token = issue_token(&demo, "user-1", "bff-web", "ES256");
+    let answers = burst(&web, "/api/product-page/9", 150, |request| {
+        request.bearer_auth(&token)
+    })
+    .await;
+    let admitted = count(&answers, 200);
+    assert_eq!(
+        admitted + count(&answers, 429),
+        150,
+        "every answer is a 200 or a 429"
+    );
+    assert!(
+        (59..=61).contains(&admitted),
+        "{admitted} admitted of a 60-token bucket"
+    );
+    for instance in &web {
+        assert_eq!(mode(instance).await, "redis", "decided in Redis throughout");
+    }
+
+    // Another tenant's caller has its own bucket in the same Redis.
+    let catalog = demo.catalog();
+    let first = catalog.user(1).expect("user 1").tenant;
+    let other = (2..100)
+        .find(|id| catalog.user(*id).expect("a user").tenant != first)
+        .expect("users of two tenants");
+    let other_token = issue_token(&demo, &format!("user-{other}"), "bff-web", "ES256");
+    let answers = burst(&web, "/api/product-page/9", 90, |request| {
+        request.bearer_auth(&other_token)
+    })
+    .await;
+    assert_eq!(
+        count(&answers, 200),
+        60,
+        "a full bucket for the other tenant"
+    );
+    shutdown.trigger();
+    for instance in web {
+        instance.wait().await;
+    }
+}
+
+#[tokio::test]
+async fn an_api_keys_plan_holds_across_instances() {
+    let redis = RedisServer::start().await;
+    let (demo, shutdown) = start_demo(Default::default()).await;
+    let mut gold_key = api_key(
+        "acme-erp",
+        "acme-key-0123456789abcdef",
+        "acme",
+        &["products:read"],
+    );
+    gold_key.plan = "gold".to_owned();
+    let partner = instances::<bff_partner::Partner>(&demo, &shutdown, 2, |config| {
+        config.rate_limit = shared_limits(
+            &redis,
+            &[("standard", 2), ("gold", 12)],
+            OutagePolicy::Local,
+        );
+        config.auth.api_keys = vec![gold_key.clone()];
+    })
+    .await;
+    let by_key = burst(&partner, "/v1/products/4", 30, |request| {
+        request.header("x-api-key", "acme-key-0123456789abcdef")
+    })
+    .await;
+    assert_eq!(
+        count(&by_key, 200),
+        12,
+        "the key's gold plan, shared by both instances"
+    );
+    let token = issue_token(&demo, "partner-acme", "bff-partner", "RS256");
+    let by_token = burst(&partner, "/v1/products/4", 10, |request| {
+        request.bearer_auth(&token)
+    })
+    .await;
+    assert_eq!(
+        count(&by_token, 200),
+        2,
+        "the same tenant's token: the default plan"
+    );
+    shutdown.trigger();
+    for instance in partner {
+        instance.wait().await;
+    }
+}
+
+#[tokio::test]
+async fn while_redis_is_down_instances_enforce_their_share_and_return_to_redis() {
+    let mut redis = RedisServer::start().await;
+    let (demo, shutdown) = start_demo(Default::default()).await;
+    let web = instances::<bff_web::Web>(&demo, &shutdown, 3, |config| {
+        config.rate_limit = shared_limits(&redis, &[("standard", 30)], OutagePolicy::Local);
+    })
+    .await;
+    let token = issue_token(&demo, "user-1", "bff-web", "ES256");
+    let path = "/api/product-page/11";
+
+    redis.stop().await;
+    let during = burst(&web, path, 90, |request| request.bearer_auth(&token)).await;
+    assert_eq!(
+        count(&during, 200) + count(&during, 429),
+        90,
+        "no 500, no 503"
+    );
+    for instance in &web {
+        wait_for_mode(instance, "local").await;
+    }
+    let admitted = count(&during, 200);
+    let ratio = admitted as f64 / 30.0;
+    println!(
+        "with Redis down, 3 instances admitted {admitted} of a 30-token plan: ratio {ratio:.2}"
+    );
+    assert!(
+        (27..=33).contains(&admitted),
+        "about one plan's worth: {admitted}"
+    );
+
+    redis.restart().await;
+    for instance in &web {
+        wait_for_mode(instance, "redis").await;
+    }
+    // The restarted Redis is empty: one fresh, shared bucket again.
+    let after = burst(&web, path, 90, |request| request.bearer_auth(&token)).await;
+    assert_eq!(
+        count(&after, 200),
+        30,
+        "decided in Redis again: exactly one bucket"
+    );
+    shutdown.trigger();
+    for instance in web {
+        instance.wait().await;
+    }
+}
+
+#[tokio::test]
+async fn the_open_policy_admits_while_redis_is_down_or_too_slow() {
+    let mut redis = RedisServer::start().await;
+    let (demo, shutdown) = start_demo(Default::default()).await;
+    let web = instances::<bff_web::Web>(&demo, &shutdown, 1, |config| {
+        config.rate_limit = shared_limits(&redis, &[("standard", 2)], OutagePolicy::Open);
+        config.rate_limit.decision_timeout = HumanDuration::from_millis(250);
+    })
+    .await;
+    let token = issue_token(&demo, "user-1", "bff-web", "ES256");
+    let path = "/api/product-page/12";
+    let limited = burst(&web, path, 4, |request| request.bearer_auth(&token)).await;
+    assert_eq!(count(&limited, 200), 2, "Redis decides while it answers");
+
+    // Slower than decision_timeout: the request is not held, the policy decides.
+    redis.pause(Duration::from_secs(3)).await;
+    let slow = burst(&web, path, 3, |request| request.bearer_auth(&token)).await;
+    assert_eq!(count(&slow, 200), 3, "admitted while Redis is too slow");
+    assert!(
+        slow.iter()
+            .all(|answer| answer.header("ratelimit-limit").is_empty())
+    );
+    wait_for_mode(&web[0], "open").await;
+    wait_for_mode(&web[0], "redis").await;
+
+    redis.stop().await;
+    let down = burst(&web, path, 5, |request| request.bearer_auth(&token)).await;
+    assert_eq!(count(&down, 200), 5, "admitted while Redis is down");
+    wait_for_mode(&web[0], "open").await;
+    assert_eq!(
+        reqwest::get(format!("http://{}/readyz", web[0].admin_addr()))
+            .await
+            .expect("readyz answers")
+            .status(),
+        200,
+        "still ready under the open policy"
+    );
+    shutdown.trigger();
+    web.into_iter().next().expect("one instance").wait().await;
+}
+
+#[tokio::test]
+async fn the_closed_policy_refuses_with_503_and_is_not_ready_until_redis_returns() {
+    let mut redis = RedisServer::start().await;
+    let (demo, shutdown) = start_demo(Default::default()).await;
+    let web = instances::<bff_web::Web>(&demo, &shutdown, 1, |config| {
+        config.rate_limit = shared_limits(&redis, &[("standard", 5)], OutagePolicy::Closed);
+    })
+    .await;
+    let token = issue_token(&demo, "user-1", "bff-web", "ES256");
+    let path = "/api/product-page/13";
+    let readyz = || async {
+        reqwest::get(format!("http://{}/readyz", web[0].admin_addr()))
+            .await
+            .expect("readyz answers")
+            .status()
+            .as_u16()
+    };
+    assert_eq!(readyz().await, 200);
+
+    redis.stop().await;
+    let refused = burst(&web, path, 3, |request| request.bearer_auth(&token)).await;
+    for answer in &refused {
+        answer.assert_problem(
+            503,
+            "RATE_LIMIT_UNAVAILABLE",
+            "Redis is down, policy closed",
+        );
+        assert_eq!(answer.header("retry-after"), "1");
+    }
+    wait_for_mode(&web[0], "closed").await;
+    assert_eq!(readyz().await, 503, "not ready while it refuses everything");
+
+    redis.restart().await;
+    wait_for_mode(&web[0], "redis").await;
+    assert_eq!(readyz().await, 200);
+    let served = burst(&web, path, 1, |request| request.bearer_auth(&token)).await;
+    assert_eq!(served[0].status, 200, "{}", served[0].body);
+    shutdown.trigger();
+    web.into_iter().next().expect("one instance").wait().await;
+}
+
+#[tokio::test]
+async fn each_switch_is_logged_once_not_per_request() {
+    let mut redis = RedisServer::start().await;
+    let (demo, shutdown) = start_demo(BTreeMap::new()).await;
+    let mut bff = BffProcess::spawn_against::<bff_web::Web>(
+        &demo,
+        &[
+            ("BFF_RATE_LIMIT__REDIS_URL", &redis.url()),
+            ("BFF_RATE_LIMIT__DECISION_TIMEOUT", "50ms"),
+        ],
+    )
+    .await;
+    bff.wait_until_ready().await;
+    bff.log_event(|event| event["message"] == "rate limiting: deciding in Redis")
+        .await;
+    let token = issue_token(&demo, "user-1", "bff-web", "ES256");
+    let url = format!("http://{}/api/product-page/14", bff.public());
+
+    redis.stop().await;
+    for _ in 0..20 {
+        let answer = send(reqwest::Client::new().get(&url).bearer_auth(&token)).await;
+        assert_eq!(answer.status, 200, "{}", answer.body);
+    }
+    redis.restart().await;
+    let mut outage_lines = 0;
+    bff.log_event(|event| {
+        if event["message"] == "rate limiting: Redis unavailable, the outage policy decides" {
+            outage_lines += 1;
+        }
+        event["message"] == "rate limiting: deciding in Redis"
+    })
+    .await;
+    assert_eq!(outage_lines, 1, "one line for the switch, none per request");
+    bff.terminate().await;
+    assert!(bff.wait().await.success());
+    shutdown.trigger();
+    demo.wait().await;
+}
