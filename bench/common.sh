@@ -35,7 +35,7 @@ web_token() { # prints an ES256 token for user-1 and bff-web
         python3 -c 'import json, sys; print(json.load(sys.stdin)["access_token"])'
 }
 
-start_bff_web() { # COMMAND...: runs COMMAND (a bff-web binary, maybe under a prefix); sets bff_pid
+start_bff_web() { # [VAR=VALUE...] COMMAND...: runs COMMAND (bff-web, maybe under a prefix) with VARs; sets bff_pid
     env BFF_SERVER__LISTEN=127.0.0.1:18080 BFF_SERVER__ADMIN_LISTEN=127.0.0.1:19080 \
         BFF_AUTH__JWKS__URL=http://127.0.0.1:17000/.well-known/jwks.json \
         BFF_DOWNSTREAM__PRODUCTS__URL=http://127.0.0.1:17001 \

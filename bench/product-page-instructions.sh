@@ -9,12 +9,19 @@
 # steady-state cost of one request, start-up and shutdown excluded. Only
 # user-space instructions are counted: the kernel's share (sockets) is not.
 #
-# Usage: bench/product-page-instructions.sh LABEL=PATH/TO/bff-web...
-# Needs valgrind, curl and python3; DEMO_SERVICES names the demo-services
-# binary (default target/release/demo-services).
+# Usage: bench/product-page-instructions.sh [-R] LABEL=PATH/TO/bff-web[@VARIABLE=VALUE...]...
+# As in product-page.sh, a candidate may add BFF_* variables after `@`, and
+# -R starts a redis-server on 127.0.0.1:16379. Needs valgrind, curl and
+# python3; DEMO_SERVICES names the demo-services binary (default
+# target/release/demo-services).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ $# -ge 1 ] || { echo "usage: $0 LABEL=PATH/TO/bff-web..." >&2; exit 2; }
+with_redis=false
+if [ "${1:-}" = -R ]; then
+    with_redis=true
+    shift
+fi
+[ $# -ge 1 ] || { echo "usage: $0 [-R] LABEL=PATH/TO/bff-web[@VAR=VALUE...]..." >&2; exit 2; }
 warm=100
 measured=1000
 work=$(mktemp -d)
@@ -25,11 +32,18 @@ trap 'cleanup; rm -rf "$work"' EXIT
 
 start_demo_services
 token=$(web_token)
+if $with_redis; then
+    redis-server --port 16379 --bind 127.0.0.1 --save "" --appendonly no >/dev/null &
+    pids+=($!)
+    until [ "$(redis-cli -p 16379 ping 2>/dev/null)" = PONG ]; do sleep 0.05; done
+fi
 
-instructions() { # BINARY REQUESTS: instructions of a whole run serving REQUESTS
-    start_bff_web valgrind --tool=callgrind --callgrind-out-file="$work/callgrind.out" "$1"
+instructions() { # REQUESTS BINARY [VAR=VALUE...]: instructions of a whole run serving REQUESTS
+    local requests=$1 binary=$2
+    shift 2
+    start_bff_web "$@" valgrind --tool=callgrind --callgrind-out-file="$work/callgrind.out" "$binary"
     local bff=$bff_pid
-    python3 - "$token" "$2" <<'PY'
+    python3 - "$token" "$requests" <<'PY'
 import http.client, sys
 token, count = sys.argv[1], int(sys.argv[2])
 connection = http.client.HTTPConnection("127.0.0.1", 18080, timeout=60)
@@ -48,8 +62,8 @@ PY
 printf '%-12s %16s\n' binary "instructions/req"
 for candidate in "$@"; do
     label=${candidate%%=*}
-    binary=${candidate#*=}
-    short=$(instructions "$binary" "$warm")
-    long=$(instructions "$binary" $((warm + measured)))
+    IFS=@ read -r -a parts <<<"${candidate#*=}"
+    short=$(instructions "$warm" "${parts[@]}")
+    long=$(instructions $((warm + measured)) "${parts[@]}")
     printf '%-12s %16d\n' "$label" $(((long - short) / measured))
 done

@@ -9,25 +9,31 @@
 # time bff-web spent per request (user + system, from /proc) and its peak
 # resident memory.
 #
-# Usage: bench/product-page.sh [-d SECONDS] [-c CONNECTIONS] [-r ROUNDS] LABEL=PATH/TO/bff-web...
-# Needs wrk, curl and python3; DEMO_SERVICES names the demo-services binary
-# (default target/release/demo-services).
+# Usage: bench/product-page.sh [-d SECONDS] [-c CONNECTIONS] [-r ROUNDS] [-R]
+#            LABEL=PATH/TO/bff-web[@VARIABLE=VALUE...]...
+# Each candidate may add BFF_* variables after `@` (the same binary with
+# rate limiting off, in process, or in Redis). -R starts a redis-server on
+# 127.0.0.1:16379 for the run. Needs wrk, curl and python3 (and redis-server
+# with -R); DEMO_SERVICES names the demo-services binary (default
+# target/release/demo-services).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 duration=10
 connections=32
 rounds=3
-while getopts "d:c:r:" option; do
+with_redis=false
+while getopts "d:c:r:R" option; do
     case "$option" in
         d) duration=$OPTARG ;;
         c) connections=$OPTARG ;;
         r) rounds=$OPTARG ;;
+        R) with_redis=true ;;
         *) exit 2 ;;
     esac
 done
 shift $((OPTIND - 1))
-[ $# -ge 1 ] || { echo "usage: $0 [-d s] [-c n] [-r n] LABEL=PATH/TO/bff-web..." >&2; exit 2; }
+[ $# -ge 1 ] || { echo "usage: $0 [-d s] [-c n] [-r n] [-R] LABEL=PATH/TO/bff-web[@VAR=VALUE...]..." >&2; exit 2; }
 hz=$(getconf CLK_TCK)
 # shellcheck source=bench/common.sh
 . bench/common.sh
@@ -38,13 +44,19 @@ cpu_ticks() { # PID: user + system clock ticks so far
 
 start_demo_services taskset -c 1
 token=$(web_token)
+if $with_redis; then
+    taskset -c 1 redis-server --port 16379 --bind 127.0.0.1 --save "" --appendonly no >/dev/null &
+    pids+=($!)
+    until [ "$(redis-cli -p 16379 ping 2>/dev/null)" = PONG ]; do sleep 0.05; done
+fi
 
 printf '%-12s %5s %10s %9s %9s %12s %8s\n' binary round "req/s" "p50 ms" "p99 ms" "CPU µs/req" "peak MB"
 for round in $(seq 1 "$rounds"); do
     for candidate in "$@"; do
         label=${candidate%%=*}
-        binary=${candidate#*=}
-        start_bff_web taskset -c 0 "$binary"
+        IFS=@ read -r -a parts <<<"${candidate#*=}"
+        binary=${parts[0]}
+        start_bff_web "${parts[@]:1}" taskset -c 0 "$binary"
         bff=$bff_pid
         url=http://127.0.0.1:18080/api/product-page/42
         taskset -c 1 wrk -t1 -c"$connections" -d3s -H "Authorization: Bearer $token" "$url" >/dev/null

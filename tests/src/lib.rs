@@ -468,14 +468,49 @@ impl RedisServer {
         }
     }
 
+    /// How many times each command ran since the last [`Self::reset_stats`]
+    /// (`INFO commandstats`, commands run by scripts included), by lower-case name.
+    pub async fn command_calls(&self) -> BTreeMap<String, u64> {
+        let info: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query_async(&mut self.connection().await)
+            .await
+            .expect("INFO answers");
+        info.lines()
+            .filter_map(|line| {
+                let (name, stats) = line.strip_prefix("cmdstat_")?.split_once(':')?;
+                let calls = stats
+                    .strip_prefix("calls=")?
+                    .split(',')
+                    .next()?
+                    .parse()
+                    .ok()?;
+                Some((name.to_owned(), calls))
+            })
+            .collect()
+    }
+
+    /// Zeroes the command statistics.
+    pub async fn reset_stats(&self) {
+        redis::cmd("CONFIG")
+            .arg("RESETSTAT")
+            .exec_async(&mut self.connection().await)
+            .await
+            .expect("stats reset");
+    }
+
+    async fn connection(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(self.url())
+            .expect("a valid URL")
+            .get_multiplexed_async_connection()
+            .await
+            .expect("connected")
+    }
+
     /// Makes it answer no client for `duration` (`CLIENT PAUSE`), as an
     /// overloaded server would.
     pub async fn pause(&self, duration: Duration) {
-        let client = redis::Client::open(self.url()).expect("a valid URL");
-        let mut connection = client
-            .get_multiplexed_async_connection()
-            .await
-            .expect("connected");
+        let mut connection = self.connection().await;
         redis::cmd("CLIENT")
             .arg("PAUSE")
             .arg(duration.as_millis() as u64)

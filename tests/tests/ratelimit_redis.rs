@@ -185,6 +185,62 @@ async fn three_instances_admit_a_concurrent_burst_as_one_bucket_would() {
 }
 
 #[tokio::test]
+async fn each_decision_is_one_round_trip_and_idle_buckets_expire() {
+    let redis = RedisServer::start().await;
+    let (demo, shutdown) = start_demo(Default::default()).await;
+    let web = instances::<bff_web::Web>(&demo, &shutdown, 1, |config| {
+        config.rate_limit = shared_limits(&redis, &[("standard", 50)], OutagePolicy::Local);
+    })
+    .await;
+    let token = issue_token(&demo, "user-1", "bff-web", "ES256");
+    redis.reset_stats().await;
+    let answers = burst(&web, "/api/product-page/15", 10, |request| {
+        request.bearer_auth(&token)
+    })
+    .await;
+    assert_eq!(count(&answers, 200), 10);
+    let calls = redis.command_calls().await;
+    let of = |name: &str| calls.get(name).copied().unwrap_or(0);
+    // Each decision writes its bucket once (HSET) inside one EVALSHA; the
+    // heartbeat's EVALSHA writes the instance set (ZADD) instead.
+    assert_eq!(of("hset"), 10, "{calls:?}");
+    assert_eq!(
+        of("evalsha"),
+        of("hset") + of("zadd"),
+        "one command per decision: {calls:?}"
+    );
+    assert_eq!(
+        of("eval") + of("script|load") + of("script"),
+        0,
+        "the script was loaded before: {calls:?}"
+    );
+
+    // The bucket expires once it would be full again (50 tokens at 0.001/s: 50,001 s).
+    let mut connection = redis::Client::open(redis.url())
+        .expect("a valid URL")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connected");
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("rl:{bff-web:*")
+        .query_async(&mut connection)
+        .await
+        .expect("KEYS answers");
+    assert_eq!(keys.len(), 1, "one bucket: {keys:?}");
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg(&keys[0])
+        .query_async(&mut connection)
+        .await
+        .expect("PTTL answers");
+    assert!(
+        (49_000_000..=50_001_000).contains(&ttl),
+        "expires when full again: {ttl} ms"
+    );
+    shutdown.trigger();
+    web.into_iter().next().expect("one instance").wait().await;
+}
+
+#[tokio::test]
 async fn an_api_keys_plan_holds_across_instances() {
     let redis = RedisServer::start().await;
     let (demo, shutdown) = start_demo(Default::default()).await;

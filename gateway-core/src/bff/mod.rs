@@ -31,6 +31,7 @@ pub use parts::BffParts;
 use std::{fmt::Debug, future::Future, process::ExitCode};
 
 use axum::Router;
+use tower::ServiceBuilder;
 use serde::{Serialize, de::DeserializeOwned};
 
 use crate::{
@@ -131,19 +132,22 @@ pub async fn start<B: Bff>(
     };
     let authenticator =
         Authenticator::start(&config.auth, &parts.telemetry, &parts.readiness, &shutdown)?;
-    let mut routes = B::routes(&config.own, &parts);
-    if config.rate_limit.enabled {
-        let limiter = RateLimiter::start(
+    let limiter = match config.rate_limit.enabled {
+        true => Some(RateLimiter::start(
             B::NAME,
             &config.rate_limit,
             &parts.telemetry,
             &parts.readiness,
             &shutdown,
             &parts.stores,
-        )?;
-        routes = routes.route_layer(limiter.layer(B::ROUTE_COSTS));
-    }
-    let routes = routes.route_layer(authenticator.layer(B::PUBLIC_ROUTES));
+        )?),
+        false => None,
+    };
+    // One route layer for both: the router boxes each route layer apart.
+    let caller = ServiceBuilder::new()
+        .layer(authenticator.layer(B::PUBLIC_ROUTES))
+        .option_layer(limiter.map(|limiter| limiter.layer(B::ROUTE_COSTS)));
+    let routes = B::routes(&config.own, &parts).route_layer(caller);
     let app = B::layers(routes, &config.own, &parts);
     Ok(gateway.serve(app, shutdown).await?)
 }

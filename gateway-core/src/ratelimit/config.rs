@@ -18,8 +18,8 @@ const DEFAULT_CAPACITY: u32 = 100;
 const DEFAULT_REFILL_PER_SECOND: f64 = 50.0;
 /// Default longest wait for a shared decision (`50ms`).
 const DEFAULT_DECISION_TIMEOUT: HumanDuration = HumanDuration::from_millis(50);
-/// Default most buckets kept in process (1,000,000, about 100 MB at worst).
-const DEFAULT_MAX_LOCAL_BUCKETS: u64 = 1_000_000;
+/// Default most buckets kept in process (100,000: about 35 MB when full).
+const DEFAULT_MAX_LOCAL_BUCKETS: u64 = 100_000;
 
 /// Where the shared buckets are: `redis://[:password@]host[:port][/db]`, or
 /// empty for none. Checked as the `redis` crate reads it while loading; its
@@ -124,8 +124,9 @@ pub struct RateLimitConfig {
     pub plans: BTreeMap<String, PlanConfig>,
     /// Tenant id to plan name; an API key's own `plan` comes first.
     pub tenants: BTreeMap<String, String>,
-    /// Most buckets kept in process (default 1,000,000); past it the least
-    /// useful are evicted, as are buckets idle long enough to be full again.
+    /// Most buckets kept in process (default 100,000, about 35 MB when
+    /// full); past it the least used are evicted, as are buckets idle long
+    /// enough to be full again.
     pub max_local_buckets: u64,
 }
 

@@ -26,6 +26,8 @@ pub enum RateLimitError {
         plan: &'static str,
         /// What the bucket said.
         decision: Decision,
+        /// The plan's `RateLimit-Limit` value.
+        limit: HeaderValue,
         /// The plan's `RateLimit-Policy` value.
         policy: HeaderValue,
     },
@@ -39,9 +41,15 @@ fn seconds_up(duration: Duration) -> u64 {
     duration.as_secs() + u64::from(duration.subsec_nanos() > 0)
 }
 
-/// Writes the `RateLimit-*` headers of `decision` under `policy`.
-pub(crate) fn write_headers(headers: &mut HeaderMap, decision: &Decision, policy: &HeaderValue) {
-    headers.insert(RATELIMIT_LIMIT, HeaderValue::from(decision.limit));
+/// Writes the `RateLimit-*` headers of `decision` under the plan's `limit`
+/// and `policy` values.
+pub(crate) fn write_headers(
+    headers: &mut HeaderMap,
+    decision: &Decision,
+    limit: &HeaderValue,
+    policy: &HeaderValue,
+) {
+    headers.insert(RATELIMIT_LIMIT, limit.clone());
     headers.insert(RATELIMIT_REMAINING, HeaderValue::from(decision.remaining));
     headers.insert(
         RATELIMIT_RESET,
@@ -80,11 +88,14 @@ impl ProblemDetails for RateLimitError {
     fn response_headers(&self, headers: &mut HeaderMap) {
         match self {
             Self::Limited {
-                decision, policy, ..
+                decision,
+                limit,
+                policy,
+                ..
             } => {
                 let retry_after = seconds_up(decision.retry_after.unwrap_or_default()).max(1);
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
-                write_headers(headers, decision, policy);
+                write_headers(headers, decision, limit, policy);
             }
             Self::Unavailable => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));

@@ -101,6 +101,8 @@ struct Plan {
     shape: Shape,
     /// `RateLimit-Policy`: `{capacity};w={seconds to fill}`.
     policy: HeaderValue,
+    /// `RateLimit-Limit`: the capacity, rendered once.
+    limit: HeaderValue,
     admitted: Counter,
     limited: Counter,
 }
@@ -229,6 +231,7 @@ impl RateLimiter {
                     name,
                     policy: HeaderValue::try_from(format!("{};w={window}", plan.capacity))
                         .expect("digits and ;w= are a valid header value"),
+                    limit: HeaderValue::from(plan.capacity),
                     shape,
                     admitted,
                     limited,
@@ -349,6 +352,7 @@ impl RateLimitCharge {
             Err(RateLimitError::Limited {
                 plan: self.plan.name,
                 decision,
+                limit: self.plan.limit.clone(),
                 policy: self.plan.policy.clone(),
             })
         }
@@ -420,11 +424,16 @@ where
         Box::pin(async move {
             match charge.charge(cost).await {
                 Ok(decision) => {
-                    let policy = charge.plan.policy.clone();
+                    let plan = charge.plan.clone();
                     request.extensions_mut().insert(charge);
                     let mut response = inner.call(request).await?;
                     if let Some(decision) = decision {
-                        error::write_headers(response.headers_mut(), &decision, &policy);
+                        error::write_headers(
+                            response.headers_mut(),
+                            &decision,
+                            &plan.limit,
+                            &plan.policy,
+                        );
                     }
                     Ok(response)
                 }

@@ -202,6 +202,23 @@ impl SharedBuckets {
         Ok(Decision::after(shape, cost, allowed == 1, tokens))
     }
 
+    /// Loads the bucket script (a fresh or restarted Redis has none), so
+    /// the first decision is one round trip too; a failure only costs that
+    /// decision the reload its `NOSCRIPT` answer triggers.
+    async fn load_script(&self) {
+        let Some(mut connection) = self.store.connection() else {
+            return;
+        };
+        let invocation = self.bucket_script.prepare_invoke();
+        let loaded = tokio::time::timeout(
+            self.decision_timeout,
+            invocation.load_async(&mut connection),
+        );
+        if !matches!(loaded.await, Ok(Ok(_))) {
+            tracing::debug!("could not load the bucket script ahead of the first decision");
+        }
+    }
+
     /// Enters `mode`, logging and showing it once per switch.
     fn switch(&self, mode: Mode, reason: &str) {
         let healthy = mode == Mode::Redis;
@@ -268,6 +285,9 @@ async fn heartbeat(bff: &'static str, shared: Arc<SharedBuckets>, shutdown: Shut
             Ok(count) => {
                 shared.instances.store(count.max(1), Ordering::Release);
                 shared.live_instances.set(i64::from(count));
+                if !shared.healthy.load(Ordering::Acquire) {
+                    shared.load_script().await;
+                }
                 shared.switch(Mode::Redis, "");
             }
             Err(reason) => shared.switch(Mode::Outage, reason),

@@ -1,0 +1,169 @@
+//! Rate-limit decisions per second and their latency, in process and in a
+//! real Redis on loopback, and the memory a flood of distinct keys costs the
+//! in-process buckets.
+//!
+//! `cargo bench -p platform-tests --bench ratelimit` (needs `redis-server`).
+//! Not criterion: the figures wanted are throughput under concurrency and
+//! latency percentiles, measured per decision.
+
+use std::time::{Duration, Instant};
+
+use gateway_core::{
+    lifecycle::{Readiness, Shutdown},
+    observability::Telemetry,
+    ratelimit::{PlanConfig, RateLimitCharge, RateLimitConfig, RateLimiter, RedisUrl},
+    stores::SharedStores,
+};
+use http::HeaderMap;
+use platform_tests::RedisServer;
+
+/// How long each measurement runs.
+const RUN: Duration = Duration::from_secs(5);
+
+fn config(redis_url: &str, max_local_buckets: u64) -> RateLimitConfig {
+    let mut config = RateLimitConfig {
+        redis_url: RedisUrl::parse(redis_url).expect("a valid URL"),
+        max_local_buckets,
+        ..RateLimitConfig::default()
+    };
+    // Admit everything: the cost measured is the decision's, not a refusal's.
+    config.plans.insert(
+        "standard".to_owned(),
+        PlanConfig {
+            capacity: 1_000_000_000,
+            refill_per_second: 1e9,
+        },
+    );
+    config
+}
+
+fn limiter(
+    name: &'static str,
+    config: &RateLimitConfig,
+    telemetry: &Telemetry,
+    stores: &SharedStores,
+) -> RateLimiter {
+    RateLimiter::start(
+        name,
+        config,
+        telemetry,
+        &Readiness::default(),
+        &Shutdown::new(),
+        stores,
+    )
+    .expect("a valid configuration")
+}
+
+/// Runs `tasks` concurrent loops of decisions for [`RUN`], each on its own
+/// key; prints decisions per second and latency percentiles.
+async fn measure(label: &str, limiter: &RateLimiter, tasks: usize) {
+    let started = Instant::now();
+    let loops = (0..tasks).map(|task| {
+        let charge: RateLimitCharge = limiter.charge_for(
+            None,
+            Some(std::net::IpAddr::from([
+                10,
+                0,
+                (task / 256) as u8,
+                (task % 256) as u8,
+            ])),
+            &HeaderMap::new(),
+        );
+        tokio::spawn(async move {
+            let mut latencies = Vec::with_capacity(1 << 20);
+            while started.elapsed() < RUN {
+                let before = Instant::now();
+                let decision = charge.charge(1).await.expect("admitted");
+                latencies.push(before.elapsed());
+                assert!(decision.is_some_and(|decision| decision.allowed));
+            }
+            latencies
+        })
+    });
+    let mut latencies: Vec<Duration> = Vec::new();
+    for handle in loops.collect::<Vec<_>>() {
+        latencies.extend(handle.await.expect("the loop completes"));
+    }
+    let elapsed = started.elapsed();
+    latencies.sort_unstable();
+    let percentile =
+        |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
+    println!(
+        "{label:<28} {tasks:>5} {:>14.0} {:>12.2?} {:>12.2?}",
+        latencies.len() as f64 / elapsed.as_secs_f64(),
+        percentile(0.50),
+        percentile(0.99),
+    );
+}
+
+fn resident_kb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("VmRSS:"))
+                .and_then(|value| value.trim().trim_end_matches(" kB").parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    runtime.block_on(async {
+        let telemetry = Telemetry::new("bench");
+        println!(
+            "{:<28} {:>5} {:>14} {:>12} {:>12}",
+            "backend", "tasks", "decisions/s", "p50", "p99"
+        );
+        let in_process = limiter(
+            "bench",
+            &config("", 1_000_000),
+            &telemetry,
+            &SharedStores::default(),
+        );
+        for tasks in [1, 2, 32] {
+            measure("in process", &in_process, tasks).await;
+        }
+
+        let redis = RedisServer::start().await;
+        let shutdown = Shutdown::new();
+        let stores = SharedStores::open(&redis.url(), &shutdown).expect("a valid URL");
+        let telemetry = Telemetry::new("bench-redis");
+        let shared = limiter(
+            "bench-redis",
+            &config(&redis.url(), 1_000_000),
+            &telemetry,
+            &stores,
+        );
+        let in_redis = "rate_limit_backend{bff=\"bench-redis\",mode=\"redis\"} 1";
+        while !telemetry.encode().contains(in_redis) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        for tasks in [1, 2, 32] {
+            measure("redis (loopback)", &shared, tasks).await;
+        }
+        shutdown.trigger();
+
+        // A flood of distinct callers: the in-process buckets stay bounded.
+        let bounded = limiter(
+            "bench-flood",
+            &config("", 100_000),
+            &Telemetry::new("bench-flood"),
+            &SharedStores::default(),
+        );
+        let before = resident_kb();
+        for index in 0..1_000_000u32 {
+            let address = std::net::IpAddr::from(index.to_be_bytes());
+            let charge = bounded.charge_for(None, Some(address), &HeaderMap::new());
+            charge.charge(1).await.expect("admitted");
+        }
+        println!(
+            "1,000,000 distinct callers, at most 100,000 buckets kept: resident memory +{} MB",
+            (resident_kb().saturating_sub(before)) / 1024
+        );
+    });
+}
