@@ -31,8 +31,8 @@ pub use parts::BffParts;
 use std::{fmt::Debug, future::Future, process::ExitCode};
 
 use axum::Router;
-use tower::ServiceBuilder;
 use serde::{Serialize, de::DeserializeOwned};
+use tower::ServiceBuilder;
 
 use crate::{
     auth::{AuthStartError, Authenticator},
