@@ -26,6 +26,7 @@ use gateway_core::{
     bff::{self, Bff, BffConfig, StartError},
     config::{HumanDuration, Secret, ServiceUrl},
     lifecycle::Shutdown,
+    ratelimit::{PlanConfig, RateLimitConfig},
     server::{Running, ServerConfig},
 };
 use tokio::{
@@ -277,6 +278,41 @@ pub fn bff_config<B: Bff>(demo: &DemoServices, options: &PlatformOptions) -> Bff
         }
     }
     config
+}
+
+/// Starts BFF `B` in this process against `demo`, configured by
+/// `configure` on top of [`bff_config`], and waits until it is ready.
+pub async fn start_bff<B: Bff>(
+    demo: &DemoServices,
+    shutdown: &Shutdown,
+    configure: impl FnOnce(&mut BffConfig<B>),
+) -> Running {
+    let mut config = bff_config::<B>(demo, &PlatformOptions::default());
+    configure(&mut config);
+    let running = bff::start(config, shutdown.clone())
+        .await
+        .expect("the BFF starts");
+    wait_until_ready(&running).await;
+    running
+}
+
+/// Rate limits with `plans` (name, capacity), the first the default, each
+/// refilling so slowly that nothing refills while a test runs.
+pub fn slow_limits(plans: &[(&str, u32)]) -> RateLimitConfig {
+    RateLimitConfig {
+        default_plan: plans[0].0.to_owned(),
+        plans: plans
+            .iter()
+            .map(|(name, capacity)| {
+                let plan = PlanConfig {
+                    capacity: *capacity,
+                    refill_per_second: 0.001,
+                };
+                ((*name).to_owned(), plan)
+            })
+            .collect(),
+        ..RateLimitConfig::default()
+    }
 }
 
 /// A token from `demo`'s issuer for `subject` and `audience`, signed with `alg`.

@@ -4,59 +4,19 @@
 use std::collections::BTreeMap;
 
 use axum::{Extension, Router, routing::get};
-use demo_services::DemoServices;
 use gateway_core::{
     Error,
-    bff::{self, Bff, BffConfig, BffParts},
+    bff::{Bff, BffParts},
     config::{ConfigError, Validate},
     downstream::ServiceSpec,
-    lifecycle::Shutdown,
-    ratelimit::{PlanConfig, RateLimitCharge, RateLimitConfig},
+    ratelimit::RateLimitCharge,
     server::Running,
 };
 use platform_tests::{
-    Answer, PlatformOptions, api_key, base_url, bff_config, get_with_token, issue_token, send,
-    start_demo, wait_until_ready,
+    Answer, api_key, base_url, get_with_token, issue_token, send, slow_limits, start_bff,
+    start_demo,
 };
 use serde::{Deserialize, Serialize};
-
-/// Plans slow enough that nothing refills while a test runs.
-fn plans(entries: &[(&str, u32)]) -> BTreeMap<String, PlanConfig> {
-    entries
-        .iter()
-        .map(|(name, capacity)| {
-            (
-                (*name).to_owned(),
-                PlanConfig {
-                    capacity: *capacity,
-                    refill_per_second: 0.001,
-                },
-            )
-        })
-        .collect()
-}
-
-fn limits(entries: &[(&str, u32)]) -> RateLimitConfig {
-    RateLimitConfig {
-        default_plan: entries[0].0.to_owned(),
-        plans: plans(entries),
-        ..RateLimitConfig::default()
-    }
-}
-
-async fn start<B: Bff>(
-    demo: &DemoServices,
-    shutdown: &Shutdown,
-    configure: impl FnOnce(&mut BffConfig<B>),
-) -> Running {
-    let mut config = bff_config::<B>(demo, &PlatformOptions::default());
-    configure(&mut config);
-    let running = bff::start(config, shutdown.clone())
-        .await
-        .expect("the BFF starts");
-    wait_until_ready(&running).await;
-    running
-}
 
 /// How many of `count` sequential answers were admitted before the first 429.
 async fn admitted_of(
@@ -83,8 +43,8 @@ async fn admitted_of(
 #[tokio::test]
 async fn a_burst_is_admitted_then_refused_with_retry_after_and_ratelimit_headers() {
     let (demo, shutdown) = start_demo(Default::default()).await;
-    let web = start::<bff_web::Web>(&demo, &shutdown, |config| {
-        config.rate_limit = limits(&[("standard", 3)])
+    let web = start_bff::<bff_web::Web>(&demo, &shutdown, |config| {
+        config.rate_limit = slow_limits(&[("standard", 3)])
     })
     .await;
     let token = issue_token(&demo, "user-1", "bff-web", "RS256");
@@ -140,8 +100,8 @@ async fn tenants_and_subjects_never_share_a_bucket_and_a_tenants_plan_applies() 
         .find(|id| tenant_of(*id) == first)
         .expect("two users of one tenant");
     let second = tenant_of(other_tenant);
-    let web = start::<bff_web::Web>(&demo, &shutdown, |config| {
-        config.rate_limit = limits(&[("standard", 2), ("big", 5)]);
+    let web = start_bff::<bff_web::Web>(&demo, &shutdown, |config| {
+        config.rate_limit = slow_limits(&[("standard", 2), ("big", 5)]);
         config.rate_limit.tenants = BTreeMap::from([(second.clone(), "big".to_owned())]);
     })
     .await;
@@ -181,8 +141,8 @@ async fn an_api_keys_plan_comes_before_its_tenants() {
         &["products:read"],
     );
     gold_key.plan = "gold".to_owned();
-    let partner = start::<bff_partner::Partner>(&demo, &shutdown, |config| {
-        config.rate_limit = limits(&[("standard", 1), ("gold", 4)]);
+    let partner = start_bff::<bff_partner::Partner>(&demo, &shutdown, |config| {
+        config.rate_limit = slow_limits(&[("standard", 1), ("gold", 4)]);
         config.auth.api_keys = vec![gold_key];
     })
     .await;
@@ -209,12 +169,12 @@ async fn an_api_keys_plan_comes_before_its_tenants() {
 async fn a_spoofed_x_forwarded_for_picks_no_bucket_but_a_trusted_proxys_does() {
     let (demo, shutdown) = start_demo(Default::default()).await;
     // The OpenAPI document is public: anonymous callers are keyed by address.
-    let direct = start::<bff_partner::Partner>(&demo, &shutdown, |config| {
-        config.rate_limit = limits(&[("standard", 2)]);
+    let direct = start_bff::<bff_partner::Partner>(&demo, &shutdown, |config| {
+        config.rate_limit = slow_limits(&[("standard", 2)]);
     })
     .await;
-    let behind_proxy = start::<bff_partner::Partner>(&demo, &shutdown, |config| {
-        config.rate_limit = limits(&[("standard", 2)]);
+    let behind_proxy = start_bff::<bff_partner::Partner>(&demo, &shutdown, |config| {
+        config.rate_limit = slow_limits(&[("standard", 2)]);
         config.rate_limit.trusted_proxies = vec!["127.0.0.0/8".parse().expect("a CIDR")];
     })
     .await;
@@ -262,8 +222,8 @@ async fn a_spoofed_x_forwarded_for_picks_no_bucket_but_a_trusted_proxys_does() {
 #[tokio::test]
 async fn limiting_can_be_turned_off() {
     let (demo, shutdown) = start_demo(Default::default()).await;
-    let web = start::<bff_web::Web>(&demo, &shutdown, |config| {
-        config.rate_limit = limits(&[("standard", 1)]);
+    let web = start_bff::<bff_web::Web>(&demo, &shutdown, |config| {
+        config.rate_limit = slow_limits(&[("standard", 1)]);
         config.rate_limit.enabled = false;
     })
     .await;
@@ -324,8 +284,8 @@ impl Bff for Metered {
 #[tokio::test]
 async fn routes_cost_their_tokens_and_handlers_can_charge_more() {
     let (demo, shutdown) = start_demo(Default::default()).await;
-    let metered = start::<Metered>(&demo, &shutdown, |config| {
-        config.rate_limit = limits(&[("standard", 10)])
+    let metered = start_bff::<Metered>(&demo, &shutdown, |config| {
+        config.rate_limit = slow_limits(&[("standard", 10)])
     })
     .await;
     let get =

@@ -5,21 +5,24 @@ use std::{collections::BTreeMap, time::Duration};
 
 use demo_services::DemoServices;
 use gateway_core::{
-    bff::{self, Bff, BffConfig},
+    bff::{Bff, BffConfig},
     config::HumanDuration,
     lifecycle::Shutdown,
-    ratelimit::{OutagePolicy, PlanConfig, RateLimitConfig, RedisUrl},
+    ratelimit::{OutagePolicy, RateLimitConfig, RedisUrl},
     server::Running,
 };
 use platform_tests::{
-    Answer, BffProcess, PlatformOptions, RedisServer, api_key, base_url, bff_config, issue_token,
-    send, start_demo, wait_until_ready,
+    Answer, BffProcess, RedisServer, api_key, base_url, issue_token, send, slow_limits, start_bff,
+    start_demo,
 };
 
 /// Upper bound on any wait, so a hang fails the test instead of stalling it.
 const HANG_GUARD: Duration = Duration::from_secs(10);
 
-/// Limits in `redis` with one slow plan (nothing refills during a test).
+/// [`slow_limits`] in `redis` under `policy`. The decision timeout is
+/// generous unless a test makes Redis slow on purpose: a debug build serving
+/// a burst on two cores can take tens of milliseconds, and a decision that
+/// times out is the outage policy's.
 fn shared_limits(
     redis: &RedisServer,
     plans: &[(&str, u32)],
@@ -27,22 +30,9 @@ fn shared_limits(
 ) -> RateLimitConfig {
     RateLimitConfig {
         redis_url: RedisUrl::parse(&redis.url()).expect("a valid URL"),
-        default_plan: plans[0].0.to_owned(),
-        plans: plans
-            .iter()
-            .map(|(name, capacity)| {
-                (
-                    (*name).to_owned(),
-                    PlanConfig {
-                        capacity: *capacity,
-                        refill_per_second: 0.001,
-                    },
-                )
-            })
-            .collect(),
         outage_policy: policy,
         decision_timeout: HumanDuration::from_secs(2),
-        ..RateLimitConfig::default()
+        ..slow_limits(plans)
     }
 }
 
@@ -55,12 +45,7 @@ async fn instances<B: Bff>(
 ) -> Vec<Running> {
     let mut running = Vec::new();
     for _ in 0..count {
-        let mut config = bff_config::<B>(demo, &PlatformOptions::default());
-        configure(&mut config);
-        let instance = bff::start(config, shutdown.clone())
-            .await
-            .expect("the BFF starts");
-        wait_until_ready(&instance).await;
+        let instance = start_bff::<B>(demo, shutdown, &configure).await;
         wait_for_mode(&instance, "redis").await;
         running.push(instance);
     }

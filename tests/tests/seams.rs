@@ -20,15 +20,14 @@ use bff_web::WebSettings;
 use gateway_core::{
     Error, RequestContext,
     auth::RequireScope,
-    bff::{self, Bff, BffConfig, BffParts},
+    bff::{Bff, BffConfig, BffParts},
     config::{self, ConfigError, Secret, ServiceUrl, Validate, render_masked},
     downstream::{Downstreams, ServiceSpec, fetching},
     lifecycle::Shutdown,
     server::Running,
 };
 use platform_tests::{
-    PlatformOptions, base_url, bff_config, get_with_token, issue_token, send, start_demo,
-    wait_until_ready, write_temp_file,
+    base_url, get_with_token, issue_token, send, start_bff, start_demo, write_temp_file,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -167,20 +166,17 @@ async fn start_storefront(
     recommendations: SocketAddr,
     shutdown: &Shutdown,
 ) -> Running {
-    let mut config = bff_config::<Storefront>(demo, &PlatformOptions::default());
-    // Tokens from the dev issuer name one of the platform's BFFs as audience.
-    config.auth.audience = "bff-web".to_owned();
-    config.own.shown = 2;
-    config
-        .downstream
-        .get_mut(RECOMMENDATIONS.name)
-        .expect("the storefront's own service has a section")
-        .url = ServiceUrl::parse(&format!("http://{recommendations}")).expect("a valid URL");
-    let running = bff::start(config, shutdown.clone())
-        .await
-        .expect("the storefront starts");
-    wait_until_ready(&running).await;
-    running
+    start_bff::<Storefront>(demo, shutdown, |config| {
+        // Tokens from the dev issuer name one of the platform's BFFs as audience.
+        config.auth.audience = "bff-web".to_owned();
+        config.own.shown = 2;
+        config
+            .downstream
+            .get_mut(RECOMMENDATIONS.name)
+            .expect("the storefront's own service has a section")
+            .url = ServiceUrl::parse(&format!("http://{recommendations}")).expect("a valid URL");
+    })
+    .await
 }
 
 #[tokio::test]
@@ -364,24 +360,18 @@ fn the_own_section_is_shown_with_its_secrets_masked() {
 #[tokio::test]
 async fn each_bffs_own_section_changes_what_it_serves() {
     let (demo, shutdown) = start_demo(Default::default()).await;
-    let options = PlatformOptions::default();
-
-    let mut web = bff_config::<bff_web::Web>(&demo, &options);
-    web.own.product_page_reviews = 2;
-    let mut mobile = bff_config::<bff_mobile::Mobile>(&demo, &options);
-    mobile.own.max_query_depth = 3;
-    let mut partner = bff_config::<bff_partner::Partner>(&demo, &options);
-    partner.own.public_url = "https://partners.example.com/".to_owned();
-    let web = bff::start(web, shutdown.clone()).await.expect("web starts");
-    let mobile = bff::start(mobile, shutdown.clone())
-        .await
-        .expect("mobile starts");
-    let partner = bff::start(partner, shutdown.clone())
-        .await
-        .expect("partner starts");
-    for running in [&web, &mobile, &partner] {
-        wait_until_ready(running).await;
-    }
+    let web = start_bff::<bff_web::Web>(&demo, &shutdown, |web| {
+        web.own.product_page_reviews = 2;
+    })
+    .await;
+    let mobile = start_bff::<bff_mobile::Mobile>(&demo, &shutdown, |mobile| {
+        mobile.own.max_query_depth = 3;
+    })
+    .await;
+    let partner = start_bff::<bff_partner::Partner>(&demo, &shutdown, |partner| {
+        partner.own.public_url = "https://partners.example.com/".to_owned();
+    })
+    .await;
 
     let reviews = demo.catalog().reviews(42, 0, 5).expect("product 42 exists");
     assert!(
@@ -450,10 +440,10 @@ async fn each_bffs_own_section_changes_what_it_serves() {
 #[tokio::test]
 async fn bff_web_answers_cors_for_its_configured_origins_before_authentication() {
     let (demo, shutdown) = start_demo(Default::default()).await;
-    let mut web = bff_config::<bff_web::Web>(&demo, &PlatformOptions::default());
-    web.own.allowed_origins = vec!["https://shop.example.com".to_owned()];
-    let web = bff::start(web, shutdown.clone()).await.expect("web starts");
-    wait_until_ready(&web).await;
+    let web = start_bff::<bff_web::Web>(&demo, &shutdown, |web| {
+        web.own.allowed_origins = vec!["https://shop.example.com".to_owned()];
+    })
+    .await;
     let url = format!("{}/api/product-page/42", base_url(&web));
     let preflight = |origin: &str| {
         send(
