@@ -93,6 +93,17 @@ impl<B: Bff> Validate for BffConfig<B> {
                 format!("no plan named {:?} in [rate_limit.plans]", key.plan),
             ));
         }
+        if let Some((plan, route, cost)) = self.rate_limit.plans.iter().find_map(|(plan, shape)| {
+            B::ROUTE_COSTS
+                .iter()
+                .find(|(_, cost)| *cost > shape.capacity)
+                .map(|(route, cost)| (plan, route, cost))
+        }) {
+            return Err(ConfigError::rule(
+                &format!("rate_limit.plans.{plan}.capacity"),
+                format!("smaller than the cost of {route} ({cost}): no request of it could pass"),
+            ));
+        }
         let called = || {
             B::SERVICES
                 .iter()

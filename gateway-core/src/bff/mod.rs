@@ -128,7 +128,14 @@ pub async fn start<B: Bff>(
         telemetry,
         readiness: gateway.readiness().clone(),
         shutdown: shutdown.clone(),
-        stores: SharedStores::open(config.rate_limit.redis_url.expose(), &shutdown)?,
+        // Rate limiting is what needs Redis today; off, it opens no connection.
+        stores: SharedStores::open(
+            match config.rate_limit.enabled {
+                true => config.rate_limit.redis_url.expose(),
+                false => "",
+            },
+            &shutdown,
+        )?,
     };
     let authenticator =
         Authenticator::start(&config.auth, &parts.telemetry, &parts.readiness, &shutdown)?;
@@ -211,6 +218,7 @@ mod tests {
             ServiceSpec::new("listings", 7101),
             ServiceSpec::new("quotes", 7103),
         ];
+        const ROUTE_COSTS: &'static [(&'static str, u32)] = &[("/search", 30)];
         const SECTION: &'static str = "catalog";
         type Config = CatalogConfig;
 
@@ -287,6 +295,16 @@ mod tests {
         assert_eq!(
             error,
             "downstream.warehouse: bff-catalog does not call a service named warehouse (it calls listings, quotes)"
+        );
+    }
+
+    #[test]
+    fn a_plan_too_small_for_a_routes_cost_is_a_configuration_error() {
+        let error = load("[rate_limit.plans.tiny]\ncapacity = 10\nrefill_per_second = 1\n")
+            .expect_err("the search costs 30");
+        assert_eq!(
+            error,
+            "rate_limit.plans.tiny.capacity: smaller than the cost of /search (30): no request of it could pass"
         );
     }
 
