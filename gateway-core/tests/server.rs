@@ -9,7 +9,7 @@ use axum::{
     routing::{self, post},
 };
 use gateway_core::{
-    config::HumanDuration,
+    config::{Delay, HumanDuration},
     lifecycle::Shutdown,
     observability::Telemetry,
     server::{Gateway, Running, ServerConfig},
@@ -30,6 +30,7 @@ fn config() -> ServerConfig {
     config.body_read_timeout = HumanDuration::from_millis(500);
     config.request_timeout = HumanDuration::from_millis(1500);
     config.drain_grace = HumanDuration::from_secs(5);
+    config.drain_delay = Delay::default();
     config.max_body_bytes = NonZeroUsize::new(1024).expect("non-zero");
     config.max_headers = NonZeroUsize::new(20).expect("non-zero");
     config.max_header_bytes = NonZeroUsize::new(4096).expect("non-zero");
@@ -415,6 +416,56 @@ async fn health_and_readiness_answer_on_the_admin_port() {
     assert_eq!(get(&server.url("/metrics")).await.status(), 404);
 }
 
+/// Polls `/readyz` until it answers 503, and returns its body.
+async fn wait_for_readyz_503(server: &Server) -> String {
+    let draining = async {
+        loop {
+            let readyz = get(&server.admin_url("/readyz")).await;
+            if readyz.status() == 503 {
+                return readyz.text().await.expect("text");
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(HANG_GUARD, draining)
+        .await
+        .expect("/readyz turns 503")
+}
+
+/// Polls until the public listener refuses new connections.
+async fn wait_until_refused(addr: SocketAddr) {
+    let closed = async {
+        while TcpStream::connect(addr).await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(HANG_GUARD, closed)
+        .await
+        .expect("the public listener closes during the drain");
+}
+
+#[tokio::test]
+async fn during_the_drain_delay_new_requests_are_served_while_not_ready() {
+    let mut config = config();
+    config.drain_delay = Delay::from_secs(2);
+    let server = Server::start_with(config).await;
+    server.shutdown.trigger();
+    wait_for_readyz_503(&server).await;
+    // Not ready, yet a client a load balancer still routes here is served.
+    let served = reqwest::Client::new()
+        .get(server.url("/ok"))
+        .header("connection", "close")
+        .send()
+        .await
+        .expect("a new connection is accepted during the delay");
+    assert_eq!(served.status(), 200);
+    assert_eq!(served.text().await.expect("body"), "ok");
+    wait_until_refused(server.running.public_addr()).await;
+    tokio::time::timeout(HANG_GUARD, server.running.wait())
+        .await
+        .expect("the server stops after the drain");
+}
+
 #[tokio::test]
 async fn a_drain_finishes_in_flight_requests_and_refuses_new_ones() {
     let server = Server::start().await;
@@ -437,17 +488,9 @@ async fn a_drain_finishes_in_flight_requests_and_refuses_new_ones() {
         .await
         .expect("the request is in flight");
     server.shutdown.trigger();
-    tokio::time::sleep(Duration::from_millis(100)).await;
-
-    let readyz = get(&server.admin_url("/readyz")).await;
-    assert_eq!(readyz.status(), 503);
-    assert!(readyz.text().await.expect("text").contains("draining"));
-    assert!(
-        TcpStream::connect(server.running.public_addr())
-            .await
-            .is_err(),
-        "the public listener is closed during the drain"
-    );
+    let readyz = wait_for_readyz_503(&server).await;
+    assert!(readyz.contains("draining"), "{readyz}");
+    wait_until_refused(server.running.public_addr()).await;
 
     let response = tokio::time::timeout(HANG_GUARD, in_flight)
         .await

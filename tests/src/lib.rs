@@ -24,7 +24,7 @@ use demo_services::{
 use gateway_core::{
     auth::{ApiKeyConfig, Hs256Config},
     bff::{self, Bff, BffConfig, StartError},
-    config::{HumanDuration, Secret, ServiceUrl},
+    config::{Delay, HumanDuration, Secret, ServiceUrl},
     lifecycle::Shutdown,
     ratelimit::{PlanConfig, RateLimitConfig},
     server::{Running, ServerConfig},
@@ -248,6 +248,8 @@ pub fn bff_config<B: Bff>(demo: &DemoServices, options: &PlatformOptions) -> Bff
     if options.layout == Layout::Ephemeral {
         config.server = ephemeral_server();
     }
+    // No load balancer to wait for: stop accepting as soon as a drain starts.
+    config.server.drain_delay = Delay::default();
     config.auth.issuer = options.issuer.issuer.clone();
     if let Some(jwks) = &mut config.auth.jwks {
         jwks.url = ServiceUrl::parse(&demo.jwks_url()).expect("the JWKS URL is valid");
@@ -347,6 +349,7 @@ pub fn ephemeral_server() -> ServerConfig {
     let mut server = ServerConfig::with_ports(0, 0);
     server.listen = SocketAddr::from(([127, 0, 0, 1], 0));
     server.drain_grace = HumanDuration::from_secs(5);
+    server.drain_delay = Delay::default();
     server
 }
 
@@ -633,6 +636,7 @@ impl BffProcess {
             .env_clear()
             .env("BFF_SERVER__LISTEN", "127.0.0.1:0")
             .env("BFF_SERVER__ADMIN_LISTEN", "127.0.0.1:0")
+            .env("BFF_SERVER__DRAIN_DELAY", "0s")
             .env("BFF_OBSERVABILITY__LOG_FORMAT", "json")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -4,7 +4,7 @@
 //! [`load`]. This module only loads: each concern owns its configuration
 //! type (`server::ServerConfig`, `auth::AuthConfig`...) next to the code it
 //! configures, built from the value types here ([`HumanDuration`],
-//! [`ServiceUrl`], [`Secret`]) and checked by its [`Validate`] impl. The order is fixed (later wins):
+//! [`Delay`], [`ServiceUrl`], [`Secret`]) and checked by its [`Validate`] impl. The order is fixed (later wins):
 //!
 //! 1. the binary's built-in defaults (its config type's [`Default`]), which run
 //!    the platform on one machine with no Redis;
@@ -49,7 +49,7 @@
 
 mod values;
 
-pub use values::{HumanDuration, Secret, ServiceUrl};
+pub use values::{Delay, HumanDuration, Secret, ServiceUrl};
 
 use std::path::{Path, PathBuf};
 

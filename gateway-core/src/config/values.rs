@@ -75,6 +75,51 @@ impl<'de> Deserialize<'de> for HumanDuration {
     }
 }
 
+/// A duration written the human way where zero is meaningful (`"0s"`: no
+/// wait), such as a delay before doing something.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Delay(Duration);
+
+impl Delay {
+    /// A delay of `secs` seconds (zero allowed).
+    pub const fn from_secs(secs: u64) -> Self {
+        Self(Duration::from_secs(secs))
+    }
+
+    /// The duration itself.
+    pub const fn get(self) -> Duration {
+        self.0
+    }
+}
+
+impl From<Duration> for Delay {
+    fn from(value: Duration) -> Self {
+        Self(value)
+    }
+}
+
+impl fmt::Debug for Delay {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", humantime::format_duration(self.0))
+    }
+}
+
+impl Serialize for Delay {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&humantime::format_duration(self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for Delay {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        const EXPECTED: &str = "a duration such as \"0s\", \"500ms\" or \"5s\"";
+        let text = String::deserialize(deserializer)?;
+        humantime::parse_duration(text.trim())
+            .map(Self)
+            .map_err(|_| de::Error::invalid_value(de::Unexpected::Str(&text), &EXPECTED))
+    }
+}
+
 /// The base URL of a service: `http`, with a host, and no query, fragment
 /// or credentials.
 ///
@@ -209,6 +254,16 @@ mod tests {
             serde_json::to_string(&parsed).expect("serialises"),
             "\"1m 30s\""
         );
+    }
+
+    #[test]
+    fn a_delay_may_be_zero() {
+        let zero: Delay = serde_json::from_str("\"0s\"").expect("parses");
+        assert_eq!(zero.get(), Duration::ZERO);
+        assert_eq!(serde_json::to_string(&zero).expect("serialises"), "\"0s\"");
+        let five: Delay = serde_json::from_str("\"5s\"").expect("parses");
+        assert_eq!(five, Delay::from_secs(5));
+        assert!(serde_json::from_str::<Delay>("\"soon\"").is_err());
     }
 
     #[test]

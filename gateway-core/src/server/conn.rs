@@ -85,8 +85,10 @@ pub async fn serve_connections<S>(
                 Err(error) => {
                     // Typically EMFILE or a connection reset before accept: back off briefly.
                     tracing::warn!(%error, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
+                    tokio::select! {
+                        () = tokio::time::sleep(Duration::from_millis(50)) => continue,
+                        () = stop.triggered() => break,
+                    }
                 }
             },
             () = stop.triggered() => break,

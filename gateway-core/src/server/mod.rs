@@ -26,10 +26,12 @@
 //! # Shutdown
 //!
 //! When the [`Shutdown`] given to [`Gateway::serve`] triggers, `/readyz`
-//! answers 503 at once, the public listener stops accepting, in-flight
-//! requests finish (keep-alive connections close after their current
-//! request), and after at most `drain_grace` the public side stops. The admin
-//! listener stops last, so probes see the drain.
+//! answers 503 at once while the public listener keeps accepting and
+//! serving for `drain_delay`, long enough for load balancers and Kubernetes
+//! endpoints to notice and stop routing here. Then the listener stops
+//! accepting, in-flight requests finish (keep-alive connections close after
+//! their current request), and after at most `drain_grace` the public side
+//! stops. The admin listener stops last, so probes see the drain.
 
 mod admin;
 mod conn;
@@ -57,7 +59,7 @@ use tower_http::{
 
 use crate::{
     Error,
-    config::{ConfigError, HumanDuration, Validate},
+    config::{ConfigError, Delay, HumanDuration, Validate},
     error::ProblemLayer,
     lifecycle::{Readiness, Shutdown},
     observability::{AccessLogLayer, RouteTemplate, Telemetry, TraceContextLayer},
@@ -83,7 +85,12 @@ pub struct ServerConfig {
     /// Longest time a client may take to send its request body (default `10s`).
     #[serde(default = "ServerConfig::default_body_read_timeout")]
     pub body_read_timeout: HumanDuration,
-    /// Longest wait for in-flight requests on shutdown (default `30s`).
+    /// On shutdown, how long to keep serving after `/readyz` turned 503, so
+    /// load balancers stop routing here first (default `5s`; `0s` stops
+    /// accepting at once).
+    #[serde(default = "ServerConfig::default_drain_delay")]
+    pub drain_delay: Delay,
+    /// Longest wait for in-flight requests on shutdown, after `drain_delay` (default `30s`).
     #[serde(default = "ServerConfig::default_drain_grace")]
     pub drain_grace: HumanDuration,
     /// Largest request body in bytes (default 1 MiB).
@@ -110,6 +117,9 @@ impl ServerConfig {
     const fn default_body_read_timeout() -> HumanDuration {
         HumanDuration::from_secs(10)
     }
+    const fn default_drain_delay() -> Delay {
+        Delay::from_secs(5)
+    }
     const fn default_drain_grace() -> HumanDuration {
         HumanDuration::from_secs(30)
     }
@@ -135,6 +145,7 @@ impl ServerConfig {
             request_timeout: Self::default_request_timeout(),
             header_read_timeout: Self::default_header_read_timeout(),
             body_read_timeout: Self::default_body_read_timeout(),
+            drain_delay: Self::default_drain_delay(),
             drain_grace: Self::default_drain_grace(),
             max_body_bytes: Self::default_max_body_bytes(),
             max_header_bytes: Self::default_max_header_bytes(),
@@ -267,6 +278,7 @@ impl Gateway {
             config.drain_grace.get(),
         ));
         let grace = config.drain_grace.get();
+        let drain_delay = config.drain_delay.get();
         let task = tokio::spawn(async move {
             let public_stop = Shutdown::new();
             let public_task = tokio::spawn(conn::serve_connections(
@@ -278,7 +290,13 @@ impl Gateway {
             ));
             shutdown.triggered().await;
             readiness.start_draining();
-            tracing::info!(service = name, "draining: not ready, no new connections");
+            tracing::info!(
+                service = name,
+                drain_delay = ?drain_delay,
+                "draining: not ready; serving on while load balancers notice"
+            );
+            tokio::time::sleep(drain_delay).await;
+            tracing::info!(service = name, "draining: no new connections");
             public_stop.trigger();
             if let Err(error) = public_task.await {
                 tracing::error!(%error, "public listener task failed");
