@@ -81,9 +81,11 @@ pub(crate) async fn get_product(
         services.fetch::<Price>(id, &context),
         services.fetch::<StockLevel>(id, &context),
     );
+    // Only the product's own 404 is the partner's 404: a missing price or
+    // stock of an existing product is the gateway's failure (502).
     Ok(Json(PartnerProduct::assemble(
         product.map_err(fetching("product", id))?,
-        price.map_err(fetching("product", id))?,
-        stock.map_err(fetching("product", id))?,
+        price?,
+        stock?,
     )))
 }

@@ -264,6 +264,22 @@ fn is_problem_json(response: &Response) -> bool {
         .is_some_and(|value| value.as_bytes().starts_with(PROBLEM_JSON.as_bytes()))
 }
 
+/// The code of an error response nobody described, by its status.
+fn generic_code(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::BAD_REQUEST => "BAD_REQUEST",
+        StatusCode::NOT_FOUND => "NOT_FOUND",
+        StatusCode::METHOD_NOT_ALLOWED => "METHOD_NOT_ALLOWED",
+        StatusCode::NOT_ACCEPTABLE => "NOT_ACCEPTABLE",
+        StatusCode::PAYLOAD_TOO_LARGE => "PAYLOAD_TOO_LARGE",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "UNSUPPORTED_MEDIA_TYPE",
+        StatusCode::UNPROCESSABLE_ENTITY => "UNPROCESSABLE_ENTITY",
+        StatusCode::SERVICE_UNAVAILABLE => "UNAVAILABLE",
+        status if status.is_server_error() => "INTERNAL",
+        _ => "CLIENT_ERROR",
+    }
+}
+
 /// A problem for an error response nobody described: an extractor rejection
 /// keeps its (short, plain-text) message as the detail; anything else gets
 /// only its status.
@@ -288,19 +304,7 @@ async fn generic_problem(response: &mut Response) -> Problem {
     } else {
         None
     };
-    let code = match status {
-        StatusCode::BAD_REQUEST => "BAD_REQUEST",
-        StatusCode::NOT_FOUND => "NOT_FOUND",
-        StatusCode::METHOD_NOT_ALLOWED => "METHOD_NOT_ALLOWED",
-        StatusCode::NOT_ACCEPTABLE => "NOT_ACCEPTABLE",
-        StatusCode::REQUEST_TIMEOUT => "REQUEST_TIMEOUT",
-        StatusCode::PAYLOAD_TOO_LARGE => "PAYLOAD_TOO_LARGE",
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => "UNSUPPORTED_MEDIA_TYPE",
-        StatusCode::UNPROCESSABLE_ENTITY => "UNPROCESSABLE_ENTITY",
-        StatusCode::SERVICE_UNAVAILABLE => "UNAVAILABLE",
-        status if status.is_server_error() => "INTERNAL",
-        _ => "CLIENT_ERROR",
-    };
+    let code = generic_code(status);
     Problem::new(
         status.as_u16(),
         code,

@@ -2,9 +2,14 @@
 
 use std::collections::BTreeMap;
 
-use demo_services::{FaultConfig, ServiceName};
-use gateway_core::config::HumanDuration;
-use platform_tests::{Platform, PlatformOptions, base_url, get_with_token};
+use demo_services::{DemoServices, FaultConfig, ServiceName};
+use gateway_core::{
+    bff::{Bff, BffConfig},
+    config::{HumanDuration, ServiceUrl},
+};
+use platform_tests::{
+    Platform, PlatformOptions, base_url, get_with_token, issue_token, send, start_bff, start_demo,
+};
 use serde_json::{Value, json};
 
 async fn platform() -> Platform {
@@ -195,4 +200,76 @@ async fn faults_can_be_set_and_cleared_through_the_admin_api() {
         .await
         .expect("sent");
     assert_eq!(invalid.status(), 400);
+}
+
+/// Points each BFF's pricing at a base path the service does not serve, so
+/// every price is a 404 while every product exists.
+fn pricing_at_a_wrong_path<B: Bff>(demo: &DemoServices) -> impl FnOnce(&mut BffConfig<B>) {
+    let wrong = format!("{}/v9", demo.url(ServiceName::Pricing));
+    move |config| {
+        config
+            .downstream
+            .get_mut("pricing")
+            .expect("the BFF calls pricing")
+            .url = ServiceUrl::parse(&wrong).expect("a valid URL");
+    }
+}
+
+#[tokio::test]
+async fn a_downstream_404_for_what_was_not_asked_for_is_a_bad_gateway() {
+    let (demo, shutdown) = start_demo(BTreeMap::new()).await;
+    let partner =
+        start_bff::<bff_partner::Partner>(&demo, &shutdown, pricing_at_a_wrong_path(&demo)).await;
+    let web = start_bff::<bff_web::Web>(&demo, &shutdown, pricing_at_a_wrong_path(&demo)).await;
+    let mobile =
+        start_bff::<bff_mobile::Mobile>(&demo, &shutdown, pricing_at_a_wrong_path(&demo)).await;
+
+    let answer = get_with_token(
+        &format!("{}/v1/products/5", base_url(&partner)),
+        &issue_token(&demo, "partner-acme", "bff-partner", "RS256"),
+    )
+    .await;
+    answer.assert_problem(
+        502,
+        "DOWNSTREAM_NOT_FOUND",
+        "the product exists, its price is missing",
+    );
+    assert_eq!(
+        answer.body["detail"],
+        "the pricing service has no resource this answer needs"
+    );
+
+    let unknown = get_with_token(
+        &format!("{}/v1/products/999999", base_url(&partner)),
+        &issue_token(&demo, "partner-acme", "bff-partner", "RS256"),
+    )
+    .await;
+    unknown.assert_problem(404, "NOT_FOUND", "the product asked for does not exist");
+
+    let (status, page) = get(
+        format!("{}/api/product-page/5", base_url(&web)),
+        &issue_token(&demo, "user-1", "bff-web", "RS256"),
+    )
+    .await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["missing"], json!(["price"]));
+
+    let answer = send(
+        reqwest::Client::new()
+            .post(format!("{}/graphql", base_url(&mobile)))
+            .bearer_auth(issue_token(&demo, "user-1", "bff-mobile", "RS256"))
+            .header("content-type", "application/json")
+            .body(json!({ "query": "{ product(id: 5) { name price } }" }).to_string()),
+    )
+    .await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(
+        answer.body["errors"][0]["extensions"]["code"], "DOWNSTREAM_NOT_FOUND",
+        "{}",
+        answer.body
+    );
+    shutdown.trigger();
+    for running in [partner, web, mobile] {
+        running.wait().await;
+    }
 }

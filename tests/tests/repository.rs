@@ -319,6 +319,75 @@ fn gateway_core_modules_use_only_those_above_them_in_the_architecture() {
     }
 }
 
+/// Every error code gateway-core can answer with: the string literals of the
+/// `code` functions of its errors (and of the code of undescribed errors).
+fn codes_in_the_code() -> BTreeSet<String> {
+    let is_code =
+        |text: &str| text.len() > 2 && text.bytes().all(|b| b.is_ascii_uppercase() || b == b'_');
+    let mut codes = BTreeSet::new();
+    for file in text_files(&repository().join("gateway-core/src")) {
+        let text = std::fs::read_to_string(&file).expect("readable");
+        for signature in [
+            "fn code(&self) -> &'static str {",
+            "fn generic_code(status: StatusCode) -> &'static str {",
+        ] {
+            for (at, _) in text.match_indices(signature) {
+                let body = &text[at + signature.len()..];
+                let mut depth = 1;
+                let end = body
+                    .char_indices()
+                    .find_map(|(index, c)| {
+                        match c {
+                            '{' => depth += 1,
+                            '}' => depth -= 1,
+                            _ => {}
+                        }
+                        (depth == 0).then_some(index)
+                    })
+                    .expect("a closed body");
+                for literal in body[..end].split('"').skip(1).step_by(2) {
+                    if is_code(literal) {
+                        codes.insert(literal.to_owned());
+                    }
+                }
+            }
+        }
+    }
+    codes
+}
+
+#[test]
+fn the_error_table_lists_every_code_the_gateway_can_answer_with() {
+    let reference = std::fs::read_to_string(repository().join("docs/configuration.md"))
+        .expect("docs/configuration.md");
+    let table = reference
+        .split("## Error codes")
+        .nth(1)
+        .expect("an error codes section");
+    let documented: BTreeSet<String> = table
+        .lines()
+        .filter(|line| line.starts_with('|'))
+        .filter_map(|line| line.split('|').nth(2))
+        .flat_map(|cell| cell.split('`').skip(1).step_by(2))
+        .map(str::to_owned)
+        .collect();
+    let emitted = codes_in_the_code();
+    assert!(
+        emitted.len() >= 30 && emitted.contains("RATE_LIMITED") && emitted.contains("CLIENT_ERROR"),
+        "the scan finds the codes: {emitted:?}"
+    );
+    let undocumented: Vec<_> = emitted.difference(&documented).collect();
+    let unknown: Vec<_> = documented.difference(&emitted).collect();
+    assert!(
+        undocumented.is_empty(),
+        "codes missing from the table: {undocumented:?}"
+    );
+    assert!(
+        unknown.is_empty(),
+        "codes in the table that nothing emits: {unknown:?}"
+    );
+}
+
 #[test]
 fn the_cycle_check_reads_grouped_and_plain_uses() {
     let exports = BTreeMap::from([("Error".to_owned(), "error".to_owned())]);

@@ -84,7 +84,9 @@ impl ProblemDetails for DownstreamError {
     fn status(&self) -> StatusCode {
         match self {
             Self::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-            Self::NotFound { .. } => StatusCode::NOT_FOUND,
+            // A 404 there is the client's 404 only when the route says the
+            // missing thing is what the client asked for (`fetching`).
+            Self::NotFound { .. } => StatusCode::BAD_GATEWAY,
             Self::InvalidPath { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Unavailable { .. }
             | Self::Status { .. }
@@ -97,7 +99,7 @@ impl ProblemDetails for DownstreamError {
         match self {
             Self::Timeout { .. } => "DOWNSTREAM_TIMEOUT",
             Self::Unavailable { .. } => "DOWNSTREAM_UNAVAILABLE",
-            Self::NotFound { .. } => "NOT_FOUND",
+            Self::NotFound { .. } => "DOWNSTREAM_NOT_FOUND",
             Self::Status { .. } | Self::InvalidBody { .. } | Self::BodyTooLarge { .. } => {
                 "DOWNSTREAM_BAD_RESPONSE"
             }
@@ -110,7 +112,9 @@ impl ProblemDetails for DownstreamError {
             Self::Timeout { service, timeout } => {
                 format!("the {service} service did not answer within {timeout:?}")
             }
-            Self::NotFound { service } => format!("the {service} service has no such resource"),
+            Self::NotFound { service } => {
+                format!("the {service} service has no resource this answer needs")
+            }
             Self::Unavailable { service, .. } => format!("the {service} service is unavailable"),
             Self::Status { service, .. }
             | Self::InvalidBody { service, .. }
@@ -163,6 +167,13 @@ mod tests {
         assert_eq!(error.client_detail(), "the quotes service is unavailable");
         assert_eq!(error.code(), "DOWNSTREAM_UNAVAILABLE");
         assert_eq!(error.status(), StatusCode::BAD_GATEWAY);
+    }
+
+    #[test]
+    fn a_404_there_is_a_bad_gateway_unless_it_is_the_resource_asked_for() {
+        let error = Error::from(DownstreamError::NotFound { service: "quotes" });
+        assert_eq!(error.status(), StatusCode::BAD_GATEWAY);
+        assert_eq!(error.code(), "DOWNSTREAM_NOT_FOUND");
     }
 
     #[test]
