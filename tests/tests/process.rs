@@ -158,6 +158,47 @@ fn each_bff_shows_and_checks_its_own_section() {
 }
 
 #[test]
+fn environment_values_load_as_written() {
+    let output = run(
+        "bff-partner",
+        &["--check-config"],
+        &[
+            ("BFF_AUTH__AUDIENCE", "12345"),
+            ("BFF_AUTH__ISSUER", "true"),
+            (
+                "BFF_AUTH__HS256__SECRET",
+                "00112233445566778899001122334455",
+            ),
+            ("BFF_AUTH__HS256__KID", "007"),
+            ("BFF_SERVER__MAX_CONNECTIONS", "123"),
+            ("BFF_RATE_LIMIT__ENABLED", "false"),
+            ("BFF_RATE_LIMIT__PLANS__STANDARD__REFILL_PER_SECOND", "2.5"),
+            (
+                "BFF_RATE_LIMIT__TRUSTED_PROXIES",
+                "[10.0.0.0/8, 192.168.0.0/16]",
+            ),
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for expected in [
+        "audience = \"12345\"",
+        "issuer = \"true\"",
+        "kid = \"007\"",
+        "max_connections = 123",
+        "enabled = false",
+        "refill_per_second = 2.5",
+        "trusted_proxies = [\n    \"10.0.0.0/8\",\n    \"192.168.0.0/16\",\n]",
+    ] {
+        assert!(stdout.contains(expected), "{expected}: {stdout}");
+    }
+}
+
+#[test]
 fn config_file_can_come_from_bff_config() {
     let path = write_temp_file("mobile.toml", "[observability]\nlog_format = \"pretty\"\n");
     let output = run(

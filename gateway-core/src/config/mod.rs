@@ -54,8 +54,9 @@ pub use values::{Delay, HumanDuration, Secret, ServiceUrl};
 use std::path::{Path, PathBuf};
 
 use figment::{
-    Figment,
-    providers::{Env, Format, Serialized, Toml},
+    Figment, Metadata, Profile, Provider,
+    providers::{Format, Serialized, Toml},
+    value::{Dict, Map, Value},
 };
 use serde::{Serialize, de::DeserializeOwned};
 
@@ -148,15 +149,75 @@ where
         }
         figment = figment.merge(Toml::file_exact(path));
     }
-    let env_config_key = CONFIG_FILE_ENV[ENV_PREFIX.len()..].to_ascii_lowercase();
-    figment = figment.merge(
-        Env::prefixed(ENV_PREFIX)
-            .ignore(&[&env_config_key])
-            .split("__"),
-    );
-    let config: C = figment.extract().map_err(describe)?;
+    figment = figment.merge(Environment);
+    // Lossy: a string stands for the number or boolean a key wants, so
+    // environment values can stay the strings they were written as.
+    let config: C = figment.extract_lossy().map_err(describe)?;
     config.validate()?;
     Ok(config)
+}
+
+/// The `BFF_*` environment variables, `__` between levels.
+///
+/// Hand-written because figment's own `Env` reads every value as the type
+/// it looks like: `BFF_AUTH__AUDIENCE=12345` would be a number and fail to
+/// load as the string it is, and a secret or `kid` of digits would lose its
+/// leading zeros. Here a value is the string as written, read as a number or
+/// a boolean only where the key wants one; only a value in brackets
+/// (`[10.0.0.0/8, 192.168.0.0/16]`, `{...}`) is structured data.
+struct Environment;
+
+impl Provider for Environment {
+    fn metadata(&self) -> Metadata {
+        Metadata::named("`BFF_` environment variable(s)")
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        let file_variable = &CONFIG_FILE_ENV[ENV_PREFIX.len()..];
+        let mut dict = Dict::new();
+        for (name, value) in std::env::vars_os() {
+            let (Some(name), Some(value)) = (name.to_str(), value.to_str()) else {
+                continue;
+            };
+            let Some(key) = name.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            if key.is_empty() || key == file_variable {
+                continue;
+            }
+            let value = if value.trim_start().starts_with(['[', '{']) {
+                value
+                    .parse()
+                    .expect("parsing a figment value is infallible")
+            } else {
+                Value::from(value.to_owned())
+            };
+            let path: Vec<String> = key.split("__").map(str::to_ascii_lowercase).collect();
+            insert(&mut dict, &path, value);
+        }
+        Ok(Profile::Default.collect(dict))
+    }
+}
+
+/// Puts `value` at `path` in `dict`, creating the tables on the way.
+fn insert(dict: &mut Dict, path: &[String], value: Value) {
+    match path {
+        [] => {}
+        [last] => {
+            dict.insert(last.clone(), value);
+        }
+        [first, rest @ ..] => {
+            let entry = dict
+                .entry(first.clone())
+                .or_insert_with(|| Value::from(Dict::new()));
+            if !matches!(entry, Value::Dict(..)) {
+                *entry = Value::from(Dict::new());
+            }
+            if let Value::Dict(_, inner) = entry {
+                insert(inner, rest, value);
+            }
+        }
+    }
 }
 
 /// Renders a configuration as TOML with every [`Secret`] masked, for `--check-config`.
