@@ -407,6 +407,24 @@ impl Issuer {
         Ok((ring.rsa.kid.clone(), ring.ec.kid.clone()))
     }
 
+    /// Replaces both signing keys' material but keeps their `kid`s, and
+    /// publishes only the new material: what an issuer that reuses a `kid`
+    /// does, for testing that a gateway treats it as a new key.
+    pub fn rekey_keeping_kids(&self) -> Result<(), KeyError> {
+        let (mut rsa, mut ec) = (SigningKey::generate_rsa()?, SigningKey::generate_ec()?);
+        let mut ring = self
+            .keys
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (new, old) in [(&mut rsa, &ring.rsa), (&mut ec, &ring.ec)] {
+            new.kid.clone_from(&old.kid);
+            new.jwk["kid"] = Value::from(old.kid.clone());
+        }
+        ring.rsa = rsa;
+        ring.ec = ec;
+        Ok(())
+    }
+
     /// The RSA signing key's public half: SubjectPublicKeyInfo DER and PEM.
     pub fn rsa_public_key(&self) -> (Vec<u8>, String) {
         let ring = self

@@ -61,9 +61,7 @@ fn authenticator(
             secret_file: None,
             kid: None,
         }),
-        jwks: Some(JwksConfig::at(
-            ServiceUrl::parse(&demo.jwks_url()).expect("url"),
-        )),
+        jwks: JwksConfig::at(ServiceUrl::parse(&demo.jwks_url()).expect("url")),
         token_cache_capacity: cache,
         ..AuthConfig::for_audience(AUDIENCE)
     };
@@ -204,7 +202,7 @@ fn bench(criterion: &mut Criterion) {
                         black_box(
                             setup
                                 .cached
-                                .authenticate(black_box(&headers))
+                                .authenticate(&http::Method::GET, black_box(&headers))
                                 .await
                                 .expect("valid"),
                         );

@@ -251,17 +251,16 @@ pub fn bff_config<B: Bff>(demo: &DemoServices, options: &PlatformOptions) -> Bff
     // No load balancer to wait for: stop accepting as soon as a drain starts.
     config.server.drain_delay = Delay::default();
     config.auth.issuer = options.issuer.issuer.clone();
-    if let Some(jwks) = &mut config.auth.jwks {
-        jwks.url = ServiceUrl::parse(&demo.jwks_url()).expect("the JWKS URL is valid");
-        if let Some(interval) = options.jwks_refresh_interval {
-            jwks.refresh_interval = interval;
-        }
-        if let Some(interval) = options.jwks_min_refetch_interval {
-            jwks.min_refetch_interval = interval;
-        }
-        if let Some(max_stale) = options.jwks_max_stale {
-            jwks.max_stale = max_stale;
-        }
+    let jwks = &mut config.auth.jwks;
+    jwks.url = ServiceUrl::parse(&demo.jwks_url()).expect("the JWKS URL is valid");
+    if let Some(interval) = options.jwks_refresh_interval {
+        jwks.refresh_interval = interval;
+    }
+    if let Some(interval) = options.jwks_min_refetch_interval {
+        jwks.min_refetch_interval = interval;
+    }
+    if let Some(max_stale) = options.jwks_max_stale {
+        jwks.max_stale = max_stale;
     }
     if let Some(secret) = &options.hs256_secret {
         config.auth.hs256 = Some(Hs256Config {

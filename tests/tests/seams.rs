@@ -21,7 +21,7 @@ use gateway_core::{
     Error, RequestContext,
     auth::RequireScope,
     bff::{Bff, BffConfig, BffParts},
-    config::{self, ConfigError, Secret, ServiceUrl, Validate, render_masked},
+    config::{self, ConfigError, Origin, Secret, ServiceUrl, Validate, render_masked},
     downstream::{Downstreams, ServiceSpec, fetching},
     lifecycle::Shutdown,
     server::Running,
@@ -78,6 +78,8 @@ impl Bff for Storefront {
     const SERVICES: &'static [ServiceSpec] =
         &[PRODUCTS, INVENTORY, PRICING, REVIEWS, RECOMMENDATIONS];
     const SECTION: &'static str = "storefront";
+    /// A route whose author forgot that services need a caller.
+    const PUBLIC_ROUTES: &'static [&'static str] = &["/api/public/recommendations/{id}"];
     type Config = StorefrontSettings;
 
     fn routes(settings: &StorefrontSettings, parts: &BffParts) -> Router {
@@ -86,6 +88,7 @@ impl Bff for Storefront {
                 "/api/recommendations/{id}",
                 get(recommend).route_layer(RequireScope::new("products:read")),
             )
+            .route("/api/public/recommendations/{id}", get(recommend))
             .with_state(Recommender {
                 services: parts.downstreams().clone(),
                 shown: settings.shown,
@@ -441,7 +444,8 @@ async fn each_bffs_own_section_changes_what_it_serves() {
 async fn bff_web_answers_cors_for_its_configured_origins_before_authentication() {
     let (demo, shutdown) = start_demo(Default::default()).await;
     let web = start_bff::<bff_web::Web>(&demo, &shutdown, |web| {
-        web.own.allowed_origins = vec!["https://shop.example.com".to_owned()];
+        web.own.allowed_origins =
+            vec![Origin::parse("https://shop.example.com").expect("an origin")];
     })
     .await;
     let url = format!("{}/api/product-page/42", base_url(&web));
@@ -516,4 +520,43 @@ async fn bff_web_answers_cors_for_its_configured_origins_before_authentication()
     );
     shutdown.trigger();
     web.wait().await;
+}
+
+#[tokio::test]
+async fn no_service_is_called_for_a_request_without_a_verified_identity() {
+    let (demo, shutdown) = start_demo(Default::default()).await;
+    let (recommendations, received) = recommendations_service().await;
+    let storefront = start_storefront(&demo, recommendations, &shutdown).await;
+    let public = format!("{}/api/public/recommendations/42", base_url(&storefront));
+
+    let anonymous = send(reqwest::Client::new().get(&public)).await;
+    anonymous.assert_problem(500, "INTERNAL", "a public route calling a service");
+    // Not even with a tenant header of the caller's choosing.
+    let forged = send(
+        reqwest::Client::new()
+            .get(&public)
+            .header("x-auth-tenant", "acme"),
+    )
+    .await;
+    forged.assert_problem(500, "INTERNAL", "a forged tenant");
+    assert!(
+        received.lock().expect("not poisoned").is_empty(),
+        "the service received a request without a verified tenant"
+    );
+    let metrics = reqwest::get(format!("http://{}/metrics", storefront.admin_addr()))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.lines().any(
+            |line| line.starts_with("downstream_request_duration_seconds_count")
+                && line.contains("service=\"recommendations\"")
+                && line.contains("outcome=\"not_sent\"")
+                && line.ends_with(" 2")
+        ),
+        "{metrics}"
+    );
+    shutdown.trigger();
 }

@@ -5,6 +5,9 @@
 //! with every configured hash in constant time, without stopping at a match,
 //! so timing tells nothing about which keys exist. A key is revoked by
 //! setting `revoked = true` (or removing it) and restarting or reloading.
+//! Each key's name, tenant and scopes are checked at load like a token's
+//! claims: a key whose identity cannot be forwarded to services whole (no
+//! tenant, characters no header can carry) is a configuration error.
 
 use std::sync::Arc;
 
@@ -12,7 +15,10 @@ use serde::{Deserialize, Serialize};
 use shared_schema::{AuthMethod, Identity};
 
 use super::AuthError;
-use crate::{config::ConfigError, identity::VerifiedIdentity};
+use crate::{
+    config::ConfigError,
+    identity::{InvalidIdentity, VerifiedIdentity},
+};
 
 /// Longest API key accepted.
 const MAX_KEY_LEN: usize = 256;
@@ -95,18 +101,33 @@ impl ApiKeys {
                     "duplicate key",
                 ));
             }
+            let identity = VerifiedIdentity::new(Identity {
+                subject: config.name.clone(),
+                tenant: config.tenant.clone(),
+                scopes: config.scopes.clone(),
+                client: Some(config.name.clone()),
+                auth_method: AuthMethod::ApiKey,
+            })
+            .map_err(|invalid| {
+                let field = match invalid {
+                    InvalidIdentity::Subject | InvalidIdentity::Client => "name",
+                    InvalidIdentity::Tenant => "tenant",
+                    InvalidIdentity::Scopes => "scopes",
+                };
+                ConfigError::rule(
+                    &format!("auth.api_keys[{index}].{field}"),
+                    invalid.to_string(),
+                )
+            })?;
+            if config.plan.is_empty() {
+                return Err(ConfigError::rule(
+                    &format!("auth.api_keys[{index}].plan"),
+                    "must name a plan",
+                ));
+            }
             entries.push(Entry {
                 digest,
-                identity: Arc::new(
-                    VerifiedIdentity::new(Identity {
-                        subject: config.name.clone(),
-                        tenant: config.tenant.clone(),
-                        scopes: config.scopes.clone(),
-                        client: Some(config.name.clone()),
-                        auth_method: AuthMethod::ApiKey,
-                    })
-                    .with_plan(config.plan.clone()),
-                ),
+                identity: Arc::new(identity.with_plan(config.plan.clone())),
                 revoked: config.revoked,
             });
         }
@@ -189,5 +210,29 @@ mod tests {
         bad.sha256 = "ABC".to_owned();
         assert!(ApiKeys::new(&[bad]).is_err());
         assert!(ApiKeys::new(&[config("a", "same", false), config("b", "same", false)]).is_err());
+    }
+
+    #[test]
+    fn identities_that_cannot_be_forwarded_are_configuration_errors() {
+        let refused = |change: fn(&mut ApiKeyConfig)| {
+            let mut key = config("acme-erp", "k", false);
+            change(&mut key);
+            ApiKeys::new(&[key]).err().map(|error| error.to_string())
+        };
+        let tenantless = refused(|key| key.tenant.clear()).expect("refused");
+        assert!(
+            tenantless.starts_with("auth.api_keys[0].tenant: "),
+            "{tenantless}"
+        );
+        let spaced = refused(|key| key.tenant = "acme corp".into()).expect("refused");
+        assert!(spaced.starts_with("auth.api_keys[0].tenant: "), "{spaced}");
+        let name =
+            refused(|key| key.name = "acme\r\nx-auth-tenant: other".into()).expect("refused");
+        assert!(name.starts_with("auth.api_keys[0].name: "), "{name}");
+        let scope = refused(|key| key.scopes = vec!["a\"b".into()]).expect("refused");
+        assert!(scope.starts_with("auth.api_keys[0].scopes: "), "{scope}");
+        let plan = refused(|key| key.plan.clear()).expect("refused");
+        assert!(plan.starts_with("auth.api_keys[0].plan: "), "{plan}");
+        assert_eq!(refused(|_| {}), None);
     }
 }

@@ -155,13 +155,16 @@ mod tests {
     const NOW: u64 = 1_800_000_000;
 
     fn identity(subject: &str) -> Arc<VerifiedIdentity> {
-        Arc::new(VerifiedIdentity::new(Identity {
-            subject: subject.to_owned(),
-            tenant: "acme".to_owned(),
-            scopes: vec![],
-            client: None,
-            auth_method: AuthMethod::Jwt,
-        }))
+        Arc::new(
+            VerifiedIdentity::new(Identity {
+                subject: subject.to_owned(),
+                tenant: "acme".to_owned(),
+                scopes: vec![],
+                client: None,
+                auth_method: AuthMethod::Jwt,
+            })
+            .expect("a valid identity"),
+        )
     }
 
     fn validity(expires_at: u64, not_before: Option<u64>) -> Validity {

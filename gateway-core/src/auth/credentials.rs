@@ -16,8 +16,10 @@ pub(crate) const API_KEY: HeaderName = HeaderName::from_static("x-api-key");
 /// The credential of a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Credential<'a> {
-    /// A JWT.
+    /// A JWT in `Authorization` (and maybe in the cookie too).
     Bearer(&'a str),
+    /// A JWT in the session cookie alone, which a browser attaches by itself.
+    SessionCookie(&'a str),
     /// An API key.
     ApiKey(&'a str),
 }
@@ -85,11 +87,13 @@ pub(crate) fn extract<'a>(
         (Some(header), Some(cookie)) if header != cookie => {
             return Err(AuthError::MultipleCredentials);
         }
-        (header, cookie) => header.or(cookie),
+        (Some(header), _) => Some(Credential::Bearer(header)),
+        (None, Some(cookie)) => Some(Credential::SessionCookie(cookie)),
+        (None, None) => None,
     };
     match (token, api_key) {
         (Some(_), Some(_)) => Err(AuthError::MultipleCredentials),
-        (Some(token), None) => Ok(Credential::Bearer(token)),
+        (Some(token), None) => Ok(token),
         (None, Some(key)) => Ok(Credential::ApiKey(key)),
         (None, None) => Err(AuthError::MissingCredentials),
     }
@@ -168,7 +172,7 @@ mod tests {
         let map = headers(&[("cookie", "theme=dark; session=a.b.c")]);
         assert_eq!(
             extract(&map, Some("session")),
-            Ok(Credential::Bearer("a.b.c"))
+            Ok(Credential::SessionCookie("a.b.c"))
         );
         assert_eq!(extract(&map, None), Err(AuthError::MissingCredentials));
         let agree = headers(&[
@@ -177,7 +181,8 @@ mod tests {
         ]);
         assert_eq!(
             extract(&agree, Some("session")),
-            Ok(Credential::Bearer("a.b.c"))
+            Ok(Credential::Bearer("a.b.c")),
+            "a browser attaches no Authorization header by itself"
         );
     }
 

@@ -66,12 +66,23 @@ pub enum AuthError {
     /// The signature does not verify.
     #[error("bad signature")]
     BadSignature,
+    /// This BFF has no source for this kind of credential (`"bearer tokens"`,
+    /// `"API keys"`, `"RS256 and ES256 tokens"`...).
+    #[error("{0} are not accepted here")]
+    MethodNotAccepted(&'static str),
     /// The API key is unknown or revoked.
     #[error("invalid API key")]
     InvalidApiKey,
     /// The issuer's keys are not loaded (yet) or too old to trust.
-    #[error("signing keys unavailable")]
-    KeysUnavailable,
+    #[error("the identity provider's signing keys are unavailable; retry later")]
+    KeysUnavailable {
+        /// Seconds until the keys may have been fetched again.
+        retry_after_secs: u64,
+    },
+    /// The session cookie came with an unsafe method from an origin that is
+    /// not trusted (cross-site request forgery).
+    #[error("the session cookie is not accepted for this request from this origin")]
+    CrossSiteCookie,
     /// The caller lacks the scope the route needs.
     #[error("missing scope {0}")]
     InsufficientScope(&'static str),
@@ -83,8 +94,8 @@ impl ProblemDetails for AuthError {
     fn status(&self) -> StatusCode {
         match self {
             Self::MultipleCredentials => StatusCode::BAD_REQUEST,
-            Self::InsufficientScope(_) => StatusCode::FORBIDDEN,
-            Self::KeysUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::InsufficientScope(_) | Self::CrossSiteCookie => StatusCode::FORBIDDEN,
+            Self::KeysUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::UNAUTHORIZED,
         }
     }
@@ -106,8 +117,10 @@ impl ProblemDetails for AuthError {
             Self::UnknownKey => "AUTH_UNKNOWN_KEY",
             Self::BadSignature => "AUTH_BAD_SIGNATURE",
             Self::InvalidApiKey => "AUTH_INVALID_API_KEY",
-            Self::KeysUnavailable => "AUTH_KEYS_UNAVAILABLE",
+            Self::MethodNotAccepted(_) => "AUTH_METHOD_NOT_ACCEPTED",
+            Self::KeysUnavailable { .. } => "AUTH_KEYS_UNAVAILABLE",
             Self::InsufficientScope(_) => "AUTH_INSUFFICIENT_SCOPE",
+            Self::CrossSiteCookie => "AUTH_CROSS_SITE_COOKIE",
         }
     }
 
@@ -116,10 +129,13 @@ impl ProblemDetails for AuthError {
         self.to_string()
     }
 
-    /// The RFC 6750 challenge, when the status has one.
+    /// The RFC 6750 challenge when the status has one, `Retry-After` with a 503.
     fn response_headers(&self, headers: &mut HeaderMap) {
         if let Some(challenge) = self.challenge() {
             headers.insert(header::WWW_AUTHENTICATE, challenge);
+        }
+        if let Self::KeysUnavailable { retry_after_secs } = self {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
         }
     }
 }
@@ -146,8 +162,10 @@ impl AuthError {
             Self::UnknownKey => "unknown_key",
             Self::BadSignature => "bad_signature",
             Self::InvalidApiKey => "invalid_api_key",
-            Self::KeysUnavailable => "keys_unavailable",
+            Self::MethodNotAccepted(_) => "method_not_accepted",
+            Self::KeysUnavailable { .. } => "keys_unavailable",
             Self::InsufficientScope(_) => "insufficient_scope",
+            Self::CrossSiteCookie => "cross_site_cookie",
         }
     }
 
@@ -163,7 +181,7 @@ impl AuthError {
                     "Bearer error=\"insufficient_scope\", error_description=\"{self}\", scope=\"{scope}\""
                 )
             }
-            Self::KeysUnavailable => return None,
+            Self::KeysUnavailable { .. } | Self::CrossSiteCookie => return None,
             _ => format!("Bearer error=\"invalid_token\", error_description=\"{self}\""),
         };
         // Every message above is ASCII without quotes or control characters.
@@ -197,6 +215,12 @@ mod tests {
             AuthError::InsufficientScope("x").status(),
             StatusCode::FORBIDDEN
         );
-        assert!(AuthError::KeysUnavailable.challenge().is_none());
+        assert!(
+            AuthError::KeysUnavailable {
+                retry_after_secs: 5
+            }
+            .challenge()
+            .is_none()
+        );
     }
 }

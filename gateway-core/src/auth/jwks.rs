@@ -1,7 +1,8 @@
 //! The issuer's keys, fetched once and kept fresh, never fetched per request.
 //!
 //! - At start the JWKS is fetched with retries and exponential backoff; the
-//!   readiness gate `jwks` stays closed (`/readyz` 503) until it succeeds.
+//!   readiness gate `jwks` stays closed (`/readyz` 503) until it succeeds,
+//!   and opens for good then.
 //! - It is refreshed on a schedule: the response's `Cache-Control: max-age`
 //!   when present, else `refresh_interval`, never more often than
 //!   `min_refetch_interval` and never so rarely that the keys could go stale.
@@ -10,17 +11,23 @@
 //!   (single flight): a flood of random `kid`s cannot hammer the issuer.
 //! - When a refresh fails, the last good keys stay in use, up to `max_stale`
 //!   after they were fetched; the failure is logged and counted, and the age
-//!   of the key set is a metric. Past `max_stale` RS256/ES256 tokens are
-//!   refused with 503 and readiness fails.
-//! - Keys that disappear from the JWKS stop verifying at the next refresh;
-//!   the `removal_epoch` tells the token cache to forget what they verified.
+//!   of the key set is a metric. Past `max_stale` only the tokens that need
+//!   these keys are refused (503 `AUTH_KEYS_UNAVAILABLE` with `Retry-After`);
+//!   the process stays ready, since API keys and HS256 tokens still work and
+//!   an identity-provider outage must not empty the whole fleet. Entering and
+//!   leaving that state is logged once each and shown by `auth_jwks_stale`.
+//! - Every fetch, whatever started it (start, schedule, failure backoff, an
+//!   unknown `kid`), is at least `min_refetch_interval` after the previous one.
+//! - Keys that disappear from the JWKS, or whose material changes under the
+//!   same `kid`, stop verifying at the next refresh; the `removal_epoch`
+//!   tells the token cache to forget what they verified.
 
 use std::{
     collections::HashMap,
     fmt,
     sync::{
         Arc, RwLock,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::Duration,
 };
@@ -50,7 +57,12 @@ const MAX_BACKOFF: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JwksConfig {
-    /// The JWKS URL (default `http://127.0.0.1:7000/.well-known/jwks.json`).
+    /// Whether RS256/ES256 tokens are accepted at all (default `true`); with
+    /// `false` nothing is fetched and readiness does not wait for the JWKS.
+    #[serde(default = "JwksConfig::default_enabled")]
+    pub enabled: bool,
+    /// The JWKS URL (default `http://127.0.0.1:7000/.well-known/jwks.json`, the dev issuer).
+    #[serde(default = "JwksConfig::default_url")]
     pub url: ServiceUrl,
     /// Refresh period when the JWKS sends no `max-age` (default `5m`).
     #[serde(default = "JwksConfig::default_refresh_interval")]
@@ -66,7 +78,19 @@ pub struct JwksConfig {
     pub fetch_timeout: HumanDuration,
 }
 
+impl Default for JwksConfig {
+    fn default() -> Self {
+        Self::at(Self::default_url())
+    }
+}
+
 impl JwksConfig {
+    const fn default_enabled() -> bool {
+        true
+    }
+    fn default_url() -> ServiceUrl {
+        ServiceUrl::parse("http://127.0.0.1:7000/.well-known/jwks.json").expect("a valid URL")
+    }
     const fn default_refresh_interval() -> HumanDuration {
         HumanDuration::from_secs(300)
     }
@@ -83,6 +107,7 @@ impl JwksConfig {
     /// The JWKS at `url` with default timings.
     pub fn at(url: ServiceUrl) -> Self {
         Self {
+            enabled: true,
             url,
             refresh_interval: Self::default_refresh_interval(),
             min_refetch_interval: Self::default_min_refetch_interval(),
@@ -144,6 +169,7 @@ struct JwksMetrics {
     fetches: Family<FetchLabels, Counter>,
     refresh_failures: Counter,
     keys: Gauge,
+    stale: Gauge,
 }
 
 /// Why a fetch failed.
@@ -168,8 +194,10 @@ pub(crate) struct Jwks {
     current: Arc<RwLock<Arc<KeySet>>>,
     /// Bumped by every successful fetch.
     generation: AtomicU64,
-    /// Bumped by every fetch that withdrew a key.
+    /// Bumped by every fetch that withdrew a key or changed its material.
     removal_epoch: AtomicU64,
+    /// Whether the keys were loaded once and are now older than `max_stale`.
+    stale: AtomicBool,
     /// When the last fetch started; its lock makes fetches single-flight.
     last_attempt: tokio::sync::Mutex<Option<Instant>>,
     gate: ReadinessGate,
@@ -225,6 +253,11 @@ impl Jwks {
             metrics.keys.clone(),
         );
         telemetry.register(
+            "auth_jwks_stale",
+            "1 while the keys are older than max_stale and JWKS-signed tokens are refused",
+            metrics.stale.clone(),
+        );
+        telemetry.register(
             "auth_jwks_age_seconds",
             "Seconds since the keys in use were fetched",
             KeySetAge(current.clone()),
@@ -235,6 +268,7 @@ impl Jwks {
             current,
             generation: AtomicU64::new(0),
             removal_epoch: AtomicU64::new(0),
+            stale: AtomicBool::new(false),
             last_attempt: tokio::sync::Mutex::new(None),
             gate,
             metrics,
@@ -263,13 +297,50 @@ impl Jwks {
 
     fn lookup(&self, kid: &str) -> Lookup {
         let set = self.snapshot();
-        if !Self::is_fresh(&set, self.config.max_stale.get()) {
+        let fresh = Self::is_fresh(&set, self.config.max_stale.get());
+        self.note_staleness(&set, fresh);
+        if !fresh {
             return Lookup::Unavailable;
         }
         set.keys
             .get(kid)
             .cloned()
             .map_or(Lookup::Unknown, Lookup::Found)
+    }
+
+    /// Logs and shows (once per change) whether loaded keys went stale.
+    fn note_staleness(&self, set: &KeySet, fresh: bool) {
+        let stale = set.fetched_at.is_some() && !fresh;
+        if self.stale.swap(stale, Ordering::AcqRel) == stale {
+            return;
+        }
+        self.metrics.stale.set(i64::from(stale));
+        if stale {
+            tracing::error!(
+                url = %self.config.url,
+                max_stale = %self.config.max_stale,
+                "the JWKS could not be refreshed for longer than max_stale: tokens signed with its keys are refused (503 AUTH_KEYS_UNAVAILABLE) until it answers; API keys and HS256 tokens still work"
+            );
+        } else {
+            tracing::info!(url = %self.config.url, "the JWKS is fresh again: its tokens are accepted");
+        }
+    }
+
+    /// The key `kid` if it is loaded and fresh once any fetch under way
+    /// (the first one, at start) has finished; never starts a fetch.
+    pub(crate) async fn loaded_key(&self, kid: &str) -> Option<Arc<VerificationKey>> {
+        drop(self.last_attempt.lock().await);
+        match self.lookup(kid) {
+            Lookup::Found(key) => Some(key),
+            Lookup::Unknown | Lookup::Unavailable => None,
+        }
+    }
+
+    /// The answer to a token that needs keys that are not there (yet).
+    fn unavailable(&self) -> AuthError {
+        AuthError::KeysUnavailable {
+            retry_after_secs: self.config.min_refetch_interval.get().as_secs().max(1),
+        }
     }
 
     /// The key `kid`, refetching the JWKS (rate-limited, single-flight) when
@@ -294,7 +365,7 @@ impl Jwks {
         match self.lookup(kid) {
             Lookup::Found(key) => Ok(key),
             Lookup::Unknown => Err(AuthError::UnknownKey),
-            Lookup::Unavailable => Err(AuthError::KeysUnavailable),
+            Lookup::Unavailable => Err(self.unavailable()),
         }
     }
 
@@ -316,17 +387,15 @@ impl Jwks {
                     refresh_delay(&self.config, max_age)
                 }
                 Err(()) => {
-                    let delay = backoff;
+                    let delay = backoff.max(self.config.min_refetch_interval.get());
                     backoff = (backoff * 2)
                         .min(MAX_BACKOFF)
                         .min(self.config.refresh_interval.get());
                     delay
                 }
             };
-            self.gate.set(Self::is_fresh(
-                &self.snapshot(),
-                self.config.max_stale.get(),
-            ));
+            let set = self.snapshot();
+            self.note_staleness(&set, Self::is_fresh(&set, self.config.max_stale.get()));
             tokio::select! {
                 () = tokio::time::sleep(delay) => {}
                 () = shutdown.triggered() => return,
@@ -376,7 +445,10 @@ impl Jwks {
             .current
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let withdrew = current.keys.keys().any(|kid| !keys.contains_key(kid));
+        let withdrew = current
+            .keys
+            .iter()
+            .any(|(kid, old)| keys.get(kid).is_none_or(|new| !new.same_material(old)));
         *current = Arc::new(KeySet {
             keys,
             fetched_at: Some(Instant::now()),
@@ -388,6 +460,7 @@ impl Jwks {
         self.generation.fetch_add(1, Ordering::AcqRel);
         self.metrics.keys.set(count as i64);
         self.gate.set(true);
+        self.note_staleness(&self.snapshot(), true);
     }
 
     async fn fetch(

@@ -24,6 +24,9 @@ const MIN_RSA_MODULUS_BYTES: usize = 256;
 pub(crate) struct VerificationKey {
     algorithm: Algorithm,
     key: DecodingKey,
+    /// The public components as published (`n.e`, `x.y`), to tell a key
+    /// whose material changed under the same `kid`; empty for the secret.
+    material: String,
 }
 
 impl std::fmt::Debug for VerificationKey {
@@ -40,7 +43,13 @@ impl VerificationKey {
         Self {
             algorithm: Algorithm::Hs256,
             key: DecodingKey::from_secret(secret),
+            material: String::new(),
         }
+    }
+
+    /// Whether `other` is the same public key: the same algorithm and components.
+    pub(crate) fn same_material(&self, other: &Self) -> bool {
+        self.algorithm == other.algorithm && self.material == other.material
     }
 
     /// Checks `token`'s signature with this key, refusing any algorithm but the key's own.
@@ -99,7 +108,7 @@ impl Jwk {
         if self.usage.as_deref().is_some_and(|usage| usage != "sig") {
             return unusable(&kid, "not a signing key");
         }
-        let (algorithm, key) = match (self.kty.as_str(), self.alg.as_deref()) {
+        let (algorithm, key, material) = match (self.kty.as_str(), self.alg.as_deref()) {
             ("RSA", None | Some("RS256")) => {
                 let (Some(n), Some(e)) = (self.n, self.e) else {
                     return unusable(&kid, "RSA key without n or e");
@@ -113,6 +122,7 @@ impl Jwk {
                 (
                     Algorithm::Rs256,
                     DecodingKey::from_rsa_components(&n, &e).ok()?,
+                    format!("{n}.{e}"),
                 )
             }
             ("EC", None | Some("ES256")) if self.crv.as_deref() == Some("P-256") => {
@@ -130,13 +140,21 @@ impl Jwk {
                 (
                     Algorithm::Es256,
                     DecodingKey::from_ec_components(&x, &y).ok()?,
+                    format!("{x}.{y}"),
                 )
             }
             // Symmetric (`oct`) keys are never taken from a JWKS, and other
             // algorithms are not accepted.
             _ => return unusable(&kid, "unsupported key type or algorithm"),
         };
-        Some((kid, Arc::new(VerificationKey { algorithm, key })))
+        Some((
+            kid,
+            Arc::new(VerificationKey {
+                algorithm,
+                key,
+                material,
+            }),
+        ))
     }
 }
 
@@ -188,6 +206,18 @@ mod tests {
         assert_eq!(keys["rsa"].algorithm, Algorithm::Rs256);
         assert_eq!(keys["rsa-no-alg"].algorithm, Algorithm::Rs256);
         assert_eq!(keys["ec"].algorithm, Algorithm::Es256);
+    }
+
+    #[test]
+    fn new_material_under_the_same_kid_is_a_different_key() {
+        let set = |n: &[u8]| {
+            let document =
+                json!({ "keys": [{ "kty": "RSA", "kid": "k", "n": b64(n), "e": "AQAB" }] });
+            parse_jwks(document.to_string().as_bytes()).expect("a JWKS")
+        };
+        let (old, again, rotated) = (set(&[0xC5; 256]), set(&[0xC5; 256]), set(&[0xC7; 256]));
+        assert!(old["k"].same_material(&again["k"]));
+        assert!(!old["k"].same_material(&rotated["k"]));
     }
 
     #[test]

@@ -7,6 +7,18 @@
 //!   issuer's JWKS, see [`JwksConfig`]); or
 //! - an API key (`X-Api-Key`), configured by its SHA-256 ([`ApiKeyConfig`]).
 //!
+//! Each source is optional and explicit: HS256 is on when `[auth.hs256]` is
+//! set, the JWKS unless `[auth.jwks] enabled = false`, API keys when any is
+//! configured, the cookie when `session_cookie` names one. A BFF with no
+//! source at all does not start, and readiness waits only for what is
+//! configured (the JWKS's first load).
+//!
+//! A cookie is sent by the browser on its own, so a request authenticated by
+//! the cookie alone with an unsafe method (anything but GET, HEAD, OPTIONS
+//! and TRACE) must come from the page's own origin (`Sec-Fetch-Site:
+//! same-origin`) or from one of `session_cookie_origins`; otherwise it is a
+//! cross-site request forgery and refused with 403 `AUTH_CROSS_SITE_COOKIE`.
+//!
 //! [`Authenticator::layer`] verifies it on every route but the BFF's public
 //! ones and puts the [`VerifiedIdentity`] in the request (handlers read it
 //! through [`crate::RequestContext`], downstream calls forward it as
@@ -56,7 +68,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use futures_util::future::{BoxFuture, Either, Ready, ready};
-use http::HeaderMap;
+use http::{HeaderMap, HeaderValue, Method, header};
 use prometheus_client::{
     encoding::EncodeLabelSet,
     metrics::{counter::Counter, family::Family},
@@ -66,7 +78,7 @@ use tower::{Layer, Service};
 
 use crate::{
     Error,
-    config::{ConfigError, HumanDuration, Secret, ServiceUrl, Validate},
+    config::{ConfigError, HumanDuration, Origin, Secret, Validate},
     identity::VerifiedIdentity,
     lifecycle::{Readiness, Shutdown},
     observability::Telemetry,
@@ -145,15 +157,19 @@ pub struct AuthConfig {
     /// Longest token accepted, in bytes (default 8192).
     #[serde(default = "AuthConfig::default_max_token_bytes")]
     pub max_token_bytes: NonZeroUsize,
-    /// Cookie that may carry the token (bff-web: `bff_session`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub session_cookie: Option<String>,
+    /// Cookie that may carry the token (bff-web: `bff_session`); `""` turns it off.
+    #[serde(default)]
+    pub session_cookie: String,
+    /// Origins (besides the page's own) whose pages may send unsafe requests
+    /// authenticated by the session cookie.
+    #[serde(default)]
+    pub session_cookie_origins: Vec<Origin>,
     /// HS256 with a shared secret; off when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hs256: Option<Hs256Config>,
-    /// RS256/ES256 with the issuer's JWKS; off when absent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub jwks: Option<JwksConfig>,
+    /// RS256/ES256 with the issuer's JWKS; on unless `enabled = false`.
+    #[serde(default)]
+    pub jwks: JwksConfig,
     /// Verified tokens remembered (default 10000; 0 turns the cache off).
     #[serde(default = "AuthConfig::default_token_cache_capacity")]
     pub token_cache_capacity: usize,
@@ -173,19 +189,17 @@ impl AuthConfig {
         10_000
     }
 
-    /// Defaults for `audience`: the dev issuer and its JWKS on `127.0.0.1:7000`.
+    /// Defaults for `audience`: the dev issuer and its JWKS on `127.0.0.1:7000`, no cookie.
     pub fn for_audience(audience: &str) -> Self {
         Self {
             issuer: "https://auth.demo.bff".to_owned(),
             audience: audience.to_owned(),
             leeway: Self::default_leeway(),
             max_token_bytes: Self::default_max_token_bytes(),
-            session_cookie: None,
+            session_cookie: String::new(),
+            session_cookie_origins: Vec::new(),
             hs256: None,
-            jwks: Some(JwksConfig::at(
-                ServiceUrl::parse("http://127.0.0.1:7000/.well-known/jwks.json")
-                    .expect("a valid URL"),
-            )),
+            jwks: JwksConfig::default(),
             token_cache_capacity: Self::default_token_cache_capacity(),
             api_keys: Vec::new(),
         }
@@ -201,23 +215,28 @@ impl Validate for AuthConfig {
         if self.audience.is_empty() {
             return Err(ConfigError::rule("auth.audience", "must not be empty"));
         }
-        if self.hs256.is_none() && self.jwks.is_none() && self.api_keys.is_empty() {
+        let usable_api_keys = self.api_keys.iter().any(|key| !key.revoked);
+        if self.hs256.is_none() && !self.jwks.enabled && !usable_api_keys {
             return Err(ConfigError::rule(
                 "auth",
-                "configure at least one of hs256, jwks and api_keys",
+                "no credential source: set [auth.hs256], enable [auth.jwks] or add an unrevoked [[auth.api_keys]]",
             ));
         }
         if let Some(hs256) = &self.hs256 {
             hs256.load()?;
         }
-        if let Some(cookie) = &self.session_cookie {
-            let token_char = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
-            if cookie.is_empty() || !cookie.bytes().all(token_char) {
-                return Err(ConfigError::rule(
-                    "auth.session_cookie",
-                    "must be a valid cookie name",
-                ));
-            }
+        let token_char = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+        if !self.session_cookie.bytes().all(token_char) {
+            return Err(ConfigError::rule(
+                "auth.session_cookie",
+                "must be a valid cookie name, or \"\" for no cookie",
+            ));
+        }
+        if self.session_cookie.is_empty() && !self.session_cookie_origins.is_empty() {
+            return Err(ConfigError::rule(
+                "auth.session_cookie_origins",
+                "trusts origins with a session cookie, but session_cookie is off",
+            ));
         }
         ApiKeys::new(&self.api_keys).map(drop)
     }
@@ -332,6 +351,7 @@ struct Inner {
     jwt: JwtVerifier,
     api_keys: ApiKeys,
     session_cookie: Option<String>,
+    session_cookie_origins: Vec<HeaderValue>,
     metrics: AuthMetrics,
 }
 
@@ -353,14 +373,15 @@ impl Authenticator {
             }),
             None => None,
         };
-        let jwks = match &config.jwks {
-            Some(jwks) => Some(jwks::Jwks::start(
-                jwks.clone(),
+        let jwks = if config.jwks.enabled {
+            Some(jwks::Jwks::start(
+                config.jwks.clone(),
                 telemetry,
                 readiness.gate("jwks"),
                 shutdown,
-            )?),
-            None => None,
+            )?)
+        } else {
+            None
         };
         let metrics = AuthMetrics::register(telemetry);
         Ok(Self {
@@ -376,28 +397,65 @@ impl Authenticator {
                         .then(|| TokenCache::new(config.token_cache_capacity)),
                 },
                 api_keys: ApiKeys::new(&config.api_keys)?,
-                session_cookie: config.session_cookie.clone(),
+                session_cookie: (!config.session_cookie.is_empty())
+                    .then(|| config.session_cookie.clone()),
+                session_cookie_origins: config
+                    .session_cookie_origins
+                    .iter()
+                    .map(|origin| origin.header_value().clone())
+                    .collect(),
                 metrics,
             }),
         })
     }
 
-    /// Verifies the one credential in `headers`, counting the outcome.
+    /// Verifies the one credential of a request with `method` and
+    /// `headers`, counting the outcome.
     pub async fn authenticate(
         &self,
+        method: &Method,
         headers: &HeaderMap,
     ) -> Result<Arc<VerifiedIdentity>, AuthError> {
         let credential = credentials::extract(headers, self.inner.session_cookie.as_deref());
         let (method, result) = match credential {
             Ok(Credential::Bearer(token)) => ("jwt", self.verify_token(token).await),
+            Ok(Credential::SessionCookie(token)) => match self.check_cookie_origin(method, headers)
+            {
+                Ok(()) => ("jwt", self.verify_token(token).await),
+                Err(error) => ("jwt", Err(error)),
+            },
             Ok(Credential::ApiKey(key)) if self.inner.api_keys.is_enabled() => {
                 ("api_key", self.inner.api_keys.authenticate(key))
             }
-            Ok(Credential::ApiKey(_)) => ("api_key", Err(AuthError::InvalidApiKey)),
+            Ok(Credential::ApiKey(_)) => ("api_key", Err(AuthError::MethodNotAccepted("API keys"))),
             Err(error) => ("none", Err(error)),
         };
         self.inner.metrics.record(method, &result);
         result
+    }
+
+    /// Refuses a cookie-authenticated unsafe request from a foreign origin.
+    fn check_cookie_origin(&self, method: &Method, headers: &HeaderMap) -> Result<(), AuthError> {
+        if matches!(
+            *method,
+            Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
+        ) {
+            return Ok(());
+        }
+        let same_origin = headers
+            .get("sec-fetch-site")
+            .is_some_and(|site| site == "same-origin");
+        let trusted_origin = headers.get(header::ORIGIN).is_some_and(|origin| {
+            self.inner
+                .session_cookie_origins
+                .iter()
+                .any(|trusted| trusted == origin)
+        });
+        if same_origin || trusted_origin {
+            Ok(())
+        } else {
+            Err(AuthError::CrossSiteCookie)
+        }
     }
 
     /// Verifies one JWT.
@@ -475,7 +533,10 @@ where
         }
         let authenticator = self.layer.authenticator.clone();
         Box::pin(async move {
-            match authenticator.authenticate(request.headers()).await {
+            match authenticator
+                .authenticate(request.method(), request.headers())
+                .await
+            {
                 Ok(identity) => {
                     request.extensions_mut().insert(identity.clone());
                     let mut response = inner.call(request).await?;

@@ -23,16 +23,13 @@ use serde::{
     de::{self, IgnoredAny, MapAccess, Visitor},
 };
 
+use shared_schema::{AuthMethod, Identity};
+
 use super::AuthError;
+use crate::identity::{InvalidIdentity, VerifiedIdentity};
 
 /// Latest date accepted in a numeric claim: 9999-12-31T23:59:59Z.
 const MAX_NUMERIC_DATE: u64 = 253_402_300_799;
-/// Longest `sub` accepted.
-const MAX_SUBJECT_LEN: usize = 256;
-/// Longest `tid` accepted.
-const MAX_TENANT_LEN: usize = 64;
-/// Most scopes in one token.
-const MAX_SCOPES: usize = 64;
 
 /// The signature algorithms this gateway verifies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -142,14 +139,8 @@ struct RawClaims {
 /// The claims of a token that passed every check of its [`ClaimPolicy`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Claims {
-    /// `sub`.
-    pub(crate) subject: String,
-    /// `tid`.
-    pub(crate) tenant: String,
-    /// `scope`, split on spaces.
-    pub(crate) scopes: Vec<String>,
-    /// `azp` or `client_id`, when present.
-    pub(crate) client: Option<String>,
+    /// `sub`, `tid`, `scope` (split on spaces) and `azp` or `client_id`.
+    pub(crate) identity: VerifiedIdentity,
     /// `exp` and `nbf`.
     pub(crate) validity: Validity,
 }
@@ -374,59 +365,37 @@ impl ClaimPolicy<'_> {
             return Err(AuthError::WrongAudience);
         }
         let subject = raw.sub.as_deref().ok_or(AuthError::MissingClaim("sub"))?;
-        if subject.is_empty()
-            || subject.len() > MAX_SUBJECT_LEN
-            || !subject.bytes().all(is_visible_ascii)
-        {
-            return Err(AuthError::InvalidClaim("sub"));
-        }
         let tenant = raw.tid.as_deref().ok_or(AuthError::MissingClaim("tid"))?;
-        let tenant_ok = !tenant.is_empty()
-            && tenant.len() <= MAX_TENANT_LEN
-            && tenant
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-        if !tenant_ok {
-            return Err(AuthError::InvalidClaim("tid"));
-        }
-        let scopes: Vec<String> = raw
-            .scope
-            .as_deref()
-            .unwrap_or_default()
-            .split(' ')
-            .filter(|scope| !scope.is_empty())
-            .map(str::to_owned)
-            .collect();
-        // RFC 6749 §3.3 scope-token characters.
-        let scope_ok = |scope: &String| {
-            scope
-                .bytes()
-                .all(|b| is_visible_ascii(b) && b != b'"' && b != b'\\')
-        };
-        if scopes.len() > MAX_SCOPES || !scopes.iter().all(scope_ok) {
-            return Err(AuthError::InvalidClaim("scope"));
-        }
-        let client = raw.azp.as_ref().or(raw.client_id.as_ref());
-        if client.is_some_and(|client| {
-            client.len() > MAX_SUBJECT_LEN || !client.bytes().all(is_visible_ascii)
-        }) {
-            return Err(AuthError::InvalidClaim("azp"));
-        }
-        Ok(Claims {
+        let identity = Identity {
             subject: subject.to_owned(),
             tenant: tenant.to_owned(),
-            scopes,
-            client: client.cloned(),
+            scopes: raw
+                .scope
+                .as_deref()
+                .unwrap_or_default()
+                .split(' ')
+                .filter(|scope| !scope.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            client: raw.azp.as_ref().or(raw.client_id.as_ref()).cloned(),
+            auth_method: AuthMethod::Jwt,
+        };
+        let identity = VerifiedIdentity::new(identity).map_err(|invalid| {
+            AuthError::InvalidClaim(match invalid {
+                InvalidIdentity::Subject => "sub",
+                InvalidIdentity::Tenant => "tid",
+                InvalidIdentity::Scopes => "scope",
+                InvalidIdentity::Client => "azp",
+            })
+        })?;
+        Ok(Claims {
+            identity,
             validity: Validity {
                 expires_at,
                 not_before,
             },
         })
     }
-}
-
-fn is_visible_ascii(byte: u8) -> bool {
-    (0x21..=0x7e).contains(&byte)
 }
 
 #[cfg(test)]
@@ -487,9 +456,9 @@ mod tests {
                 && token[parsed.signing_input.len()..] == *".c2ln"
         );
         let claims = parsed.claims(&POLICY, NOW).expect("valid");
-        assert_eq!(claims.subject, "user-1");
-        assert_eq!(claims.tenant, "acme");
-        assert_eq!(claims.scopes, vec!["products:read", "orders:read"]);
+        assert_eq!(claims.identity.subject, "user-1");
+        assert_eq!(claims.identity.tenant, "acme");
+        assert_eq!(claims.identity.scopes, vec!["products:read", "orders:read"]);
     }
 
     #[test]

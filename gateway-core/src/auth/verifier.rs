@@ -3,7 +3,9 @@
 //! The order matters. Form, header and claims (expiry, issuer, audience) are
 //! checked first, without any key, so a token that fails them never causes a
 //! JWKS fetch. Then the key is chosen by `kid` alone and must be pinned to
-//! the token's `alg`; only then is the signature checked. A verified token is
+//! the token's `alg`; only then is the signature checked. A wrong issuer or
+//! audience is reported as such only when the signature verifies with a key
+//! already loaded: before that, the caller learns nothing of the configuration. A verified token is
 //! remembered in the [`TokenCache`] so the next request with the same token
 //! costs a hash lookup and a clock check.
 
@@ -12,8 +14,6 @@ use std::{
     time::{SystemTime, UNIX_EPOCH},
 };
 
-use shared_schema::{AuthMethod, Identity};
-
 use crate::identity::VerifiedIdentity;
 
 use super::{
@@ -21,7 +21,7 @@ use super::{
     cache::TokenCache,
     jwks::Jwks,
     keys::VerificationKey,
-    token::{ClaimPolicy, UnverifiedToken},
+    token::{Algorithm, ClaimPolicy, UnverifiedToken, Validity},
 };
 
 /// The HS256 secret and the `kid` it answers to (`None`: tokens without a `kid`).
@@ -94,8 +94,8 @@ impl JwtVerifier {
         let result = self
             .verify_uncached(token, now)
             .await
-            .map(|(identity, claims)| {
-                cache.insert(token, identity.clone(), claims.validity, now, epoch);
+            .map(|(identity, validity)| {
+                cache.insert(token, identity.clone(), validity, now, epoch);
                 identity
             });
         (result, CacheOutcome::Miss)
@@ -105,19 +105,26 @@ impl JwtVerifier {
         &self,
         token: &str,
         now: u64,
-    ) -> Result<(Arc<VerifiedIdentity>, super::token::Claims), AuthError> {
+    ) -> Result<(Arc<VerifiedIdentity>, Validity), AuthError> {
+        if self.hs256.is_none() && self.jwks.is_none() {
+            return Err(AuthError::MethodNotAccepted("bearer tokens"));
+        }
         let parsed = UnverifiedToken::parse(token, self.max_token_bytes)?;
-        let claims = parsed.claims(&self.policy(), now)?;
-        let key = self.key_for(&parsed).await?;
+        let claims = match parsed.claims(&self.policy(), now) {
+            Ok(claims) => claims,
+            Err(error @ (AuthError::WrongIssuer | AuthError::WrongAudience)) => {
+                // Told only to a caller whose signature verifies: unsigned
+                // probes must not find out the configured issuer or audience.
+                // Keys already loaded only, so this fetches nothing.
+                let key = self.key_for(&parsed, KeySource::Loaded).await?;
+                key.verify(&parsed)?;
+                return Err(error);
+            }
+            Err(error) => return Err(error),
+        };
+        let key = self.key_for(&parsed, KeySource::MayFetch).await?;
         key.verify(&parsed)?;
-        let identity = Arc::new(VerifiedIdentity::new(Identity {
-            subject: claims.subject.clone(),
-            tenant: claims.tenant.clone(),
-            scopes: claims.scopes.clone(),
-            client: claims.client.clone(),
-            auth_method: AuthMethod::Jwt,
-        }));
-        Ok((identity, claims))
+        Ok((Arc::new(claims.identity), claims.validity))
     }
 
     /// The key named by the token's `kid`: the HS256 secret when it answers
@@ -125,6 +132,7 @@ impl JwtVerifier {
     async fn key_for(
         &self,
         token: &UnverifiedToken<'_>,
+        source: KeySource,
     ) -> Result<Arc<VerificationKey>, AuthError> {
         let secret = self
             .hs256
@@ -133,9 +141,30 @@ impl JwtVerifier {
         if let Some(secret) = secret {
             return Ok(secret.key.clone());
         }
-        match (&token.kid, &self.jwks) {
-            (Some(kid), Some(jwks)) => jwks.key(kid).await,
-            _ => Err(AuthError::UnknownKey),
+        let Some(jwks) = &self.jwks else {
+            return Err(match (token.algorithm, &self.hs256) {
+                (Algorithm::Hs256, Some(_)) => AuthError::UnknownKey,
+                (Algorithm::Hs256, None) => AuthError::MethodNotAccepted("HS256 tokens"),
+                (Algorithm::Rs256 | Algorithm::Es256, _) => {
+                    AuthError::MethodNotAccepted("RS256 and ES256 tokens")
+                }
+            });
+        };
+        match (&token.kid, source) {
+            (Some(kid), KeySource::MayFetch) => jwks.key(kid).await,
+            (Some(kid), KeySource::Loaded) => {
+                jwks.loaded_key(kid).await.ok_or(AuthError::UnknownKey)
+            }
+            (None, _) => Err(AuthError::UnknownKey),
         }
     }
+}
+
+/// Whether looking a key up may fetch the JWKS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KeySource {
+    /// An unknown `kid` triggers a (rate-limited) refetch.
+    MayFetch,
+    /// Only keys already loaded and fresh.
+    Loaded,
 }

@@ -57,7 +57,7 @@ impl<B: Bff> Default for BffConfig<B> {
             server: ServerConfig::with_ports(B::PUBLIC_PORT, B::ADMIN_PORT),
             observability: ObservabilityConfig::default(),
             auth: AuthConfig {
-                session_cookie: B::SESSION_COOKIE.map(str::to_owned),
+                session_cookie: B::SESSION_COOKIE.unwrap_or_default().to_owned(),
                 ..AuthConfig::for_audience(B::NAME)
             },
             rate_limit: RateLimitConfig::default(),

@@ -49,7 +49,7 @@
 
 mod values;
 
-pub use values::{Delay, HumanDuration, Secret, ServiceUrl};
+pub use values::{Delay, HumanDuration, Origin, Secret, ServiceUrl};
 
 use std::path::{Path, PathBuf};
 

@@ -1,4 +1,4 @@
-//! Value types configuration is made of: durations, URLs and secrets.
+//! Value types configuration is made of: durations, URLs, origins and secrets.
 //!
 //! Each type checks its own value while deserialising, so an invalid value is
 //! reported by figment with the key and the source it came from.
@@ -242,9 +242,85 @@ impl<'de> Deserialize<'de> for Secret {
     }
 }
 
+/// A web origin as a browser sends it in `Origin`: `scheme://host[:port]`,
+/// http or https, without a path, query or credentials.
+///
+/// `*` is refused: the origins listed are trusted with the user's cookie.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Origin(http::HeaderValue);
+
+impl Origin {
+    /// Parses `text`, or says what is wrong with it.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let refuse = || {
+            format!(
+                "{text:?} is not an origin: write scheme://host[:port], http or https, \
+                 without a path; \"*\" is refused because the listed origins are trusted \
+                 with the session cookie"
+            )
+        };
+        let uri = text.parse::<http::Uri>().map_err(|_| refuse())?;
+        let is_origin = matches!(uri.scheme_str(), Some("http" | "https"))
+            && uri
+                .authority()
+                .is_some_and(|authority| !authority.as_str().contains('@'))
+            && uri.path() == "/"
+            && uri.query().is_none()
+            && !text.ends_with('/');
+        if !is_origin {
+            return Err(refuse());
+        }
+        http::HeaderValue::from_str(text)
+            .map(Self)
+            .map_err(|_| refuse())
+    }
+
+    /// The origin as the header value a browser sends.
+    pub fn header_value(&self) -> &http::HeaderValue {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0.to_str().unwrap_or_default())
+    }
+}
+
+impl Serialize for Origin {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.0.to_str().unwrap_or_default())
+    }
+}
+
+impl<'de> Deserialize<'de> for Origin {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Self::parse(&text).map_err(de::Error::custom)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn origins_are_written_as_browsers_send_them() {
+        assert!(Origin::parse("https://shop.example.com").is_ok());
+        assert!(Origin::parse("http://localhost:3000").is_ok());
+        for refused in [
+            "*",
+            "https://shop.example.com/",
+            "https://shop.example.com/app",
+            "https://shop.example.com?x=1",
+            "shop.example.com",
+            "ftp://shop.example.com",
+            "https://user@shop.example.com",
+        ] {
+            let reason = Origin::parse(refused).expect_err(refused);
+            assert!(reason.contains("is not an origin"), "{refused}: {reason}");
+        }
+    }
 
     #[test]
     fn durations_round_trip_through_text() {

@@ -25,6 +25,7 @@ use serde::{Serialize, de::DeserializeOwned};
 use super::{DownstreamConfig, DownstreamError, error::BoxError};
 use crate::{
     context::RequestContext,
+    identity::VerifiedIdentity,
     observability::{DownstreamMetrics, REQUEST_ID, TRACEPARENT, TRACESTATE, Telemetry},
 };
 
@@ -173,24 +174,37 @@ impl DownstreamClient {
         context: &RequestContext,
     ) -> Result<T, DownstreamError> {
         let started = Instant::now();
-        let has_body = method == Method::POST;
-        let mut request = Request::new(body);
-        *request.method_mut() = method;
-        *request.uri_mut() = uri;
-        with_context(request.headers_mut(), context);
-        if has_body {
-            request
-                .headers_mut()
-                .insert(header::CONTENT_TYPE, APPLICATION_JSON);
-        }
-        let result = tokio::time::timeout(self.inner.timeout, self.exchange(request))
-            .await
-            .unwrap_or_else(|_| {
-                Err(DownstreamError::Timeout {
+        let result = match &context.identity {
+            Some(identity) => {
+                let mut request = Request::new(body);
+                *request.uri_mut() = uri;
+                with_context(request.headers_mut(), context, identity);
+                if method == Method::POST {
+                    request
+                        .headers_mut()
+                        .insert(header::CONTENT_TYPE, APPLICATION_JSON);
+                }
+                *request.method_mut() = method;
+                tokio::time::timeout(self.inner.timeout, self.exchange(request))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(DownstreamError::Timeout {
+                            service: self.inner.service,
+                            timeout: self.inner.timeout,
+                        })
+                    })
+            }
+            // Fail closed: no service ever sees a request without its verified tenant.
+            None => {
+                tracing::error!(
+                    service = self.inner.service,
+                    "a route called a service for a request without a verified identity; not sent"
+                );
+                Err(DownstreamError::NoIdentity {
                     service: self.inner.service,
-                    timeout: self.inner.timeout,
                 })
-            });
+            }
+        };
         let outcome = match &result {
             Ok(_) => std::borrow::Cow::Borrowed("200"),
             Err(DownstreamError::Timeout { .. }) => "timeout".into(),
@@ -200,7 +214,9 @@ impl DownstreamClient {
             Err(DownstreamError::InvalidBody { .. } | DownstreamError::BodyTooLarge { .. }) => {
                 "invalid".into()
             }
-            Err(DownstreamError::InvalidPath { .. }) => "not_sent".into(),
+            Err(DownstreamError::InvalidPath { .. } | DownstreamError::NoIdentity { .. }) => {
+                "not_sent".into()
+            }
         };
         self.inner
             .metrics
@@ -275,16 +291,18 @@ fn is_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
 }
 
 /// Adds the trace headers and the identity headers the gateway sets itself.
-fn with_context(headers: &mut http::HeaderMap, context: &RequestContext) {
+fn with_context(
+    headers: &mut http::HeaderMap,
+    context: &RequestContext,
+    identity: &VerifiedIdentity,
+) {
     headers.insert(header::ACCEPT, APPLICATION_JSON);
     headers.insert(TRACEPARENT, context.trace.child_traceparent());
     headers.insert(REQUEST_ID, context.request_id.clone());
     if let Some(state) = context.trace.tracestate() {
         headers.insert(TRACESTATE, state.clone());
     }
-    if let Some(identity) = &context.identity {
-        for (name, value) in identity.forwarded_headers() {
-            headers.insert(name, value.clone());
-        }
+    for (name, value) in identity.forwarded_headers() {
+        headers.insert(name, value.clone());
     }
 }

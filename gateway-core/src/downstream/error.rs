@@ -58,6 +58,14 @@ pub enum DownstreamError {
         /// The configured maximum.
         limit: usize,
     },
+    /// The route called a service for a request without a verified identity
+    /// (a public route): refused before sending, since every service call
+    /// carries the caller's tenant. A bug in the route, never the client's fault.
+    #[error("{service}: not called: the request has no verified identity")]
+    NoIdentity {
+        /// The service that was not called.
+        service: &'static str,
+    },
     /// The request could not be formed: the path is not a valid URI path.
     /// A bug in the route that built it, never the client's fault.
     #[error("{service}: the request path is not a valid URI path")]
@@ -87,7 +95,7 @@ impl ProblemDetails for DownstreamError {
             // A 404 there is the client's 404 only when the route says the
             // missing thing is what the client asked for (`fetching`).
             Self::NotFound { .. } => StatusCode::BAD_GATEWAY,
-            Self::InvalidPath { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::InvalidPath { .. } | Self::NoIdentity { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Unavailable { .. }
             | Self::Status { .. }
             | Self::InvalidBody { .. }
@@ -103,7 +111,7 @@ impl ProblemDetails for DownstreamError {
             Self::Status { .. } | Self::InvalidBody { .. } | Self::BodyTooLarge { .. } => {
                 "DOWNSTREAM_BAD_RESPONSE"
             }
-            Self::InvalidPath { .. } => "INTERNAL",
+            Self::InvalidPath { .. } | Self::NoIdentity { .. } => "INTERNAL",
         }
     }
 
@@ -121,7 +129,9 @@ impl ProblemDetails for DownstreamError {
             | Self::BodyTooLarge { service, .. } => {
                 format!("the {service} service gave an invalid answer")
             }
-            Self::InvalidPath { .. } => "the gateway failed to handle the request".to_owned(),
+            Self::InvalidPath { .. } | Self::NoIdentity { .. } => {
+                "the gateway failed to handle the request".to_owned()
+            }
         }
     }
 }

@@ -156,6 +156,7 @@ mod tests {
                 client: None,
                 auth_method: method,
             })
+            .expect("a valid identity")
         };
         let acme = identity("acme", AuthMethod::Jwt);
         assert_eq!(
