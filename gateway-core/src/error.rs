@@ -313,6 +313,19 @@ async fn generic_problem(response: &mut Response) -> Problem {
     )
 }
 
+/// An error and its causes, `outer: inner: innermost`: the HTTP client's
+/// own message ("client error (Connect)") alone does not say what happened.
+pub(crate) fn causes(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(error) = cause {
+        text.push_str(": ");
+        text.push_str(&error.to_string());
+        cause = error.source();
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,6 +16,8 @@
 //!   every concern's error implements, and `application/problem+json`.
 //! - [`context`]: what a handler knows about the request it serves.
 //! - [`stores`]: the Redis connection every instance shares, opened once.
+//! - [`tls`]: TLS for the gateway's own calls (rustls with ring, public
+//!   roots plus a private CA file).
 //! - [`auth`]: JWT (HS256, RS256, ES256 with a cached JWKS) and API keys,
 //!   and coarse scope checks.
 //! - [`ratelimit`]: token buckets per caller, plans per tenant and API key.
@@ -92,6 +94,7 @@ pub mod observability;
 pub mod ratelimit;
 pub mod server;
 pub mod stores;
+pub mod tls;
 
 pub use context::RequestContext;
 

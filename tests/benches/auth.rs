@@ -22,6 +22,7 @@ use gateway_core::{
     config::{Secret, ServiceUrl},
     lifecycle::{Readiness, Shutdown},
     observability::Telemetry,
+    tls::ClientTls,
 };
 use http::{HeaderMap, HeaderValue, header};
 use jsonwebtoken::{DecodingKey, Validation};
@@ -67,9 +68,14 @@ fn authenticator(
     };
     let readiness = Readiness::default();
     let _guard = runtime.enter();
-    let authenticator =
-        Authenticator::start(&config, &Telemetry::new("bench"), &readiness, shutdown)
-            .expect("valid config");
+    let authenticator = Authenticator::start(
+        &config,
+        &ClientTls::load(None).expect("the public roots"),
+        &Telemetry::new("bench"),
+        &readiness,
+        shutdown,
+    )
+    .expect("valid config");
     runtime.block_on(async {
         while !readiness.is_ready() {
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;

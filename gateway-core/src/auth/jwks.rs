@@ -32,7 +32,14 @@ use std::{
     time::Duration,
 };
 
-use http::header;
+use bytes::Bytes;
+use http::{Uri, header};
+use http_body_util::{BodyExt, Empty, LengthLimitError, Limited};
+use hyper_rustls::HttpsConnector;
+use hyper_util::{
+    client::legacy::{Client, connect::HttpConnector},
+    rt::{TokioExecutor, TokioTimer},
+};
 use prometheus_client::{
     encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder},
     metrics::{MetricType, TypedMetric, counter::Counter, family::Family, gauge::Gauge},
@@ -43,8 +50,10 @@ use tokio::time::Instant;
 use super::{AuthError, keys::VerificationKey};
 use crate::{
     config::{HumanDuration, ServiceUrl},
+    error::causes,
     lifecycle::{ReadinessGate, Shutdown},
     observability::Telemetry,
+    tls::{ClientTls, is_tls_error},
 };
 
 /// Largest JWKS document accepted.
@@ -175,8 +184,12 @@ struct JwksMetrics {
 /// Why a fetch failed.
 #[derive(Debug, thiserror::Error)]
 enum FetchError {
-    #[error("request failed: {0}")]
-    Transport(#[from] reqwest::Error),
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    /// The chain of causes is in the text: "client error (Connect)" alone
+    /// would not say that the certificate was not trusted.
+    #[error("request failed: {}", causes(.0.as_ref()))]
+    Transport(Box<dyn std::error::Error + Send + Sync>),
     #[error("answered {0}")]
     Status(http::StatusCode),
     #[error("larger than {MAX_JWKS_BYTES} bytes")]
@@ -190,7 +203,9 @@ enum FetchError {
 /// The cached JWKS; see the module docs.
 pub(crate) struct Jwks {
     config: JwksConfig,
-    client: reqwest::Client,
+    /// `config.url`, parsed once.
+    uri: Uri,
+    client: Client<HttpsConnector<HttpConnector>, Empty<Bytes>>,
     current: Arc<RwLock<Arc<KeySet>>>,
     /// Bumped by every successful fetch.
     generation: AtomicU64,
@@ -224,14 +239,18 @@ impl Jwks {
     /// schedule run in a background task until `shutdown` triggers.
     pub(crate) fn start(
         config: JwksConfig,
+        tls: &ClientTls,
         telemetry: &Telemetry,
         gate: ReadinessGate,
         shutdown: &Shutdown,
-    ) -> Result<Arc<Self>, reqwest::Error> {
-        let client = reqwest::Client::builder()
-            .timeout(config.fetch_timeout.get())
-            .redirect(reqwest::redirect::Policy::none())
-            .build()?;
+    ) -> Arc<Self> {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(config.fetch_timeout.get()));
+        // Redirects are not followed: the configured URL is the one trusted.
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_max_idle_per_host(1)
+            .build(tls.connector(connector));
         let current = Arc::new(RwLock::new(Arc::new(KeySet {
             keys: HashMap::new(),
             fetched_at: None,
@@ -262,8 +281,10 @@ impl Jwks {
             "Seconds since the keys in use were fetched",
             KeySetAge(current.clone()),
         );
+        let uri = Uri::try_from(config.url.as_str()).expect("a checked URL is a valid URI");
         let jwks = Arc::new(Self {
             config,
+            uri,
             client,
             current,
             generation: AtomicU64::new(0),
@@ -274,7 +295,7 @@ impl Jwks {
             metrics,
         });
         tokio::spawn(jwks.clone().keep_fresh(shutdown.clone()));
-        Ok(jwks)
+        jwks
     }
 
     /// Bumped whenever a key left the JWKS; cached verifications from an
@@ -422,18 +443,25 @@ impl Jwks {
                     .fetches
                     .get_or_create(&FetchLabels {
                         trigger,
-                        outcome: "error",
+                        outcome: error.outcome(),
                     })
                     .inc();
                 self.metrics.refresh_failures.inc();
-                let age = self.snapshot().fetched_at.map(|at| at.elapsed());
-                tracing::warn!(
-                    %error,
-                    url = %self.config.url,
-                    trigger,
-                    keys_age = ?age,
-                    "JWKS fetch failed; keeping the last good keys"
-                );
+                match self.snapshot().fetched_at {
+                    Some(fetched_at) => tracing::warn!(
+                        %error,
+                        url = %self.config.url,
+                        trigger,
+                        keys_age = ?fetched_at.elapsed(),
+                        "JWKS fetch failed; keeping the last good keys"
+                    ),
+                    None => tracing::error!(
+                        %error,
+                        url = %self.config.url,
+                        trigger,
+                        "JWKS fetch failed and no keys were ever loaded: not ready, JWKS-signed tokens refused"
+                    ),
+                }
                 Err(())
             }
         }
@@ -466,12 +494,24 @@ impl Jwks {
     async fn fetch(
         &self,
     ) -> Result<(HashMap<String, Arc<VerificationKey>>, Option<Duration>), FetchError> {
-        let mut response = self
-            .client
-            .get(self.config.url.url().clone())
+        let timeout = self.config.fetch_timeout.get();
+        tokio::time::timeout(timeout, self.fetch_within_timeout())
+            .await
+            .unwrap_or(Err(FetchError::Timeout(timeout)))
+    }
+
+    async fn fetch_within_timeout(
+        &self,
+    ) -> Result<(HashMap<String, Arc<VerificationKey>>, Option<Duration>), FetchError> {
+        let request = http::Request::get(self.uri.clone())
             .header(header::ACCEPT, "application/json")
-            .send()
-            .await?;
+            .body(Empty::new())
+            .expect("a GET of a parsed URI is a valid request");
+        let response = self
+            .client
+            .request(request)
+            .await
+            .map_err(|error| FetchError::Transport(error.into()))?;
         if response.status() != http::StatusCode::OK {
             return Err(FetchError::Status(response.status()));
         }
@@ -480,18 +520,35 @@ impl Jwks {
             .get(header::CACHE_CONTROL)
             .and_then(|value| value.to_str().ok())
             .and_then(parse_max_age);
-        let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await? {
-            if body.len() + chunk.len() > MAX_JWKS_BYTES {
-                return Err(FetchError::TooLarge);
-            }
-            body.extend_from_slice(&chunk);
-        }
+        let body = Limited::new(response.into_body(), MAX_JWKS_BYTES)
+            .collect()
+            .await
+            .map_err(|error| {
+                if error.is::<LengthLimitError>() {
+                    FetchError::TooLarge
+                } else {
+                    FetchError::Transport(error)
+                }
+            })?
+            .to_bytes();
         let keys = super::keys::parse_jwks(&body)?;
         if keys.is_empty() {
             return Err(FetchError::NoUsableKey);
         }
         Ok((keys, max_age))
+    }
+}
+
+impl FetchError {
+    /// The `outcome` label of a failed fetch.
+    fn outcome(&self) -> &'static str {
+        match self {
+            Self::Timeout(_) => "timeout",
+            Self::Transport(error) if is_tls_error(error.as_ref()) => "tls_error",
+            Self::Transport(_) => "unreachable",
+            Self::Status(_) => "bad_status",
+            Self::TooLarge | Self::Invalid(_) | Self::NoUsableKey => "invalid",
+        }
     }
 }
 

@@ -82,6 +82,7 @@ use crate::{
     identity::VerifiedIdentity,
     lifecycle::{Readiness, Shutdown},
     observability::Telemetry,
+    tls::ClientTls,
 };
 use api_key::ApiKeys;
 use cache::TokenCache;
@@ -248,9 +249,6 @@ pub enum AuthStartError {
     /// The configuration is invalid.
     #[error(transparent)]
     Config(#[from] ConfigError),
-    /// The JWKS client could not be built.
-    #[error("cannot build the JWKS client: {0}")]
-    Client(#[from] reqwest::Error),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -361,6 +359,7 @@ impl Authenticator {
     /// `jwks`, open once keys are loaded.
     pub fn start(
         config: &AuthConfig,
+        tls: &ClientTls,
         telemetry: &Telemetry,
         readiness: &Readiness,
         shutdown: &Shutdown,
@@ -376,10 +375,11 @@ impl Authenticator {
         let jwks = if config.jwks.enabled {
             Some(jwks::Jwks::start(
                 config.jwks.clone(),
+                tls,
                 telemetry,
                 readiness.gate("jwks"),
                 shutdown,
-            )?)
+            ))
         } else {
             None
         };

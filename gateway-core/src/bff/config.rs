@@ -1,7 +1,7 @@
 //! The configuration of a BFF: the shared sections and the BFF's own.
 //!
-//! `[server]`, `[observability]`, `[auth]`, `[rate_limit]` and
-//! `[downstream.<service>]` mean
+//! `[server]`, `[observability]`, `[auth]`, `[rate_limit]`, `[client_tls]`
+//! and `[downstream.<service>]` mean
 //! the same in every BFF, so an operator learns them once; the BFF's own
 //! section is named by [`Bff::SECTION`] (`[web]`, `[mobile]`, `[partner]`)
 //! and typed by [`Bff::Config`]. Serde is implemented by hand because that
@@ -25,6 +25,7 @@ use crate::{
     observability::ObservabilityConfig,
     ratelimit::RateLimitConfig,
     server::ServerConfig,
+    tls::ClientTlsConfig,
 };
 
 /// The whole configuration of BFF `B`.
@@ -38,6 +39,8 @@ pub struct BffConfig<B: Bff> {
     pub auth: AuthConfig,
     /// How often they may.
     pub rate_limit: RateLimitConfig,
+    /// The trust of the gateway's own TLS calls (the JWKS, `https` services).
+    pub client_tls: ClientTlsConfig,
     /// The services this BFF calls, by name. Defaults point every one of
     /// [`Bff::SERVICES`] at `127.0.0.1` on its local port.
     pub downstream: BTreeMap<String, DownstreamConfig>,
@@ -47,8 +50,15 @@ pub struct BffConfig<B: Bff> {
 
 impl<B: Bff> BffConfig<B> {
     /// Every top-level key, the BFF's own section last.
-    const SECTIONS: &'static [&'static str] =
-        &["server", "observability", "auth", "downstream", B::SECTION];
+    const SECTIONS: &'static [&'static str] = &[
+        "server",
+        "observability",
+        "auth",
+        "rate_limit",
+        "client_tls",
+        "downstream",
+        B::SECTION,
+    ];
 }
 
 impl<B: Bff> Default for BffConfig<B> {
@@ -61,6 +71,7 @@ impl<B: Bff> Default for BffConfig<B> {
                 ..AuthConfig::for_audience(B::NAME)
             },
             rate_limit: RateLimitConfig::default(),
+            client_tls: ClientTlsConfig::default(),
             downstream: B::SERVICES
                 .iter()
                 .map(|service| {
@@ -81,6 +92,7 @@ impl<B: Bff> Validate for BffConfig<B> {
         self.observability.validate()?;
         self.auth.validate()?;
         self.rate_limit.validate()?;
+        self.client_tls.validate()?;
         if let Some((index, key)) = self
             .auth
             .api_keys
@@ -153,6 +165,7 @@ impl<B: Bff> Serialize for BffConfig<B> {
         config.serialize_field("observability", &self.observability)?;
         config.serialize_field("auth", &self.auth)?;
         config.serialize_field("rate_limit", &self.rate_limit)?;
+        config.serialize_field("client_tls", &self.client_tls)?;
         config.serialize_field("downstream", &self.downstream)?;
         config.serialize_field(B::SECTION, &self.own)?;
         config.end()
@@ -175,6 +188,7 @@ enum Section {
     Observability,
     Auth,
     RateLimit,
+    ClientTls,
     Downstream,
     Own,
 }
@@ -204,6 +218,7 @@ impl<B: Bff> Visitor<'_> for SectionName<B> {
             "observability" => Section::Observability,
             "auth" => Section::Auth,
             "rate_limit" => Section::RateLimit,
+            "client_tls" => Section::ClientTls,
             "downstream" => Section::Downstream,
             own if own == B::SECTION => Section::Own,
             unknown => return Err(E::unknown_field(unknown, BffConfig::<B>::SECTIONS)),
@@ -230,6 +245,7 @@ impl<'de, B: Bff> Visitor<'de> for ConfigVisitor<B> {
                 Section::Observability => config.observability = map.next_value()?,
                 Section::Auth => config.auth = map.next_value()?,
                 Section::RateLimit => config.rate_limit = map.next_value()?,
+                Section::ClientTls => config.client_tls = map.next_value()?,
                 Section::Downstream => config.downstream = map.next_value()?,
                 Section::Own => config.own = map.next_value()?,
             }

@@ -44,6 +44,7 @@ use crate::{
     ratelimit::RateLimiter,
     server::{Gateway, Running, ServeError},
     stores::SharedStores,
+    tls::{ClientTls, TlsError},
 };
 
 /// One BFF: who it is, what it calls, and how its routes are built.
@@ -111,6 +112,9 @@ pub enum StartError {
     /// The authenticator could not be built.
     #[error(transparent)]
     Auth(#[from] AuthStartError),
+    /// The CA file of `[client_tls]` cannot be used.
+    #[error("client_tls.ca_file: {0}")]
+    Tls(#[from] TlsError),
 }
 
 /// Starts BFF `B` as the module docs describe, and serves it until
@@ -120,8 +124,11 @@ pub async fn start<B: Bff>(
     shutdown: Shutdown,
 ) -> Result<Running, StartError> {
     config.validate()?;
+    // First: installs the crypto provider every client below is built with.
+    let tls = ClientTls::load(config.client_tls.ca_file.as_deref())?;
     let telemetry = Telemetry::new(B::NAME);
-    let downstreams = Downstreams::build(B::NAME, B::SERVICES, &config.downstream, &telemetry)?;
+    let downstreams =
+        Downstreams::build(B::NAME, B::SERVICES, &config.downstream, &tls, &telemetry)?;
     let gateway = Gateway::new(B::NAME, config.server, telemetry.clone());
     let parts = BffParts {
         downstreams,
@@ -137,8 +144,13 @@ pub async fn start<B: Bff>(
             &shutdown,
         )?,
     };
-    let authenticator =
-        Authenticator::start(&config.auth, &parts.telemetry, &parts.readiness, &shutdown)?;
+    let authenticator = Authenticator::start(
+        &config.auth,
+        &tls,
+        &parts.telemetry,
+        &parts.readiness,
+        &shutdown,
+    )?;
     let limiter = match config.rate_limit.enabled {
         true => Some(RateLimiter::start(
             B::NAME,

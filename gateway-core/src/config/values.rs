@@ -120,29 +120,18 @@ impl<'de> Deserialize<'de> for Delay {
     }
 }
 
-/// The base URL of a service: `http`, with a host, and no query, fragment
-/// or credentials.
-///
-/// `https` is refused at load time rather than failing on the first call:
-/// this build has no TLS client. Services and the JWKS are reached over
-/// plain HTTP inside the cluster (or through a TLS-originating sidecar).
+/// The base URL of a service: `http` or `https` (verified, see
+/// [`crate::tls`]), with a host, and no query, fragment or credentials.
 #[derive(Clone, PartialEq, Eq)]
-pub struct ServiceUrl(reqwest::Url);
+pub struct ServiceUrl(url::Url);
 
 impl ServiceUrl {
     /// Parses and checks a base URL.
     pub fn parse(text: &str) -> Result<Self, String> {
-        let url = reqwest::Url::parse(text).map_err(|error| format!("not a URL ({error})"))?;
+        let url = url::Url::parse(text).map_err(|error| format!("not a URL ({error})"))?;
         match url.scheme() {
-            "http" => {}
-            "https" => {
-                return Err(
-                    "https is not supported by this build (no TLS client): use http \
-                     inside the cluster, or a TLS-originating sidecar"
-                        .to_owned(),
-                );
-            }
-            other => return Err(format!("scheme must be http, not {other:?}")),
+            "http" | "https" => {}
+            other => return Err(format!("scheme must be http or https, not {other:?}")),
         }
         if url.host_str().is_none_or(str::is_empty) {
             return Err("the URL has no host".to_owned());
@@ -162,7 +151,7 @@ impl ServiceUrl {
     }
 
     /// The parsed URL.
-    pub fn url(&self) -> &reqwest::Url {
+    pub fn url(&self) -> &url::Url {
         &self.0
     }
 }
@@ -353,9 +342,10 @@ mod tests {
         assert!(ServiceUrl::parse("http://svc:80/?x=1").is_err());
         assert!(ServiceUrl::parse("http://user:pw@svc").is_err());
         assert!(ServiceUrl::parse("http://svc.internal:8443/base").is_ok());
+        assert!(ServiceUrl::parse("https://svc.internal:8443/base").is_ok());
         assert!(
-            ServiceUrl::parse("https://svc.internal:8443/base")
-                .is_err_and(|reason| reason.contains("TLS"))
+            ServiceUrl::parse("ftp://svc.internal/base")
+                .is_err_and(|reason| reason.contains("http or https"))
         );
     }
 

@@ -3,7 +3,9 @@
 //! Built on hyper-util's pooled client rather than a higher-level one so
 //! that a call builds its request URI from parts: the service's scheme and
 //! authority are parsed once at start and shared, and only the path is new
-//! per call. No URL string is formatted or parsed on the hot path.
+//! per call. No URL string is formatted or parsed on the hot path. `https`
+//! services are verified with the [`ClientTls`] of `[client_tls]`, or the
+//! service's own `ca_file`.
 
 use std::{
     sync::Arc,
@@ -16,6 +18,7 @@ use http::{
     uri::{Authority, PathAndQuery, Scheme},
 };
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper_rustls::HttpsConnector;
 use hyper_util::{
     client::legacy::{Client, connect::HttpConnector},
     rt::{TokioExecutor, TokioTimer},
@@ -27,6 +30,7 @@ use crate::{
     context::RequestContext,
     identity::VerifiedIdentity,
     observability::{DownstreamMetrics, REQUEST_ID, TRACEPARENT, TRACESTATE, Telemetry},
+    tls::{ClientTls, TlsError},
 };
 
 const APPLICATION_JSON: HeaderValue = HeaderValue::from_static("application/json");
@@ -45,6 +49,14 @@ pub enum ClientBuildError {
         /// Why.
         reason: String,
     },
+    /// The service's own CA file cannot be used.
+    #[error("downstream.{service}.ca_file: {source}")]
+    CaFile {
+        /// The service.
+        service: &'static str,
+        /// Why.
+        source: TlsError,
+    },
 }
 
 /// The client of one downstream service; cheap to clone.
@@ -61,17 +73,19 @@ struct Inner {
     /// The URL's path without its trailing slash, put before every call's
     /// path; empty for a service at the root.
     base_path: String,
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     timeout: Duration,
     max_response_bytes: usize,
     metrics: DownstreamMetrics,
 }
 
 impl DownstreamClient {
-    /// Builds the pooled client of the service named `service`.
+    /// Builds the pooled client of the service named `service`; `tls`
+    /// verifies it when its URL is `https` and it has no `ca_file` of its own.
     pub fn new(
         service: &'static str,
         config: &DownstreamConfig,
+        tls: &ClientTls,
         telemetry: &Telemetry,
     ) -> Result<Self, ClientBuildError> {
         let url = config.url.url();
@@ -84,6 +98,15 @@ impl DownstreamClient {
             service,
             reason: error.to_string(),
         })?;
+        let own_tls;
+        let tls = match &config.ca_file {
+            Some(path) => {
+                own_tls = ClientTls::load(Some(path))
+                    .map_err(|source| ClientBuildError::CaFile { service, source })?;
+                &own_tls
+            }
+            None => tls,
+        };
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(config.connect_timeout.get()));
@@ -91,11 +114,14 @@ impl DownstreamClient {
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(config.pool_idle_timeout.get())
             .pool_max_idle_per_host(config.pool_max_idle)
-            .build(connector);
+            .build(tls.connector(connector));
         Ok(Self {
             inner: Arc::new(Inner {
                 service,
-                scheme: Scheme::HTTP,
+                scheme: match url.scheme() {
+                    "https" => Scheme::HTTPS,
+                    _ => Scheme::HTTP,
+                },
                 authority,
                 base_path: url.path().trim_end_matches('/').to_owned(),
                 client,

@@ -1,6 +1,6 @@
 //! The settings of one downstream service (`[downstream.<name>]`).
 
-use std::num::NonZeroUsize;
+use std::{num::NonZeroUsize, path::PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -27,6 +27,10 @@ pub struct DownstreamConfig {
     /// Largest response body accepted, in bytes (default 4 MiB).
     #[serde(default = "DownstreamConfig::default_max_response_bytes")]
     pub max_response_bytes: NonZeroUsize,
+    /// A PEM file of CA certificates for this `https` service, instead of
+    /// `[client_tls] ca_file` (the public roots stay trusted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
 }
 
 impl DownstreamConfig {
@@ -61,6 +65,7 @@ impl DownstreamConfig {
             pool_idle_timeout: Self::default_pool_idle_timeout(),
             pool_max_idle: Self::default_pool_max_idle(),
             max_response_bytes: Self::default_max_response_bytes(),
+            ca_file: None,
         }
     }
 }

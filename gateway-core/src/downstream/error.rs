@@ -4,7 +4,10 @@ use std::time::Duration;
 
 use http::StatusCode;
 
-use crate::{Error, error::ProblemDetails};
+use crate::{
+    Error,
+    error::{ProblemDetails, causes},
+};
 
 /// A boxed transport error.
 pub(super) type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -73,19 +76,6 @@ pub enum DownstreamError {
         /// The service called.
         service: &'static str,
     },
-}
-
-/// An error and its causes, `outer: inner: innermost`: the HTTP client's
-/// own message ("client error (Connect)") alone does not say what happened.
-fn causes(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    while let Some(error) = cause {
-        text.push_str(": ");
-        text.push_str(&error.to_string());
-        cause = error.source();
-    }
-    text
 }
 
 impl ProblemDetails for DownstreamError {

@@ -21,6 +21,7 @@
 //! ```no_run
 //! use gateway_core::{RequestContext, downstream::{DownstreamClient, DownstreamConfig}};
 //! use gateway_core::observability::Telemetry;
+//! use gateway_core::tls::ClientTls;
 //!
 //! #[derive(serde::Deserialize)]
 //! struct Quote {
@@ -29,7 +30,8 @@
 //!
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
 //! let telemetry = Telemetry::new("bff-example");
-//! let quotes = DownstreamClient::new("quotes", &DownstreamConfig::local(7100), &telemetry)?;
+//! let tls = ClientTls::load(None)?;
+//! let quotes = DownstreamClient::new("quotes", &DownstreamConfig::local(7100), &tls, &telemetry)?;
 //! let quote: Quote = quotes.get("/quotes/42", &RequestContext::detached()).await?;
 //! # Ok(()) }
 //! ```
@@ -45,7 +47,7 @@ pub use shared_schema::{Resource, ServiceSpec};
 
 use std::{collections::BTreeMap, sync::Arc};
 
-use crate::{RequestContext, observability::Telemetry};
+use crate::{RequestContext, observability::Telemetry, tls::ClientTls};
 
 /// The clients of the services one BFF calls, by name; cheap to clone, so
 /// handlers can hold it as their state.
@@ -62,6 +64,7 @@ impl Downstreams {
         owner: &'static str,
         services: &[ServiceSpec],
         configs: &BTreeMap<String, DownstreamConfig>,
+        tls: &ClientTls,
         telemetry: &Telemetry,
     ) -> Result<Self, ClientBuildError> {
         let mut clients = BTreeMap::new();
@@ -71,7 +74,7 @@ impl Downstreams {
                 .ok_or(ClientBuildError::NotConfigured(service.name))?;
             clients.insert(
                 service.name,
-                DownstreamClient::new(service.name, config, telemetry)?,
+                DownstreamClient::new(service.name, config, tls, telemetry)?,
             );
         }
         Ok(Self {

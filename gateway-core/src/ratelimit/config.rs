@@ -43,7 +43,7 @@ impl RedisUrl {
 
     /// The URL with its password masked.
     fn masked(&self) -> String {
-        match reqwest::Url::parse(&self.0) {
+        match url::Url::parse(&self.0) {
             Ok(mut url) if url.password().is_some() => {
                 // Only URLs that can carry a password reach here.
                 let _ = url.set_password(Some("***"));

@@ -1,0 +1,223 @@
+//! TLS to identity providers and services: the JWKS and a downstream service
+//! served over https with a certificate from a CA made for the test, trusted
+//! only through `ca_file`. Without it the certificate is refused, visibly.
+
+use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
+
+use demo_services::{DemoServices, ServiceName};
+use gateway_core::{
+    bff::{self, Bff, BffConfig},
+    config::ServiceUrl,
+    lifecycle::Shutdown,
+    server::Running,
+};
+use platform_tests::{
+    Answer, base_url, bff_config, issue_token, send, start_demo, wait_until_ready, write_temp_file,
+};
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose,
+};
+use rustls::ServerConfig;
+use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+use serde_json::Value;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
+
+/// A certificate authority made for one test, and its certificate as a PEM file.
+struct TestCa {
+    issuer: CertifiedIssuer<'static, KeyPair>,
+    ca_file: PathBuf,
+}
+
+impl TestCa {
+    fn new(name: &str) -> Self {
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, format!("{name} test CA"));
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let issuer = CertifiedIssuer::self_signed(params, KeyPair::generate().expect("a key"))
+            .expect("a CA certificate");
+        let ca_file = write_temp_file(&format!("{name}-ca.pem"), &issuer.pem());
+        Self { issuer, ca_file }
+    }
+
+    /// A server certificate for `127.0.0.1` signed by this CA.
+    fn server_config(&self) -> Arc<ServerConfig> {
+        let key = KeyPair::generate().expect("a key");
+        let certificate = CertificateParams::new(vec!["127.0.0.1".to_owned()])
+            .expect("params")
+            .signed_by(&key, &self.issuer)
+            .expect("a server certificate");
+        let config =
+            ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .expect("TLS 1.2 and 1.3")
+                .with_no_client_auth()
+                .with_single_cert(
+                    vec![certificate.der().clone()],
+                    PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+                )
+                .expect("a server configuration");
+        Arc::new(config)
+    }
+}
+
+/// Terminates TLS in front of `target`, a real demo service: what a
+/// service behind its own certificate looks like to the gateway.
+async fn tls_front(target: SocketAddr, config: Arc<ServerConfig>) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("a free port");
+    let addr = listener.local_addr().expect("bound");
+    let acceptor = TlsAcceptor::from(config);
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                // A refused handshake is what some tests expect: just close.
+                let Ok(mut tls) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let Ok(mut upstream) = TcpStream::connect(target).await else {
+                    return;
+                };
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut upstream).await;
+            });
+        }
+    });
+    addr
+}
+
+fn https(addr: SocketAddr, path: &str) -> ServiceUrl {
+    ServiceUrl::parse(&format!("https://{addr}{path}")).expect("a valid URL")
+}
+
+async fn start<B: Bff>(config: BffConfig<B>, shutdown: &Shutdown) -> Running {
+    bff::start(config, shutdown.clone())
+        .await
+        .expect("the BFF starts")
+}
+
+async fn metrics(running: &Running) -> String {
+    reqwest::get(format!("http://{}/metrics", running.admin_addr()))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text")
+}
+
+/// Polls `check` until it holds, failing after ten seconds.
+async fn eventually<F: AsyncFnMut() -> bool>(what: &str, mut check: F) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn product_page(web: &Running, demo: &DemoServices) -> Answer {
+    let token = issue_token(demo, "user-1", "bff-web", "RS256");
+    send(
+        reqwest::Client::new()
+            .get(format!("{}/api/product-page/1", base_url(web)))
+            .bearer_auth(token),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_jwks_over_https_is_trusted_through_the_ca_file_and_refused_without_it() {
+    let (demo, shutdown) = start_demo(BTreeMap::new()).await;
+    let ca = TestCa::new("jwks");
+    let issuer = tls_front(demo.addr(ServiceName::Auth), ca.server_config()).await;
+    let jwks_url = https(issuer, "/.well-known/jwks.json");
+
+    let mut trusted = bff_config::<bff_web::Web>(&demo, &Default::default());
+    trusted.auth.jwks.url = jwks_url.clone();
+    trusted.client_tls.ca_file = Some(ca.ca_file.clone());
+    let web = start(trusted, &shutdown).await;
+    wait_until_ready(&web).await;
+    let page = product_page(&web, &demo).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+
+    let mut untrusted = bff_config::<bff_web::Web>(&demo, &Default::default());
+    untrusted.auth.jwks.url = jwks_url;
+    let refused = start(untrusted, &shutdown).await;
+    eventually("a fetch failed on the certificate", async || {
+        metrics(&refused).await.lines().any(|line| {
+            line.starts_with("auth_jwks_fetches_total")
+                && line.contains("outcome=\"tls_error\"")
+                && !line.ends_with(" 0")
+        })
+    })
+    .await;
+    let readyz =
+        send(reqwest::Client::new().get(format!("http://{}/readyz", refused.admin_addr()))).await;
+    assert_eq!(readyz.status, 503, "never loaded, never ready");
+    assert_eq!(readyz.body["waiting_for"], serde_json::json!(["jwks"]));
+    product_page(&refused, &demo).await.assert_problem(
+        503,
+        "AUTH_KEYS_UNAVAILABLE",
+        "keys from an untrusted JWKS",
+    );
+    assert_eq!(
+        metrics(&refused)
+            .await
+            .lines()
+            .filter(|line| line.starts_with("auth_jwks_fetches_total")
+                && line.contains("outcome=\"ok\""))
+            .count(),
+        0,
+        "no fetch ever succeeded"
+    );
+    shutdown.trigger();
+}
+
+#[tokio::test]
+async fn an_https_service_is_verified_with_its_own_or_the_shared_ca_file() {
+    let (demo, shutdown) = start_demo(BTreeMap::new()).await;
+    let ca = TestCa::new("products");
+    let products = tls_front(demo.addr(ServiceName::Products), ca.server_config()).await;
+    let configure = |service_ca: Option<PathBuf>, shared_ca: Option<PathBuf>| {
+        let mut config = bff_config::<bff_web::Web>(&demo, &Default::default());
+        let downstream = config
+            .downstream
+            .get_mut("products")
+            .expect("bff-web calls products");
+        downstream.url = https(products, "");
+        downstream.ca_file = service_ca;
+        config.client_tls.ca_file = shared_ca;
+        config
+    };
+
+    for (context, config) in [
+        (
+            "the service's own CA file",
+            configure(Some(ca.ca_file.clone()), None),
+        ),
+        (
+            "the shared CA file",
+            configure(None, Some(ca.ca_file.clone())),
+        ),
+    ] {
+        let web = start(config, &shutdown).await;
+        wait_until_ready(&web).await;
+        let page = product_page(&web, &demo).await;
+        assert_eq!(page.status, 200, "{context}: {}", page.body);
+        let product: Value = page.body["product"].clone();
+        assert_eq!(product["id"], 1, "{context}: {}", page.body);
+    }
+
+    let web = start(configure(None, None), &shutdown).await;
+    wait_until_ready(&web).await;
+    product_page(&web, &demo).await.assert_problem(
+        502,
+        "DOWNSTREAM_UNAVAILABLE",
+        "a certificate from an unknown CA",
+    );
+    shutdown.trigger();
+}
