@@ -78,7 +78,6 @@ where
         return ExitCode::SUCCESS;
     }
 
-    logging::init(config.observability());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -89,17 +88,22 @@ where
             return ExitCode::from(EXIT_FAILURE);
         }
     };
-    let outcome = runtime.block_on(async move {
+    runtime.block_on(async move {
+        let logging = logging::init(config.observability(), name);
         let shutdown = Shutdown::new();
         shutdown.trigger_on_signals();
-        run(config, shutdown).await
-    });
-    match outcome {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
+        let outcome = run(config, shutdown).await;
+        if let Err(error) = &outcome {
             tracing::error!(%error, "{name} failed");
-            eprintln!("{name}: {error}");
-            ExitCode::from(EXIT_FAILURE)
         }
-    }
+        // The last lines and spans leave before the process does.
+        logging.shutdown().await;
+        match outcome {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("{name}: {error}");
+                ExitCode::from(EXIT_FAILURE)
+            }
+        }
+    })
 }

@@ -9,6 +9,8 @@
 //! - [`config`]: loading (defaults < TOML file < `BFF_` environment), strict
 //!   validation, and the value types configurations are made of. Each
 //!   concern owns its configuration type.
+//! - [`tls`]: TLS for the gateway's own calls (rustls with ring, public
+//!   roots plus a private CA file).
 //! - [`identity`]: the verified caller and the headers that carry it downstream.
 //! - [`observability`]: structured logs, W3C trace context, access log and
 //!   Prometheus metrics.
@@ -16,8 +18,6 @@
 //!   every concern's error implements, and `application/problem+json`.
 //! - [`context`]: what a handler knows about the request it serves.
 //! - [`stores`]: the Redis connection every instance shares, opened once.
-//! - [`tls`]: TLS for the gateway's own calls (rustls with ring, public
-//!   roots plus a private CA file).
 //! - [`auth`]: JWT (HS256, RS256, ES256 with a cached JWKS) and API keys,
 //!   and coarse scope checks.
 //! - [`ratelimit`]: token buckets per caller, plans per tenant and API key.

@@ -24,12 +24,16 @@ use hyper_util::{
     rt::{TokioExecutor, TokioTimer},
 };
 use serde::{Serialize, de::DeserializeOwned};
+use tracing::Instrument;
 
 use super::{DownstreamConfig, DownstreamError, error::BoxError};
 use crate::{
     context::RequestContext,
     identity::VerifiedIdentity,
-    observability::{DownstreamMetrics, REQUEST_ID, TRACEPARENT, TRACESTATE, Telemetry},
+    observability::{
+        DownstreamMetrics, REQUEST_ID, TRACEPARENT, TRACESTATE, Telemetry, client_span,
+        record_call, span_ids,
+    },
     tls::{ClientTls, TlsError},
 };
 
@@ -200,11 +204,20 @@ impl DownstreamClient {
         context: &RequestContext,
     ) -> Result<T, DownstreamError> {
         let started = Instant::now();
+        let span = client_span(self.inner.service, &method);
         let result = match &context.identity {
             Some(identity) => {
                 let mut request = Request::new(body);
                 *request.uri_mut() = uri;
-                with_context(request.headers_mut(), context, identity);
+                // The service's parent is this call's exported span, when traces are exported.
+                let traceparent = match span_ids(&span) {
+                    Some((_, span_id, sampled)) => context.trace.traceparent_for(
+                        span_id,
+                        (context.trace.flags() & !0x01) | u8::from(sampled),
+                    ),
+                    None => context.trace.child_traceparent(),
+                };
+                with_context(request.headers_mut(), context, identity, traceparent);
                 if method == Method::POST {
                     request
                         .headers_mut()
@@ -212,6 +225,7 @@ impl DownstreamClient {
                 }
                 *request.method_mut() = method;
                 tokio::time::timeout(self.inner.timeout, self.exchange(request))
+                    .instrument(span.clone())
                     .await
                     .unwrap_or_else(|_| {
                         Err(DownstreamError::Timeout {
@@ -244,6 +258,16 @@ impl DownstreamClient {
                 "not_sent".into()
             }
         };
+        record_call(
+            &span,
+            &outcome,
+            match &result {
+                Ok(_) => Some(200),
+                Err(DownstreamError::NotFound { .. }) => Some(404),
+                Err(DownstreamError::Status { status, .. }) => Some(status.as_u16()),
+                Err(_) => None,
+            },
+        );
         self.inner
             .metrics
             .observe(self.inner.service, outcome, started.elapsed());
@@ -321,9 +345,10 @@ fn with_context(
     headers: &mut http::HeaderMap,
     context: &RequestContext,
     identity: &VerifiedIdentity,
+    traceparent: HeaderValue,
 ) {
     headers.insert(header::ACCEPT, APPLICATION_JSON);
-    headers.insert(TRACEPARENT, context.trace.child_traceparent());
+    headers.insert(TRACEPARENT, traceparent);
     headers.insert(REQUEST_ID, context.request_id.clone());
     if let Some(state) = context.trace.tracestate() {
         headers.insert(TRACESTATE, state.clone());

@@ -1,32 +1,122 @@
-//! The process-wide `tracing` subscriber.
+//! The process-wide `tracing` subscriber: log lines, and spans for export.
 //!
-//! JSON lines carry the fields of the current span, so every event inside a
-//! request (including the access-log line) has the request's `trace_id`.
+//! - JSON lines carry the fields of the current span, so every event inside
+//!   a request (including the access-log line) has the request's `trace_id`.
+//! - Lines are written by a background thread (tracing-appender's
+//!   non-blocking writer) through a buffer of `log_buffer_lines` lines: a
+//!   request never waits for stdout. When the buffer is full a line is
+//!   dropped and counted (`log_lines_dropped_total`) rather than blocking;
+//!   what is buffered is flushed when the process stops.
+//! - With an OTLP endpoint (`[observability.otlp]`), a second layer exports spans; the
+//!   log lines never see those spans, nor the spans the log lines.
 
-use tracing_subscriber::{EnvFilter, fmt};
+use std::{sync::OnceLock, time::Duration};
 
-use super::{LogFormat, ObservabilityConfig};
+use prometheus_client::{
+    encoding::{EncodeMetric, MetricEncoder, NoLabelSet},
+    metrics::{MetricType, TypedMetric},
+};
+use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};
+use tracing_subscriber::{
+    EnvFilter, Layer, filter::FilterExt, filter::filter_fn, fmt, layer::SubscriberExt,
+    util::SubscriberInitExt,
+};
 
-/// Installs the global subscriber described by `config`.
+use super::{
+    LogFormat, ObservabilityConfig,
+    otlp::{self, ExportPipeline, OTEL_TARGET},
+};
+
+/// How long the spans still queued at shutdown may take to leave.
+const EXPORT_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The dropped-lines count of the process's log writer, once installed.
+static DROPPED_LINES: OnceLock<ErrorCounter> = OnceLock::new();
+
+/// `log_lines_dropped_total`: read from the writer when scraped.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct DroppedLogLines;
+
+impl TypedMetric for DroppedLogLines {
+    const TYPE: MetricType = MetricType::Counter;
+}
+
+impl EncodeMetric for DroppedLogLines {
+    fn encode(&self, mut encoder: MetricEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let dropped = DROPPED_LINES
+            .get()
+            .map_or(0, |counter| counter.dropped_lines() as u64);
+        encoder.encode_counter::<NoLabelSet, _, u64>(&dropped, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Counter
+    }
+}
+
+/// Keeps the log writer and the span export running; [`LoggingGuard::shutdown`]
+/// flushes both.
+#[must_use = "dropping the guard stops the log writer"]
+#[derive(Debug, Default)]
+pub struct LoggingGuard {
+    writer: Option<WorkerGuard>,
+    export: Option<ExportPipeline>,
+}
+
+impl LoggingGuard {
+    /// Exports the spans still queued, then writes the lines still buffered.
+    pub async fn shutdown(self) {
+        if let Some(export) = self.export {
+            export.shutdown(EXPORT_FLUSH_TIMEOUT).await;
+        }
+        drop(self.writer);
+    }
+}
+
+/// Installs the global subscriber described by `config` for `service`.
 ///
-/// Only the first call in a process takes effect; later calls (several
-/// services in one test process, or `devstack`) keep the first subscriber.
-pub fn init(config: &ObservabilityConfig) {
+/// Call inside the tokio runtime that serves: span export runs on it. Only
+/// the first call in a process takes effect; later calls (several services
+/// in one test process, or `devstack`) keep the first subscriber and get an
+/// empty guard.
+pub fn init(config: &ObservabilityConfig, service: &'static str) -> LoggingGuard {
     let filter = EnvFilter::try_new(&config.log_level).unwrap_or_else(|_| EnvFilter::new("info"));
-    let installed = match config.log_format {
-        LogFormat::Json => fmt()
+    let (writer, writer_guard) = NonBlockingBuilder::default()
+        .buffered_lines_limit(config.log_buffer_lines)
+        .lossy(true)
+        .thread_name("log-writer")
+        .finish(std::io::stdout());
+    let dropped = writer.error_counter();
+    let lines = match config.log_format {
+        LogFormat::Json => fmt::layer()
             .json()
             .flatten_event(true)
             .with_current_span(true)
             .with_span_list(false)
-            .with_env_filter(filter)
-            .with_writer(std::io::stdout)
-            .try_init(),
-        LogFormat::Pretty => fmt()
-            .with_env_filter(filter)
-            .with_writer(std::io::stdout)
-            .try_init(),
+            .with_writer(writer)
+            .boxed(),
+        LogFormat::Pretty => fmt::layer().with_writer(writer).boxed(),
+    }
+    .with_filter(filter.and(filter_fn(|metadata| metadata.target() != OTEL_TARGET)));
+    let (spans, export) = match otlp::layer(&config.otlp, service, otlp::export_metrics()) {
+        Ok(Some((layer, pipeline))) => (Some(layer), Some(pipeline)),
+        Ok(None) => (None, None),
+        Err(error) => {
+            eprintln!("{service}: traces are not exported: {error}");
+            (None, None)
+        }
     };
-    // An error only means a subscriber is already installed, which is fine.
-    drop(installed);
+    let installed = tracing_subscriber::registry()
+        .with(lines)
+        .with(spans)
+        .try_init();
+    if installed.is_err() {
+        // Another subscriber was installed first; its writer and export stay.
+        return LoggingGuard::default();
+    }
+    let _ = DROPPED_LINES.set(dropped);
+    LoggingGuard {
+        writer: Some(writer_guard),
+        export,
+    }
 }

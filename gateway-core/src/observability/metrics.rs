@@ -69,6 +69,28 @@ impl Telemetry {
             "Latency of calls to downstream services, by service and outcome (status code, timeout or error)",
             downstream.latency.clone(),
         );
+        // The process's log writer and span export, shared by every BFF in it.
+        registry.register(
+            "log_lines_dropped",
+            "Log lines dropped because the writer's buffer was full",
+            super::logging::DroppedLogLines,
+        );
+        let export = super::otlp::export_metrics();
+        registry.register(
+            "otel_spans_dropped",
+            "Finished spans dropped because the export queue was full",
+            export.dropped.clone(),
+        );
+        registry.register(
+            "otel_spans_exported",
+            "Spans the OTLP collector accepted",
+            export.exported.clone(),
+        );
+        registry.register(
+            "otel_export_failures",
+            "OTLP export requests that failed (their spans are dropped)",
+            export.failures.clone(),
+        );
         Self {
             registry: Arc::new(Mutex::new(registry)),
             http,

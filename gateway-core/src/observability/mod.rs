@@ -1,8 +1,11 @@
 //! Logs, traces and metrics: what an operator sees of the gateway.
 //!
 //! - [`logging`]: the `tracing` subscriber, JSON lines by default and
-//!   human-readable on request; every line inside a request carries its
-//!   `trace_id`.
+//!   human-readable on request, written off the request path; every line
+//!   inside a request carries its `trace_id`.
+//! - OTLP export (`[observability.otlp]`, off by default): one server span
+//!   per request and one client span per downstream call, batched off the
+//!   request path.
 //! - [`TraceContext`] (and its layer, first in the server's stack): W3C
 //!   `traceparent` continued or created for every request, and the
 //!   `x-request-id` it answers with.
@@ -28,11 +31,14 @@
 mod access_log;
 pub mod logging;
 mod metrics;
+mod otlp;
 mod trace_context;
 
 pub(crate) use access_log::{AccessLogLayer, RouteTemplate};
 pub use metrics::Telemetry;
 pub(crate) use metrics::{DownstreamMetrics, HttpMetrics, RouteLabel, latency_histogram};
+pub use otlp::OtlpConfig;
+pub(crate) use otlp::{client_span, record_call, span_ids};
 pub(crate) use trace_context::{REQUEST_ID, RequestId, TRACEPARENT, TRACESTATE, TraceContextLayer};
 pub use trace_context::{TraceContext, TraceId};
 
@@ -60,6 +66,11 @@ pub struct ObservabilityConfig {
     /// A `tracing` filter: a level (`info`, the default) or directives such as
     /// `info,gateway_core::downstream=debug`.
     pub log_level: String,
+    /// Log lines buffered for the background writer; past it lines are
+    /// dropped and counted (default 65536).
+    pub log_buffer_lines: usize,
+    /// Trace export (`[observability.otlp]`), off by default.
+    pub otlp: OtlpConfig,
 }
 
 impl Default for ObservabilityConfig {
@@ -67,6 +78,8 @@ impl Default for ObservabilityConfig {
         Self {
             log_format: LogFormat::Json,
             log_level: "info".to_owned(),
+            log_buffer_lines: 65_536,
+            otlp: OtlpConfig::default(),
         }
     }
 }
@@ -75,7 +88,13 @@ impl Validate for ObservabilityConfig {
     /// Checks the log filter, so a typo is reported at start with its key.
     fn validate(&self) -> Result<(), ConfigError> {
         tracing_subscriber::EnvFilter::try_new(&self.log_level)
-            .map(drop)
-            .map_err(|error| ConfigError::rule("observability.log_level", error.to_string()))
+            .map_err(|error| ConfigError::rule("observability.log_level", error.to_string()))?;
+        if self.log_buffer_lines == 0 {
+            return Err(ConfigError::rule(
+                "observability.log_buffer_lines",
+                "must be at least 1",
+            ));
+        }
+        self.otlp.validate()
     }
 }

@@ -7,6 +7,9 @@
 //! `x-request-id` when it sent a sane one, else the trace id, and is echoed on
 //! the response.
 //!
+//! With traces exported (see [`super::otlp`]) the hop's span is the exported
+//! server span: its ids and sampling decision replace the locally drawn ones.
+//!
 //! Hand-written because tower-http's request-id layers know nothing of W3C
 //! trace context, and the request id here is derived from the trace.
 
@@ -19,6 +22,9 @@ use axum::{body::Body, extract::Request, response::Response};
 use futures_util::future::BoxFuture;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use tower::{Layer, Service};
+use tracing::Instrument;
+
+use super::otlp;
 
 /// The W3C `traceparent` header.
 pub(crate) const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
@@ -143,14 +149,40 @@ impl TraceContext {
     }
 
     /// A `traceparent` for a call this hop makes: same trace, new span id.
+    /// With traces exported, the span is the call's client span (see
+    /// [`Self::traceparent_for`]); without, an id no span carries.
     pub(crate) fn child_traceparent(&self) -> HeaderValue {
+        self.traceparent_for(fastrand::u64(1..), self.flags)
+    }
+
+    /// A `traceparent` naming span `span_id` of this trace with `flags`.
+    pub(crate) fn traceparent_for(&self, span_id: u64, flags: u8) -> HeaderValue {
         // 00-{trace id: 32}-{span id: 16}-{flags: 2}
         let mut value = [b'-'; 55];
         value[..2].copy_from_slice(b"00");
         value[3..35].copy_from_slice(&self.trace_id.hex());
-        write_hex(u128::from(fastrand::u64(1..)), &mut value[36..52]);
-        write_hex(u128::from(self.flags), &mut value[53..55]);
+        write_hex(u128::from(span_id), &mut value[36..52]);
+        write_hex(u128::from(flags), &mut value[53..55]);
         HeaderValue::from_bytes(&value).expect("hex digits and dashes are a valid header value")
+    }
+
+    /// Takes the ids of the exported server span `span`, when traces are
+    /// exported: its trace (the caller's, or a new one the tracer started),
+    /// its span id and its sampling decision.
+    fn adopt_exported_span(&mut self, span: &tracing::Span) {
+        if let Some(parent) = self.parent_span_id {
+            otlp::continue_remote_trace(span, self.trace_id.0, parent, self.flags);
+        }
+        if let Some((trace_id, span_id, sampled)) = otlp::span_ids(span) {
+            self.trace_id = TraceId(trace_id);
+            self.span_id = span_id;
+            self.flags = (self.flags & !0x01) | u8::from(sampled);
+        }
+    }
+
+    /// The sampled bit of the trace flags.
+    pub(crate) fn flags(&self) -> u8 {
+        self.flags
     }
 
     /// The `tracestate` to forward, if the caller sent one.
@@ -236,19 +268,30 @@ where
     }
 
     fn call(&mut self, mut request: Request<Body>) -> Self::Future {
-        let trace = TraceContext::from_headers(request.headers());
+        let span = otlp::server_span(request.method());
+        let mut trace = TraceContext::from_headers(request.headers());
+        trace.adopt_exported_span(&span);
         let request_id = caller_request_id(request.headers())
             .unwrap_or_else(|| trace.trace_id().to_header_value());
         request.extensions_mut().insert(trace);
         request
             .extensions_mut()
             .insert(RequestId(request_id.clone()));
-        let future = self.inner.call(request);
-        Box::pin(async move {
-            let mut response = future.await?;
-            response.headers_mut().insert(REQUEST_ID, request_id);
-            Ok(response)
-        })
+        let method = request.method().clone();
+        let future = {
+            let _entered = span.enter();
+            self.inner.call(request)
+        };
+        let recorded = span.clone();
+        Box::pin(
+            async move {
+                let mut response = future.await?;
+                otlp::record_response(&recorded, &method, &response);
+                response.headers_mut().insert(REQUEST_ID, request_id);
+                Ok(response)
+            }
+            .instrument(span),
+        )
     }
 }
 

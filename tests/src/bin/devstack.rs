@@ -24,10 +24,14 @@ struct Args {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    logging::init(&ObservabilityConfig {
-        log_format: LogFormat::Pretty,
-        log_level: args.log,
-    });
+    let logging = logging::init(
+        &ObservabilityConfig {
+            log_format: LogFormat::Pretty,
+            log_level: args.log,
+            ..ObservabilityConfig::default()
+        },
+        "devstack",
+    );
     let platform = match Platform::start_with(PlatformOptions::dev()).await {
         Ok(platform) => platform,
         Err(error) => {
@@ -41,6 +45,7 @@ async fn main() -> ExitCode {
     print_banner(&platform);
     platform.shutdown().trigger_on_signals();
     platform.wait().await;
+    logging.shutdown().await;
     println!("devstack: stopped");
     ExitCode::SUCCESS
 }

@@ -1,0 +1,258 @@
+//! Traces exported over OTLP/HTTP to a receiver in the test, decoded with
+//! `opentelemetry-proto`: one product page is one server span and four client
+//! spans in the caller's trace, and each service is told its client span.
+
+use std::{
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use axum::{Router, body::Bytes, extract::State, routing::post};
+use demo_services::ServiceName;
+use opentelemetry_proto::tonic::{
+    collector::trace::v1::ExportTraceServiceRequest,
+    common::v1::{AnyValue, any_value},
+    trace::v1::{Span, span::SpanKind},
+};
+use platform_tests::{BffProcess, issue_token, start_demo};
+use prost::Message;
+
+/// Every span received, with the resource's `service.name`.
+type Received = Arc<Mutex<Vec<(String, Span)>>>;
+
+/// An OTLP/HTTP receiver on a free port.
+async fn receiver() -> (SocketAddr, Received) {
+    let received: Received = Arc::default();
+    let router = Router::new()
+        .route(
+            "/v1/traces",
+            post(|State(received): State<Received>, body: Bytes| async move {
+                let request = ExportTraceServiceRequest::decode(body).expect("OTLP protobuf");
+                let mut received = received.lock().expect("not poisoned");
+                for resource in request.resource_spans {
+                    let service = resource
+                        .resource
+                        .iter()
+                        .flat_map(|resource| &resource.attributes)
+                        .find(|attribute| attribute.key == "service.name")
+                        .and_then(|attribute| text(attribute.value.as_ref()))
+                        .unwrap_or_default();
+                    for scope in resource.scope_spans {
+                        for span in scope.spans {
+                            received.push((service.clone(), span));
+                        }
+                    }
+                }
+                // An empty ExportTraceServiceResponse.
+                (
+                    [(http::header::CONTENT_TYPE, "application/x-protobuf")],
+                    Vec::<u8>::new(),
+                )
+            }),
+        )
+        .with_state(received.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a free port");
+    let addr = listener.local_addr().expect("bound");
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    (addr, received)
+}
+
+fn text(value: Option<&AnyValue>) -> Option<String> {
+    match value?.value.as_ref()? {
+        any_value::Value::StringValue(text) => Some(text.clone()),
+        any_value::Value::IntValue(number) => Some(number.to_string()),
+        _ => None,
+    }
+}
+
+fn attribute(span: &Span, key: &str) -> Option<String> {
+    span.attributes
+        .iter()
+        .find(|attribute| attribute.key == key)
+        .and_then(|attribute| text(attribute.value.as_ref()))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// The spans of trace `trace_id` received so far.
+fn spans_of(received: &Received, trace_id: &str) -> Vec<(String, Span)> {
+    received
+        .lock()
+        .expect("not poisoned")
+        .iter()
+        .filter(|(_, span)| hex(&span.trace_id) == trace_id)
+        .cloned()
+        .collect()
+}
+
+/// Waits until trace `trace_id` has `count` spans.
+async fn await_spans(received: &Received, trace_id: &str, count: usize) -> Vec<(String, Span)> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let spans = spans_of(received, trace_id);
+        if spans.len() >= count {
+            return spans;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} of {count} spans of {trace_id} arrived",
+            spans.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const CALLER_SPAN: &str = "00f067aa0ba902b7";
+
+#[tokio::test]
+async fn a_product_page_is_one_server_span_with_a_client_span_per_service() {
+    let (collector, received) = receiver().await;
+    let (demo, shutdown) = start_demo(Default::default()).await;
+    let endpoint = format!("http://{collector}");
+    let web = BffProcess::spawn_against::<bff_web::Web>(
+        &demo,
+        &[("BFF_OBSERVABILITY__OTLP__ENDPOINT", endpoint.as_str())],
+    )
+    .await;
+    web.wait_until_ready().await;
+    let token = issue_token(&demo, "user-1", "bff-web", "RS256");
+    let answer = reqwest::Client::new()
+        .get(format!("http://{}/api/product-page/1", web.public()))
+        .bearer_auth(&token)
+        .header("traceparent", format!("00-{TRACE_ID}-{CALLER_SPAN}-01"))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(answer.status(), 200);
+
+    let spans = await_spans(&received, TRACE_ID, 5).await;
+    assert_eq!(spans.len(), 5, "exactly one server and four client spans");
+    let servers: Vec<&Span> = spans
+        .iter()
+        .map(|(_, span)| span)
+        .filter(|span| span.kind == SpanKind::Server as i32)
+        .collect();
+    assert_eq!(servers.len(), 1);
+    let server = servers[0];
+    assert_eq!(
+        hex(&server.parent_span_id),
+        CALLER_SPAN,
+        "the caller's span is the parent"
+    );
+    assert_eq!(server.name, "GET /api/product-page/{id}");
+    assert_eq!(
+        attribute(server, "http.route").as_deref(),
+        Some("/api/product-page/{id}")
+    );
+    assert_eq!(
+        attribute(server, "http.response.status_code").as_deref(),
+        Some("200")
+    );
+    let tenant = demo.catalog().user(1).expect("user 1").tenant;
+    assert_eq!(attribute(server, "tenant"), Some(tenant));
+    assert!(spans.iter().all(|(service, _)| service == "bff-web"));
+
+    let clients: Vec<&Span> = spans
+        .iter()
+        .map(|(_, span)| span)
+        .filter(|span| span.kind == SpanKind::Client as i32)
+        .collect();
+    let mut called: Vec<String> = clients
+        .iter()
+        .map(|span| attribute(span, "peer.service").expect("the service"))
+        .collect();
+    called.sort();
+    assert_eq!(called, ["inventory", "pricing", "products", "reviews"]);
+    for client in &clients {
+        assert_eq!(
+            hex(&client.parent_span_id),
+            hex(&server.span_id),
+            "{}",
+            client.name
+        );
+        assert_eq!(attribute(client, "outcome").as_deref(), Some("200"));
+    }
+    // Each service was told its own client span as the parent.
+    for (service, name) in [
+        (ServiceName::Products, "products"),
+        (ServiceName::Inventory, "inventory"),
+        (ServiceName::Pricing, "pricing"),
+        (ServiceName::Reviews, "reviews"),
+    ] {
+        let seen = demo
+            .last_request(service)
+            .expect("a call reached the service");
+        let traceparent = seen.header_values("traceparent")[0];
+        let client = clients
+            .iter()
+            .find(|span| attribute(span, "peer.service").as_deref() == Some(name))
+            .expect("a client span");
+        assert_eq!(
+            traceparent,
+            format!("00-{TRACE_ID}-{}-01", hex(&client.span_id)),
+            "{name}"
+        );
+    }
+    // The token never leaves in a span.
+    let everything = format!("{:?}", received.lock().expect("not poisoned"));
+    assert!(!everything.contains(&token));
+    shutdown.trigger();
+}
+
+#[tokio::test]
+async fn new_traces_follow_the_sampling_ratio_and_callers_their_own_decision() {
+    let (collector, received) = receiver().await;
+    let (demo, shutdown) = start_demo(Default::default()).await;
+    let endpoint = format!("http://{collector}");
+    // The standard variables, as an operator sets them: record no new trace.
+    let web = BffProcess::spawn_against::<bff_web::Web>(
+        &demo,
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+            ("OTEL_TRACES_SAMPLER_ARG", "0"),
+            ("OTEL_SERVICE_NAME", "web-eu"),
+        ],
+    )
+    .await;
+    web.wait_until_ready().await;
+    let token = issue_token(&demo, "user-1", "bff-web", "RS256");
+    let client = reqwest::Client::new();
+    let url = format!("http://{}/api/product-page/1", web.public());
+    let unsampled = client
+        .get(&url)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(unsampled.status(), 200);
+    let unsampled_trace = unsampled.headers()["x-request-id"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    let seen = demo.last_request(ServiceName::Products).expect("called");
+    assert!(
+        seen.header_values("traceparent")[0].ends_with("-00"),
+        "the service is told the trace is not sampled"
+    );
+
+    // A caller that samples is followed even at ratio 0.
+    let sampled = client
+        .get(&url)
+        .bearer_auth(&token)
+        .header("traceparent", format!("00-{TRACE_ID}-{CALLER_SPAN}-01"))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(sampled.status(), 200);
+    let spans = await_spans(&received, TRACE_ID, 5).await;
+    assert!(spans.iter().all(|(service, _)| service == "web-eu"));
+    // Exported in order: had the first trace been recorded, it would be here by now.
+    assert!(spans_of(&received, &unsampled_trace).is_empty());
+    shutdown.trigger();
+}
