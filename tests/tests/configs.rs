@@ -62,10 +62,18 @@ fn compose_environments() -> BTreeMap<String, Vec<(String, String)>> {
             environments
                 .entry(service.clone())
                 .or_default()
-                .push((key.to_owned(), value.trim_matches('"').to_owned()));
+                .push((key.to_owned(), unquote(value).to_owned()));
         }
     }
     environments
+}
+
+/// A YAML scalar without its quotes (`"..."` or `'...'`).
+fn unquote(value: &str) -> &str {
+    ['"', '\'']
+        .iter()
+        .find_map(|quote| value.strip_prefix(*quote)?.strip_suffix(*quote))
+        .unwrap_or(value)
 }
 
 #[test]
@@ -77,4 +85,23 @@ fn docker_compose_environments_are_valid() {
             .unwrap_or_else(|| panic!("{service} sets BFF_ variables"));
         check(service, &[], env);
     }
+}
+
+#[test]
+fn the_compose_partner_accepts_the_documented_demo_key() {
+    let environments = compose_environments();
+    let keys = environments["bff-partner"]
+        .iter()
+        .find(|(key, _)| key == "BFF_AUTH__API_KEYS")
+        .map(|(_, value)| value.clone())
+        .expect("bff-partner has an API key");
+    let digest: String = ring::digest::digest(
+        &ring::digest::SHA256,
+        platform_tests::DEMO_PARTNER_API_KEY.as_bytes(),
+    )
+    .as_ref()
+    .iter()
+    .map(|byte| format!("{byte:02x}"))
+    .collect();
+    assert!(keys.contains(&digest), "{keys}");
 }
