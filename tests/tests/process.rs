@@ -358,8 +358,15 @@ async fn sigterm_drains_in_flight_requests_and_exits_zero() {
 /// trace id and the caller.
 #[tokio::test]
 async fn the_access_log_names_the_route_the_trace_and_the_caller() {
+    // Through the background writer (the default) and written directly.
+    for buffer in ["65536", "0"] {
+        access_log_line(&[("BFF_OBSERVABILITY__LOG_BUFFER_LINES", buffer)]).await;
+    }
+}
+
+async fn access_log_line(env: &[(&str, &str)]) {
     let (demo, shutdown) = start_demo(BTreeMap::new()).await;
-    let mut bff = BffProcess::spawn_against::<bff_web::Web>(&demo, &[]).await;
+    let mut bff = BffProcess::spawn_against::<bff_web::Web>(&demo, env).await;
     bff.wait_until_ready().await;
     let user = demo.catalog().user(5).expect("user 5");
     let token = issue_token(&demo, "user-5", "bff-web", "ES256");

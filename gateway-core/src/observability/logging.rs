@@ -6,7 +6,9 @@
 //!   non-blocking writer) through a buffer of `log_buffer_lines` lines: a
 //!   request never waits for stdout. When the buffer is full a line is
 //!   dropped and counted (`log_lines_dropped_total`) rather than blocking;
-//!   what is buffered is flushed when the process stops.
+//!   what is buffered is flushed when the process stops. `log_buffer_lines
+//!   = 0` writes from the logging thread instead: no line is ever dropped,
+//!   and a slow stdout slows requests down.
 //! - With an OTLP endpoint (`[observability.otlp]`), a second layer exports spans; the
 //!   log lines never see those spans, nor the spans the log lines.
 
@@ -18,8 +20,8 @@ use prometheus_client::{
 };
 use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::{
-    EnvFilter, Layer, filter::FilterExt, filter::filter_fn, fmt, layer::SubscriberExt,
-    util::SubscriberInitExt,
+    EnvFilter, Layer, filter::FilterExt, filter::filter_fn, fmt, fmt::writer::BoxMakeWriter,
+    layer::SubscriberExt, util::SubscriberInitExt,
 };
 
 use super::{
@@ -81,12 +83,20 @@ impl LoggingGuard {
 /// empty guard.
 pub fn init(config: &ObservabilityConfig, service: &'static str) -> LoggingGuard {
     let filter = EnvFilter::try_new(&config.log_level).unwrap_or_else(|_| EnvFilter::new("info"));
-    let (writer, writer_guard) = NonBlockingBuilder::default()
-        .buffered_lines_limit(config.log_buffer_lines)
-        .lossy(true)
-        .thread_name("log-writer")
-        .finish(std::io::stdout());
-    let dropped = writer.error_counter();
+    let (writer, writer_guard, dropped) = match config.log_buffer_lines {
+        // Written by the thread that logs: never a dropped line, at the cost
+        // of a request waiting when stdout is slow.
+        0 => (BoxMakeWriter::new(std::io::stdout), None, None),
+        lines => {
+            let (writer, guard) = NonBlockingBuilder::default()
+                .buffered_lines_limit(lines)
+                .lossy(true)
+                .thread_name("log-writer")
+                .finish(std::io::stdout());
+            let dropped = writer.error_counter();
+            (BoxMakeWriter::new(writer), Some(guard), Some(dropped))
+        }
+    };
     let lines = match config.log_format {
         LogFormat::Json => fmt::layer()
             .json()
@@ -114,9 +124,11 @@ pub fn init(config: &ObservabilityConfig, service: &'static str) -> LoggingGuard
         // Another subscriber was installed first; its writer and export stay.
         return LoggingGuard::default();
     }
-    let _ = DROPPED_LINES.set(dropped);
+    if let Some(dropped) = dropped {
+        let _ = DROPPED_LINES.set(dropped);
+    }
     LoggingGuard {
-        writer: Some(writer_guard),
+        writer: writer_guard,
         export,
     }
 }

@@ -67,7 +67,8 @@ pub struct ObservabilityConfig {
     /// `info,gateway_core::downstream=debug`.
     pub log_level: String,
     /// Log lines buffered for the background writer; past it lines are
-    /// dropped and counted (default 65536).
+    /// dropped and counted (default 65536). 0: no background writer, each
+    /// line written by the thread that logs it, never dropped.
     pub log_buffer_lines: usize,
     /// Trace export (`[observability.otlp]`), off by default.
     pub otlp: OtlpConfig,
@@ -89,12 +90,6 @@ impl Validate for ObservabilityConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         tracing_subscriber::EnvFilter::try_new(&self.log_level)
             .map_err(|error| ConfigError::rule("observability.log_level", error.to_string()))?;
-        if self.log_buffer_lines == 0 {
-            return Err(ConfigError::rule(
-                "observability.log_buffer_lines",
-                "must be at least 1",
-            ));
-        }
         self.otlp.validate()
     }
 }
