@@ -29,6 +29,18 @@ start_demo_services() { # [PREFIX...]: runs demo-services under PREFIX (taskset.
     wait_for http://127.0.0.1:17000/.well-known/jwks.json
 }
 
+start_redis() { # [PREFIX...]: a throwaway redis-server on 127.0.0.1:16379
+    "$@" redis-server --port 16379 --bind 127.0.0.1 --save "" --appendonly no >/dev/null &
+    pids+=($!)
+    until [ "$(redis-cli -p 16379 ping 2>/dev/null)" = PONG ]; do sleep 0.05; done
+}
+
+start_otlp_sink() { # [PREFIX...]: an OTLP/HTTP receiver on 127.0.0.1:14318
+    "$@" python3 bench/otlp-sink.py 14318 &
+    pids+=($!)
+    until curl -s -o /dev/null -X POST http://127.0.0.1:14318/v1/traces; do sleep 0.05; done
+}
+
 web_token() { # prints an ES256 token for user-1 and bff-web
     curl -s -X POST http://127.0.0.1:17000/token \
         -d '{"subject":"user-1","audience":"bff-web","alg":"ES256"}' |
@@ -42,7 +54,7 @@ start_bff_web() { # [VAR=VALUE...] COMMAND...: runs COMMAND (bff-web, maybe unde
         BFF_DOWNSTREAM__INVENTORY__URL=http://127.0.0.1:17002 \
         BFF_DOWNSTREAM__PRICING__URL=http://127.0.0.1:17003 \
         BFF_DOWNSTREAM__REVIEWS__URL=http://127.0.0.1:17004 \
-        "$@" >/dev/null 2>"${bff_stderr:-/dev/null}" &
+        "$@" >"${bff_stdout:-/dev/null}" 2>"${bff_stderr:-/dev/null}" &
     bff_pid=$!
     pids+=("$bff_pid")
     wait_for http://127.0.0.1:19080/readyz

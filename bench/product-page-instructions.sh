@@ -9,19 +9,26 @@
 # steady-state cost of one request, start-up and shutdown excluded. Only
 # user-space instructions are counted: the kernel's share (sockets) is not.
 #
-# Usage: bench/product-page-instructions.sh [-R] LABEL=PATH/TO/bff-web[@VARIABLE=VALUE...]...
-# As in product-page.sh, a candidate may add BFF_* variables after `@`, and
-# -R starts a redis-server on 127.0.0.1:16379. Needs valgrind, curl and
+# Usage: bench/product-page-instructions.sh [-R] [-O] LABEL=PATH/TO/bff-web[@VARIABLE=VALUE...]...
+# As in product-page.sh, a candidate may add BFF_* variables after `@`, -R
+# starts a redis-server on 127.0.0.1:16379 and -O an OTLP receiver on
+# 127.0.0.1:14318. Instructions of every thread count, the log writer's and
+# the span exporter's included. Needs valgrind, curl and
 # python3; DEMO_SERVICES names the demo-services binary (default
 # target/release/demo-services).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 with_redis=false
-if [ "${1:-}" = -R ]; then
-    with_redis=true
-    shift
-fi
-[ $# -ge 1 ] || { echo "usage: $0 [-R] LABEL=PATH/TO/bff-web[@VAR=VALUE...]..." >&2; exit 2; }
+with_otlp=false
+while getopts "RO" option; do
+    case "$option" in
+        R) with_redis=true ;;
+        O) with_otlp=true ;;
+        *) exit 2 ;;
+    esac
+done
+shift $((OPTIND - 1))
+[ $# -ge 1 ] || { echo "usage: $0 [-R] [-O] LABEL=PATH/TO/bff-web[@VAR=VALUE...]..." >&2; exit 2; }
 warm=100
 measured=1000
 work=$(mktemp -d)
@@ -32,11 +39,8 @@ trap 'cleanup; rm -rf "$work"' EXIT
 
 start_demo_services
 token=$(web_token)
-if $with_redis; then
-    redis-server --port 16379 --bind 127.0.0.1 --save "" --appendonly no >/dev/null &
-    pids+=($!)
-    until [ "$(redis-cli -p 16379 ping 2>/dev/null)" = PONG ]; do sleep 0.05; done
-fi
+if $with_redis; then start_redis; fi
+if $with_otlp; then start_otlp_sink; fi
 
 instructions() { # REQUESTS BINARY [VAR=VALUE...]: instructions of a whole run serving REQUESTS
     local requests=$1 binary=$2

@@ -9,13 +9,15 @@
 # time bff-web spent per request (user + system, from /proc) and its peak
 # resident memory.
 #
-# Usage: bench/product-page.sh [-d SECONDS] [-c CONNECTIONS] [-r ROUNDS] [-R]
+# Usage: bench/product-page.sh [-d SECONDS] [-c CONNECTIONS] [-r ROUNDS] [-R] [-O] [-L]
 #            LABEL=PATH/TO/bff-web[@VARIABLE=VALUE...]...
 # Each candidate may add BFF_* variables after `@` (the same binary with
-# rate limiting off, in process, or in Redis). -R starts a redis-server on
-# 127.0.0.1:16379 for the run. Needs wrk, curl and python3 (and redis-server
-# with -R); DEMO_SERVICES names the demo-services binary (default
-# target/release/demo-services).
+# rate limiting off, in process, or in Redis; tracing on or off). -R starts a
+# redis-server on 127.0.0.1:16379 for the run; -O an OTLP receiver on
+# 127.0.0.1:14318 (bench/otlp-sink.py); -L sends bff-web's log lines through
+# a pipe read on CPU 1, as a container runtime reads them (else /dev/null).
+# Needs wrk, curl and python3 (and redis-server with -R); DEMO_SERVICES names
+# the demo-services binary (default target/release/demo-services).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,12 +25,16 @@ duration=10
 connections=32
 rounds=3
 with_redis=false
-while getopts "d:c:r:R" option; do
+with_otlp=false
+log_pipe=false
+while getopts "d:c:r:ROL" option; do
     case "$option" in
         d) duration=$OPTARG ;;
         c) connections=$OPTARG ;;
         r) rounds=$OPTARG ;;
         R) with_redis=true ;;
+        O) with_otlp=true ;;
+        L) log_pipe=true ;;
         *) exit 2 ;;
     esac
 done
@@ -44,10 +50,11 @@ cpu_ticks() { # PID: user + system clock ticks so far
 
 start_demo_services taskset -c 1
 token=$(web_token)
-if $with_redis; then
-    taskset -c 1 redis-server --port 16379 --bind 127.0.0.1 --save "" --appendonly no >/dev/null &
-    pids+=($!)
-    until [ "$(redis-cli -p 16379 ping 2>/dev/null)" = PONG ]; do sleep 0.05; done
+if $with_redis; then start_redis taskset -c 1; fi
+if $with_otlp; then start_otlp_sink taskset -c 1; fi
+if $log_pipe; then
+    bff_stdout=$(mktemp -u)
+    mkfifo "$bff_stdout"
 fi
 
 printf '%-12s %5s %10s %9s %9s %12s %8s\n' binary round "req/s" "p50 ms" "p99 ms" "CPU µs/req" "peak MB"
@@ -56,6 +63,10 @@ for round in $(seq 1 "$rounds"); do
         label=${candidate%%=*}
         IFS=@ read -r -a parts <<<"${candidate#*=}"
         binary=${parts[0]}
+        if $log_pipe; then
+            taskset -c 1 cat "$bff_stdout" >/dev/null &
+            pids+=($!)
+        fi
         start_bff_web "${parts[@]:1}" taskset -c 0 "$binary"
         bff=$bff_pid
         url=http://127.0.0.1:18080/api/product-page/42

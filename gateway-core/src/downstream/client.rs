@@ -204,7 +204,11 @@ impl DownstreamClient {
         context: &RequestContext,
     ) -> Result<T, DownstreamError> {
         let started = Instant::now();
-        let span = client_span(self.inner.service, &method);
+        // An unsampled trace records no span: the service gets an id no span carries.
+        let span = match context.trace.is_sampled() {
+            true => client_span(self.inner.service, &method),
+            false => tracing::Span::none(),
+        };
         let result = match &context.identity {
             Some(identity) => {
                 let mut request = Request::new(body);

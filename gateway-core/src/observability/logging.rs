@@ -116,10 +116,15 @@ pub fn init(config: &ObservabilityConfig, service: &'static str) -> LoggingGuard
             (None, None)
         }
     };
-    let installed = tracing_subscriber::registry()
-        .with(lines)
-        .with(spans)
-        .try_init();
+    // Not `.with(Option<layer>)`: a `None` layer leaves every callsite
+    // enabled, and the span callsites must be disabled when nothing exports.
+    let installed = match spans {
+        Some(spans) => tracing_subscriber::registry()
+            .with(lines)
+            .with(spans)
+            .try_init(),
+        None => tracing_subscriber::registry().with(lines).try_init(),
+    };
     if installed.is_err() {
         // Another subscriber was installed first; its writer and export stay.
         return LoggingGuard::default();

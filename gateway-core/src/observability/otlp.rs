@@ -410,25 +410,31 @@ impl HttpClient for CollectorClient {
     }
 }
 
-/// The server span of a request with `method`; disabled when tracing is off.
-pub(crate) fn server_span(method: &http::Method) -> tracing::Span {
+/// The server span of a request; disabled when tracing is off. Its
+/// attributes are recorded at the end, and only when it is sampled: an
+/// unsampled span costs its ids and nothing more.
+pub(crate) fn server_span() -> tracing::Span {
     tracing::info_span!(
         target: OTEL_TARGET,
         "server",
-        otel.name = %method,
         otel.kind = "server",
         otel.status_code = tracing::field::Empty,
-        http.request.method = %method,
+        http.request.method = tracing::field::Empty,
         http.route = tracing::field::Empty,
         http.response.status_code = tracing::field::Empty,
         tenant = tracing::field::Empty,
     )
 }
 
-/// Names the server span after the matched route and records the answer:
-/// status and the verified tenant (never a credential).
-pub(crate) fn record_response(span: &tracing::Span, method: &http::Method, response: &Response) {
-    if span.is_disabled() {
+/// Names the sampled server span after the matched route and records the
+/// answer: method, status and the verified tenant (never a credential).
+pub(crate) fn record_response(
+    span: &tracing::Span,
+    sampled: bool,
+    method: &http::Method,
+    response: &Response,
+) {
+    if !sampled || span.is_disabled() {
         return;
     }
     let route = match response.extensions().get::<RouteTemplate>() {
@@ -439,6 +445,7 @@ pub(crate) fn record_response(span: &tracing::Span, method: &http::Method, respo
     span.context()
         .span()
         .update_name(format!("{method} {route}"));
+    span.record("http.request.method", method.as_str());
     span.record("http.route", route);
     let status = response.status();
     span.record("http.response.status_code", status.as_u16());
@@ -459,7 +466,7 @@ pub(crate) fn client_span(service: &'static str, method: &http::Method) -> traci
         otel.kind = "client",
         otel.status_code = tracing::field::Empty,
         peer.service = service,
-        http.request.method = %method,
+        http.request.method = method.as_str(),
         http.response.status_code = tracing::field::Empty,
         outcome = tracing::field::Empty,
     )

@@ -180,9 +180,14 @@ impl TraceContext {
         }
     }
 
-    /// The sampled bit of the trace flags.
+    /// The trace flags.
     pub(crate) fn flags(&self) -> u8 {
         self.flags
+    }
+
+    /// Whether the trace is recorded (the sampled flag).
+    pub(crate) fn is_sampled(&self) -> bool {
+        self.flags & 0x01 == 0x01
     }
 
     /// The `tracestate` to forward, if the caller sent one.
@@ -268,9 +273,10 @@ where
     }
 
     fn call(&mut self, mut request: Request<Body>) -> Self::Future {
-        let span = otlp::server_span(request.method());
+        let span = otlp::server_span();
         let mut trace = TraceContext::from_headers(request.headers());
         trace.adopt_exported_span(&span);
+        let sampled = trace.is_sampled();
         let request_id = caller_request_id(request.headers())
             .unwrap_or_else(|| trace.trace_id().to_header_value());
         request.extensions_mut().insert(trace);
@@ -286,7 +292,7 @@ where
         Box::pin(
             async move {
                 let mut response = future.await?;
-                otlp::record_response(&recorded, &method, &response);
+                otlp::record_response(&recorded, sampled, &method, &response);
                 response.headers_mut().insert(REQUEST_ID, request_id);
                 Ok(response)
             }
