@@ -602,7 +602,7 @@ pub struct BffProcess {
     child: Child,
     public: SocketAddr,
     admin: SocketAddr,
-    /// The JSON log lines the process writes after `listening`.
+    /// The JSON log lines the process writes (but `listening`).
     logs: tokio::sync::mpsc::UnboundedReceiver<serde_json::Value>,
 }
 
@@ -646,6 +646,9 @@ impl BffProcess {
         let mut child = command.spawn().expect("the binary starts");
         let stdout = child.stdout.take().expect("piped stdout");
         let mut lines = BufReader::new(stdout).lines();
+        // Every event is kept for `log_event`, those before `listening` too:
+        // background work (a Redis connection, say) may log first.
+        let (log_sender, logs) = tokio::sync::mpsc::unbounded_channel();
         let listening = tokio::time::timeout(Duration::from_secs(20), async {
             while let Some(line) = lines.next_line().await.expect("stdout is readable") {
                 let Ok(event) = serde_json::from_str::<serde_json::Value>(&line) else {
@@ -654,13 +657,13 @@ impl BffProcess {
                 if event["message"] == "listening" {
                     return event;
                 }
+                let _ = log_sender.send(event);
             }
             panic!("{name} exited before listening");
         })
         .await
         .expect("the binary listens within 20s");
         // Keep draining stdout so the child never blocks on a full pipe.
-        let (log_sender, logs) = tokio::sync::mpsc::unbounded_channel();
         tokio::spawn(async move {
             while let Ok(Some(line)) = lines.next_line().await {
                 if let Ok(event) = serde_json::from_str(&line) {

@@ -486,6 +486,34 @@ async fn forged_tokens_learn_nothing_of_the_issuer_or_audience() {
                 .assert_rejected(401, "AUTH_UNKNOWN_KEY", alg);
         }
     }
+    // A forged token that also breaks another rule answers the same whether
+    // the guessed issuer or audience is right or wrong.
+    for missing in ["sub", "tid", "exp"] {
+        let answers = [
+            json!({ missing: null }),
+            json!({ missing: null, "iss": "https://guess.example" }),
+            json!({ missing: null, "aud": "guess" }),
+        ]
+        .map(|changes| {
+            let token = sign(
+                &platform,
+                "RS256",
+                json!({}),
+                &with(claims(&platform, "bff-web"), changes),
+            );
+            let (signing_input, _) = token.rsplit_once('.').expect("three segments").to_owned();
+            format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode([7u8; 256]))
+        });
+        let mut codes = Vec::new();
+        for forged in &answers {
+            let answer = web(&platform, forged).await;
+            codes.push((answer.status, answer.body["detail"].clone()));
+        }
+        assert!(
+            codes.windows(2).all(|pair| pair[0] == pair[1]),
+            "{missing}: {codes:?}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -1117,6 +1145,9 @@ async fn an_identity_provider_outage_refuses_only_the_tokens_that_need_its_keys(
     .await;
     platform_tests::wait_until_ready(platform.web()).await;
     platform_tests::wait_until_ready(platform.partner()).await;
+    // Verified (and cached) before the outage: refused like the rest after max_stale.
+    let cached = platform.token_for("user-3", "bff-web", "RS256");
+    assert_eq!(web(&platform, &cached).await.status, 200);
     platform.demo().faults(ServiceName::Auth).set(FaultConfig {
         down: true,
         ..FaultConfig::default()
@@ -1134,6 +1165,11 @@ async fn an_identity_provider_outage_refuses_only_the_tokens_that_need_its_keys(
             .expect("answered");
         assert_eq!(readyz.status(), 200, "{}", bff.admin_addr());
     }
+    web(&platform, &cached).await.assert_rejected(
+        503,
+        "AUTH_KEYS_UNAVAILABLE",
+        "verified before the outage",
+    );
     for alg in ["RS256", "ES256"] {
         let refused = web(&platform, &platform.token_for("user-9", "bff-web", alg)).await;
         refused.assert_rejected(503, "AUTH_KEYS_UNAVAILABLE", alg);

@@ -134,9 +134,9 @@ impl ApiKeys {
         Ok(Self { entries })
     }
 
-    /// Whether any key is configured; without one, `X-Api-Key` is not accepted.
+    /// Whether an unrevoked key is configured; without one, `X-Api-Key` is not accepted.
     pub(crate) fn is_enabled(&self) -> bool {
-        !self.entries.is_empty()
+        self.entries.iter().any(|entry| !entry.revoked)
     }
 
     /// The identity of `presented`, if it is a configured, unrevoked key.

@@ -332,11 +332,16 @@ impl Jwks {
     /// Logs and shows (once per change) whether loaded keys went stale.
     fn note_staleness(&self, set: &KeySet, fresh: bool) {
         let stale = set.fetched_at.is_some() && !fresh;
-        if self.stale.swap(stale, Ordering::AcqRel) == stale {
+        // A load first: the swap's write happens only on a change.
+        if self.stale.load(Ordering::Acquire) == stale
+            || self.stale.swap(stale, Ordering::AcqRel) == stale
+        {
             return;
         }
         self.metrics.stale.set(i64::from(stale));
         if stale {
+            // Verifications cached under these keys are not trusted either.
+            self.removal_epoch.fetch_add(1, Ordering::AcqRel);
             tracing::error!(
                 url = %self.config.url,
                 max_stale = %self.config.max_stale,
@@ -348,12 +353,14 @@ impl Jwks {
     }
 
     /// The key `kid` if it is loaded and fresh once any fetch under way
-    /// (the first one, at start) has finished; never starts a fetch.
-    pub(crate) async fn loaded_key(&self, kid: &str) -> Option<Arc<VerificationKey>> {
+    /// (the first one, at start) has finished; never starts a fetch. Fails
+    /// as [`Self::key`] does, so the two paths answer alike.
+    pub(crate) async fn loaded_key(&self, kid: &str) -> Result<Arc<VerificationKey>, AuthError> {
         drop(self.last_attempt.lock().await);
         match self.lookup(kid) {
-            Lookup::Found(key) => Some(key),
-            Lookup::Unknown | Lookup::Unavailable => None,
+            Lookup::Found(key) => Ok(key),
+            Lookup::Unknown => Err(AuthError::UnknownKey),
+            Lookup::Unavailable => Err(self.unavailable()),
         }
     }
 
@@ -395,6 +402,17 @@ impl Jwks {
         let mut backoff = FIRST_BACKOFF;
         let mut loaded = false;
         loop {
+            // Whatever fetched last (an unknown `kid`, say), wait out the interval.
+            let since_last = self.last_attempt.lock().await.map(|at| at.elapsed());
+            if let Some(wait) = since_last
+                .and_then(|elapsed| self.config.min_refetch_interval.get().checked_sub(elapsed))
+                .filter(|wait| !wait.is_zero())
+            {
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => {}
+                    () = shutdown.triggered() => return,
+                }
+            }
             let outcome = {
                 let mut last_attempt = self.last_attempt.lock().await;
                 *last_attempt = Some(Instant::now());

@@ -352,18 +352,6 @@ impl ClaimPolicy<'_> {
         {
             return Err(AuthError::IssuedInFuture);
         }
-        let issuer = raw.iss.as_deref().ok_or(AuthError::MissingClaim("iss"))?;
-        if issuer != self.issuer {
-            return Err(AuthError::WrongIssuer);
-        }
-        if !raw
-            .aud
-            .as_ref()
-            .ok_or(AuthError::MissingClaim("aud"))?
-            .contains(self.audience)
-        {
-            return Err(AuthError::WrongAudience);
-        }
         let subject = raw.sub.as_deref().ok_or(AuthError::MissingClaim("sub"))?;
         let tenant = raw.tid.as_deref().ok_or(AuthError::MissingClaim("tid"))?;
         let identity = Identity {
@@ -388,6 +376,21 @@ impl ClaimPolicy<'_> {
                 InvalidIdentity::Client => "azp",
             })
         })?;
+        // Last: every check above answers the same whatever the configured
+        // issuer and audience are, so only these two can reveal them, and
+        // the verifier names them only once the signature verifies.
+        let issuer = raw.iss.as_deref().ok_or(AuthError::MissingClaim("iss"))?;
+        if issuer != self.issuer {
+            return Err(AuthError::WrongIssuer);
+        }
+        if !raw
+            .aud
+            .as_ref()
+            .ok_or(AuthError::MissingClaim("aud"))?
+            .contains(self.audience)
+        {
+            return Err(AuthError::WrongAudience);
+        }
         Ok(Claims {
             identity,
             validity: Validity {

@@ -152,9 +152,7 @@ impl JwtVerifier {
         };
         match (&token.kid, source) {
             (Some(kid), KeySource::MayFetch) => jwks.key(kid).await,
-            (Some(kid), KeySource::Loaded) => {
-                jwks.loaded_key(kid).await.ok_or(AuthError::UnknownKey)
-            }
+            (Some(kid), KeySource::Loaded) => jwks.loaded_key(kid).await,
             (None, _) => Err(AuthError::UnknownKey),
         }
     }

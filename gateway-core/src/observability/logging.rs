@@ -6,7 +6,8 @@
 //!   non-blocking writer) through a buffer of `log_buffer_lines` lines: a
 //!   request never waits for stdout. When the buffer is full a line is
 //!   dropped and counted (`log_lines_dropped_total`) rather than blocking;
-//!   what is buffered is flushed when the process stops. `log_buffer_lines
+//!   what is buffered is flushed when the process stops (tracing-appender
+//!   gives the flush about a second). `log_buffer_lines
 //!   = 0` writes from the logging thread instead: no line is ever dropped,
 //!   and a slow stdout slows requests down.
 //! - With an OTLP endpoint (`[observability.otlp]`), a second layer exports spans; the
@@ -131,6 +132,9 @@ pub fn init(config: &ObservabilityConfig, service: &'static str) -> LoggingGuard
     }
     if let Some(dropped) = dropped {
         let _ = DROPPED_LINES.set(dropped);
+    }
+    if let Some(export) = &export {
+        export.log_started();
     }
     LoggingGuard {
         writer: writer_guard,

@@ -199,6 +199,7 @@ pub(crate) struct ExportPipeline {
     provider: SdkTracerProvider,
     stop: Arc<Notify>,
     task: tokio::task::JoinHandle<()>,
+    export: Export,
 }
 
 /// A `tracing` layer turning the [`OTEL_TARGET`] spans into exported
@@ -249,12 +250,6 @@ where
         .with_resource(resource)
         .build();
     let tracer = provider.tracer("gateway-core");
-    tracing::info!(
-        endpoint = export.traces_url,
-        sampling_ratio = export.sampling_ratio,
-        service_name = export.service_name,
-        "exporting traces over OTLP"
-    );
     let layer = tracing_opentelemetry::layer()
         .with_tracer(tracer)
         .with_tracked_inactivity(false)
@@ -269,11 +264,22 @@ where
             provider,
             stop,
             task,
+            export,
         },
     )))
 }
 
 impl ExportPipeline {
+    /// Says where spans go; call once the subscriber is installed.
+    pub(crate) fn log_started(&self) {
+        tracing::info!(
+            endpoint = self.export.traces_url,
+            sampling_ratio = self.export.sampling_ratio,
+            service_name = self.export.service_name,
+            "exporting traces over OTLP"
+        );
+    }
+
     /// Exports what is queued (waiting at most `timeout`) and stops.
     pub(crate) async fn shutdown(self, timeout: Duration) {
         // The provider drops its processor, and with it the queue's sender.
