@@ -13,7 +13,8 @@
 //!   cluster adds its CA with `[client_tls] ca_file` (and a service can use
 //!   its own with `[downstream.<name>] ca_file`). Nothing is ever accepted
 //!   without verification: there is no "insecure" switch.
-//! - `http` URLs stay allowed; `https` ones negotiate HTTP/1.1 over TLS.
+//! - `http` URLs stay allowed; `https` ones negotiate HTTP/1.1 over TLS
+//!   (HTTP/2 for the gRPC trace export).
 
 use std::{
     fmt,
@@ -118,17 +119,36 @@ impl ClientTls {
         })
     }
 
-    /// `http` over `connector`, `https` verified with these settings.
+    /// `http` over `connector`, `https` verified with these settings and
+    /// offering HTTP/1.1.
     pub(crate) fn connector(&self, connector: HttpConnector) -> HttpsConnector<HttpConnector> {
-        let mut connector = connector;
-        // The TLS connector needs the `https` URIs to reach it.
-        connector.enforce_http(false);
+        self.builder()
+            .enable_http1()
+            .wrap_connector(allow_https(connector))
+    }
+
+    /// Like [`ClientTls::connector`] for a client that speaks only HTTP/2
+    /// (gRPC): over TLS it offers `h2` by ALPN, as gRPC servers require.
+    pub(crate) fn http2_connector(
+        &self,
+        connector: HttpConnector,
+    ) -> HttpsConnector<HttpConnector> {
+        self.builder()
+            .enable_http2()
+            .wrap_connector(allow_https(connector))
+    }
+
+    fn builder(&self) -> HttpsConnectorBuilder<hyper_rustls::builderstates::WantsProtocols1> {
         HttpsConnectorBuilder::new()
             .with_tls_config((*self.config).clone())
             .https_or_http()
-            .enable_http1()
-            .wrap_connector(connector)
     }
+}
+
+/// The TLS connector needs the `https` URIs to reach it.
+fn allow_https(mut connector: HttpConnector) -> HttpConnector {
+    connector.enforce_http(false);
+    connector
 }
 
 /// True when `error` or one of its causes is a TLS failure (an untrusted

@@ -34,6 +34,8 @@ use tokio::{
     process::{Child, Command},
 };
 
+pub mod pki;
+
 /// Where the platform listens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Layout {
@@ -565,6 +567,17 @@ pub fn repository() -> PathBuf {
         .join("..")
         .canonicalize()
         .expect("the repository root exists")
+}
+
+/// Serves `router` on a free loopback port for the rest of the test: a
+/// stand-in service or collector written in the test itself.
+pub async fn serve_on_free_port(router: axum::Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a free port");
+    let addr = listener.local_addr().expect("bound");
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    addr
 }
 
 /// Writes `contents` to the file `name` in this test process's own temporary

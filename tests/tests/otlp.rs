@@ -1,6 +1,7 @@
-//! Traces exported over OTLP/HTTP to a receiver in the test, decoded with
-//! `opentelemetry-proto`: one product page is one server span and four client
-//! spans in the caller's trace, and each service is told its client span.
+//! Traces exported over OTLP/HTTP and OTLP/gRPC to receivers in the test,
+//! decoded with `opentelemetry-proto`: one product page is one server span
+//! and four client spans in the caller's trace, each service is told its
+//! client span, and an `https` collector is trusted only through its CA.
 
 use std::{
     net::SocketAddr,
@@ -9,55 +10,129 @@ use std::{
 };
 
 use axum::{Router, body::Bytes, extract::State, routing::post};
-use demo_services::ServiceName;
+use demo_services::{DemoServices, ServiceName};
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo},
+    service::TowerToHyperService,
+};
 use opentelemetry_proto::tonic::{
-    collector::trace::v1::ExportTraceServiceRequest,
+    collector::trace::v1::{
+        ExportTraceServiceRequest, ExportTraceServiceResponse,
+        trace_service_server::{TraceService, TraceServiceServer},
+    },
     common::v1::{AnyValue, any_value},
     trace::v1::{Span, span::SpanKind},
 };
-use platform_tests::{BffProcess, issue_token, start_demo};
+use platform_tests::{
+    BffProcess, issue_token,
+    pki::{TestCa, tls_front},
+    serve_on_free_port, start_demo,
+};
 use prost::Message;
 
 /// Every span received, with the resource's `service.name`.
 type Received = Arc<Mutex<Vec<(String, Span)>>>;
 
+/// Keeps the spans of one export request.
+fn record(received: &Received, request: ExportTraceServiceRequest) {
+    let mut received = received.lock().expect("not poisoned");
+    for resource in request.resource_spans {
+        let service = resource
+            .resource
+            .iter()
+            .flat_map(|resource| &resource.attributes)
+            .find(|attribute| attribute.key == "service.name")
+            .and_then(|attribute| text(attribute.value.as_ref()))
+            .unwrap_or_default();
+        for scope in resource.scope_spans {
+            for span in scope.spans {
+                received.push((service.clone(), span));
+            }
+        }
+    }
+}
+
+/// An OTLP collector: keeps the spans and each export's headers.
+#[derive(Clone, Default)]
+struct Collector {
+    received: Received,
+    headers: Arc<Mutex<Vec<http::HeaderMap>>>,
+}
+
+impl Collector {
+    fn keep(&self, headers: http::HeaderMap, request: ExportTraceServiceRequest) {
+        self.headers.lock().expect("not poisoned").push(headers);
+        record(&self.received, request);
+    }
+
+    /// Checks that there was an export and that every one carried `name: value`.
+    fn assert_every_export_carried(&self, name: &str, value: &str) {
+        let headers = self.headers.lock().expect("not poisoned");
+        assert!(!headers.is_empty());
+        assert!(
+            headers
+                .iter()
+                .all(|headers| headers.get(name).is_some_and(|sent| sent == value)),
+            "every export carries the operator's header: {headers:?}"
+        );
+    }
+}
+
 /// An OTLP/HTTP receiver on a free port.
-async fn receiver() -> (SocketAddr, Received) {
-    let received: Received = Arc::default();
+async fn receiver() -> (SocketAddr, Collector) {
+    let collector = Collector::default();
     let router = Router::new()
         .route(
             "/v1/traces",
-            post(|State(received): State<Received>, body: Bytes| async move {
-                let request = ExportTraceServiceRequest::decode(body).expect("OTLP protobuf");
-                let mut received = received.lock().expect("not poisoned");
-                for resource in request.resource_spans {
-                    let service = resource
-                        .resource
-                        .iter()
-                        .flat_map(|resource| &resource.attributes)
-                        .find(|attribute| attribute.key == "service.name")
-                        .and_then(|attribute| text(attribute.value.as_ref()))
-                        .unwrap_or_default();
-                    for scope in resource.scope_spans {
-                        for span in scope.spans {
-                            received.push((service.clone(), span));
-                        }
-                    }
-                }
-                // An empty ExportTraceServiceResponse.
-                (
-                    [(http::header::CONTENT_TYPE, "application/x-protobuf")],
-                    Vec::<u8>::new(),
-                )
-            }),
+            post(
+                |State(collector): State<Collector>, headers: http::HeaderMap, body: Bytes| async move {
+                    collector.keep(
+                        headers,
+                        ExportTraceServiceRequest::decode(body).expect("OTLP protobuf"),
+                    );
+                    // An empty ExportTraceServiceResponse.
+                    (
+                        [(http::header::CONTENT_TYPE, "application/x-protobuf")],
+                        Vec::<u8>::new(),
+                    )
+                },
+            ),
         )
-        .with_state(received.clone());
+        .with_state(collector.clone());
+    (serve_on_free_port(router).await, collector)
+}
+
+#[tonic::async_trait]
+impl TraceService for Collector {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let headers = request.metadata().clone().into_headers();
+        self.keep(headers, request.into_inner());
+        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
+    }
+}
+
+/// An OTLP/gRPC receiver on a free port, speaking HTTP/2 without TLS.
+async fn grpc_receiver() -> (SocketAddr, Collector) {
+    let collector = Collector::default();
+    let service = TowerToHyperService::new(TraceServiceServer::new(collector.clone()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("a free port");
     let addr = listener.local_addr().expect("bound");
-    tokio::spawn(async move { axum::serve(listener, router).await });
-    (addr, received)
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let service = service.clone();
+            tokio::spawn(async move {
+                let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (addr, collector)
 }
 
 fn text(value: Option<&AnyValue>) -> Option<String> {
@@ -112,7 +187,7 @@ const CALLER_SPAN: &str = "00f067aa0ba902b7";
 
 #[tokio::test]
 async fn a_product_page_is_one_server_span_with_a_client_span_per_service() {
-    let (collector, received) = receiver().await;
+    let (collector, http) = receiver().await;
     let (demo, shutdown) = start_demo(Default::default()).await;
     let endpoint = format!("http://{collector}");
     let web = BffProcess::spawn_against::<bff_web::Web>(
@@ -121,7 +196,19 @@ async fn a_product_page_is_one_server_span_with_a_client_span_per_service() {
     )
     .await;
     web.wait_until_ready().await;
-    let token = issue_token(&demo, "user-1", "bff-web", "RS256");
+    let token = product_page_in_callers_trace(&web, &demo).await;
+
+    let spans = await_spans(&http.received, TRACE_ID, 5).await;
+    assert_product_page_tree(&spans, &demo, "bff-web");
+    // The token never leaves in a span.
+    let everything = format!("{:?}", http.received.lock().expect("not poisoned"));
+    assert!(!everything.contains(&token));
+    shutdown.trigger();
+}
+
+/// Asks `web` for product page 1 as the caller of [`CALLER_SPAN`]; returns the token used.
+async fn product_page_in_callers_trace(web: &BffProcess, demo: &DemoServices) -> String {
+    let token = issue_token(demo, "user-1", "bff-web", "RS256");
     let answer = reqwest::Client::new()
         .get(format!("http://{}/api/product-page/1", web.public()))
         .bearer_auth(&token)
@@ -130,8 +217,14 @@ async fn a_product_page_is_one_server_span_with_a_client_span_per_service() {
         .await
         .expect("answered");
     assert_eq!(answer.status(), 200);
+    token
+}
 
-    let spans = await_spans(&received, TRACE_ID, 5).await;
+/// Checks that `spans` are one product page of [`TRACE_ID`] as a tree: the
+/// server span under the caller's, one client span per service under it,
+/// each named to its service in the `traceparent` it was sent, all from
+/// `service_name`.
+fn assert_product_page_tree(spans: &[(String, Span)], demo: &DemoServices, service_name: &str) {
     assert_eq!(spans.len(), 5, "exactly one server and four client spans");
     let servers: Vec<&Span> = spans
         .iter()
@@ -156,7 +249,7 @@ async fn a_product_page_is_one_server_span_with_a_client_span_per_service() {
     );
     let tenant = demo.catalog().user(1).expect("user 1").tenant;
     assert_eq!(attribute(server, "tenant"), Some(tenant));
-    assert!(spans.iter().all(|(service, _)| service == "bff-web"));
+    assert!(spans.iter().all(|(service, _)| service == service_name));
 
     let clients: Vec<&Span> = spans
         .iter()
@@ -199,15 +292,11 @@ async fn a_product_page_is_one_server_span_with_a_client_span_per_service() {
             "{name}"
         );
     }
-    // The token never leaves in a span.
-    let everything = format!("{:?}", received.lock().expect("not poisoned"));
-    assert!(!everything.contains(&token));
-    shutdown.trigger();
 }
 
 #[tokio::test]
 async fn new_traces_follow_the_sampling_ratio_and_callers_their_own_decision() {
-    let (collector, received) = receiver().await;
+    let (collector, http) = receiver().await;
     let (demo, shutdown) = start_demo(Default::default()).await;
     let endpoint = format!("http://{collector}");
     // The standard variables, as an operator sets them: record no new trace.
@@ -217,6 +306,7 @@ async fn new_traces_follow_the_sampling_ratio_and_callers_their_own_decision() {
             ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
             ("OTEL_TRACES_SAMPLER_ARG", "0"),
             ("OTEL_SERVICE_NAME", "web-eu"),
+            ("OTEL_EXPORTER_OTLP_HEADERS", "x-collector-key=k-456"),
         ],
     )
     .await;
@@ -250,9 +340,115 @@ async fn new_traces_follow_the_sampling_ratio_and_callers_their_own_decision() {
         .await
         .expect("answered");
     assert_eq!(sampled.status(), 200);
-    let spans = await_spans(&received, TRACE_ID, 5).await;
+    let spans = await_spans(&http.received, TRACE_ID, 5).await;
     assert!(spans.iter().all(|(service, _)| service == "web-eu"));
     // Exported in order: had the first trace been recorded, it would be here by now.
-    assert!(spans_of(&received, &unsampled_trace).is_empty());
+    assert!(spans_of(&http.received, &unsampled_trace).is_empty());
+    http.assert_every_export_carried("x-collector-key", "k-456");
     shutdown.trigger();
+}
+
+#[tokio::test]
+async fn over_grpc_the_same_tree_arrives_with_the_operators_headers() {
+    let (collector, grpc) = grpc_receiver().await;
+    let (demo, shutdown) = start_demo(Default::default()).await;
+    let endpoint = format!("http://{collector}");
+    let web = BffProcess::spawn_against::<bff_web::Web>(
+        &demo,
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+            ("OTEL_EXPORTER_OTLP_HEADERS", "x-collector-key=k-123"),
+        ],
+    )
+    .await;
+    web.wait_until_ready().await;
+    product_page_in_callers_trace(&web, &demo).await;
+
+    let spans = await_spans(&grpc.received, TRACE_ID, 5).await;
+    assert_product_page_tree(&spans, &demo, "bff-web");
+    grpc.assert_every_export_carried("x-collector-key", "k-123");
+    shutdown.trigger();
+}
+
+#[tokio::test]
+async fn an_https_grpc_collector_is_trusted_through_its_ca_only() {
+    let (collector, grpc) = grpc_receiver().await;
+    let ca = TestCa::new("collector");
+    // Like a gRPC server, the front refuses a client that does not offer h2.
+    let front = tls_front(collector, ca.server_config(&["h2"])).await;
+    let endpoint = format!("https://{front}");
+    let (demo, shutdown) = start_demo(Default::default()).await;
+    let export = [
+        ("BFF_OBSERVABILITY__OTLP__ENDPOINT", endpoint.as_str()),
+        ("BFF_OBSERVABILITY__OTLP__PROTOCOL", "grpc"),
+    ];
+
+    // Without the CA the certificate is refused, and the failure counted.
+    let untrusting = BffProcess::spawn_against::<bff_web::Web>(&demo, &export).await;
+    untrusting.wait_until_ready().await;
+    product_page_in_callers_trace(&untrusting, &demo).await;
+    await_metric(&untrusting, "otel_export_failures_total", |failures| {
+        failures >= 1.0
+    })
+    .await;
+    assert_eq!(metric(&untrusting, "otel_spans_exported_total").await, 0.0);
+    untrusting.terminate().await;
+    assert!(grpc.received.lock().expect("not poisoned").is_empty());
+
+    let ca_file = ca.ca_file.to_str().expect("a UTF-8 path");
+    let trusting = BffProcess::spawn_against::<bff_web::Web>(
+        &demo,
+        &[
+            export[0],
+            export[1],
+            ("BFF_OBSERVABILITY__OTLP__CA_FILE", ca_file),
+        ],
+    )
+    .await;
+    trusting.wait_until_ready().await;
+    product_page_in_callers_trace(&trusting, &demo).await;
+    let spans = await_spans(&grpc.received, TRACE_ID, 5).await;
+    assert_product_page_tree(&spans, &demo, "bff-web");
+    await_metric(&trusting, "otel_spans_exported_total", |exported| {
+        exported >= 5.0
+    })
+    .await;
+    assert_eq!(metric(&trusting, "otel_export_failures_total").await, 0.0);
+    shutdown.trigger();
+}
+
+/// The value of the metric `name` (one series) on `bff`'s admin port.
+async fn metric(bff: &BffProcess, name: &str) -> f64 {
+    let text = reqwest::get(format!("http://{}/metrics", bff.admin()))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    text.lines()
+        .find(|line| {
+            line.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with([' ', '{']))
+        })
+        .and_then(|line| line.rsplit(' ').next())
+        .unwrap_or_else(|| panic!("{name} is exported:\n{text}"))
+        .parse()
+        .expect("a number")
+}
+
+/// Waits until the metric `name` satisfies `holds`.
+async fn await_metric(bff: &BffProcess, name: &str, holds: impl Fn(f64) -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let value = metric(bff, name).await;
+        if holds(value) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{name} stayed at {value}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

@@ -27,7 +27,8 @@ use gateway_core::{
     server::Running,
 };
 use platform_tests::{
-    base_url, get_with_token, issue_token, send, start_bff, start_demo, write_temp_file,
+    base_url, get_with_token, issue_token, send, serve_on_free_port, start_bff, start_demo,
+    write_temp_file,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -155,12 +156,7 @@ async fn recommendations_service() -> (SocketAddr, Arc<Mutex<Vec<HeaderMap>>>) {
             ),
         )
         .with_state(received.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("a free port");
-    let addr = listener.local_addr().expect("bound");
-    tokio::spawn(async move { axum::serve(listener, router).await });
-    (addr, received)
+    (serve_on_free_port(router).await, received)
 }
 
 /// Starts the storefront against `demo` and the recommendations service at `recommendations`.

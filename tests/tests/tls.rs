@@ -2,7 +2,7 @@
 //! served over https with a certificate from a CA made for the test, trusted
 //! only through `ca_file`. Without it the certificate is refused, visibly.
 
-use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
+use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf, time::Duration};
 
 use demo_services::{DemoServices, ServiceName};
 use gateway_core::{
@@ -12,81 +12,11 @@ use gateway_core::{
     server::Running,
 };
 use platform_tests::{
-    Answer, base_url, bff_config, issue_token, send, start_demo, wait_until_ready, write_temp_file,
+    Answer, base_url, bff_config, issue_token,
+    pki::{TestCa, tls_front},
+    send, start_demo, wait_until_ready,
 };
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose,
-};
-use rustls::ServerConfig;
-use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use serde_json::Value;
-use tokio::net::{TcpListener, TcpStream};
-use tokio_rustls::TlsAcceptor;
-
-/// A certificate authority made for one test, and its certificate as a PEM file.
-struct TestCa {
-    issuer: CertifiedIssuer<'static, KeyPair>,
-    ca_file: PathBuf,
-}
-
-impl TestCa {
-    fn new(name: &str) -> Self {
-        let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(DnType::CommonName, format!("{name} test CA"));
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let issuer = CertifiedIssuer::self_signed(params, KeyPair::generate().expect("a key"))
-            .expect("a CA certificate");
-        let ca_file = write_temp_file(&format!("{name}-ca.pem"), &issuer.pem());
-        Self { issuer, ca_file }
-    }
-
-    /// A server certificate for `127.0.0.1` signed by this CA.
-    fn server_config(&self) -> Arc<ServerConfig> {
-        let key = KeyPair::generate().expect("a key");
-        let certificate = CertificateParams::new(vec!["127.0.0.1".to_owned()])
-            .expect("params")
-            .signed_by(&key, &self.issuer)
-            .expect("a server certificate");
-        let config =
-            ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-                .with_safe_default_protocol_versions()
-                .expect("TLS 1.2 and 1.3")
-                .with_no_client_auth()
-                .with_single_cert(
-                    vec![certificate.der().clone()],
-                    PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
-                )
-                .expect("a server configuration");
-        Arc::new(config)
-    }
-}
-
-/// Terminates TLS in front of `target`, a real demo service: what a
-/// service behind its own certificate looks like to the gateway.
-async fn tls_front(target: SocketAddr, config: Arc<ServerConfig>) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("a free port");
-    let addr = listener.local_addr().expect("bound");
-    let acceptor = TlsAcceptor::from(config);
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                // A refused handshake is what some tests expect: just close.
-                let Ok(mut tls) = acceptor.accept(stream).await else {
-                    return;
-                };
-                let Ok(mut upstream) = TcpStream::connect(target).await else {
-                    return;
-                };
-                let _ = tokio::io::copy_bidirectional(&mut tls, &mut upstream).await;
-            });
-        }
-    });
-    addr
-}
 
 fn https(addr: SocketAddr, path: &str) -> ServiceUrl {
     ServiceUrl::parse(&format!("https://{addr}{path}")).expect("a valid URL")
@@ -133,7 +63,7 @@ async fn product_page(web: &Running, demo: &DemoServices) -> Answer {
 async fn a_jwks_over_https_is_trusted_through_the_ca_file_and_refused_without_it() {
     let (demo, shutdown) = start_demo(BTreeMap::new()).await;
     let ca = TestCa::new("jwks");
-    let issuer = tls_front(demo.addr(ServiceName::Auth), ca.server_config()).await;
+    let issuer = tls_front(demo.addr(ServiceName::Auth), ca.server_config(&[])).await;
     let jwks_url = https(issuer, "/.well-known/jwks.json");
 
     let mut trusted = bff_config::<bff_web::Web>(&demo, &Default::default());
@@ -181,7 +111,7 @@ async fn a_jwks_over_https_is_trusted_through_the_ca_file_and_refused_without_it
 async fn an_https_service_is_verified_with_its_own_or_the_shared_ca_file() {
     let (demo, shutdown) = start_demo(BTreeMap::new()).await;
     let ca = TestCa::new("products");
-    let products = tls_front(demo.addr(ServiceName::Products), ca.server_config()).await;
+    let products = tls_front(demo.addr(ServiceName::Products), ca.server_config(&[])).await;
     let configure = |service_ca: Option<PathBuf>, shared_ca: Option<PathBuf>| {
         let mut config = bff_config::<bff_web::Web>(&demo, &Default::default());
         let downstream = config

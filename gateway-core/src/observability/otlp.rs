@@ -1,4 +1,5 @@
-//! OpenTelemetry traces, exported over OTLP/HTTP with protobuf.
+//! OpenTelemetry traces, exported over OTLP: HTTP with protobuf by default,
+//! or gRPC.
 //!
 //! Off unless an endpoint is configured (`[observability.otlp] endpoint`,
 //! or the standard `OTEL_EXPORTER_OTLP_ENDPOINT` /
@@ -14,7 +15,11 @@
 //!   (`OTEL_TRACES_SAMPLER_ARG` when the configuration sets none);
 //! - finished spans go to a bounded queue and are exported in batches by a
 //!   background task, off the request path; when the queue is full a span
-//!   is dropped and counted (`otel_spans_dropped_total`), never waited for.
+//!   is dropped and counted (`otel_spans_dropped_total`), never waited for;
+//! - the collector is reached with the gateway's own TLS settings (the
+//!   public roots plus `ca_file`): OTLP/HTTP through the gateway's pooled
+//!   HTTP/1.1 client, gRPC through tonic's channel over the same connector,
+//!   offering `h2` by ALPN.
 //!
 //! The spans are `tracing` spans with the target [`OTEL_TARGET`], turned
 //! into OpenTelemetry spans by `tracing-opentelemetry`; they never reach the
@@ -22,7 +27,7 @@
 //! cost nothing. The queue is hand-written because the SDK's batch processor
 //! neither reports its drops as a metric nor runs its exports on tokio.
 
-use std::{sync::Arc, time::Duration};
+use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use axum::response::Response;
@@ -38,7 +43,7 @@ use opentelemetry::{
     trace::{SpanContext, TraceContextExt, TraceFlags, TraceState, TracerProvider},
 };
 use opentelemetry_http::{HttpClient, HttpError};
-use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig};
+use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig, WithTonicConfig};
 use opentelemetry_sdk::{
     Resource,
     error::OTelSdkResult,
@@ -66,14 +71,53 @@ const MAX_COLLECTOR_ANSWER_BYTES: usize = 64 * 1024;
 /// How long a partial batch waits for more spans before it is sent.
 const BATCH_DELAY: Duration = Duration::from_secs(1);
 
+/// How spans travel to the collector (`OTEL_EXPORTER_OTLP_PROTOCOL`'s values).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OtlpProtocol {
+    /// OTLP/HTTP, protobuf bodies POSTed to `{endpoint}/v1/traces` (port 4318).
+    #[serde(rename = "http/protobuf")]
+    HttpProtobuf,
+    /// OTLP/gRPC, the `TraceService/Export` call at `{endpoint}` (port 4317).
+    #[serde(rename = "grpc")]
+    Grpc,
+}
+
+impl OtlpProtocol {
+    fn parse(text: &str) -> Result<Self, String> {
+        match text.trim() {
+            "http/protobuf" => Ok(Self::HttpProtobuf),
+            "grpc" => Ok(Self::Grpc),
+            other => Err(format!(
+                "OTLP protocol {other:?} is not supported: use \"http/protobuf\" or \"grpc\""
+            )),
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::HttpProtobuf => "http/protobuf",
+            Self::Grpc => "grpc",
+        }
+    }
+}
+
 /// Trace export settings (`[observability.otlp]`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OtlpConfig {
-    /// The collector's base URL (`http://jaeger:4318`); spans go to
-    /// `{endpoint}/v1/traces`. Unset: `OTEL_EXPORTER_OTLP_ENDPOINT`, else off.
+    /// The collector's base URL (`http://jaeger:4318`); over HTTP spans go
+    /// to `{endpoint}/v1/traces`, over gRPC to the URL as written
+    /// (`http://jaeger:4317`). Unset: `OTEL_EXPORTER_OTLP_ENDPOINT`, else off.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<ServiceUrl>,
+    /// `http/protobuf` or `grpc`. Unset: `OTEL_EXPORTER_OTLP_PROTOCOL`, else
+    /// `http/protobuf`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<OtlpProtocol>,
+    /// A PEM file of CA certificates trusted for an `https` collector besides
+    /// the public roots. Unset: `OTEL_EXPORTER_OTLP_CERTIFICATE`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
     /// Share of new traces recorded, 0 to 1; a caller's sampling decision is
     /// followed. Unset: `OTEL_TRACES_SAMPLER_ARG`, else 1.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -93,6 +137,8 @@ impl Default for OtlpConfig {
     fn default() -> Self {
         Self {
             endpoint: None,
+            protocol: None,
+            ca_file: None,
             sampling_ratio: None,
             service_name: None,
             max_queue_spans: 2048,
@@ -125,6 +171,11 @@ impl Validate for OtlpConfig {
                 "must not be empty",
             ));
         }
+        if let Some(ca_file) = &self.ca_file {
+            ClientTls::load(Some(ca_file)).map_err(|error| {
+                ConfigError::rule("observability.otlp.ca_file", error.to_string())
+            })?;
+        }
         Ok(())
     }
 }
@@ -132,21 +183,55 @@ impl Validate for OtlpConfig {
 /// Where spans go and how many are recorded, once the environment is read.
 #[derive(Debug, Clone, PartialEq)]
 struct Export {
-    /// The full traces URL.
+    /// The full traces URL (HTTP) or the collector's URL (gRPC).
     traces_url: String,
+    protocol: OtlpProtocol,
+    ca_file: Option<PathBuf>,
     sampling_ratio: f64,
     service_name: String,
 }
 
 impl OtlpConfig {
-    /// The configuration, completed from the standard `OTEL_*` variables;
-    /// `None` when no endpoint is set anywhere.
-    fn export(&self, bff: &str, env: impl Fn(&str) -> Option<String>) -> Option<Export> {
-        let traces_url = match &self.endpoint {
-            Some(base) => traces_url(base.as_str()),
-            None => env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-                .or_else(|| env("OTEL_EXPORTER_OTLP_ENDPOINT").map(|base| traces_url(&base)))?,
+    /// The configuration, completed from the standard `OTEL_*` variables
+    /// (the signal-specific `OTEL_EXPORTER_OTLP_TRACES_*` first); `None`
+    /// when no endpoint is set anywhere, an error for a protocol not built.
+    fn export(
+        &self,
+        bff: &str,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Option<Export>, String> {
+        let standard = |name: &str| {
+            env(&format!("OTEL_EXPORTER_OTLP_TRACES_{name}"))
+                .or_else(|| env(&format!("OTEL_EXPORTER_OTLP_{name}")))
+                .filter(|value| !value.trim().is_empty())
         };
+        let protocol = match (self.protocol, standard("PROTOCOL")) {
+            (Some(protocol), _) => protocol,
+            (None, Some(named)) => OtlpProtocol::parse(&named)?,
+            (None, None) => OtlpProtocol::HttpProtobuf,
+        };
+        // Per the OTLP exporter specification: the signal-specific variable
+        // is the URL as written; the general one is a base for HTTP.
+        let traces_url = match (&self.endpoint, protocol) {
+            (Some(base), OtlpProtocol::HttpProtobuf) => traces_url(base.as_str()),
+            (Some(url), OtlpProtocol::Grpc) => url.as_str().to_owned(),
+            (None, _) => match env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") {
+                Some(url) => url,
+                None => {
+                    let Some(base) = env("OTEL_EXPORTER_OTLP_ENDPOINT") else {
+                        return Ok(None);
+                    };
+                    match protocol {
+                        OtlpProtocol::HttpProtobuf => traces_url(&base),
+                        OtlpProtocol::Grpc => base,
+                    }
+                }
+            },
+        };
+        let ca_file = self
+            .ca_file
+            .clone()
+            .or_else(|| standard("CERTIFICATE").map(PathBuf::from));
         let sampling_ratio = self
             .sampling_ratio
             .or_else(|| {
@@ -162,11 +247,13 @@ impl OtlpConfig {
             .clone()
             .or_else(|| env("OTEL_SERVICE_NAME").filter(|name| !name.is_empty()))
             .unwrap_or_else(|| bff.to_owned());
-        Some(Export {
+        Ok(Some(Export {
             traces_url,
+            protocol,
+            ca_file,
             sampling_ratio,
             service_name,
-        })
+        }))
     }
 }
 
@@ -213,21 +300,13 @@ pub(crate) fn layer<S>(
 where
     S: Subscriber + for<'span> LookupSpan<'span>,
 {
-    let Some(export) = config.export(bff, |name| std::env::var(name).ok()) else {
+    let Some(export) = config.export(bff, |name| std::env::var(name).ok())? else {
         return Ok(None);
     };
-    let client = CollectorClient::new(config.export_timeout.get())?;
     let resource = Resource::builder()
         .with_service_name(export.service_name.clone())
         .build();
-    let mut exporter = opentelemetry_otlp::SpanExporter::builder()
-        .with_http()
-        .with_http_client(client)
-        .with_protocol(Protocol::HttpBinary)
-        .with_endpoint(export.traces_url.clone())
-        .with_timeout(config.export_timeout.get())
-        .build()
-        .map_err(|error| format!("cannot build the OTLP exporter: {error}"))?;
+    let mut exporter = exporter(&export, config.export_timeout.get())?;
     // The provider tells its processors the resource; this one exports itself.
     exporter.set_resource(&resource);
     let (sender, receiver) = mpsc::channel(config.max_queue_spans);
@@ -269,11 +348,43 @@ where
     )))
 }
 
+/// The OTLP exporter of `export`, over the gateway's TLS settings.
+fn exporter(
+    export: &Export,
+    timeout: Duration,
+) -> Result<opentelemetry_otlp::SpanExporter, String> {
+    let tls = ClientTls::load(export.ca_file.as_deref()).map_err(|error| error.to_string())?;
+    let mut connector = HttpConnector::new();
+    connector.set_connect_timeout(Some(timeout));
+    let built = match export.protocol {
+        OtlpProtocol::HttpProtobuf => opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .with_http_client(CollectorClient::new(tls.connector(connector), timeout))
+            .with_protocol(Protocol::HttpBinary)
+            .with_endpoint(export.traces_url.clone())
+            .with_timeout(timeout)
+            .build(),
+        OtlpProtocol::Grpc => {
+            let channel = tonic::transport::Endpoint::from_shared(export.traces_url.clone())
+                .map_err(|error| format!("{}: {error}", export.traces_url))?
+                .timeout(timeout)
+                .connect_with_connector_lazy(tls.http2_connector(connector));
+            opentelemetry_otlp::SpanExporter::builder()
+                .with_tonic()
+                .with_channel(channel)
+                .with_timeout(timeout)
+                .build()
+        }
+    };
+    built.map_err(|error| format!("cannot build the OTLP exporter: {error}"))
+}
+
 impl ExportPipeline {
     /// Says where spans go; call once the subscriber is installed.
     pub(crate) fn log_started(&self) {
         tracing::info!(
             endpoint = self.export.traces_url,
+            protocol = self.export.protocol.as_str(),
             sampling_ratio = self.export.sampling_ratio,
             service_name = self.export.service_name,
             "exporting traces over OTLP"
@@ -379,15 +490,12 @@ struct CollectorClient {
 }
 
 impl CollectorClient {
-    fn new(timeout: Duration) -> Result<Self, String> {
-        let tls = ClientTls::load(None).map_err(|error| error.to_string())?;
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(timeout));
+    fn new(connector: HttpsConnector<HttpConnector>, timeout: Duration) -> Self {
         let client = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .pool_max_idle_per_host(1)
-            .build(tls.connector(connector));
-        Ok(Self { client, timeout })
+            .build(connector);
+        Self { client, timeout }
     }
 }
 
@@ -540,7 +648,11 @@ mod tests {
 
     #[test]
     fn off_unless_an_endpoint_is_set_somewhere() {
-        assert_eq!(OtlpConfig::default().export("bff-web", env(&[])), None);
+        assert_eq!(OtlpConfig::default().export("bff-web", env(&[])), Ok(None));
+        // A protocol alone turns nothing on.
+        let export = OtlpConfig::default()
+            .export("bff-web", env(&[("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")]));
+        assert_eq!(export, Ok(None));
     }
 
     #[test]
@@ -553,8 +665,11 @@ mod tests {
                     ("OTEL_TRACES_SAMPLER_ARG", "0.25"),
                 ]),
             )
+            .expect("supported")
             .expect("on");
         assert_eq!(export.traces_url, "http://collector:4318/v1/traces");
+        assert_eq!(export.protocol, OtlpProtocol::HttpProtobuf);
+        assert_eq!(export.ca_file, None);
         assert_eq!(export.sampling_ratio, 0.25);
         assert_eq!(export.service_name, "bff-web");
 
@@ -573,6 +688,7 @@ mod tests {
                     ("OTEL_SERVICE_NAME", "other"),
                 ]),
             )
+            .expect("supported")
             .expect("on");
         assert_eq!(export.traces_url, "http://jaeger:4318/v1/traces");
         assert_eq!(export.sampling_ratio, 0.01);
@@ -589,8 +705,61 @@ mod tests {
                     ("OTEL_TRACES_SAMPLER_ARG", "7"),
                 ]),
             )
+            .expect("supported")
             .expect("on");
         assert_eq!(export.traces_url, "http://c:4318/custom");
         assert_eq!(export.sampling_ratio, 1.0);
+    }
+
+    #[test]
+    fn over_grpc_the_endpoint_is_the_collector_itself() {
+        let configured = OtlpConfig {
+            endpoint: Some(ServiceUrl::parse("https://collector:4317").expect("url")),
+            protocol: Some(OtlpProtocol::Grpc),
+            ..OtlpConfig::default()
+        };
+        let export = configured
+            .export(
+                "bff-web",
+                env(&[("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")]),
+            )
+            .expect("supported")
+            .expect("on");
+        assert_eq!(export.traces_url, "https://collector:4317/");
+        assert_eq!(export.protocol, OtlpProtocol::Grpc);
+
+        let export = OtlpConfig::default()
+            .export(
+                "bff-web",
+                env(&[
+                    ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4317"),
+                    ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+                    ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "grpc"),
+                    ("OTEL_EXPORTER_OTLP_CERTIFICATE", "/etc/otel/ca.pem"),
+                ]),
+            )
+            .expect("supported")
+            .expect("on");
+        assert_eq!(export.traces_url, "http://collector:4317");
+        assert_eq!(export.protocol, OtlpProtocol::Grpc);
+        assert_eq!(export.ca_file, Some(PathBuf::from("/etc/otel/ca.pem")));
+    }
+
+    #[test]
+    fn a_protocol_that_is_not_built_is_an_error_not_a_silent_fallback() {
+        let error = OtlpConfig::default()
+            .export(
+                "bff-web",
+                env(&[
+                    ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"),
+                    ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
+                ]),
+            )
+            .expect_err("http/json is not built");
+        assert!(error.contains("\"http/json\""), "{error}");
+        let parsed: Result<OtlpConfig, _> = toml::from_str("protocol = \"http/json\"");
+        assert!(parsed.is_err());
+        let parsed: OtlpConfig = toml::from_str("protocol = \"grpc\"").expect("grpc");
+        assert_eq!(parsed.protocol, Some(OtlpProtocol::Grpc));
     }
 }
