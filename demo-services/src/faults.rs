@@ -12,10 +12,17 @@
 //!   them, so a client's body-read timeout can be exercised.
 //!
 //! Paths under `/admin/` are exempt, so injected faults can always be undone.
+//!
+//! Every other request is also logged in the service's [`RequestLog`]: the
+//! last one with its headers, how many arrived, and how many were in flight
+//! at most, so tests can see what a gateway forwarded and how hard it pushed.
 
 use std::{
     convert::Infallible,
-    sync::{Arc, RwLock},
+    sync::{
+        Arc, RwLock,
+        atomic::{AtomicU64, Ordering},
+    },
     task::{Context, Poll},
     time::Duration,
 };
@@ -116,20 +123,46 @@ impl RecordedRequest {
     }
 }
 
-/// The last request a service received.
+/// What a service received: the last request, the count, and the most in
+/// flight at once; cheap to clone.
 #[derive(Debug, Clone, Default)]
-pub struct LastRequest(Arc<RwLock<Option<RecordedRequest>>>);
+pub struct RequestLog(Arc<Log>);
 
-impl LastRequest {
+#[derive(Debug, Default)]
+struct Log {
+    last: RwLock<Option<RecordedRequest>>,
+    received: AtomicU64,
+    in_flight: AtomicU64,
+    peak_in_flight: AtomicU64,
+}
+
+impl RequestLog {
     /// The last request received, if any.
-    pub fn get(&self) -> Option<RecordedRequest> {
+    pub fn last(&self) -> Option<RecordedRequest> {
         self.0
+            .last
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
     }
 
-    fn record(&self, request: &Request) {
+    /// Requests received so far.
+    pub fn received(&self) -> u64 {
+        self.0.received.load(Ordering::SeqCst)
+    }
+
+    /// Requests being handled right now.
+    pub fn in_flight(&self) -> u64 {
+        self.0.in_flight.load(Ordering::SeqCst)
+    }
+
+    /// The most requests ever handled at once.
+    pub fn peak_in_flight(&self) -> u64 {
+        self.0.peak_in_flight.load(Ordering::SeqCst)
+    }
+
+    /// Logs `request` and counts it in flight until the guard drops.
+    fn record(&self, request: &Request) -> InFlight {
         let recorded = RecordedRequest {
             method: request.method().to_string(),
             uri: request.uri().to_string(),
@@ -146,8 +179,22 @@ impl LastRequest {
         };
         *self
             .0
+            .last
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(recorded);
+        self.0.received.fetch_add(1, Ordering::SeqCst);
+        let now = self.0.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.0.peak_in_flight.fetch_max(now, Ordering::SeqCst);
+        InFlight(self.clone())
+    }
+}
+
+/// A request being handled, counted in its service's [`RequestLog`].
+struct InFlight(RequestLog);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.0.in_flight.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -156,22 +203,22 @@ impl LastRequest {
 #[error("service is down (fault injection)")]
 pub struct ServiceDown;
 
-/// A service router with its faults applied and its last request recorded;
-/// see the module docs.
+/// A service router with its faults applied and its requests logged; see
+/// the module docs.
 #[derive(Debug, Clone)]
 pub struct Faulty {
     router: Router,
     faults: FaultHandle,
-    last_request: LastRequest,
+    log: RequestLog,
 }
 
 impl Faulty {
-    /// Applies `faults` to `router`, recording requests in `last_request`.
-    pub fn new(router: Router, faults: FaultHandle, last_request: LastRequest) -> Self {
+    /// Applies `faults` to `router`, logging requests in `log`.
+    pub fn new(router: Router, faults: FaultHandle, log: RequestLog) -> Self {
         Self {
             router,
             faults,
-            last_request,
+            log,
         }
     }
 }
@@ -188,14 +235,15 @@ impl Service<Request> for Faulty {
     fn call(&mut self, request: Request) -> Self::Future {
         // The admin API is the control plane: faults never apply to it, and
         // its own requests are not recorded.
-        let faults = if request.uri().path().starts_with("/admin/") {
-            FaultConfig::default()
+        let (faults, in_flight) = if request.uri().path().starts_with("/admin/") {
+            (FaultConfig::default(), None)
         } else {
-            self.last_request.record(&request);
-            self.faults.get()
+            (self.faults.get(), Some(self.log.record(&request)))
         };
         let router = self.router.clone();
         Box::pin(async move {
+            // Counted until the answer (or the dropped connection) is done.
+            let _in_flight = in_flight;
             if faults.down {
                 return Err(ServiceDown);
             }

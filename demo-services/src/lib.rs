@@ -63,7 +63,7 @@ use shared_schema::{
 use tokio::{net::TcpListener, task::JoinHandle};
 
 pub use data::{Catalog, DataConfig};
-pub use faults::{FaultConfig, FaultHandle, LastRequest, RecordedRequest};
+pub use faults::{FaultConfig, FaultHandle, RecordedRequest, RequestLog};
 pub use issuer::{Issuer, IssuerConfig, TokenRequest, TokenResponse};
 
 /// How long in-flight requests get to finish on shutdown.
@@ -295,7 +295,7 @@ struct AuthState {
     issuer: Arc<Issuer>,
     catalog: Arc<Catalog>,
     faults: Arc<BTreeMap<ServiceName, FaultHandle>>,
-    last_requests: Arc<BTreeMap<ServiceName, LastRequest>>,
+    request_logs: Arc<BTreeMap<ServiceName, RequestLog>>,
 }
 
 /// The running services.
@@ -305,7 +305,7 @@ pub struct DemoServices {
     issuer: Arc<Issuer>,
     catalog: Arc<Catalog>,
     faults: Arc<BTreeMap<ServiceName, FaultHandle>>,
-    last_requests: Arc<BTreeMap<ServiceName, LastRequest>>,
+    request_logs: Arc<BTreeMap<ServiceName, RequestLog>>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -329,17 +329,17 @@ impl DemoServices {
                 })
                 .collect(),
         );
-        let last_requests: Arc<BTreeMap<ServiceName, LastRequest>> = Arc::new(
+        let request_logs: Arc<BTreeMap<ServiceName, RequestLog>> = Arc::new(
             ServiceName::ALL
                 .into_iter()
-                .map(|service| (service, LastRequest::default()))
+                .map(|service| (service, RequestLog::default()))
                 .collect(),
         );
         let auth_state = AuthState {
             issuer: issuer.clone(),
             catalog: catalog.clone(),
             faults: faults.clone(),
-            last_requests: last_requests.clone(),
+            request_logs: request_logs.clone(),
         };
         let mut addrs = BTreeMap::new();
         let mut tasks = Vec::new();
@@ -366,7 +366,7 @@ impl DemoServices {
             let app = faults::Faulty::new(
                 router,
                 faults[&service].clone(),
-                last_requests[&service].clone(),
+                request_logs[&service].clone(),
             );
             tasks.push(tokio::spawn(serve_connections(
                 listener,
@@ -381,7 +381,7 @@ impl DemoServices {
             issuer,
             catalog,
             faults,
-            last_requests,
+            request_logs,
             tasks,
         })
     }
@@ -423,7 +423,12 @@ impl DemoServices {
 
     /// The last request `service` received (admin requests excepted).
     pub fn last_request(&self, service: ServiceName) -> Option<RecordedRequest> {
-        self.last_requests[&service].get()
+        self.request_logs[&service].last()
+    }
+
+    /// What `service` received: counts and the most requests in flight at once.
+    pub fn requests(&self, service: ServiceName) -> &RequestLog {
+        &self.request_logs[&service]
     }
 
     /// Completes once every service has drained after shutdown.
@@ -554,7 +559,7 @@ async fn last_request(
     State(state): State<AuthState>,
     Path(service): Path<String>,
 ) -> Result<Json<Option<RecordedRequest>>, Rejection> {
-    Ok(Json(state.last_requests[&service_named(&service)?].get()))
+    Ok(Json(state.request_logs[&service_named(&service)?].last()))
 }
 
 async fn stats(State(state): State<AuthState>) -> Json<serde_json::Value> {

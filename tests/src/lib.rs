@@ -569,6 +569,44 @@ pub fn repository() -> PathBuf {
         .expect("the repository root exists")
 }
 
+/// bff-web's product page of product 1, asked for by user 1 with a new
+/// RS256 token.
+pub async fn web_product_page(web: &Running, demo: &DemoServices) -> Answer {
+    let token = issue_token(demo, "user-1", "bff-web", "RS256");
+    get_with_token(&format!("{}/api/product-page/1", base_url(web)), &token).await
+}
+
+/// The value of metric `name` on the admin port `admin`, in the first series
+/// carrying every label of `labels`; `None` while there is no such series.
+pub async fn metric(admin: SocketAddr, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let text = reqwest::get(format!("http://{admin}/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    text.lines().find_map(|line| {
+        let (series, value) = line.strip_prefix(name)?.rsplit_once(' ')?;
+        let labelled = series.is_empty() || series.starts_with('{');
+        let matches = labels
+            .iter()
+            .all(|(label, wanted)| series.contains(&format!("{label}=\"{wanted}\"")));
+        (labelled && matches).then(|| value.parse().expect("a metric value is a number"))
+    })
+}
+
+/// Polls `check` every 50 ms until it holds, failing after ten seconds.
+pub async fn eventually<F: AsyncFnMut() -> bool>(what: &str, mut check: F) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Serves `router` on a free loopback port for the rest of the test: a
 /// stand-in service or collector written in the test itself.
 pub async fn serve_on_free_port(router: axum::Router) -> SocketAddr {

@@ -24,7 +24,7 @@ use opentelemetry_proto::tonic::{
     trace::v1::{Span, span::SpanKind},
 };
 use platform_tests::{
-    BffProcess, issue_token,
+    BffProcess, eventually, issue_token, metric,
     pki::{TestCa, tls_front},
     serve_on_free_port, start_demo,
 };
@@ -388,11 +388,15 @@ async fn an_https_grpc_collector_is_trusted_through_its_ca_only() {
     let untrusting = BffProcess::spawn_against::<bff_web::Web>(&demo, &export).await;
     untrusting.wait_until_ready().await;
     product_page_in_callers_trace(&untrusting, &demo).await;
-    await_metric(&untrusting, "otel_export_failures_total", |failures| {
-        failures >= 1.0
+    let admin = untrusting.admin();
+    eventually("the export failure is counted", async || {
+        metric(admin, "otel_export_failures_total", &[]).await >= Some(1.0)
     })
     .await;
-    assert_eq!(metric(&untrusting, "otel_spans_exported_total").await, 0.0);
+    assert_eq!(
+        metric(admin, "otel_spans_exported_total", &[]).await,
+        Some(0.0)
+    );
     untrusting.terminate().await;
     assert!(grpc.received.lock().expect("not poisoned").is_empty());
 
@@ -410,45 +414,14 @@ async fn an_https_grpc_collector_is_trusted_through_its_ca_only() {
     product_page_in_callers_trace(&trusting, &demo).await;
     let spans = await_spans(&grpc.received, TRACE_ID, 5).await;
     assert_product_page_tree(&spans, &demo, "bff-web");
-    await_metric(&trusting, "otel_spans_exported_total", |exported| {
-        exported >= 5.0
+    let admin = trusting.admin();
+    eventually("the spans are counted as exported", async || {
+        metric(admin, "otel_spans_exported_total", &[]).await >= Some(5.0)
     })
     .await;
-    assert_eq!(metric(&trusting, "otel_export_failures_total").await, 0.0);
+    assert_eq!(
+        metric(admin, "otel_export_failures_total", &[]).await,
+        Some(0.0)
+    );
     shutdown.trigger();
-}
-
-/// The value of the metric `name` (one series) on `bff`'s admin port.
-async fn metric(bff: &BffProcess, name: &str) -> f64 {
-    let text = reqwest::get(format!("http://{}/metrics", bff.admin()))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
-    text.lines()
-        .find(|line| {
-            line.strip_prefix(name)
-                .is_some_and(|rest| rest.starts_with([' ', '{']))
-        })
-        .and_then(|line| line.rsplit(' ').next())
-        .unwrap_or_else(|| panic!("{name} is exported:\n{text}"))
-        .parse()
-        .expect("a number")
-}
-
-/// Waits until the metric `name` satisfies `holds`.
-async fn await_metric(bff: &BffProcess, name: &str, holds: impl Fn(f64) -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    loop {
-        let value = metric(bff, name).await;
-        if holds(value) {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{name} stayed at {value}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }

@@ -2,9 +2,9 @@
 //! served over https with a certificate from a CA made for the test, trusted
 //! only through `ca_file`. Without it the certificate is refused, visibly.
 
-use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf, time::Duration};
+use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf};
 
-use demo_services::{DemoServices, ServiceName};
+use demo_services::ServiceName;
 use gateway_core::{
     bff::{self, Bff, BffConfig},
     config::ServiceUrl,
@@ -12,9 +12,9 @@ use gateway_core::{
     server::Running,
 };
 use platform_tests::{
-    Answer, base_url, bff_config, issue_token,
+    bff_config, eventually,
     pki::{TestCa, tls_front},
-    send, start_demo, wait_until_ready,
+    send, start_demo, wait_until_ready, web_product_page,
 };
 use serde_json::Value;
 
@@ -37,28 +37,6 @@ async fn metrics(running: &Running) -> String {
         .expect("text")
 }
 
-/// Polls `check` until it holds, failing after ten seconds.
-async fn eventually<F: AsyncFnMut() -> bool>(what: &str, mut check: F) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !check().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting until {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-async fn product_page(web: &Running, demo: &DemoServices) -> Answer {
-    let token = issue_token(demo, "user-1", "bff-web", "RS256");
-    send(
-        reqwest::Client::new()
-            .get(format!("{}/api/product-page/1", base_url(web)))
-            .bearer_auth(token),
-    )
-    .await
-}
-
 #[tokio::test]
 async fn a_jwks_over_https_is_trusted_through_the_ca_file_and_refused_without_it() {
     let (demo, shutdown) = start_demo(BTreeMap::new()).await;
@@ -71,7 +49,7 @@ async fn a_jwks_over_https_is_trusted_through_the_ca_file_and_refused_without_it
     trusted.client_tls.ca_file = Some(ca.ca_file.clone());
     let web = start(trusted, &shutdown).await;
     wait_until_ready(&web).await;
-    let page = product_page(&web, &demo).await;
+    let page = web_product_page(&web, &demo).await;
     assert_eq!(page.status, 200, "{}", page.body);
 
     let mut untrusted = bff_config::<bff_web::Web>(&demo, &Default::default());
@@ -89,7 +67,7 @@ async fn a_jwks_over_https_is_trusted_through_the_ca_file_and_refused_without_it
         send(reqwest::Client::new().get(format!("http://{}/readyz", refused.admin_addr()))).await;
     assert_eq!(readyz.status, 503, "never loaded, never ready");
     assert_eq!(readyz.body["waiting_for"], serde_json::json!(["jwks"]));
-    product_page(&refused, &demo).await.assert_problem(
+    web_product_page(&refused, &demo).await.assert_problem(
         503,
         "AUTH_KEYS_UNAVAILABLE",
         "keys from an untrusted JWKS",
@@ -136,7 +114,7 @@ async fn an_https_service_is_verified_with_its_own_or_the_shared_ca_file() {
     ] {
         let web = start(config, &shutdown).await;
         wait_until_ready(&web).await;
-        let page = product_page(&web, &demo).await;
+        let page = web_product_page(&web, &demo).await;
         assert_eq!(page.status, 200, "{context}: {}", page.body);
         let product: Value = page.body["product"].clone();
         assert_eq!(product["id"], 1, "{context}: {}", page.body);
@@ -144,7 +122,7 @@ async fn an_https_service_is_verified_with_its_own_or_the_shared_ca_file() {
 
     let web = start(configure(None, None), &shutdown).await;
     wait_until_ready(&web).await;
-    product_page(&web, &demo).await.assert_problem(
+    web_product_page(&web, &demo).await.assert_problem(
         502,
         "DOWNSTREAM_UNAVAILABLE",
         "a certificate from an unknown CA",

@@ -146,6 +146,9 @@ impl<B: Bff> Validate for BffConfig<B> {
                 format!("missing: {} calls this service", B::NAME),
             ));
         }
+        for (service, config) in &self.downstream {
+            config.validate(service)?;
+        }
         self.own
             .validate()
             .map_err(|error| error.within(B::SECTION))

@@ -1,16 +1,34 @@
-//! The pooled HTTP client of one downstream service.
+//! The client of one downstream service: its call stack, composed once at
+//! start, around a pooled HTTP client.
 //!
-//! Built on hyper-util's pooled client rather than a higher-level one so
-//! that a call builds its request URI from parts: the service's scheme and
-//! authority are parsed once at start and shared, and only the path is new
-//! per call. No URL string is formatted or parsed on the hot path. `https`
-//! services are verified with the [`ClientTls`] of `[client_tls]`, or the
-//! service's own `ca_file`.
+//! A call goes through, from the outside in:
+//!
+//! 1. **retries** ([`super::retry`]) of idempotent calls, within the
+//!    service's retry budget and the call's deadline;
+//! 2. the **circuit breaker** ([`super::breaker`]), for every attempt: while
+//!    open, an attempt fails at once with 503 `DOWNSTREAM_CIRCUIT_OPEN`,
+//!    without network I/O, so retries never go through an open circuit and
+//!    each attempt's outcome is counted (the order resilience4j uses too);
+//! 3. the **concurrency bound**: at most `max_concurrency` attempts in
+//!    flight; over it an attempt waits at most `concurrency_wait` for a
+//!    slot, then fails with 503 `DOWNSTREAM_OVERLOADED`, never queueing
+//!    without bound;
+//! 4. the **timeout**: what is left of the call's `timeout`, which covers
+//!    every attempt and backoff, connect to last body byte.
+//!
+//! The layers are plain steps of [`DownstreamClient`] rather than tower
+//! layers: a call is generic over the type its answer decodes to, the
+//! breaker needs the decoded outcome, and the retry needs to rebuild the
+//! request; one function shows the whole order.
+//!
+//! The HTTP client is hyper-util's pooled client rather than a higher-level
+//! one, so that a call builds its request URI from parts: the service's
+//! scheme and authority are parsed once at start and shared, and only the
+//! path is new per call. No URL string is formatted or parsed on the hot
+//! path. `https` services are verified with the [`ClientTls`] of
+//! `[client_tls]`, or the service's own `ca_file`.
 
-use std::{
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::{sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use http::{
@@ -23,10 +41,17 @@ use hyper_util::{
     client::legacy::{Client, connect::HttpConnector},
     rt::{TokioExecutor, TokioTimer},
 };
+use prometheus_client::metrics::gauge::Gauge;
 use serde::{Serialize, de::DeserializeOwned};
+use tokio::{sync::Semaphore, time::Instant};
 use tracing::Instrument;
 
-use super::{DownstreamConfig, DownstreamError, error::BoxError};
+use super::{
+    DownstreamConfig, DownstreamError,
+    breaker::Breaker,
+    error::BoxError,
+    retry::{Decision, RetryPolicy},
+};
 use crate::{
     context::RequestContext,
     identity::VerifiedIdentity,
@@ -81,6 +106,11 @@ struct Inner {
     timeout: Duration,
     max_response_bytes: usize,
     metrics: DownstreamMetrics,
+    breaker: Breaker,
+    retry: RetryPolicy,
+    slots: Semaphore,
+    concurrency_wait: Duration,
+    in_flight: Gauge,
 }
 
 impl DownstreamClient {
@@ -132,6 +162,11 @@ impl DownstreamClient {
                 timeout: config.timeout.get(),
                 max_response_bytes: config.max_response_bytes.get(),
                 metrics: telemetry.downstream().clone(),
+                breaker: Breaker::new(service, &config.breaker, telemetry.downstream()),
+                retry: RetryPolicy::new(&config.retry),
+                slots: Semaphore::new(config.max_concurrency.get()),
+                concurrency_wait: config.concurrency_wait.get(),
+                in_flight: telemetry.downstream().in_flight(service),
             }),
         })
     }
@@ -196,6 +231,7 @@ impl DownstreamClient {
         })
     }
 
+    /// The call stack: retries of idempotent calls around [`Self::attempt`].
     async fn send<T: DeserializeOwned>(
         &self,
         method: Method,
@@ -203,78 +239,146 @@ impl DownstreamClient {
         body: Full<Bytes>,
         context: &RequestContext,
     ) -> Result<T, DownstreamError> {
-        let started = Instant::now();
-        // An unsampled trace records no span: the service gets an id no span carries.
-        let span = match context.trace.is_sampled() {
-            true => client_span(self.inner.service, &method),
-            false => tracing::Span::none(),
+        let service = self.inner.service;
+        // Fail closed: no service ever sees a request without its verified tenant.
+        let Some(identity) = &context.identity else {
+            tracing::error!(
+                service,
+                "a route called a service for a request without a verified identity; not sent"
+            );
+            let error = DownstreamError::NoIdentity { service };
+            self.inner
+                .metrics
+                .observe(service, error.outcome(), Duration::ZERO);
+            return Err(error);
         };
-        let result = match &context.identity {
-            Some(identity) => {
-                let mut request = Request::new(body);
-                *request.uri_mut() = uri;
-                // The service's parent is this call's exported span, when traces are exported.
-                let traceparent = match span_ids(&span) {
-                    Some((_, span_id, sampled)) => context.trace.traceparent_for(
-                        span_id,
-                        (context.trace.flags() & !0x01) | u8::from(sampled),
-                    ),
-                    None => context.trace.child_traceparent(),
-                };
-                with_context(request.headers_mut(), context, identity, traceparent);
-                if method == Method::POST {
-                    request
-                        .headers_mut()
-                        .insert(header::CONTENT_TYPE, APPLICATION_JSON);
+        let call = Call {
+            idempotent: method == Method::GET,
+            method,
+            uri,
+            body,
+            context,
+            identity,
+            deadline: Instant::now() + self.inner.timeout,
+        };
+        self.inner.retry.first_attempt();
+        let mut retries = 0;
+        loop {
+            let started = Instant::now();
+            let error = match self.attempt(&call).await {
+                Err(error) if call.idempotent && error.is_service_failure() => error,
+                done => return done,
+            };
+            let now = Instant::now();
+            let decision = self.inner.retry.decide(
+                retries,
+                now - started,
+                call.deadline.saturating_duration_since(now),
+            );
+            self.inner.metrics.retry_decision(service, decision.label());
+            let Decision::Retry(backoff) = decision else {
+                return Err(error);
+            };
+            tracing::debug!(service, %error, retry = retries + 1, ?backoff, "retrying");
+            tokio::time::sleep(backoff).await;
+            retries += 1;
+        }
+    }
+
+    /// One attempt: admitted by the breaker, within the concurrency bound,
+    /// ending by `deadline`; measured, and traced as one client span.
+    async fn attempt<T: DeserializeOwned>(&self, call: &Call<'_>) -> Result<T, DownstreamError> {
+        let service = self.inner.service;
+        let started = Instant::now();
+        let result = match self.inner.breaker.admit() {
+            Err(rejected) => Err(DownstreamError::CircuitOpen {
+                service,
+                retry_after: rejected.retry_after,
+            }),
+            Ok(admission) => match self.slot(call.deadline).await {
+                None => Err(DownstreamError::Overloaded { service }),
+                Some(_slot) => {
+                    let result = self.exchange_traced(call).await;
+                    admission.record(
+                        result
+                            .as_ref()
+                            .is_err_and(DownstreamError::is_service_failure),
+                    );
+                    result
                 }
-                *request.method_mut() = method;
-                tokio::time::timeout(self.inner.timeout, self.exchange(request))
-                    .instrument(span.clone())
-                    .await
-                    .unwrap_or_else(|_| {
-                        Err(DownstreamError::Timeout {
-                            service: self.inner.service,
-                            timeout: self.inner.timeout,
-                        })
-                    })
-            }
-            // Fail closed: no service ever sees a request without its verified tenant.
-            None => {
-                tracing::error!(
-                    service = self.inner.service,
-                    "a route called a service for a request without a verified identity; not sent"
-                );
-                Err(DownstreamError::NoIdentity {
-                    service: self.inner.service,
-                })
-            }
+            },
         };
         let outcome = match &result {
             Ok(_) => std::borrow::Cow::Borrowed("200"),
-            Err(DownstreamError::Timeout { .. }) => "timeout".into(),
-            Err(DownstreamError::NotFound { .. }) => "404".into(),
-            Err(DownstreamError::Status { status, .. }) => status.as_u16().to_string().into(),
-            Err(DownstreamError::Unavailable { .. }) => "error".into(),
-            Err(DownstreamError::InvalidBody { .. } | DownstreamError::BodyTooLarge { .. }) => {
-                "invalid".into()
-            }
-            Err(DownstreamError::InvalidPath { .. } | DownstreamError::NoIdentity { .. }) => {
-                "not_sent".into()
-            }
+            Err(error) => error.outcome(),
         };
-        record_call(
-            &span,
-            &outcome,
-            match &result {
-                Ok(_) => Some(200),
-                Err(DownstreamError::NotFound { .. }) => Some(404),
-                Err(DownstreamError::Status { status, .. }) => Some(status.as_u16()),
-                Err(_) => None,
-            },
-        );
         self.inner
             .metrics
-            .observe(self.inner.service, outcome, started.elapsed());
+            .observe(service, outcome, started.elapsed());
+        result
+    }
+
+    /// A slot under `max_concurrency`, waiting at most `concurrency_wait`
+    /// (and never past `deadline`); `None` when there is none.
+    async fn slot(&self, deadline: Instant) -> Option<InFlight<'_>> {
+        let permit = match self.inner.slots.try_acquire() {
+            Ok(permit) => permit,
+            Err(_) if self.inner.concurrency_wait.is_zero() => return None,
+            Err(_) => {
+                let until = deadline.min(Instant::now() + self.inner.concurrency_wait);
+                tokio::time::timeout_at(until, self.inner.slots.acquire())
+                    .await
+                    .ok()?
+                    .ok()?
+            }
+        };
+        self.inner.in_flight.inc();
+        Some(InFlight {
+            _permit: permit,
+            gauge: &self.inner.in_flight,
+        })
+    }
+
+    /// Sends the call's request once, by its deadline, in a client span.
+    async fn exchange_traced<T: DeserializeOwned>(
+        &self,
+        call: &Call<'_>,
+    ) -> Result<T, DownstreamError> {
+        let context = call.context;
+        // An unsampled trace records no span: the service gets an id no span carries.
+        let span = match context.trace.is_sampled() {
+            true => client_span(self.inner.service, &call.method),
+            false => tracing::Span::none(),
+        };
+        let mut request = Request::new(call.body.clone());
+        *request.uri_mut() = call.uri.clone();
+        // The service's parent is this call's exported span, when traces are exported.
+        let traceparent = match span_ids(&span) {
+            Some((_, span_id, sampled)) => context
+                .trace
+                .traceparent_for(span_id, (context.trace.flags() & !0x01) | u8::from(sampled)),
+            None => context.trace.child_traceparent(),
+        };
+        with_context(request.headers_mut(), context, call.identity, traceparent);
+        if call.method == Method::POST {
+            request
+                .headers_mut()
+                .insert(header::CONTENT_TYPE, APPLICATION_JSON);
+        }
+        *request.method_mut() = call.method.clone();
+        let result = tokio::time::timeout_at(call.deadline, self.exchange(request))
+            .instrument(span.clone())
+            .await
+            .unwrap_or_else(|_| {
+                Err(DownstreamError::Timeout {
+                    service: self.inner.service,
+                    timeout: self.inner.timeout,
+                })
+            });
+        match &result {
+            Ok(_) => record_call(&span, "200", Some(200)),
+            Err(error) => record_call(&span, &error.outcome(), error.answered_status()),
+        }
         result
     }
 
@@ -326,6 +430,31 @@ impl DownstreamClient {
             .to_bytes();
         serde_json::from_slice(&body)
             .map_err(|source| DownstreamError::InvalidBody { service, source })
+    }
+}
+
+/// One call as the stack sees it: what to send, for whom, and by when.
+struct Call<'a> {
+    method: Method,
+    /// Only idempotent calls are retried.
+    idempotent: bool,
+    uri: Uri,
+    body: Full<Bytes>,
+    context: &'a RequestContext,
+    identity: &'a VerifiedIdentity,
+    /// Ends every attempt and backoff.
+    deadline: Instant,
+}
+
+/// A slot under the concurrency bound, shown in `downstream_in_flight`.
+struct InFlight<'a> {
+    _permit: tokio::sync::SemaphorePermit<'a>,
+    gauge: &'a Gauge,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.gauge.dec();
     }
 }
 

@@ -4,7 +4,8 @@ use std::{num::NonZeroUsize, path::PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{HumanDuration, ServiceUrl};
+use super::{BreakerConfig, RetryConfig};
+use crate::config::{ConfigError, Delay, HumanDuration, ServiceUrl};
 
 /// Settings of one downstream service (`[downstream.<name>]`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -12,7 +13,7 @@ use crate::config::{HumanDuration, ServiceUrl};
 pub struct DownstreamConfig {
     /// Base URL, for example `http://quotes.internal:7100`.
     pub url: ServiceUrl,
-    /// Whole-call timeout, connect to last body byte (default `2s`).
+    /// Whole-call timeout, connect to last body byte, retries included (default `2s`).
     #[serde(default = "DownstreamConfig::default_timeout")]
     pub timeout: HumanDuration,
     /// Timeout to open a connection (default `500ms`).
@@ -31,6 +32,19 @@ pub struct DownstreamConfig {
     /// `[client_tls] ca_file` (the public roots stay trusted).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<PathBuf>,
+    /// Most calls in flight to the service from this instance (default 256).
+    #[serde(default = "DownstreamConfig::default_max_concurrency")]
+    pub max_concurrency: NonZeroUsize,
+    /// How long a call over `max_concurrency` waits for a slot before it
+    /// fails with 503 `DOWNSTREAM_OVERLOADED` (default `0s`: at once).
+    #[serde(default)]
+    pub concurrency_wait: Delay,
+    /// The circuit breaker.
+    #[serde(default)]
+    pub breaker: BreakerConfig,
+    /// Retries of idempotent calls.
+    #[serde(default)]
+    pub retry: RetryConfig,
 }
 
 impl DownstreamConfig {
@@ -49,6 +63,21 @@ impl DownstreamConfig {
     const fn default_max_response_bytes() -> NonZeroUsize {
         NonZeroUsize::new(4 * 1024 * 1024).expect("non-zero")
     }
+    const fn default_max_concurrency() -> NonZeroUsize {
+        NonZeroUsize::new(256).expect("non-zero")
+    }
+
+    /// Checks the settings of the service named `service`.
+    pub fn validate(&self, service: &str) -> Result<(), ConfigError> {
+        if self.concurrency_wait.get() > self.timeout.get() {
+            return Err(ConfigError::rule(
+                &format!("downstream.{service}.concurrency_wait"),
+                "must not exceed the timeout",
+            ));
+        }
+        self.breaker.validate(service)?;
+        self.retry.validate(service)
+    }
 
     /// A service on `127.0.0.1:{port}` with default settings: the built-in
     /// defaults point at `demo-services`.
@@ -66,6 +95,10 @@ impl DownstreamConfig {
             pool_max_idle: Self::default_pool_max_idle(),
             max_response_bytes: Self::default_max_response_bytes(),
             ca_file: None,
+            max_concurrency: Self::default_max_concurrency(),
+            concurrency_wait: Delay::default(),
+            breaker: BreakerConfig::default(),
+            retry: RetryConfig::default(),
         }
     }
 }

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use http::StatusCode;
+use http::{HeaderMap, HeaderValue, StatusCode, header};
 
 use crate::{
     Error,
@@ -76,6 +76,57 @@ pub enum DownstreamError {
         /// The service called.
         service: &'static str,
     },
+    /// The service's circuit is open after recent failures: not called.
+    #[error("{service}: circuit open; not called")]
+    CircuitOpen {
+        /// The service not called.
+        service: &'static str,
+        /// How long until the circuit lets a probe through (zero while probes run).
+        retry_after: Duration,
+    },
+    /// This instance already has `max_concurrency` calls in flight to the
+    /// service: not called.
+    #[error("{service}: too many calls in flight; not called")]
+    Overloaded {
+        /// The service not called.
+        service: &'static str,
+    },
+}
+
+impl DownstreamError {
+    /// The service failed the call: a timeout, a connection error or a
+    /// 5xx answer. These count against its circuit and may be retried; a
+    /// 4xx or an unreadable answer came from a service that is up.
+    pub(crate) fn is_service_failure(&self) -> bool {
+        match self {
+            Self::Timeout { .. } | Self::Unavailable { .. } => true,
+            Self::Status { status, .. } => status.is_server_error(),
+            _ => false,
+        }
+    }
+
+    /// The `outcome` label of the call in metrics and spans.
+    pub(crate) fn outcome(&self) -> std::borrow::Cow<'static, str> {
+        match self {
+            Self::Timeout { .. } => "timeout".into(),
+            Self::NotFound { .. } => "404".into(),
+            Self::Status { status, .. } => status.as_u16().to_string().into(),
+            Self::Unavailable { .. } => "error".into(),
+            Self::InvalidBody { .. } | Self::BodyTooLarge { .. } => "invalid".into(),
+            Self::InvalidPath { .. } | Self::NoIdentity { .. } => "not_sent".into(),
+            Self::CircuitOpen { .. } => "circuit_open".into(),
+            Self::Overloaded { .. } => "overloaded".into(),
+        }
+    }
+
+    /// The status code the service answered, if it answered.
+    pub(crate) fn answered_status(&self) -> Option<u16> {
+        match self {
+            Self::NotFound { .. } => Some(404),
+            Self::Status { status, .. } => Some(status.as_u16()),
+            _ => None,
+        }
+    }
 }
 
 impl ProblemDetails for DownstreamError {
@@ -86,6 +137,7 @@ impl ProblemDetails for DownstreamError {
             // missing thing is what the client asked for (`fetching`).
             Self::NotFound { .. } => StatusCode::BAD_GATEWAY,
             Self::InvalidPath { .. } | Self::NoIdentity { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::CircuitOpen { .. } | Self::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Unavailable { .. }
             | Self::Status { .. }
             | Self::InvalidBody { .. }
@@ -102,6 +154,8 @@ impl ProblemDetails for DownstreamError {
                 "DOWNSTREAM_BAD_RESPONSE"
             }
             Self::InvalidPath { .. } | Self::NoIdentity { .. } => "INTERNAL",
+            Self::CircuitOpen { .. } => "DOWNSTREAM_CIRCUIT_OPEN",
+            Self::Overloaded { .. } => "DOWNSTREAM_OVERLOADED",
         }
     }
 
@@ -122,6 +176,21 @@ impl ProblemDetails for DownstreamError {
             Self::InvalidPath { .. } | Self::NoIdentity { .. } => {
                 "the gateway failed to handle the request".to_owned()
             }
+            Self::CircuitOpen { service, .. } => format!(
+                "the {service} service is failing and is not called for a while; try again later"
+            ),
+            Self::Overloaded { service } => {
+                format!("too many requests to the {service} service are under way; try again")
+            }
+        }
+    }
+
+    /// `Retry-After` on a circuit that is open: when it will probe again,
+    /// in whole seconds, at least one.
+    fn response_headers(&self, headers: &mut HeaderMap) {
+        if let Self::CircuitOpen { retry_after, .. } = self {
+            let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
         }
     }
 }

@@ -11,10 +11,11 @@
 //!
 //! Each call forwards the trace (`traceparent` with a child span id,
 //! `tracestate`, `x-request-id`) and the verified identity (`X-Auth-*`,
-//! rendered once per identity), is bounded by the service's timeout (which
-//! covers the body too) and by a maximum response size, is measured in the
-//! `downstream_request_duration_seconds` histogram, and fails with a
-//! [`DownstreamError`] that answers 502 or 504.
+//! rendered once per identity), goes through the service's circuit breaker,
+//! retry budget and concurrency bound, is bounded by the service's timeout
+//! (which covers the body and every retry) and by a maximum response size,
+//! is measured in the `downstream_request_duration_seconds` histogram, and
+//! fails with a [`DownstreamError`] that answers 502, 503 or 504.
 //!
 //! # Example
 //!
@@ -36,13 +37,17 @@
 //! # Ok(()) }
 //! ```
 
+mod breaker;
 mod client;
 mod config;
 mod error;
+mod retry;
 
+pub use breaker::BreakerConfig;
 pub use client::{ClientBuildError, DownstreamClient};
 pub use config::DownstreamConfig;
 pub use error::{DownstreamError, fetching};
+pub use retry::RetryConfig;
 pub use shared_schema::{Resource, ServiceSpec};
 
 use std::{collections::BTreeMap, sync::Arc};

@@ -15,7 +15,7 @@ use axum::extract::MatchedPath;
 use http::Method;
 use prometheus_client::{
     encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder, text::encode},
-    metrics::{family::Family, gauge::Gauge, histogram::Histogram},
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
     registry::{Metric, Registry},
 };
 
@@ -68,6 +68,26 @@ impl Telemetry {
             "downstream_request_duration_seconds",
             "Latency of calls to downstream services, by service and outcome (status code, timeout or error)",
             downstream.latency.clone(),
+        );
+        registry.register(
+            "downstream_circuit_state",
+            "Circuit of each downstream service: 0 closed, 1 open, 2 half-open",
+            downstream.circuit_state.clone(),
+        );
+        registry.register(
+            "downstream_circuit_transitions",
+            "Circuit state changes, by service and the state entered",
+            downstream.circuit_transitions.clone(),
+        );
+        registry.register(
+            "downstream_retries",
+            "Failed idempotent calls, by service and what was decided: retried, budget_exhausted, no_time_left or attempts_exhausted",
+            downstream.retries.clone(),
+        );
+        registry.register(
+            "downstream_in_flight",
+            "Calls in flight to each downstream service",
+            downstream.in_flight.clone(),
         );
         // The process's log writer and span export, shared by every BFF in it.
         registry.register(
@@ -248,16 +268,41 @@ struct DownstreamLabels {
     outcome: Cow<'static, str>,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ServiceLabel {
+    service: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TransitionLabels {
+    service: &'static str,
+    to: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RetryLabels {
+    service: &'static str,
+    decision: &'static str,
+}
+
 /// Metrics of calls to downstream services.
 #[derive(Debug, Clone)]
 pub(crate) struct DownstreamMetrics {
     latency: LatencyFamily<DownstreamLabels>,
+    circuit_state: Family<ServiceLabel, Gauge>,
+    circuit_transitions: Family<TransitionLabels, Counter>,
+    retries: Family<RetryLabels, Counter>,
+    in_flight: Family<ServiceLabel, Gauge>,
 }
 
 impl Default for DownstreamMetrics {
     fn default() -> Self {
         Self {
             latency: Family::new_with_constructor(latency_histogram),
+            circuit_state: Family::default(),
+            circuit_transitions: Family::default(),
+            retries: Family::default(),
+            in_flight: Family::default(),
         }
     }
 }
@@ -277,6 +322,36 @@ impl DownstreamMetrics {
         self.latency
             .get_or_create(&labels)
             .observe(latency.as_secs_f64());
+    }
+
+    /// Shows the circuit of `service` in the state numbered `state`.
+    pub(crate) fn set_circuit_state(&self, service: &'static str, state: i64) {
+        self.circuit_state
+            .get_or_create(&ServiceLabel { service })
+            .set(state);
+    }
+
+    /// Counts a change of the circuit of `service` to the state named `to`
+    /// and numbered `state`, and shows it.
+    pub(crate) fn circuit_transition(&self, service: &'static str, to: &'static str, state: i64) {
+        self.set_circuit_state(service, state);
+        self.circuit_transitions
+            .get_or_create(&TransitionLabels { service, to })
+            .inc();
+    }
+
+    /// Counts what was decided after a failed idempotent call.
+    pub(crate) fn retry_decision(&self, service: &'static str, decision: &'static str) {
+        self.retries
+            .get_or_create(&RetryLabels { service, decision })
+            .inc();
+    }
+
+    /// The in-flight gauge of `service`.
+    pub(crate) fn in_flight(&self, service: &'static str) -> Gauge {
+        self.in_flight
+            .get_or_create(&ServiceLabel { service })
+            .clone()
     }
 }
 

@@ -1,0 +1,364 @@
+//! The per-service call stack against real demo services with injected
+//! faults: the circuit breaker, the concurrency bound and retries within
+//! their budget. What a service received is counted at the service itself.
+
+use std::{collections::BTreeMap, net::SocketAddr, sync::Arc, time::Duration};
+
+use demo_services::{DemoServices, FaultConfig, ServiceName};
+use futures_util::future::join_all;
+use gateway_core::{
+    RequestContext,
+    config::{Delay, HumanDuration},
+    downstream::{BreakerConfig, DownstreamClient, DownstreamConfig, DownstreamError, RetryConfig},
+    identity::VerifiedIdentity,
+    observability::Telemetry,
+    server::Running,
+    tls::ClientTls,
+};
+use platform_tests::{
+    Answer, base_url, eventually, get_with_token, issue_token, metric, start_bff, start_demo,
+    web_product_page,
+};
+use serde_json::Value;
+use shared_schema::{
+    AuthMethod, Identity,
+    accounts::{NewOrder, NewOrderLine},
+};
+
+/// Starts bff-web against `demo` with `products` set up by `configure`, and
+/// a rate limit no test here comes near.
+async fn start_web(
+    demo: &DemoServices,
+    shutdown: &gateway_core::lifecycle::Shutdown,
+    configure: impl FnOnce(&mut DownstreamConfig),
+) -> Running {
+    start_bff::<bff_web::Web>(demo, shutdown, |config| {
+        configure(config.downstream.get_mut("products").expect("products"));
+        for plan in config.rate_limit.plans.values_mut() {
+            plan.capacity = 100_000;
+            plan.refill_per_second = 100_000.0;
+        }
+    })
+    .await
+}
+
+/// A breaker that opens after three failures in a row, stays open 300 ms
+/// exactly and closes after one good probe.
+fn quick_breaker() -> BreakerConfig {
+    BreakerConfig {
+        consecutive_failures: 3,
+        open_for: HumanDuration::from_millis(300),
+        open_jitter: Delay::from_secs(0),
+        probes: 1,
+        ..BreakerConfig::default()
+    }
+}
+
+fn no_retries() -> RetryConfig {
+    RetryConfig {
+        max_retries: 0,
+        ..RetryConfig::default()
+    }
+}
+
+fn down() -> FaultConfig {
+    FaultConfig {
+        down: true,
+        ..FaultConfig::default()
+    }
+}
+
+async fn circuit(admin: SocketAddr, service: &str) -> Option<f64> {
+    metric(admin, "downstream_circuit_state", &[("service", service)]).await
+}
+
+async fn transitions(admin: SocketAddr, service: &str, to: &str) -> f64 {
+    metric(
+        admin,
+        "downstream_circuit_transitions_total",
+        &[("service", service), ("to", to)],
+    )
+    .await
+    .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn the_breaker_opens_stops_calling_the_service_probes_and_closes_or_reopens() {
+    let (demo, shutdown) = start_demo(BTreeMap::from([(ServiceName::Products, down())])).await;
+    let web = start_web(&demo, &shutdown, |products| {
+        products.breaker = quick_breaker();
+        products.retry = no_retries();
+    })
+    .await;
+    let admin = web.admin_addr();
+    let products = demo.requests(ServiceName::Products);
+    assert_eq!(
+        circuit(admin, "products").await,
+        Some(0.0),
+        "closed at start"
+    );
+
+    for _ in 0..3 {
+        web_product_page(&web, &demo).await.assert_problem(
+            502,
+            "DOWNSTREAM_UNAVAILABLE",
+            "products is down",
+        );
+    }
+    assert_eq!(products.received(), 3);
+    assert_eq!(circuit(admin, "products").await, Some(1.0), "open");
+    assert_eq!(transitions(admin, "products", "open").await, 1.0);
+
+    // Open: answered at once, and the service is not called.
+    let refused = web_product_page(&web, &demo).await;
+    refused.assert_problem(503, "DOWNSTREAM_CIRCUIT_OPEN", "while open");
+    let retry_after: u64 = refused.header("retry-after").parse().expect("seconds");
+    assert_eq!(retry_after, 1, "300 ms, rounded up to a whole second");
+    assert_eq!(products.received(), 3, "no call while open");
+
+    // Still failing when probed: one probe reaches it, and it opens again.
+    eventually("a probe reaches the service", async || {
+        web_product_page(&web, &demo).await;
+        products.received() > 3
+    })
+    .await;
+    assert_eq!(products.received(), 4, "exactly one probe");
+    assert_eq!(transitions(admin, "products", "half_open").await, 1.0);
+    assert_eq!(transitions(admin, "products", "open").await, 2.0);
+    assert_eq!(circuit(admin, "products").await, Some(1.0));
+    web_product_page(&web, &demo)
+        .await
+        .assert_problem(503, "DOWNSTREAM_CIRCUIT_OPEN", "reopened");
+    assert_eq!(products.received(), 4);
+
+    // Recovered: the next probe succeeds and closes it.
+    demo.faults(ServiceName::Products)
+        .set(FaultConfig::default());
+    eventually("the page is served again", async || {
+        web_product_page(&web, &demo).await.status == 200
+    })
+    .await;
+    assert_eq!(products.received(), 5, "the successful probe");
+    assert_eq!(circuit(admin, "products").await, Some(0.0), "closed");
+    assert_eq!(transitions(admin, "products", "half_open").await, 2.0);
+    assert_eq!(transitions(admin, "products", "closed").await, 1.0);
+    assert_eq!(web_product_page(&web, &demo).await.status, 200);
+    assert_eq!(products.received(), 6, "closed: every call goes through");
+    shutdown.trigger();
+}
+
+#[tokio::test]
+async fn client_errors_never_open_the_breaker() {
+    let (demo, shutdown) = start_demo(BTreeMap::new()).await;
+    let web = start_web(&demo, &shutdown, |products| {
+        products.breaker = quick_breaker();
+    })
+    .await;
+    let token = issue_token(&demo, "user-1", "bff-web", "RS256");
+    for _ in 0..5 {
+        // Product 999999 does not exist: the service answers 404.
+        let missing = get(&web, "/api/product-page/999999", &token).await;
+        missing.assert_problem(404, "NOT_FOUND", "no such product");
+    }
+    assert_eq!(
+        circuit(web.admin_addr(), "products").await,
+        Some(0.0),
+        "404s are answers, not failures"
+    );
+    assert_eq!(demo.requests(ServiceName::Products).received(), 5);
+    shutdown.trigger();
+}
+
+async fn get(web: &Running, path: &str, token: &str) -> Answer {
+    get_with_token(&format!("{}{path}", base_url(web)), token).await
+}
+
+#[tokio::test]
+async fn over_the_concurrency_cap_calls_fail_fast_and_the_service_never_sees_more() {
+    const CAP: usize = 4;
+    let slow = FaultConfig {
+        latency: Some(HumanDuration::from_millis(500)),
+        ..FaultConfig::default()
+    };
+    let (demo, shutdown) = start_demo(BTreeMap::from([(ServiceName::Products, slow)])).await;
+    let web = start_web(&demo, &shutdown, |products| {
+        products.max_concurrency = CAP.try_into().expect("non-zero");
+        products.breaker.enabled = false;
+    })
+    .await;
+    let token = issue_token(&demo, "user-1", "bff-web", "RS256");
+    let answers = join_all((0..10 * CAP).map(|_| get(&web, "/api/product-page/1", &token))).await;
+    let served = answers.iter().filter(|answer| answer.status == 200).count();
+    let refused: Vec<&Answer> = answers
+        .iter()
+        .filter(|answer| answer.status != 200)
+        .collect();
+    for answer in &refused {
+        answer.assert_problem(503, "DOWNSTREAM_OVERLOADED", "over the cap");
+    }
+    let products = demo.requests(ServiceName::Products);
+    assert!(
+        products.peak_in_flight() <= CAP as u64,
+        "the service saw {} at once",
+        products.peak_in_flight()
+    );
+    assert_eq!(
+        products.received(),
+        served as u64,
+        "refused calls were never sent"
+    );
+    assert!(served >= CAP, "the cap was used in full: {served} served");
+    assert!(
+        !refused.is_empty(),
+        "40 pages at once, 4 slots: some were refused"
+    );
+    assert_eq!(
+        metric(
+            web.admin_addr(),
+            "downstream_in_flight",
+            &[("service", "products")]
+        )
+        .await,
+        Some(0.0),
+        "every slot was given back"
+    );
+    shutdown.trigger();
+}
+
+#[tokio::test]
+async fn a_concurrency_wait_lets_a_call_take_a_slot_freed_in_time() {
+    let slow = FaultConfig {
+        latency: Some(HumanDuration::from_millis(200)),
+        ..FaultConfig::default()
+    };
+    let (demo, shutdown) = start_demo(BTreeMap::from([(ServiceName::Products, slow)])).await;
+    let web = start_web(&demo, &shutdown, |products| {
+        products.max_concurrency = 1.try_into().expect("non-zero");
+        products.concurrency_wait = Delay::from(Duration::from_secs(1));
+    })
+    .await;
+    let token = issue_token(&demo, "user-1", "bff-web", "RS256");
+    let answers = join_all((0..3).map(|_| get(&web, "/api/product-page/1", &token))).await;
+    for answer in &answers {
+        assert_eq!(answer.status, 200, "each waited for the one slot");
+    }
+    let products = demo.requests(ServiceName::Products);
+    assert_eq!(products.peak_in_flight(), 1);
+    assert_eq!(products.received(), 3);
+    shutdown.trigger();
+}
+
+#[tokio::test]
+async fn retries_of_a_half_failing_service_stay_within_the_budget() {
+    const PAGES: usize = 200;
+    let flaky = FaultConfig {
+        error_rate: 0.5,
+        ..FaultConfig::default()
+    };
+    let (demo, shutdown) = start_demo(BTreeMap::from([(ServiceName::Products, flaky)])).await;
+    let web = start_web(&demo, &shutdown, |products| {
+        products.breaker.enabled = false;
+        products.retry = RetryConfig {
+            max_retries: 3,
+            backoff: Delay::from_secs(0),
+            max_backoff: Delay::from_secs(0),
+            budget_ratio: 0.1,
+            budget_min_per_second: 1,
+            budget_window: HumanDuration::from_secs(60),
+        };
+    })
+    .await;
+    let token = issue_token(&demo, "user-1", "bff-web", "RS256");
+    for _ in 0..PAGES / 8 {
+        join_all((0..8).map(|_| get(&web, "/api/product-page/1", &token))).await;
+    }
+    let products = demo.requests(ServiceName::Products);
+    let retries = products.received() - PAGES as u64;
+    // 20 earned by 200 calls, plus the floor: 1 a second over the 60 s window.
+    assert!(retries <= 20 + 60, "{retries} retries");
+    // Without a budget about 175 would have been sent (100 + 50 + 25).
+    assert!(retries >= 20, "retries happen: {retries}");
+    let admin = web.admin_addr();
+    let counted = |decision: &'static str| async move {
+        metric(
+            admin,
+            "downstream_retries_total",
+            &[("service", "products"), ("decision", decision)],
+        )
+        .await
+        .unwrap_or(0.0)
+    };
+    assert_eq!(counted("retried").await, retries as f64);
+    assert!(
+        counted("budget_exhausted").await > 0.0,
+        "the budget ran out"
+    );
+    shutdown.trigger();
+}
+
+/// A client of the orders service for user 1 of tenant `acme`, and the
+/// context of a request made by them.
+fn orders_client(demo: &DemoServices) -> (DownstreamClient, RequestContext) {
+    let mut config = DownstreamConfig::at(
+        gateway_core::config::ServiceUrl::parse(&demo.url(ServiceName::Orders)).expect("url"),
+    );
+    config.breaker.enabled = false;
+    let client = DownstreamClient::new(
+        "orders",
+        &config,
+        &ClientTls::load(None).expect("tls"),
+        &Telemetry::new("bff-test"),
+    )
+    .expect("a client");
+    let user = demo.catalog().user(1).expect("user 1");
+    let identity = VerifiedIdentity::new(Identity {
+        subject: "user-1".to_owned(),
+        tenant: user.tenant,
+        scopes: vec!["orders:write".to_owned()],
+        client: None,
+        auth_method: AuthMethod::Jwt,
+    })
+    .expect("a valid identity");
+    let context = RequestContext {
+        identity: Some(Arc::new(identity)),
+        ..RequestContext::detached()
+    };
+    (client, context)
+}
+
+#[tokio::test]
+async fn only_idempotent_calls_are_retried() {
+    let failing = FaultConfig {
+        error_rate: 1.0,
+        ..FaultConfig::default()
+    };
+    let (demo, shutdown) = start_demo(BTreeMap::from([(ServiceName::Orders, failing)])).await;
+    let (orders, context) = orders_client(&demo);
+    let received = || demo.requests(ServiceName::Orders).received();
+
+    let order = NewOrder {
+        user_id: 1,
+        lines: vec![NewOrderLine {
+            product_id: 1,
+            quantity: 1,
+        }],
+    };
+    let placed: Result<Value, DownstreamError> = orders.post("/orders", &order, &context).await;
+    assert!(
+        matches!(placed, Err(DownstreamError::Status { .. })),
+        "{placed:?}"
+    );
+    assert_eq!(received(), 1, "a POST is sent once");
+
+    let read: Result<Value, DownstreamError> = orders.get("/orders/1", &context).await;
+    assert!(
+        matches!(read, Err(DownstreamError::Status { .. })),
+        "{read:?}"
+    );
+    assert_eq!(
+        received(),
+        1 + 3,
+        "a GET is tried three times (two retries)"
+    );
+    shutdown.trigger();
+}
