@@ -1,19 +1,28 @@
 //! What a handler knows about the request it serves.
 //!
 //! [`RequestContext`] is an axum extractor assembled from what the layer
-//! stack put in the request extensions: the trace context, the request id and
-//! (once authenticated) the verified identity. Handlers pass it to every
-//! downstream call, which forwards the trace and the identity.
+//! stack put in the request extensions: the trace context, the request id,
+//! the deadline, the `Server-Timing` record and (once authenticated) the
+//! verified identity. Handlers pass it to every downstream call, which
+//! forwards the trace and the identity, ends by the deadline and records
+//! its time.
 
 use std::{convert::Infallible, sync::Arc};
 
 use axum::extract::FromRequestParts;
 use http::{HeaderValue, request::Parts};
+use tokio::time::Instant;
 
 use crate::{
     identity::VerifiedIdentity,
-    observability::{RequestId, TraceContext},
+    observability::{RequestId, ServerTiming, TraceContext},
 };
+
+/// When a request must be answered by, put in its extensions by the
+/// server's deadline layer (`request_timeout`, or sooner if the client
+/// sends `X-Request-Timeout`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deadline(pub Instant);
 
 /// The trace, request id and caller of one request.
 #[derive(Debug, Clone)]
@@ -24,6 +33,12 @@ pub struct RequestContext {
     pub request_id: HeaderValue,
     /// The verified caller; `None` on routes that need no authentication.
     pub identity: Option<Arc<VerifiedIdentity>>,
+    /// When the request must be answered; no downstream call outlives it.
+    /// `None` for detached work, bounded by each call's own timeout.
+    pub deadline: Option<Instant>,
+    /// Where downstream calls record their time for `Server-Timing`; `None`
+    /// for detached work.
+    pub timing: Option<Arc<ServerTiming>>,
 }
 
 impl RequestContext {
@@ -35,6 +50,8 @@ impl RequestContext {
             trace,
             request_id,
             identity: None,
+            deadline: None,
+            timing: None,
         }
     }
 
@@ -50,6 +67,8 @@ impl RequestContext {
             trace,
             request_id,
             identity: parts.extensions.get::<Arc<VerifiedIdentity>>().cloned(),
+            deadline: parts.extensions.get::<Deadline>().map(|Deadline(at)| *at),
+            timing: parts.extensions.get::<Arc<ServerTiming>>().cloned(),
         }
     }
 }

@@ -16,7 +16,7 @@ use gateway_core::{
     tls::ClientTls,
 };
 use platform_tests::{
-    Answer, base_url, eventually, get_with_token, issue_token, metric, start_bff, start_demo,
+    Answer, base_url, eventually, get_with_token, issue_token, metric, send, start_bff, start_demo,
     web_product_page,
 };
 use serde_json::Value;
@@ -360,5 +360,150 @@ async fn only_idempotent_calls_are_retried() {
         1 + 3,
         "a GET is tried three times (two retries)"
     );
+    shutdown.trigger();
+}
+
+/// The entries of a `Server-Timing` header: name, duration in ms, description.
+fn server_timing(answer: &Answer) -> Vec<(String, f64, Option<String>)> {
+    answer
+        .header("server-timing")
+        .split(", ")
+        .map(|entry| {
+            let mut fields = entry.split(';');
+            let name = fields.next().expect("a name").to_owned();
+            let mut duration = None;
+            let mut desc = None;
+            for field in fields {
+                if let Some(millis) = field.strip_prefix("dur=") {
+                    duration = Some(millis.parse().expect("milliseconds"));
+                } else if let Some(text) = field.strip_prefix("desc=") {
+                    desc = Some(text.trim_matches('"').to_owned());
+                }
+            }
+            (name, duration.expect("every entry has a duration"), desc)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn every_response_carries_server_timing_with_one_entry_per_downstream_part() {
+    let (demo, shutdown) = start_demo(BTreeMap::new()).await;
+    let web = start_web(&demo, &shutdown, |_| {}).await;
+    let page = web_product_page(&web, &demo).await;
+    assert_eq!(page.status, 200);
+    let entries = server_timing(&page);
+    assert_eq!(entries[0].0, "total", "{entries:?}");
+    let mut parts: Vec<&str> = entries[1..]
+        .iter()
+        .map(|(name, ..)| name.as_str())
+        .collect();
+    parts.sort_unstable();
+    assert_eq!(parts, ["inventory", "pricing", "products", "reviews"]);
+    assert!(
+        entries.iter().all(|(_, _, desc)| desc.is_none()),
+        "{entries:?}"
+    );
+    let total = entries[0].1;
+    assert!(
+        entries[1..].iter().all(|(_, millis, _)| *millis <= total),
+        "no part outlasts the request: {entries:?}"
+    );
+
+    // Errors carry it too: here no service was called, so the total alone.
+    let token = issue_token(&demo, "user-1", "bff-web", "RS256");
+    let missing = get(&web, "/api/nothing-here", &token).await;
+    missing.assert_problem(404, "ROUTE_NOT_FOUND", "no such route");
+    assert_eq!(server_timing(&missing).len(), 1, "total only");
+    shutdown.trigger();
+}
+
+/// Product page 1 for a client that gives up after 300 ms.
+async fn impatient_product_page(web: &Running, demo: &DemoServices) -> Answer {
+    let token = issue_token(demo, "user-1", "bff-web", "RS256");
+    send(
+        reqwest::Client::new()
+            .get(format!("{}/api/product-page/1", base_url(web)))
+            .bearer_auth(&token)
+            .header("x-request-timeout", "300ms"),
+    )
+    .await
+}
+
+fn hanging() -> FaultConfig {
+    FaultConfig {
+        latency: Some(HumanDuration::from_secs(30)),
+        ..FaultConfig::default()
+    }
+}
+
+/// Checks that `service` timed out and every other part answered.
+fn assert_only_timed_out(answer: &Answer, service: &str) {
+    let entries = server_timing(answer);
+    let (_, millis, desc) = entries
+        .iter()
+        .find(|(name, ..)| name == service)
+        .unwrap_or_else(|| panic!("a {service} entry in {entries:?}"));
+    assert_eq!(desc.as_deref(), Some("timeout"));
+    // Nothing could end the request before its deadline: the service hangs.
+    let total = entries[0].1;
+    assert!(total >= 300.0, "the request lasted its 300 ms: {entries:?}");
+    assert!(*millis <= total, "{entries:?}");
+    for (name, _, desc) in &entries[1..] {
+        if name != service {
+            assert_eq!(desc, &None, "{name} answered");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_hanging_optional_part_is_missing_from_a_page_served_at_the_clients_deadline() {
+    let (demo, shutdown) = start_demo(BTreeMap::from([(ServiceName::Reviews, hanging())])).await;
+    let web = start_web(&demo, &shutdown, |_| {}).await;
+    let page = impatient_product_page(&web, &demo).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert_eq!(page.body["missing"], serde_json::json!(["reviews"]));
+    assert_only_timed_out(&page, "reviews");
+    assert_eq!(
+        demo.requests(ServiceName::Reviews).received(),
+        1,
+        "no retry: nothing was left of the deadline"
+    );
+    shutdown.trigger();
+}
+
+#[tokio::test]
+async fn a_hanging_required_part_is_a_504_at_the_clients_deadline() {
+    let (demo, shutdown) = start_demo(BTreeMap::from([(ServiceName::Products, hanging())])).await;
+    let web = start_web(&demo, &shutdown, |_| {}).await;
+    let page = impatient_product_page(&web, &demo).await;
+    page.assert_problem(504, "DOWNSTREAM_TIMEOUT", "products hangs");
+    let detail = page.body["detail"].as_str().unwrap_or_default();
+    let had: u64 = detail
+        .strip_prefix("the products service did not answer within ")
+        .and_then(|rest| rest.strip_suffix("ms"))
+        .and_then(|millis| millis.parse().ok())
+        .unwrap_or_else(|| panic!("the detail names the service and the time it had: {detail}"));
+    assert!(had <= 300, "no more than the client gave: {detail}");
+    assert_only_timed_out(&page, "products");
+    assert_eq!(demo.requests(ServiceName::Products).received(), 1);
+    shutdown.trigger();
+}
+
+#[tokio::test]
+async fn a_malformed_request_timeout_is_refused() {
+    let (demo, shutdown) = start_demo(BTreeMap::new()).await;
+    let web = start_web(&demo, &shutdown, |_| {}).await;
+    let token = issue_token(&demo, "user-1", "bff-web", "RS256");
+    for malformed in ["soon", "0ms", "-1"] {
+        let answer = send(
+            reqwest::Client::new()
+                .get(format!("{}/api/product-page/1", base_url(&web)))
+                .bearer_auth(&token)
+                .header("x-request-timeout", malformed),
+        )
+        .await;
+        answer.assert_problem(400, "BAD_REQUEST", malformed);
+    }
+    assert_eq!(demo.requests(ServiceName::Products).received(), 0);
     shutdown.trigger();
 }

@@ -252,6 +252,12 @@ impl DownstreamClient {
                 .observe(service, error.outcome(), Duration::ZERO);
             return Err(error);
         };
+        let started = Instant::now();
+        // The call's own timeout, or what is left of the request's, if less.
+        let own_deadline = started + self.inner.timeout;
+        let deadline = context
+            .deadline
+            .map_or(own_deadline, |request| request.min(own_deadline));
         let call = Call {
             idempotent: method == Method::GET,
             method,
@@ -259,15 +265,35 @@ impl DownstreamClient {
             body,
             context,
             identity,
-            deadline: Instant::now() + self.inner.timeout,
+            deadline,
+            budget: deadline.saturating_duration_since(started),
         };
+        let (result, retries) = self.attempts(&call).await;
+        if let Some(timing) = &context.timing {
+            let desc = match &result {
+                Ok(_) if retries > 0 => Some("retried"),
+                Ok(_) => None,
+                Err(error) => Some(error.timing_desc()),
+            };
+            timing.record(service, started.elapsed(), desc);
+        }
+        result
+    }
+
+    /// The first attempt and the retries the policy allows; with the
+    /// number of retries made.
+    async fn attempts<T: DeserializeOwned>(
+        &self,
+        call: &Call<'_>,
+    ) -> (Result<T, DownstreamError>, u32) {
+        let service = self.inner.service;
         self.inner.retry.first_attempt();
         let mut retries = 0;
         loop {
             let started = Instant::now();
-            let error = match self.attempt(&call).await {
+            let error = match self.attempt(call).await {
                 Err(error) if call.idempotent && error.is_service_failure() => error,
-                done => return done,
+                done => return (done, retries),
             };
             let now = Instant::now();
             let decision = self.inner.retry.decide(
@@ -277,7 +303,7 @@ impl DownstreamClient {
             );
             self.inner.metrics.retry_decision(service, decision.label());
             let Decision::Retry(backoff) = decision else {
-                return Err(error);
+                return (Err(error), retries);
             };
             tracing::debug!(service, %error, retry = retries + 1, ?backoff, "retrying");
             tokio::time::sleep(backoff).await;
@@ -372,7 +398,7 @@ impl DownstreamClient {
             .unwrap_or_else(|_| {
                 Err(DownstreamError::Timeout {
                     service: self.inner.service,
-                    timeout: self.inner.timeout,
+                    timeout: call.budget,
                 })
             });
         match &result {
@@ -444,6 +470,9 @@ struct Call<'a> {
     identity: &'a VerifiedIdentity,
     /// Ends every attempt and backoff.
     deadline: Instant,
+    /// The time the call had in all: its own timeout, or less when the
+    /// request's deadline was nearer.
+    budget: Duration,
 }
 
 /// A slot under the concurrency bound, shown in `downstream_in_flight`.

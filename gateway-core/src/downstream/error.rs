@@ -15,12 +15,12 @@ pub(super) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// A downstream call that failed.
 #[derive(Debug, thiserror::Error)]
 pub enum DownstreamError {
-    /// No complete answer within the timeout.
+    /// No complete answer within the time the call had.
     #[error("{service}: no answer within {timeout:?}")]
     Timeout {
         /// The service called.
         service: &'static str,
-        /// Its configured timeout.
+        /// Its timeout, or what was left of the request's deadline if less.
         timeout: Duration,
     },
     /// The service could not be reached or broke the connection.
@@ -119,6 +119,20 @@ impl DownstreamError {
         }
     }
 
+    /// The `desc` of the call's `Server-Timing` entry.
+    pub(crate) fn timing_desc(&self) -> &'static str {
+        match self {
+            Self::Timeout { .. } => "timeout",
+            Self::Unavailable { .. } => "unavailable",
+            Self::NotFound { .. } => "not_found",
+            Self::Status { .. } => "bad_status",
+            Self::InvalidBody { .. } | Self::BodyTooLarge { .. } => "invalid",
+            Self::InvalidPath { .. } | Self::NoIdentity { .. } => "not_sent",
+            Self::CircuitOpen { .. } => "circuit_open",
+            Self::Overloaded { .. } => "overloaded",
+        }
+    }
+
     /// The status code the service answered, if it answered.
     pub(crate) fn answered_status(&self) -> Option<u16> {
         match self {
@@ -162,7 +176,13 @@ impl ProblemDetails for DownstreamError {
     fn client_detail(&self) -> String {
         match self {
             Self::Timeout { service, timeout } => {
-                format!("the {service} service did not answer within {timeout:?}")
+                // Whole milliseconds: the client reads it, not a profiler.
+                let timeout =
+                    Duration::from_millis(timeout.as_millis().try_into().unwrap_or(u64::MAX));
+                format!(
+                    "the {service} service did not answer within {}",
+                    humantime::format_duration(timeout)
+                )
             }
             Self::NotFound { service } => {
                 format!("the {service} service has no resource this answer needs")

@@ -11,6 +11,8 @@
 //!   `x-request-id` it answers with.
 //! - the access log: one access-log line and one latency observation per
 //!   request, labelled with the route template, never the raw path.
+//! - [`ServerTiming`]: the `Server-Timing` header of every response, the
+//!   total and one entry per downstream call.
 //! - [`Telemetry`]: the Prometheus registry of one BFF and the metric families
 //!   every module records into; a BFF registers its own metrics there.
 //!
@@ -32,6 +34,7 @@ mod access_log;
 pub mod logging;
 mod metrics;
 mod otlp;
+mod server_timing;
 mod trace_context;
 
 pub(crate) use access_log::{AccessLogLayer, RouteTemplate};
@@ -39,6 +42,8 @@ pub use metrics::Telemetry;
 pub(crate) use metrics::{DownstreamMetrics, HttpMetrics, RouteLabel, latency_histogram};
 pub use otlp::OtlpConfig;
 pub(crate) use otlp::{client_span, record_call, span_ids};
+pub(crate) use server_timing::ServerTimingLayer;
+pub use server_timing::{SERVER_TIMING, ServerTiming};
 pub(crate) use trace_context::{REQUEST_ID, RequestId, TRACEPARENT, TRACESTATE, TraceContextLayer};
 pub use trace_context::{TraceContext, TraceId};
 

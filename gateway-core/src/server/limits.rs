@@ -1,9 +1,8 @@
-//! Request body and time limits.
+//! Request body limits.
 //!
-//! The size of a body and the time a request may take are bounded by
-//! tower-http's `RequestBodyLimitLayer` and `TimeoutLayer`; the functions
-//! here turn their bare 413 and 504 answers into the gateway's problems,
-//! right next to the layers that produce them. A body over the limit is
+//! The size of a body is bounded by tower-http's `RequestBodyLimitLayer`;
+//! the function here turns its bare 413 into the gateway's problem, right
+//! next to the layer that produces it. A body over the limit is
 //! refused at once when its `Content-Length` declares it, and fails the read
 //! as soon as a streamed body crosses it.
 //!
@@ -52,17 +51,8 @@ pub(super) fn payload_too_large(response: Response, limit: usize) -> Response {
     }
 }
 
-/// Turns the bare 504 of the request timeout into the `REQUEST_TIMEOUT` problem.
-pub(super) fn request_timeout(response: Response, timeout: Duration) -> Response {
-    if response.status() == StatusCode::GATEWAY_TIMEOUT && is_bare(&response) {
-        Error::RequestTimeout(timeout).into_response()
-    } else {
-        response
-    }
-}
-
 /// True for an error response no part of the gateway described: a handler's
-/// own 413 or a downstream's 504 carry their [`Problem`] and are kept.
+/// own 413 carries its [`Problem`] and is kept.
 fn is_bare(response: &Response) -> bool {
     response.extensions().get::<Problem>().is_none()
 }

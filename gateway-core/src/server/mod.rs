@@ -9,16 +9,20 @@
 //!    that every later log line and error carries the trace id.
 //! 2. `AccessLogLayer`: the request span, access-log line and latency
 //!    histogram, outside everything that can answer early.
-//! 3. [`ProblemLayer`]: every error response rendered as problem+json with the trace id.
-//! 4. `CatchPanicLayer`: a panicking handler becomes a 500 problem, never a dropped connection.
-//! 5. `HygieneLayer`: one valid `Host`, hop-by-hop and forged `X-Auth-*` headers
+//! 3. `ServerTimingLayer`: `Server-Timing` on every response, errors too:
+//!    the total and each downstream call.
+//! 4. [`ProblemLayer`]: every error response rendered as problem+json with the trace id.
+//! 5. `CatchPanicLayer`: a panicking handler becomes a 500 problem, never a dropped connection.
+//! 6. `HygieneLayer`: one valid `Host`, hop-by-hop and forged `X-Auth-*` headers
 //!    removed, the path normalised once, before anything routes on it.
-//! 6. `BodyDeadlineLayer`: the whole body within `body_read_timeout` (408).
-//! 7. tower-http's `RequestBodyLimitLayer`: body size (413).
-//! 8. tower-http's `TimeoutLayer`: the whole request within `request_timeout` (504).
-//! 9. the router, which records the matched route template for the access log
-//!    and answers unknown routes with a problem+json 404. Inside it, each BFF
-//!    adds its own layers and authentication (see `bff`).
+//! 7. `BodyDeadlineLayer`: the whole body within `body_read_timeout` (408).
+//! 8. tower-http's `RequestBodyLimitLayer`: body size (413).
+//! 9. `DeadlineLayer` ([`deadline`]): the request's [`crate::context::Deadline`],
+//!    `request_timeout` or sooner if the client asks (`X-Request-Timeout`);
+//!    past it, 504.
+//! 10. the router, which records the matched route template for the access log
+//!     and answers unknown routes with a problem+json 404. Inside it, each BFF
+//!     adds its own layers and authentication (see `bff`).
 //!
 //! Connections are handled by [`serve_connections`]: header-read timeout, header
 //! count and size limits (431), connection cap, and graceful drain.
@@ -35,10 +39,12 @@
 
 mod admin;
 mod conn;
+pub mod deadline;
 mod hygiene;
 mod limits;
 
 pub use conn::{ConnectionLimits, serve_connections};
+pub use deadline::REQUEST_TIMEOUT_HEADER;
 
 use std::{any::Any, net::SocketAddr, num::NonZeroUsize};
 
@@ -49,21 +55,21 @@ use axum::{
     middleware,
     response::{IntoResponse, Response},
 };
-use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use tokio::{net::TcpListener, task::JoinHandle};
 use tower::ServiceBuilder;
-use tower_http::{
-    catch_panic::CatchPanicLayer, limit::RequestBodyLimitLayer, timeout::TimeoutLayer,
-};
+use tower_http::{catch_panic::CatchPanicLayer, limit::RequestBodyLimitLayer};
 
 use crate::{
     Error,
     config::{ConfigError, Delay, HumanDuration, Validate},
     error::ProblemLayer,
     lifecycle::{Readiness, Shutdown},
-    observability::{AccessLogLayer, RouteTemplate, Telemetry, TraceContextLayer},
+    observability::{
+        AccessLogLayer, RouteTemplate, ServerTimingLayer, Telemetry, TraceContextLayer,
+    },
 };
+use deadline::DeadlineLayer;
 use hygiene::HygieneLayer;
 use limits::BodyDeadlineLayer;
 
@@ -238,10 +244,10 @@ impl Gateway {
             .layer(DefaultBodyLimit::disable())
             .fallback(route_not_found);
         let max_body_bytes = config.max_body_bytes.get();
-        let request_timeout = config.request_timeout.get();
         let stack = ServiceBuilder::new()
             .layer(TraceContextLayer)
             .layer(AccessLogLayer::new(name, telemetry.http().clone()))
+            .layer(ServerTimingLayer)
             .layer(ProblemLayer)
             .map_response(|response: http::Response<_>| response.map(Body::new))
             .layer(CatchPanicLayer::custom(panic_response))
@@ -252,11 +258,7 @@ impl Gateway {
             })
             .layer(RequestBodyLimitLayer::new(max_body_bytes))
             .map_request(|request: http::Request<_>| request.map(Body::new))
-            .map_response(move |response| limits::request_timeout(response, request_timeout))
-            .layer(TimeoutLayer::with_status_code(
-                StatusCode::GATEWAY_TIMEOUT,
-                request_timeout,
-            ))
+            .layer(DeadlineLayer::new(config.request_timeout.get()))
             .service(app);
 
         let limits = ConnectionLimits {

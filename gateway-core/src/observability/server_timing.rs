@@ -1,0 +1,152 @@
+//! `Server-Timing` on every response: how long the whole request took and
+//! each downstream part of it, so a client developer sees which backend
+//! was slow (browsers show it in their network panel).
+//!
+//! [`ServerTimingLayer`] gives each request a [`ServerTiming`] (in its
+//! extensions, and in its [`crate::RequestContext`]); every downstream call
+//! records one entry there, with a `desc` when it did not simply succeed
+//! (`retried`, `timeout`, `circuit_open`...). On the way out the layer
+//! writes them, after a `total` entry:
+//!
+//! ```text
+//! Server-Timing: total;dur=12.4, products;dur=3.1, reviews;dur=11.0;desc="timeout"
+//! ```
+//!
+//! A call still under way when the response leaves (cancelled by the
+//! request's deadline, or by a part that failed first) has no entry.
+
+use std::{
+    fmt::Write,
+    sync::{Arc, Mutex, PoisonError},
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use axum::{extract::Request, response::Response};
+use futures_util::future::BoxFuture;
+use http::{HeaderName, HeaderValue};
+use tokio::time::Instant;
+use tower::{Layer, Service};
+
+/// The `Server-Timing` response header.
+pub const SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");
+
+/// The parts of one request and how long each took; shared by the calls
+/// the request makes.
+#[derive(Debug, Default)]
+pub struct ServerTiming {
+    parts: Mutex<Vec<Part>>,
+}
+
+#[derive(Debug)]
+struct Part {
+    name: &'static str,
+    duration: Duration,
+    desc: Option<&'static str>,
+}
+
+impl ServerTiming {
+    /// Records part `name` (a service name, a metric-name-safe token) as
+    /// having taken `duration`; `desc` says what was special about it.
+    pub fn record(&self, name: &'static str, duration: Duration, desc: Option<&'static str>) {
+        self.parts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(Part {
+                name,
+                duration,
+                desc,
+            });
+    }
+
+    /// The header value: `total` first, then the parts in the order they ended.
+    fn header_value(&self, total: Duration) -> HeaderValue {
+        let parts = self.parts.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut value = String::with_capacity(24 + parts.len() * 32);
+        write_entry(&mut value, "total", total, None);
+        for part in parts.iter() {
+            value.push_str(", ");
+            write_entry(&mut value, part.name, part.duration, part.desc);
+        }
+        HeaderValue::try_from(value).expect("service names and descriptions are header-safe")
+    }
+}
+
+/// `name;dur=1.2` in milliseconds, with `;desc="…"` when there is one.
+fn write_entry(value: &mut String, name: &str, duration: Duration, desc: Option<&str>) {
+    let millis = duration.as_secs_f64() * 1000.0;
+    let _ = write!(value, "{name};dur={millis:.1}");
+    if let Some(desc) = desc {
+        let _ = write!(value, ";desc=\"{desc}\"");
+    }
+}
+
+/// Gives each request a [`ServerTiming`] and writes it on the response.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct ServerTimingLayer;
+
+impl<S> Layer<S> for ServerTimingLayer {
+    type Service = ServerTimingService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        ServerTimingService { inner }
+    }
+}
+
+/// The service of [`ServerTimingLayer`].
+#[derive(Debug, Clone)]
+pub(crate) struct ServerTimingService<S> {
+    inner: S,
+}
+
+impl<S> Service<Request> for ServerTimingService<S>
+where
+    S: Service<Request, Response = Response> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<Response, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request) -> Self::Future {
+        let started = Instant::now();
+        let timing = Arc::new(ServerTiming::default());
+        request.extensions_mut().insert(timing.clone());
+        let future = self.inner.call(request);
+        Box::pin(async move {
+            let mut response = future.await?;
+            let value = timing.header_value(started.elapsed());
+            response.headers_mut().insert(SERVER_TIMING, value);
+            Ok(response)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn total_first_then_each_part_with_its_description() {
+        let timing = ServerTiming::default();
+        timing.record("products", Duration::from_micros(3_140), None);
+        timing.record("reviews", Duration::from_millis(11), Some("timeout"));
+        assert_eq!(
+            timing.header_value(Duration::from_micros(12_449)),
+            "total;dur=12.4, products;dur=3.1, reviews;dur=11.0;desc=\"timeout\""
+        );
+    }
+
+    #[test]
+    fn a_request_without_parts_has_its_total() {
+        assert_eq!(
+            ServerTiming::default().header_value(Duration::from_micros(250)),
+            "total;dur=0.2"
+        );
+    }
+}
