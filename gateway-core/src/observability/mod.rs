@@ -42,7 +42,7 @@ pub use metrics::Telemetry;
 pub(crate) use metrics::{DownstreamMetrics, HttpMetrics, RouteLabel, latency_histogram};
 pub use otlp::OtlpConfig;
 pub(crate) use otlp::{client_span, record_call, span_ids};
-pub(crate) use server_timing::ServerTimingLayer;
+pub(crate) use server_timing::server_timing;
 pub use server_timing::{SERVER_TIMING, ServerTiming};
 pub(crate) use trace_context::{REQUEST_ID, RequestId, TRACEPARENT, TRACESTATE, TraceContextLayer};
 pub use trace_context::{TraceContext, TraceId};

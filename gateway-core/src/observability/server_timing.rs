@@ -2,7 +2,7 @@
 //! each downstream part of it, so a client developer sees which backend
 //! was slow (browsers show it in their network panel).
 //!
-//! [`ServerTimingLayer`] gives each request a [`ServerTiming`] (in its
+//! The [`server_timing`] middleware gives each request a [`ServerTiming`] (in its
 //! extensions, and in its [`crate::RequestContext`]); every downstream call
 //! records one entry there, with a `desc` when it did not simply succeed
 //! (`retried`, `timeout`, `circuit_open`...). On the way out the layer
@@ -18,15 +18,12 @@
 use std::{
     fmt::Write,
     sync::{Arc, Mutex, PoisonError},
-    task::{Context, Poll},
     time::Duration,
 };
 
-use axum::{extract::Request, response::Response};
-use futures_util::future::BoxFuture;
+use axum::{extract::Request, middleware::Next, response::Response};
 use http::{HeaderName, HeaderValue};
 use tokio::time::Instant;
-use tower::{Layer, Service};
 
 /// The `Server-Timing` response header.
 pub const SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");
@@ -81,50 +78,16 @@ fn write_entry(value: &mut String, name: &str, duration: Duration, desc: Option<
     }
 }
 
-/// Gives each request a [`ServerTiming`] and writes it on the response.
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct ServerTimingLayer;
-
-impl<S> Layer<S> for ServerTimingLayer {
-    type Service = ServerTimingService<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        ServerTimingService { inner }
-    }
-}
-
-/// The service of [`ServerTimingLayer`].
-#[derive(Debug, Clone)]
-pub(crate) struct ServerTimingService<S> {
-    inner: S,
-}
-
-impl<S> Service<Request> for ServerTimingService<S>
-where
-    S: Service<Request, Response = Response> + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Send + 'static,
-{
-    type Response = Response;
-    type Error = S::Error;
-    type Future = BoxFuture<'static, Result<Response, S::Error>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut request: Request) -> Self::Future {
-        let started = Instant::now();
-        let timing = Arc::new(ServerTiming::default());
-        request.extensions_mut().insert(timing.clone());
-        let future = self.inner.call(request);
-        Box::pin(async move {
-            let mut response = future.await?;
-            let value = timing.header_value(started.elapsed());
-            response.headers_mut().insert(SERVER_TIMING, value);
-            Ok(response)
-        })
-    }
+/// Middleware giving each request a [`ServerTiming`] and writing it on the
+/// response (`axum::middleware::from_fn`).
+pub(crate) async fn server_timing(mut request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let timing = Arc::new(ServerTiming::default());
+    request.extensions_mut().insert(timing.clone());
+    let mut response = next.run(request).await;
+    let value = timing.header_value(started.elapsed());
+    response.headers_mut().insert(SERVER_TIMING, value);
+    response
 }
 
 #[cfg(test)]

@@ -15,93 +15,45 @@
 //! Hand-written rather than tower-http's `TimeoutLayer`, whose duration is
 //! fixed per layer: here each request has its own.
 
-use std::{
-    task::{Context, Poll},
-    time::Duration,
-};
+use std::time::Duration;
 
 use axum::{
-    extract::Request,
+    extract::{Request, State},
+    middleware::Next,
     response::{IntoResponse, Response},
 };
-use futures_util::future::BoxFuture;
 use http::HeaderName;
 use tokio::time::Instant;
-use tower::{Layer, Service};
 
 use crate::{Error, context::Deadline};
 
 /// The header a client shortens its request's deadline with.
 pub const REQUEST_TIMEOUT_HEADER: HeaderName = HeaderName::from_static("x-request-timeout");
 
-/// Sets each request's [`Deadline`] and answers 504 when it passes.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct DeadlineLayer {
-    request_timeout: Duration,
-}
-
-impl DeadlineLayer {
-    /// Requests are answered within `request_timeout`, or sooner if they ask.
-    pub(crate) fn new(request_timeout: Duration) -> Self {
-        Self { request_timeout }
-    }
-}
-
-impl<S> Layer<S> for DeadlineLayer {
-    type Service = DeadlineService<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        DeadlineService {
-            inner,
-            request_timeout: self.request_timeout,
-        }
-    }
-}
-
-/// The service of [`DeadlineLayer`].
-#[derive(Debug, Clone)]
-pub(crate) struct DeadlineService<S> {
-    inner: S,
-    request_timeout: Duration,
-}
-
-impl<S> Service<Request> for DeadlineService<S>
-where
-    S: Service<Request, Response = Response> + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Send + 'static,
-{
-    type Response = Response;
-    type Error = S::Error;
-    type Future = BoxFuture<'static, Result<Response, S::Error>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut request: Request) -> Self::Future {
-        let timeout = match request.headers().get(REQUEST_TIMEOUT_HEADER) {
-            None => self.request_timeout,
-            Some(value) => match value.to_str().ok().and_then(parse_timeout) {
-                Some(asked) => asked.min(self.request_timeout),
-                None => {
-                    let error = Error::BadRequest(
-                        "X-Request-Timeout must be a positive duration such as 800ms or 2s"
-                            .to_owned(),
-                    );
-                    return Box::pin(std::future::ready(Ok(error.into_response())));
-                }
-            },
-        };
-        let deadline = Instant::now() + timeout;
-        request.extensions_mut().insert(Deadline(deadline));
-        let future = self.inner.call(request);
-        Box::pin(async move {
-            match tokio::time::timeout_at(deadline, future).await {
-                Ok(answer) => answer,
-                Err(_) => Ok(Error::RequestTimeout(timeout).into_response()),
+/// Middleware setting each request's [`Deadline`] and answering 504 when
+/// it passes (`axum::middleware::from_fn_with_state`, with `request_timeout`).
+pub(crate) async fn deadline(
+    State(request_timeout): State<Duration>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let timeout = match request.headers().get(REQUEST_TIMEOUT_HEADER) {
+        None => request_timeout,
+        Some(value) => match value.to_str().ok().and_then(parse_timeout) {
+            Some(asked) => asked.min(request_timeout),
+            None => {
+                return Error::BadRequest(
+                    "X-Request-Timeout must be a positive duration such as 800ms or 2s".to_owned(),
+                )
+                .into_response();
             }
-        })
+        },
+    };
+    let deadline = Instant::now() + timeout;
+    request.extensions_mut().insert(Deadline(deadline));
+    match tokio::time::timeout_at(deadline, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => Error::RequestTimeout(timeout).into_response(),
     }
 }
 

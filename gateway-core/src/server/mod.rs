@@ -9,7 +9,7 @@
 //!    that every later log line and error carries the trace id.
 //! 2. `AccessLogLayer`: the request span, access-log line and latency
 //!    histogram, outside everything that can answer early.
-//! 3. `ServerTimingLayer`: `Server-Timing` on every response, errors too:
+//! 3. `server_timing`: `Server-Timing` on every response, errors too:
 //!    the total and each downstream call.
 //! 4. [`ProblemLayer`]: every error response rendered as problem+json with the trace id.
 //! 5. `CatchPanicLayer`: a panicking handler becomes a 500 problem, never a dropped connection.
@@ -17,7 +17,7 @@
 //!    removed, the path normalised once, before anything routes on it.
 //! 7. `BodyDeadlineLayer`: the whole body within `body_read_timeout` (408).
 //! 8. tower-http's `RequestBodyLimitLayer`: body size (413).
-//! 9. `DeadlineLayer` ([`deadline`]): the request's [`crate::context::Deadline`],
+//! 9. [`deadline`]: the request's [`crate::context::Deadline`],
 //!    `request_timeout` or sooner if the client asks (`X-Request-Timeout`);
 //!    past it, 504.
 //! 10. the router, which records the matched route template for the access log
@@ -65,11 +65,8 @@ use crate::{
     config::{ConfigError, Delay, HumanDuration, Validate},
     error::ProblemLayer,
     lifecycle::{Readiness, Shutdown},
-    observability::{
-        AccessLogLayer, RouteTemplate, ServerTimingLayer, Telemetry, TraceContextLayer,
-    },
+    observability::{AccessLogLayer, RouteTemplate, Telemetry, TraceContextLayer, server_timing},
 };
-use deadline::DeadlineLayer;
 use hygiene::HygieneLayer;
 use limits::BodyDeadlineLayer;
 
@@ -247,7 +244,7 @@ impl Gateway {
         let stack = ServiceBuilder::new()
             .layer(TraceContextLayer)
             .layer(AccessLogLayer::new(name, telemetry.http().clone()))
-            .layer(ServerTimingLayer)
+            .layer(middleware::from_fn(server_timing))
             .layer(ProblemLayer)
             .map_response(|response: http::Response<_>| response.map(Body::new))
             .layer(CatchPanicLayer::custom(panic_response))
@@ -258,7 +255,10 @@ impl Gateway {
             })
             .layer(RequestBodyLimitLayer::new(max_body_bytes))
             .map_request(|request: http::Request<_>| request.map(Body::new))
-            .layer(DeadlineLayer::new(config.request_timeout.get()))
+            .layer(middleware::from_fn_with_state(
+                config.request_timeout.get(),
+                deadline::deadline,
+            ))
             .service(app);
 
         let limits = ConnectionLimits {
