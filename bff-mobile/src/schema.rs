@@ -10,7 +10,7 @@ use async_graphql::{
 };
 use gateway_core::{
     Error, RequestContext,
-    downstream::{DownstreamError, Downstreams, Resource},
+    downstream::{DownstreamError, Downstreams, Resource, aggregate::record_degraded},
 };
 use shared_schema::catalog::{Price, Product, StockLevel};
 use tokio::sync::OnceCell;
@@ -86,31 +86,42 @@ pub(crate) struct ProductNode {
 }
 
 /// Fetches resource `T` of the product once per node, however many of its
-/// fields the query selects; every field sees the same answer or error.
+/// fields the query selects; every field sees the same answer or error. A
+/// failure is recorded as the degraded `part` of the answer (`BFF-Partial`).
 async fn fetch_once<'a, T: Resource>(
     cell: &'a OnceCell<Result<T, async_graphql::Error>>,
+    part: &'static str,
     id: u64,
     ctx: &Context<'_>,
 ) -> async_graphql::Result<&'a T> {
     cell.get_or_init(|| async move {
         let (services, request) = request_parts(ctx)?;
-        services
-            .fetch::<T>(id, request)
-            .await
-            .map_err(|error| graphql_error(error.into()))
+        services.fetch::<T>(id, request).await.map_err(|error| {
+            record_degraded(request, part, &error);
+            graphql_error(error.into())
+        })
     })
     .await
     .as_ref()
     .map_err(Clone::clone)
 }
 
+/// The value of a field backed by an optional part, or `null` with the
+/// error added at the field's own path. Returning the error instead would
+/// null the nearest nullable parent, the whole product.
+fn or_null<T>(ctx: &Context<'_>, value: async_graphql::Result<T>) -> Option<T> {
+    value
+        .map_err(|error| ctx.add_error(ctx.set_error_path(error.into_server_error(ctx.item.pos))))
+        .ok()
+}
+
 impl ProductNode {
     async fn price(&self, ctx: &Context<'_>) -> async_graphql::Result<&Price> {
-        fetch_once(&self.price, self.product.id, ctx).await
+        fetch_once(&self.price, "price", self.product.id, ctx).await
     }
 
     async fn stock(&self, ctx: &Context<'_>) -> async_graphql::Result<&StockLevel> {
-        fetch_once(&self.stock, self.product.id, ctx).await
+        fetch_once(&self.stock, "stock", self.product.id, ctx).await
     }
 }
 
@@ -136,25 +147,30 @@ impl ProductNode {
         &self.product.image_url
     }
 
-    /// Price to pay, in major units of `currency` (for display only).
+    /// Price to pay, in major units of `currency` (for display only);
+    /// `null`, with an error, when pricing failed.
     #[graphql(name = "price")]
-    async fn price_amount(&self, ctx: &Context<'_>) -> async_graphql::Result<f64> {
-        Ok(self.price(ctx).await?.amount_minor as f64 / 100.0)
+    async fn price_amount(&self, ctx: &Context<'_>) -> Option<f64> {
+        let price = self.price(ctx).await;
+        or_null(ctx, price.map(|price| price.amount_minor as f64 / 100.0))
     }
 
-    /// ISO 4217 currency of `price`.
-    async fn currency(&self, ctx: &Context<'_>) -> async_graphql::Result<&str> {
-        Ok(&self.price(ctx).await?.currency)
+    /// ISO 4217 currency of `price`; `null`, with an error, when pricing failed.
+    async fn currency(&self, ctx: &Context<'_>) -> Option<&str> {
+        let price = self.price(ctx).await;
+        or_null(ctx, price.map(|price| price.currency.as_str()))
     }
 
-    /// Units available now.
+    /// Units available now; `null`, with an error, when inventory failed.
     #[graphql(name = "stock")]
-    async fn stock_available(&self, ctx: &Context<'_>) -> async_graphql::Result<u32> {
-        Ok(self.stock(ctx).await?.available)
+    async fn stock_available(&self, ctx: &Context<'_>) -> Option<u32> {
+        let stock = self.stock(ctx).await;
+        or_null(ctx, stock.map(|stock| stock.available))
     }
 
-    /// Whether it can be ordered now.
-    async fn in_stock(&self, ctx: &Context<'_>) -> async_graphql::Result<bool> {
-        Ok(self.stock(ctx).await?.available > 0)
+    /// Whether it can be ordered now; `null`, with an error, when inventory failed.
+    async fn in_stock(&self, ctx: &Context<'_>) -> Option<bool> {
+        let stock = self.stock(ctx).await;
+        or_null(ctx, stock.map(|stock| stock.available > 0))
     }
 }

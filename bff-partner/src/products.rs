@@ -1,4 +1,11 @@
 //! `GET /v1/products/{id}`: a product with its price and stock, all or nothing.
+//!
+//! Partners integrate against a stable contract, so this route never
+//! answers with a part missing: the three parts are fetched in parallel
+//! (gateway-core's `aggregate`: the product required, its price and stock
+//! dependent on it) and the first to fail fails the request at once with
+//! its problem: 404 `NOT_FOUND` when the product does not exist, 502, 503
+//! or 504 with a `DOWNSTREAM_*` code naming the cause when a service fails.
 
 use axum::{
     Json,
@@ -6,7 +13,11 @@ use axum::{
 };
 use gateway_core::{
     Error, RequestContext,
-    downstream::{Downstreams, fetching},
+    downstream::{
+        Downstreams,
+        aggregate::{aggregate, dependent, required},
+        fetching,
+    },
 };
 use serde::{Deserialize, Serialize};
 use shared_schema::catalog::{Price, Product, StockLevel};
@@ -76,16 +87,24 @@ pub(crate) async fn get_product(
     context: RequestContext,
     Path(id): Path<u64>,
 ) -> Result<Json<PartnerProduct>, Error> {
-    let (product, price, stock) = tokio::join!(
-        services.fetch::<Product>(id, &context),
-        services.fetch::<Price>(id, &context),
-        services.fetch::<StockLevel>(id, &context),
-    );
-    // Only the product's own 404 is the partner's 404: a missing price or
-    // stock of an existing product is the gateway's failure (502).
+    // All or nothing: a part that fails fails the request at once, with its
+    // status and code. Only the product's own 404 is the partner's 404: a
+    // missing price or stock of an existing product is the gateway's
+    // failure (502), and of a missing product it is the product's 404.
+    let (product, price, stock) = aggregate((
+        required(async {
+            services
+                .fetch::<Product>(id, &context)
+                .await
+                .map_err(fetching("product", id))
+        }),
+        dependent(services.fetch::<Price>(id, &context)),
+        dependent(services.fetch::<StockLevel>(id, &context)),
+    ))
+    .await?;
     Ok(Json(PartnerProduct::assemble(
-        product.map_err(fetching("product", id))?,
-        price?,
-        stock?,
+        product,
+        price.get()?,
+        stock.get()?,
     )))
 }

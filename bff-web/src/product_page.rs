@@ -1,10 +1,15 @@
 //! `GET /api/product-page/{id}`: everything a product page shows, in one document.
 //!
-//! The product itself is required: if it does not exist the page is a 404,
-//! and if the products service fails the page fails. Price, availability and
-//! reviews are fetched in parallel with it and are optional: when one of them
-//! fails the page is still a 200, with that part `null` and named in
-//! `missing`, so the browser can render what it has.
+//! The page is assembled with gateway-core's `aggregate`: all four parts
+//! are fetched in parallel. The product itself is required: if it does not
+//! exist the page is a 404, and if the products service fails the page
+//! fails at once with its problem, without waiting for the other parts.
+//! Price, availability and reviews are optional: when one of them fails the
+//! page is still a 200, with that part `null` and named in `missing` with
+//! its cause (and in the `BFF-Partial` header), so the browser can render
+//! what it has.
+
+use std::collections::BTreeMap;
 
 use axum::{
     Json,
@@ -12,7 +17,11 @@ use axum::{
 };
 use gateway_core::{
     Error, RequestContext,
-    downstream::{DownstreamError, Downstreams, fetching},
+    downstream::{
+        Downstreams,
+        aggregate::{aggregate, optional, required},
+        fetching,
+    },
 };
 use serde::{Deserialize, Serialize};
 use shared_schema::catalog::{Price, Product, ProductReviews, REVIEWS, StockLevel};
@@ -38,8 +47,10 @@ pub struct ProductPage {
     pub availability: Option<Availability>,
     /// Its reviews; `null` when reviews failed.
     pub reviews: Option<ReviewDigest>,
-    /// Parts that could not be fetched (`price`, `availability`, `reviews`).
-    pub missing: Vec<String>,
+    /// Parts that could not be fetched (`price`, `availability`,
+    /// `reviews`), each with its cause (`timeout`, `circuit_open`...), as
+    /// in `BFF-Partial`; empty when the page is whole.
+    pub missing: BTreeMap<String, String>,
 }
 
 /// The product part of the page.
@@ -181,43 +192,43 @@ impl From<ProductReviews> for ReviewDigest {
     }
 }
 
-/// Keeps an optional part, or records it as missing.
-fn optional<T, V: From<T>>(
-    part: Result<T, DownstreamError>,
-    name: &'static str,
-    missing: &mut Vec<String>,
-) -> Option<V> {
-    match part {
-        Ok(value) => Some(V::from(value)),
-        Err(error) => {
-            tracing::warn!(part = name, %error, "product page part missing");
-            missing.push(name.to_owned());
-            None
-        }
-    }
-}
-
 pub(crate) async fn get_product_page(
     State(PageSources { services, reviews }): State<PageSources>,
     context: RequestContext,
     Path(id): Path<u64>,
 ) -> Result<Json<ProductPage>, Error> {
     let reviews_path = format!("/reviews?product={id}&limit={reviews}");
-    let (product, price, stock, reviews) = tokio::join!(
-        services.fetch::<Product>(id, &context),
-        services.fetch::<Price>(id, &context),
-        services.fetch::<StockLevel>(id, &context),
-        services
-            .client(REVIEWS.name)
-            .get::<ProductReviews>(reviews_path, &context),
-    );
-    let product = product.map_err(fetching("product", id))?;
-    let mut missing = Vec::new();
+    let (product, price, stock, reviews) = aggregate((
+        required(async {
+            services
+                .fetch::<Product>(id, &context)
+                .await
+                .map_err(fetching("product", id))
+        }),
+        optional("price", &context, services.fetch::<Price>(id, &context)),
+        optional(
+            "availability",
+            &context,
+            services.fetch::<StockLevel>(id, &context),
+        ),
+        optional(
+            "reviews",
+            &context,
+            services
+                .client(REVIEWS.name)
+                .get::<ProductReviews>(reviews_path, &context),
+        ),
+    ))
+    .await?;
     Ok(Json(ProductPage {
         product: product.into(),
-        price: optional(price, "price", &mut missing),
-        availability: optional(stock, "availability", &mut missing),
-        reviews: optional(reviews, "reviews", &mut missing),
-        missing,
+        price: price.map(PriceView::from),
+        availability: stock.map(Availability::from),
+        reviews: reviews.map(ReviewDigest::from),
+        missing: context
+            .degraded()
+            .into_iter()
+            .map(|degraded| (degraded.part.to_owned(), degraded.cause.to_owned()))
+            .collect(),
     }))
 }

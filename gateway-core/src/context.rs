@@ -2,16 +2,22 @@
 //!
 //! [`RequestContext`] is an axum extractor assembled from what the layer
 //! stack put in the request extensions: the trace context, the request id,
-//! the deadline, the `Server-Timing` record and (once authenticated) the
-//! verified identity. Handlers pass it to every downstream call, which
-//! forwards the trace and the identity, ends by the deadline and records
-//! its time.
+//! the deadline, the `Server-Timing` record, the request's [`FanOut`] and
+//! (once authenticated) the verified identity. Handlers pass it to every
+//! downstream call, which forwards the trace and the identity, ends by the
+//! deadline, takes a fan-out slot and records its time.
 
-use std::{convert::Infallible, sync::Arc};
+use std::{
+    convert::Infallible,
+    sync::{Arc, Mutex, PoisonError},
+};
 
 use axum::extract::FromRequestParts;
 use http::{HeaderValue, request::Parts};
-use tokio::time::Instant;
+use tokio::{
+    sync::{Semaphore, SemaphorePermit},
+    time::Instant,
+};
 
 use crate::{
     identity::VerifiedIdentity,
@@ -23,6 +29,62 @@ use crate::{
 /// sends `X-Request-Timeout`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Deadline(pub Instant);
+
+/// What the downstream calls of one request share: a bound on how many
+/// are under way at once (`server.max_fan_out`), and the optional parts of
+/// the answer that failed, for its `BFF-Partial` header and body. Put in
+/// the request extensions by the server's fan-out layer.
+#[derive(Debug)]
+pub struct FanOut {
+    slots: Semaphore,
+    degraded: Mutex<Vec<DegradedPart>>,
+}
+
+/// An optional part of an answer that is missing or stale, and why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DegradedPart {
+    /// The part, as the answer names it (`reviews`, `price`).
+    pub part: &'static str,
+    /// What happened to it (`timeout`, `circuit_open`, `unavailable`...).
+    pub cause: &'static str,
+}
+
+impl FanOut {
+    /// At most `max_parallel` downstream calls of the request at once.
+    pub fn new(max_parallel: usize) -> Self {
+        Self {
+            slots: Semaphore::new(max_parallel),
+            degraded: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// A slot for one downstream call, once fewer than `max_parallel` are
+    /// under way; callers bound the wait by their deadline.
+    pub async fn slot(&self) -> SemaphorePermit<'_> {
+        self.slots
+            .acquire()
+            .await
+            .expect("the fan-out semaphore is never closed")
+    }
+
+    /// Records that `part` is degraded by `cause`; the same part and cause
+    /// are recorded once however many calls degrade it.
+    pub fn degrade(&self, part: &'static str, cause: &'static str) {
+        let degraded = DegradedPart { part, cause };
+        let mut parts = self.degraded.lock().unwrap_or_else(PoisonError::into_inner);
+        if !parts.contains(&degraded) {
+            parts.push(degraded);
+        }
+    }
+
+    /// The degraded parts, in the order they were recorded.
+    pub fn degraded(&self) -> Vec<DegradedPart> {
+        self.degraded
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
 
 /// The trace, request id and caller of one request.
 #[derive(Debug, Clone)]
@@ -39,6 +101,9 @@ pub struct RequestContext {
     /// Where downstream calls record their time for `Server-Timing`; `None`
     /// for detached work.
     pub timing: Option<Arc<ServerTiming>>,
+    /// The request's fan-out bound and degraded parts; `None` for detached
+    /// work, whose calls are bounded by each service's own limits only.
+    pub fan_out: Option<Arc<FanOut>>,
 }
 
 impl RequestContext {
@@ -52,7 +117,16 @@ impl RequestContext {
             identity: None,
             deadline: None,
             timing: None,
+            fan_out: None,
         }
+    }
+
+    /// The optional parts of this request's answer that failed, in the
+    /// order they did; empty for detached work.
+    pub fn degraded(&self) -> Vec<DegradedPart> {
+        self.fan_out
+            .as_ref()
+            .map_or_else(Vec::new, |fan_out| fan_out.degraded())
     }
 
     fn from_parts(parts: &Parts) -> Self {
@@ -69,6 +143,7 @@ impl RequestContext {
             identity: parts.extensions.get::<Arc<VerifiedIdentity>>().cloned(),
             deadline: parts.extensions.get::<Deadline>().map(|Deadline(at)| *at),
             timing: parts.extensions.get::<Arc<ServerTiming>>().cloned(),
+            fan_out: parts.extensions.get::<Arc<FanOut>>().cloned(),
         }
     }
 }

@@ -45,16 +45,25 @@ async fn web_page_degrades_when_optional_parts_fail() {
     let platform = platform().await;
     platform.demo().faults(ServiceName::Reviews).set(down());
     platform.demo().faults(ServiceName::Pricing).set(slow());
-    let (status, page) = get(
-        format!("{}/api/product-page/42", base_url(platform.web())),
+    let answer = get_with_token(
+        &format!("{}/api/product-page/42", base_url(platform.web())),
         &platform.token("bff-web"),
     )
     .await;
-    assert_eq!(status, 200, "{page}");
+    let page = &answer.body;
+    assert_eq!(answer.status, 200, "{page}");
     assert_eq!(page["reviews"], Value::Null);
     assert_eq!(page["price"], Value::Null);
     assert!(page["availability"].is_object());
-    assert_eq!(page["missing"], json!(["price", "reviews"]));
+    assert!(page["product"]["name"].is_string());
+    assert_eq!(
+        page["missing"],
+        json!({ "price": "timeout", "reviews": "unavailable" })
+    );
+    // The header says the same (in the order the parts failed).
+    let mut partial: Vec<&str> = answer.header("bff-partial").split(", ").collect();
+    partial.sort_unstable();
+    assert_eq!(partial, ["price=timeout", "reviews=unavailable"]);
 }
 
 #[tokio::test]
@@ -141,12 +150,28 @@ async fn mobile_field_errors_carry_codes_and_keep_the_rest() {
         .await
         .expect("sent");
     assert_eq!(response.status(), 200);
-    let body: Value = serde_json::from_str(&response.text().await.expect("body")).expect("json");
     assert_eq!(
-        body["errors"][0]["extensions"]["code"], "DOWNSTREAM_TIMEOUT",
+        response
+            .headers()
+            .get("bff-partial")
+            .and_then(|value| value.to_str().ok()),
+        Some("price=timeout")
+    );
+    let body: Value = serde_json::from_str(&response.text().await.expect("body")).expect("json");
+    // The rest of the product is kept: its name and stock, only the price null.
+    let product = &body["data"]["product"];
+    assert!(
+        product["name"]
+            .as_str()
+            .is_some_and(|name| !name.is_empty()),
         "{body}"
     );
-    assert_eq!(body["errors"][0]["path"], json!(["product", "price"]));
+    assert_eq!(product["price"], Value::Null, "{body}");
+    assert!(product["stock"].is_u64(), "{body}");
+    let errors = body["errors"].as_array().expect("errors");
+    assert_eq!(errors.len(), 1, "one error, for the price alone: {body}");
+    assert_eq!(errors[0]["extensions"]["code"], "DOWNSTREAM_TIMEOUT");
+    assert_eq!(errors[0]["path"], json!(["product", "price"]));
 }
 
 #[tokio::test]
@@ -252,7 +277,7 @@ async fn a_downstream_404_for_what_was_not_asked_for_is_a_bad_gateway() {
     )
     .await;
     assert_eq!(status, 200, "{page}");
-    assert_eq!(page["missing"], json!(["price"]));
+    assert_eq!(page["missing"], json!({ "price": "not_found" }));
 
     let answer = send(
         reqwest::Client::new()

@@ -461,7 +461,11 @@ async fn a_hanging_optional_part_is_missing_from_a_page_served_at_the_clients_de
     let web = start_web(&demo, &shutdown, |_| {}).await;
     let page = impatient_product_page(&web, &demo).await;
     assert_eq!(page.status, 200, "{}", page.body);
-    assert_eq!(page.body["missing"], serde_json::json!(["reviews"]));
+    assert_eq!(
+        page.body["missing"],
+        serde_json::json!({ "reviews": "timeout" })
+    );
+    assert_eq!(page.header("bff-partial"), "reviews=timeout");
     assert_only_timed_out(&page, "reviews");
     assert_eq!(
         demo.requests(ServiceName::Reviews).received(),
@@ -505,5 +509,96 @@ async fn a_malformed_request_timeout_is_refused() {
         answer.assert_problem(400, "BAD_REQUEST", malformed);
     }
     assert_eq!(demo.requests(ServiceName::Products).received(), 0);
+    shutdown.trigger();
+}
+
+#[tokio::test]
+async fn a_failed_required_part_fails_the_page_at_once_and_cancels_the_rest() {
+    let failing = FaultConfig {
+        error_rate: 1.0,
+        ..FaultConfig::default()
+    };
+    let (demo, shutdown) = start_demo(BTreeMap::from([
+        (ServiceName::Products, failing),
+        (ServiceName::Reviews, hanging()),
+    ]))
+    .await;
+    let web = start_web(&demo, &shutdown, |products| products.retry = no_retries()).await;
+    let page = web_product_page(&web, &demo).await;
+    page.assert_problem(502, "DOWNSTREAM_BAD_RESPONSE", "products fails");
+    assert_eq!(page.header("bff-partial"), "", "a failed page has no parts");
+    let entries = server_timing(&page);
+    let desc_of = |service: &str| {
+        entries
+            .iter()
+            .find(|(name, ..)| name == service)
+            .unwrap_or_else(|| panic!("a {service} entry in {entries:?}"))
+            .2
+            .clone()
+    };
+    assert_eq!(desc_of("products").as_deref(), Some("bad_status"));
+    // Reviews was called alongside and dropped when products failed: the
+    // page did not wait for its timeout (it would read "timeout" then).
+    assert_eq!(desc_of("reviews").as_deref(), Some("cancelled"));
+    assert_eq!(demo.requests(ServiceName::Reviews).received(), 1);
+    shutdown.trigger();
+}
+
+/// A query for products 1 to 8 under aliases, resolved concurrently.
+fn eight_products_query() -> String {
+    let fields: Vec<String> = (1..=8)
+        .map(|id| format!("p{id}: product(id: {id}) {{ name }}"))
+        .collect();
+    serde_json::json!({ "query": format!("{{ {} }}", fields.join(" ")) }).to_string()
+}
+
+async fn eight_products(mobile: &Running, token: &str) -> Answer {
+    send(
+        reqwest::Client::new()
+            .post(format!("{}/graphql", base_url(mobile)))
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .body(eight_products_query()),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn one_request_has_at_most_max_fan_out_calls_under_way() {
+    let slow = FaultConfig {
+        latency: Some(HumanDuration::from_millis(300)),
+        ..FaultConfig::default()
+    };
+    let (demo, shutdown) = start_demo(BTreeMap::from([(ServiceName::Products, slow)])).await;
+    let token = issue_token(&demo, "user-1", "bff-mobile", "RS256");
+    let bounded = start_bff::<bff_mobile::Mobile>(&demo, &shutdown, |config| {
+        config.server.max_fan_out = 2.try_into().expect("non-zero");
+    })
+    .await;
+    let answer = eight_products(&bounded, &token).await;
+    assert_eq!(answer.status, 200);
+    for id in 1..=8 {
+        assert!(
+            answer.body["data"][format!("p{id}")]["name"].is_string(),
+            "every product resolved: {}",
+            answer.body
+        );
+    }
+    let products = demo.requests(ServiceName::Products);
+    assert_eq!(products.received(), 8);
+    assert_eq!(
+        products.peak_in_flight(),
+        2,
+        "two at a time, never more (and the slots were used)"
+    );
+
+    // The same query with the default bound has its eight calls under way together.
+    let unbounded = start_bff::<bff_mobile::Mobile>(&demo, &shutdown, |_| {}).await;
+    assert_eq!(eight_products(&unbounded, &token).await.status, 200);
+    assert!(
+        products.peak_in_flight() > 2,
+        "{}",
+        products.peak_in_flight()
+    );
     shutdown.trigger();
 }

@@ -1,7 +1,9 @@
 //! The client of one downstream service: its call stack, composed once at
 //! start, around a pooled HTTP client.
 //!
-//! A call goes through, from the outside in:
+//! A call first waits for a slot among the calls its request may have
+//! under way (`server.max_fan_out`, see [`super::aggregate`]), then goes
+//! through, from the outside in:
 //!
 //! 1. **retries** ([`super::retry`]) of idempotent calls, within the
 //!    service's retry budget and the call's deadline;
@@ -56,8 +58,8 @@ use crate::{
     context::RequestContext,
     identity::VerifiedIdentity,
     observability::{
-        DownstreamMetrics, REQUEST_ID, TRACEPARENT, TRACESTATE, Telemetry, client_span,
-        record_call, span_ids,
+        DownstreamMetrics, REQUEST_ID, ServerTiming, TRACEPARENT, TRACESTATE, Telemetry,
+        client_span, record_call, span_ids,
     },
     tls::{ClientTls, TlsError},
 };
@@ -268,15 +270,32 @@ impl DownstreamClient {
             deadline,
             budget: deadline.saturating_duration_since(started),
         };
-        let (result, retries) = self.attempts(&call).await;
-        if let Some(timing) = &context.timing {
-            let desc = match &result {
-                Ok(_) if retries > 0 => Some("retried"),
-                Ok(_) => None,
-                Err(error) => Some(error.timing_desc()),
-            };
-            timing.record(service, started.elapsed(), desc);
-        }
+        let entry = TimingEntry {
+            timing: context.timing.as_deref(),
+            service,
+            started,
+            done: false,
+        };
+        let (result, retries) = match &context.fan_out {
+            None => self.attempts(&call).await,
+            // The request's own bound on calls under way, waited for no
+            // longer than the call may last.
+            Some(fan_out) => match tokio::time::timeout_at(deadline, fan_out.slot()).await {
+                Ok(_slot) => self.attempts(&call).await,
+                Err(_) => (
+                    Err(DownstreamError::Timeout {
+                        service,
+                        timeout: call.budget,
+                    }),
+                    0,
+                ),
+            },
+        };
+        entry.finish(match &result {
+            Ok(_) if retries > 0 => Some("retried"),
+            Ok(_) => None,
+            Err(error) => Some(error.cause()),
+        });
         result
     }
 
@@ -473,6 +492,33 @@ struct Call<'a> {
     /// The time the call had in all: its own timeout, or less when the
     /// request's deadline was nearer.
     budget: Duration,
+}
+
+/// The call's `Server-Timing` entry: recorded when the call ends, or with
+/// `desc="cancelled"` when it is dropped before (a required part failed
+/// first, or the request's deadline passed).
+struct TimingEntry<'a> {
+    timing: Option<&'a ServerTiming>,
+    service: &'static str,
+    started: Instant,
+    done: bool,
+}
+
+impl TimingEntry<'_> {
+    fn finish(mut self, desc: Option<&'static str>) {
+        self.done = true;
+        if let Some(timing) = self.timing {
+            timing.record(self.service, self.started.elapsed(), desc);
+        }
+    }
+}
+
+impl Drop for TimingEntry<'_> {
+    fn drop(&mut self) {
+        if let (false, Some(timing)) = (self.done, self.timing) {
+            timing.record(self.service, self.started.elapsed(), Some("cancelled"));
+        }
+    }
 }
 
 /// A slot under the concurrency bound, shown in `downstream_in_flight`.

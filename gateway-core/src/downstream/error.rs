@@ -119,8 +119,9 @@ impl DownstreamError {
         }
     }
 
-    /// The `desc` of the call's `Server-Timing` entry.
-    pub(crate) fn timing_desc(&self) -> &'static str {
+    /// What happened, in one token: the `desc` of the call's
+    /// `Server-Timing` entry and the cause in `BFF-Partial`.
+    pub(crate) fn cause(&self) -> &'static str {
         match self {
             Self::Timeout { .. } => "timeout",
             Self::Unavailable { .. } => "unavailable",

@@ -17,6 +17,9 @@
 //! is measured in the `downstream_request_duration_seconds` histogram, and
 //! fails with a [`DownstreamError`] that answers 502, 503 or 504.
 //!
+//! [`aggregate`] assembles an answer from several calls in parallel, with
+//! required and optional parts and the `BFF-Partial` contract.
+//!
 //! # Example
 //!
 //! ```no_run
@@ -37,6 +40,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod aggregate;
 mod breaker;
 mod client;
 mod config;

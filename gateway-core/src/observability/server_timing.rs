@@ -12,8 +12,9 @@
 //! Server-Timing: total;dur=12.4, products;dur=3.1, reviews;dur=11.0;desc="timeout"
 //! ```
 //!
-//! A call still under way when the response leaves (cancelled by the
-//! request's deadline, or by a part that failed first) has no entry.
+//! A call dropped while still under way (by the request's deadline, or
+//! because a required part failed first) is recorded as it is dropped,
+//! with `desc="cancelled"`.
 
 use std::{
     fmt::Write,

@@ -20,7 +20,11 @@
 //! 9. [`deadline`]: the request's [`crate::context::Deadline`],
 //!    `request_timeout` or sooner if the client asks (`X-Request-Timeout`);
 //!    past it, 504.
-//! 10. the router, which records the matched route template for the access log
+//! 10. `fan_out`: the request's [`crate::context::FanOut`], bounding its
+//!     downstream calls under way (`max_fan_out`) and collecting the parts
+//!     that degraded, written as `BFF-Partial` on a 2xx (see
+//!     [`crate::downstream::aggregate`]).
+//! 11. the router, which records the matched route template for the access log
 //!     and answers unknown routes with a problem+json 404. Inside it, each BFF
 //!     adds its own layers and authentication (see `bff`).
 //!
@@ -63,6 +67,7 @@ use tower_http::{catch_panic::CatchPanicLayer, limit::RequestBodyLimitLayer};
 use crate::{
     Error,
     config::{ConfigError, Delay, HumanDuration, Validate},
+    downstream,
     error::ProblemLayer,
     lifecycle::{Readiness, Shutdown},
     observability::{AccessLogLayer, RouteTemplate, Telemetry, TraceContextLayer, server_timing},
@@ -108,6 +113,10 @@ pub struct ServerConfig {
     /// Most concurrent public connections (default 10000).
     #[serde(default = "ServerConfig::default_max_connections")]
     pub max_connections: NonZeroUsize,
+    /// Most downstream calls one request has under way at once; more wait
+    /// for a slot (default 16).
+    #[serde(default = "ServerConfig::default_max_fan_out")]
+    pub max_fan_out: NonZeroUsize,
 }
 
 impl ServerConfig {
@@ -138,6 +147,9 @@ impl ServerConfig {
     const fn default_max_connections() -> NonZeroUsize {
         NonZeroUsize::new(10_000).expect("non-zero")
     }
+    const fn default_max_fan_out() -> NonZeroUsize {
+        NonZeroUsize::new(16).expect("non-zero")
+    }
 
     /// Defaults with the public listener on `0.0.0.0:{port}` and the admin
     /// listener on `127.0.0.1:{admin_port}`.
@@ -154,6 +166,7 @@ impl ServerConfig {
             max_header_bytes: Self::default_max_header_bytes(),
             max_headers: Self::default_max_headers(),
             max_connections: Self::default_max_connections(),
+            max_fan_out: Self::default_max_fan_out(),
         }
     }
 }
@@ -258,6 +271,10 @@ impl Gateway {
             .layer(middleware::from_fn_with_state(
                 config.request_timeout.get(),
                 deadline::deadline,
+            ))
+            .layer(middleware::from_fn_with_state(
+                config.max_fan_out,
+                downstream::aggregate::fan_out,
             ))
             .service(app);
 
