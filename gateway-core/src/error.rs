@@ -14,7 +14,8 @@
 //! outside every other layer, renders it as the body with the request's
 //! `trace_id`. The same layer turns any other error response (an axum
 //! extractor rejection, a 405, a panic) into problem+json, so a client never
-//! sees another error format.
+//! sees another error format; the one exception is a service's own 4xx on
+//! a pass-through route ([`PassedThrough`]), which is that service's API.
 
 use std::{
     task::{Context, Poll},
@@ -184,6 +185,12 @@ pub fn problem_response(problem: Problem) -> Response {
     response
 }
 
+/// Marks a response a downstream service gave, passed through as it is
+/// (pass-through routes): its 4xx is the service's answer to the client,
+/// whose body [`ProblemLayer`] keeps.
+#[derive(Debug, Clone, Copy)]
+pub struct PassedThrough;
+
 /// Renders every error response as `application/problem+json`; see the module docs.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ProblemLayer;
@@ -234,7 +241,8 @@ async fn render(mut response: Response, trace_id: Option<TraceId>) -> Response {
     let problem = match response.extensions_mut().remove::<Problem>() {
         Some(problem) => problem,
         None if response.status().is_client_error() || response.status().is_server_error() => {
-            if is_problem_json(&response) {
+            if is_problem_json(&response) || response.extensions().get::<PassedThrough>().is_some()
+            {
                 return response;
             }
             generic_problem(&mut response).await

@@ -91,6 +91,7 @@ pub mod error;
 pub mod identity;
 pub mod lifecycle;
 pub mod observability;
+pub mod proxy;
 pub mod ratelimit;
 pub mod server;
 pub mod stores;

@@ -332,7 +332,7 @@ fn a_bad_own_section_or_service_is_one_line_naming_the_key() {
     assert_eq!(
         error,
         "downstream.search: bff-storefront does not call a service named search \
-         (it calls products, inventory, pricing, reviews, recommendations)"
+         (it calls products, inventory, pricing, reviews, recommendations) and no route forwards to it"
     );
 }
 

@@ -51,6 +51,7 @@ mod token;
 mod verifier;
 
 pub use api_key::ApiKeyConfig;
+pub(crate) use credentials::API_KEY as API_KEY_HEADER;
 use credentials::Credential;
 pub use error::AuthError;
 pub use jwks::JwksConfig;

@@ -1,7 +1,7 @@
 //! The configuration of a BFF: the shared sections and the BFF's own.
 //!
-//! `[server]`, `[observability]`, `[auth]`, `[rate_limit]`, `[client_tls]`
-//! and `[downstream.<service>]` mean
+//! `[server]`, `[observability]`, `[auth]`, `[rate_limit]`, `[client_tls]`,
+//! `[downstream.<service>]` and `[[routes]]` mean
 //! the same in every BFF, so an operator learns them once; the BFF's own
 //! section is named by [`Bff::SECTION`] (`[web]`, `[mobile]`, `[partner]`)
 //! and typed by [`Bff::Config`]. Serde is implemented by hand because that
@@ -23,6 +23,7 @@ use crate::{
     config::{ConfigError, Validate},
     downstream::DownstreamConfig,
     observability::ObservabilityConfig,
+    proxy::RouteConfig,
     ratelimit::RateLimitConfig,
     server::ServerConfig,
     tls::ClientTlsConfig,
@@ -44,6 +45,8 @@ pub struct BffConfig<B: Bff> {
     /// The services this BFF calls, by name. Defaults point every one of
     /// [`Bff::SERVICES`] at `127.0.0.1` on its local port.
     pub downstream: BTreeMap<String, DownstreamConfig>,
+    /// Pass-through routes, served by forwarding to a downstream service.
+    pub routes: Vec<RouteConfig>,
     /// The BFF's own section, `[<Bff::SECTION>]`.
     pub own: B::Config,
 }
@@ -57,6 +60,7 @@ impl<B: Bff> BffConfig<B> {
         "rate_limit",
         "client_tls",
         "downstream",
+        "routes",
         B::SECTION,
     ];
 }
@@ -81,6 +85,7 @@ impl<B: Bff> Default for BffConfig<B> {
                     )
                 })
                 .collect(),
+            routes: Vec::new(),
             own: B::Config::default(),
         }
     }
@@ -123,15 +128,20 @@ impl<B: Bff> Validate for BffConfig<B> {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
+        let routed = |name: &str| {
+            self.routes
+                .iter()
+                .any(|route| route.services().any(|service| service == name))
+        };
         if let Some(extra) = self
             .downstream
             .keys()
-            .find(|name| !B::SERVICES.iter().any(|service| service.name == *name))
+            .find(|name| !B::SERVICES.iter().any(|service| service.name == *name) && !routed(name))
         {
             return Err(ConfigError::rule(
                 &format!("downstream.{extra}"),
                 format!(
-                    "{} does not call a service named {extra} (it calls {})",
+                    "{} does not call a service named {extra} (it calls {}) and no route forwards to it",
                     B::NAME,
                     called()
                 ),
@@ -148,6 +158,18 @@ impl<B: Bff> Validate for BffConfig<B> {
         }
         for (service, config) in &self.downstream {
             config.validate(service)?;
+        }
+        for (index, route) in self.routes.iter().enumerate() {
+            route.validate(index, |name| self.downstream.contains_key(name))?;
+            if let Some(first) = self.routes[..index]
+                .iter()
+                .position(|earlier| earlier.prefix == route.prefix)
+            {
+                return Err(ConfigError::rule(
+                    &format!("routes[{index}].prefix"),
+                    format!("routes[{first}] already serves {}", route.prefix),
+                ));
+            }
         }
         self.own
             .validate()
@@ -170,6 +192,10 @@ impl<B: Bff> Serialize for BffConfig<B> {
         config.serialize_field("rate_limit", &self.rate_limit)?;
         config.serialize_field("client_tls", &self.client_tls)?;
         config.serialize_field("downstream", &self.downstream)?;
+        match self.routes.is_empty() {
+            true => config.skip_field("routes")?,
+            false => config.serialize_field("routes", &self.routes)?,
+        }
         config.serialize_field(B::SECTION, &self.own)?;
         config.end()
     }
@@ -193,6 +219,7 @@ enum Section {
     RateLimit,
     ClientTls,
     Downstream,
+    Routes,
     Own,
 }
 
@@ -223,6 +250,7 @@ impl<B: Bff> Visitor<'_> for SectionName<B> {
             "rate_limit" => Section::RateLimit,
             "client_tls" => Section::ClientTls,
             "downstream" => Section::Downstream,
+            "routes" => Section::Routes,
             own if own == B::SECTION => Section::Own,
             unknown => return Err(E::unknown_field(unknown, BffConfig::<B>::SECTIONS)),
         })
@@ -250,6 +278,7 @@ impl<'de, B: Bff> Visitor<'de> for ConfigVisitor<B> {
                 Section::RateLimit => config.rate_limit = map.next_value()?,
                 Section::ClientTls => config.client_tls = map.next_value()?,
                 Section::Downstream => config.downstream = map.next_value()?,
+                Section::Routes => config.routes = map.next_value()?,
                 Section::Own => config.own = map.next_value()?,
             }
         }

@@ -20,7 +20,9 @@
 //! 4. rate limiting, keyed by the verified caller (by the client address
 //!    on public routes), charging each route its [`Bff::ROUTE_COSTS`];
 //! 5. the BFF's routes, [`Bff::routes`], with their per-route layers (a
-//!    scope check) added there with `route_layer`.
+//!    scope check) added there with `route_layer`; then, for paths none of
+//!    them serves, the pass-through routes of `[[routes]]` (see `proxy`),
+//!    behind the same layers 2 to 4.
 
 mod config;
 mod parts;
@@ -41,6 +43,7 @@ use crate::{
     downstream::{ClientBuildError, Downstreams, ServiceSpec},
     lifecycle::Shutdown,
     observability::Telemetry,
+    proxy,
     ratelimit::RateLimiter,
     server::{Gateway, Running, ServeError},
     stores::SharedStores,
@@ -127,8 +130,12 @@ pub async fn start<B: Bff>(
     // First: installs the crypto provider every client below is built with.
     let tls = ClientTls::load(config.client_tls.ca_file.as_deref())?;
     let telemetry = Telemetry::new(B::NAME);
-    let downstreams =
-        Downstreams::build(B::NAME, B::SERVICES, &config.downstream, &tls, &telemetry)?;
+    let services = [
+        B::SERVICES,
+        &proxy::extra_services(&config.routes, B::SERVICES),
+    ]
+    .concat();
+    let downstreams = Downstreams::build(B::NAME, &services, &config.downstream, &tls, &telemetry)?;
     let gateway = Gateway::new(B::NAME, config.server, telemetry.clone());
     let parts = BffParts {
         downstreams,
@@ -166,8 +173,16 @@ pub async fn start<B: Bff>(
     let caller = ServiceBuilder::new()
         .layer(authenticator.layer(B::PUBLIC_ROUTES))
         .option_layer(limiter.map(|limiter| limiter.layer(B::ROUTE_COSTS)));
-    let routes = B::routes(&config.own, &parts).route_layer(caller);
+    let routes = B::routes(&config.own, &parts).route_layer(caller.clone());
     let app = B::layers(routes, &config.own, &parts);
+    let gateway = match config.routes.is_empty() {
+        true => gateway,
+        false => {
+            let passed_through = proxy::router(&config.routes, &parts.downstreams);
+            let passed_through = passed_through.route_layer(caller);
+            gateway.with_fallback(B::layers(passed_through, &config.own, &parts))
+        }
+    };
     Ok(gateway.serve(app, shutdown).await?)
 }
 
@@ -306,7 +321,7 @@ mod tests {
         let error = load("[downstream.warehouse]\nurl = \"http://w:1\"\n").expect_err("not called");
         assert_eq!(
             error,
-            "downstream.warehouse: bff-catalog does not call a service named warehouse (it calls listings, quotes)"
+            "downstream.warehouse: bff-catalog does not call a service named warehouse (it calls listings, quotes) and no route forwards to it"
         );
     }
 

@@ -30,14 +30,24 @@
 //! path. `https` services are verified with the [`ClientTls`] of
 //! `[client_tls]`, or the service's own `ca_file`.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    future::Future,
+    marker::PhantomData,
+    pin::Pin,
+    sync::{Arc, Mutex, PoisonError},
+    task::{Context, Poll},
+    time::Duration,
+};
 
+use axum::body::Body;
 use bytes::Bytes;
 use http::{
-    HeaderValue, Method, Request, StatusCode, Uri, header,
+    HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri, header,
     uri::{Authority, PathAndQuery, Scheme},
 };
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use http_body::Frame;
+use http_body_util::{BodyExt, Either, Full, LengthLimitError, Limited};
+use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
 use hyper_util::{
     client::legacy::{Client, connect::HttpConnector},
@@ -45,7 +55,11 @@ use hyper_util::{
 };
 use prometheus_client::metrics::gauge::Gauge;
 use serde::{Serialize, de::DeserializeOwned};
-use tokio::{sync::Semaphore, time::Instant};
+use tokio::{
+    sync::{OwnedSemaphorePermit, Semaphore},
+    time::Instant,
+};
+use tower_http::timeout::TimeoutBody;
 use tracing::Instrument;
 
 use super::{
@@ -65,6 +79,10 @@ use crate::{
 };
 
 const APPLICATION_JSON: HeaderValue = HeaderValue::from_static("application/json");
+
+/// What the pooled client sends: a body kept whole (JSON calls, which a
+/// retry can send again) or one streamed through from the client.
+type ClientBody = Either<Full<Bytes>, Body>;
 
 /// A client could not be built from its configuration.
 #[derive(Debug, thiserror::Error)]
@@ -104,13 +122,13 @@ struct Inner {
     /// The URL's path without its trailing slash, put before every call's
     /// path; empty for a service at the root.
     base_path: String,
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, ClientBody>,
     timeout: Duration,
     max_response_bytes: usize,
     metrics: DownstreamMetrics,
     breaker: Breaker,
     retry: RetryPolicy,
-    slots: Semaphore,
+    slots: Arc<Semaphore>,
     concurrency_wait: Duration,
     in_flight: Gauge,
 }
@@ -166,7 +184,7 @@ impl DownstreamClient {
                 metrics: telemetry.downstream().clone(),
                 breaker: Breaker::new(service, &config.breaker, telemetry.downstream()),
                 retry: RetryPolicy::new(&config.retry),
-                slots: Semaphore::new(config.max_concurrency.get()),
+                slots: Arc::new(Semaphore::new(config.max_concurrency.get())),
                 concurrency_wait: config.concurrency_wait.get(),
                 in_flight: telemetry.downstream().in_flight(service),
             }),
@@ -186,7 +204,16 @@ impl DownstreamClient {
         context: &RequestContext,
     ) -> Result<T, DownstreamError> {
         let uri = self.uri(path_and_query.into())?;
-        self.send(Method::GET, uri, Full::default(), context).await
+        let body = CallBody::Whole(Full::default());
+        self.send(
+            Method::GET,
+            uri,
+            json_headers(false),
+            body,
+            context,
+            &Json::<T>::new(),
+        )
+        .await
     }
 
     /// `POST {base}{path}` with a JSON body, decoding a JSON answer.
@@ -201,7 +228,40 @@ impl DownstreamClient {
             source,
         })?;
         let uri = self.uri(path.to_owned())?;
-        self.send(Method::POST, uri, Full::new(Bytes::from(body)), context)
+        let body = CallBody::Whole(Full::new(Bytes::from(body)));
+        self.send(
+            Method::POST,
+            uri,
+            json_headers(true),
+            body,
+            context,
+            &Json::<T>::new(),
+        )
+        .await
+    }
+
+    /// Forwards a client's request to `{base}{path_and_query}` through the
+    /// call stack, streaming its body, and streams back the answer: its
+    /// status, headers and body as the service sent them, except that a 5xx
+    /// is this call's failure (502, never the service's body). The body
+    /// keeps the call's concurrency slot until it ends, and fails if it
+    /// stalls for longer than the service's `timeout`. Only a `GET` or
+    /// `HEAD` without a body is retried. `headers` are sent as given, with
+    /// the trace and identity headers added.
+    pub async fn forward(
+        &self,
+        method: Method,
+        path_and_query: String,
+        headers: HeaderMap,
+        body: Body,
+        context: &RequestContext,
+    ) -> Result<Response<Body>, DownstreamError> {
+        let uri = self.uri(path_and_query)?;
+        let body = match (&method, http_body::Body::is_end_stream(&body)) {
+            (&Method::GET | &Method::HEAD, true) => CallBody::Whole(Full::default()),
+            _ => CallBody::Streamed(Mutex::new(Some(body))),
+        };
+        self.send(method, uri, headers, body, context, &Streamed)
             .await
     }
 
@@ -234,13 +294,15 @@ impl DownstreamClient {
     }
 
     /// The call stack: retries of idempotent calls around [`Self::attempt`].
-    async fn send<T: DeserializeOwned>(
+    async fn send<R: ReadAnswer>(
         &self,
         method: Method,
         uri: Uri,
-        body: Full<Bytes>,
+        headers: HeaderMap,
+        body: CallBody,
         context: &RequestContext,
-    ) -> Result<T, DownstreamError> {
+        reader: &R,
+    ) -> Result<R::Answer, DownstreamError> {
         let service = self.inner.service;
         // Fail closed: no service ever sees a request without its verified tenant.
         let Some(identity) = &context.identity else {
@@ -261,9 +323,11 @@ impl DownstreamClient {
             .deadline
             .map_or(own_deadline, |request| request.min(own_deadline));
         let call = Call {
-            idempotent: method == Method::GET,
+            idempotent: matches!(method, Method::GET | Method::HEAD)
+                && matches!(body, CallBody::Whole(_)),
             method,
             uri,
+            headers,
             body,
             context,
             identity,
@@ -277,11 +341,11 @@ impl DownstreamClient {
             done: false,
         };
         let (result, retries) = match &context.fan_out {
-            None => self.attempts(&call).await,
+            None => self.attempts(&call, reader).await,
             // The request's own bound on calls under way, waited for no
             // longer than the call may last.
             Some(fan_out) => match tokio::time::timeout_at(deadline, fan_out.slot()).await {
-                Ok(_slot) => self.attempts(&call).await,
+                Ok(_slot) => self.attempts(&call, reader).await,
                 Err(_) => (
                     Err(DownstreamError::Timeout {
                         service,
@@ -301,16 +365,17 @@ impl DownstreamClient {
 
     /// The first attempt and the retries the policy allows; with the
     /// number of retries made.
-    async fn attempts<T: DeserializeOwned>(
+    async fn attempts<R: ReadAnswer>(
         &self,
         call: &Call<'_>,
-    ) -> (Result<T, DownstreamError>, u32) {
+        reader: &R,
+    ) -> (Result<R::Answer, DownstreamError>, u32) {
         let service = self.inner.service;
         self.inner.retry.first_attempt();
         let mut retries = 0;
         loop {
             let started = Instant::now();
-            let error = match self.attempt(call).await {
+            let error = match self.attempt(call, reader).await {
                 Err(error) if call.idempotent && error.is_service_failure() => error,
                 done => return (done, retries),
             };
@@ -332,7 +397,11 @@ impl DownstreamClient {
 
     /// One attempt: admitted by the breaker, within the concurrency bound,
     /// ending by `deadline`; measured, and traced as one client span.
-    async fn attempt<T: DeserializeOwned>(&self, call: &Call<'_>) -> Result<T, DownstreamError> {
+    async fn attempt<R: ReadAnswer>(
+        &self,
+        call: &Call<'_>,
+        reader: &R,
+    ) -> Result<R::Answer, DownstreamError> {
         let service = self.inner.service;
         let started = Instant::now();
         let result = match self.inner.breaker.admit() {
@@ -342,8 +411,8 @@ impl DownstreamClient {
             }),
             Ok(admission) => match self.slot(call.deadline).await {
                 None => Err(DownstreamError::Overloaded { service }),
-                Some(_slot) => {
-                    let result = self.exchange_traced(call).await;
+                Some(slot) => {
+                    let result = self.exchange_traced(call, reader, slot).await;
                     admission.record(
                         result
                             .as_ref()
@@ -354,7 +423,10 @@ impl DownstreamClient {
             },
         };
         let outcome = match &result {
-            Ok(_) => std::borrow::Cow::Borrowed("200"),
+            Ok(answer) => match R::status(answer) {
+                StatusCode::OK => std::borrow::Cow::Borrowed("200"),
+                status => status.as_u16().to_string().into(),
+            },
             Err(error) => error.outcome(),
         };
         self.inner
@@ -365,13 +437,14 @@ impl DownstreamClient {
 
     /// A slot under `max_concurrency`, waiting at most `concurrency_wait`
     /// (and never past `deadline`); `None` when there is none.
-    async fn slot(&self, deadline: Instant) -> Option<InFlight<'_>> {
-        let permit = match self.inner.slots.try_acquire() {
+    async fn slot(&self, deadline: Instant) -> Option<InFlight> {
+        let slots = &self.inner.slots;
+        let permit = match slots.clone().try_acquire_owned() {
             Ok(permit) => permit,
             Err(_) if self.inner.concurrency_wait.is_zero() => return None,
             Err(_) => {
                 let until = deadline.min(Instant::now() + self.inner.concurrency_wait);
-                tokio::time::timeout_at(until, self.inner.slots.acquire())
+                tokio::time::timeout_at(until, slots.clone().acquire_owned())
                     .await
                     .ok()?
                     .ok()?
@@ -380,23 +453,35 @@ impl DownstreamClient {
         self.inner.in_flight.inc();
         Some(InFlight {
             _permit: permit,
-            gauge: &self.inner.in_flight,
+            gauge: self.inner.in_flight.clone(),
         })
     }
 
     /// Sends the call's request once, by its deadline, in a client span.
-    async fn exchange_traced<T: DeserializeOwned>(
+    async fn exchange_traced<R: ReadAnswer>(
         &self,
         call: &Call<'_>,
-    ) -> Result<T, DownstreamError> {
+        reader: &R,
+        slot: InFlight,
+    ) -> Result<R::Answer, DownstreamError> {
         let context = call.context;
         // An unsampled trace records no span: the service gets an id no span carries.
         let span = match context.trace.is_sampled() {
             true => client_span(self.inner.service, &call.method),
             false => tracing::Span::none(),
         };
-        let mut request = Request::new(call.body.clone());
+        let body = match &call.body {
+            CallBody::Whole(body) => Either::Left(body.clone()),
+            CallBody::Streamed(body) => Either::Right(
+                body.lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .take()
+                    .unwrap_or_default(),
+            ),
+        };
+        let mut request = Request::new(body);
         *request.uri_mut() = call.uri.clone();
+        *request.headers_mut() = call.headers.clone();
         // The service's parent is this call's exported span, when traces are exported.
         let traceparent = match span_ids(&span) {
             Some((_, span_id, sampled)) => context
@@ -405,13 +490,8 @@ impl DownstreamClient {
             None => context.trace.child_traceparent(),
         };
         with_context(request.headers_mut(), context, call.identity, traceparent);
-        if call.method == Method::POST {
-            request
-                .headers_mut()
-                .insert(header::CONTENT_TYPE, APPLICATION_JSON);
-        }
         *request.method_mut() = call.method.clone();
-        let result = tokio::time::timeout_at(call.deadline, self.exchange(request))
+        let result = tokio::time::timeout_at(call.deadline, self.exchange(request, reader, slot))
             .instrument(span.clone())
             .await
             .unwrap_or_else(|_| {
@@ -421,34 +501,50 @@ impl DownstreamClient {
                 })
             });
         match &result {
-            Ok(_) => record_call(&span, "200", Some(200)),
+            Ok(answer) => {
+                let status = R::status(answer);
+                record_call(&span, status.as_str(), Some(status.as_u16()));
+            }
             Err(error) => record_call(&span, &error.outcome(), error.answered_status()),
         }
         result
     }
 
-    /// Sends `request` and reads the whole JSON answer.
-    async fn exchange<T: DeserializeOwned>(
+    /// Sends `request` and reads its answer with `reader`.
+    async fn exchange<R: ReadAnswer>(
         &self,
-        request: Request<Full<Bytes>>,
-    ) -> Result<T, DownstreamError> {
-        let service = self.inner.service;
-        let transport = |source: BoxError| {
-            if is_timeout(source.as_ref()) {
-                DownstreamError::Timeout {
-                    service,
-                    timeout: self.inner.timeout,
-                }
-            } else {
-                DownstreamError::Unavailable { service, source }
-            }
-        };
+        request: Request<ClientBody>,
+        reader: &R,
+        slot: InFlight,
+    ) -> Result<R::Answer, DownstreamError> {
         let response = self
             .inner
             .client
             .request(request)
             .await
-            .map_err(|error| transport(error.into()))?;
+            .map_err(|error| self.transport_error(error.into()))?;
+        reader.read(self, response, slot).await
+    }
+
+    /// A transport error: a timeout (connecting, most often) or the service unreachable.
+    fn transport_error(&self, source: BoxError) -> DownstreamError {
+        let service = self.inner.service;
+        if is_timeout(source.as_ref()) {
+            DownstreamError::Timeout {
+                service,
+                timeout: self.inner.timeout,
+            }
+        } else {
+            DownstreamError::Unavailable { service, source }
+        }
+    }
+
+    /// Reads the whole JSON answer of `response`, within `max_response_bytes`.
+    async fn read_json<T: DeserializeOwned>(
+        &self,
+        response: Response<Incoming>,
+    ) -> Result<T, DownstreamError> {
+        let service = self.inner.service;
         match response.status() {
             status if status.is_success() => {}
             StatusCode::NOT_FOUND => return Err(DownstreamError::NotFound { service }),
@@ -469,7 +565,7 @@ impl DownstreamClient {
                 if error.is::<LengthLimitError>() {
                     DownstreamError::BodyTooLarge { service, limit }
                 } else {
-                    transport(error)
+                    self.transport_error(error)
                 }
             })?
             .to_bytes();
@@ -478,13 +574,115 @@ impl DownstreamClient {
     }
 }
 
+/// How a call's answer is read: decoded whole, or streamed through.
+trait ReadAnswer: Sync {
+    /// What the call returns.
+    type Answer;
+
+    /// Reads `response`; `slot` is held for as long as the service is busy with it.
+    fn read(
+        &self,
+        client: &DownstreamClient,
+        response: Response<Incoming>,
+        slot: InFlight,
+    ) -> impl Future<Output = Result<Self::Answer, DownstreamError>> + Send;
+
+    /// The status the service answered with, for the call's span.
+    fn status(answer: &Self::Answer) -> StatusCode;
+}
+
+/// A JSON answer decoded into `T`.
+struct Json<T>(PhantomData<fn() -> T>);
+
+impl<T> Json<T> {
+    fn new() -> Self {
+        Self(PhantomData)
+    }
+}
+
+impl<T: DeserializeOwned> ReadAnswer for Json<T> {
+    type Answer = T;
+
+    async fn read(
+        &self,
+        client: &DownstreamClient,
+        response: Response<Incoming>,
+        _slot: InFlight,
+    ) -> Result<T, DownstreamError> {
+        client.read_json(response).await
+    }
+
+    fn status(_: &T) -> StatusCode {
+        StatusCode::OK
+    }
+}
+
+/// An answer streamed through as it comes (pass-through routes).
+struct Streamed;
+
+impl ReadAnswer for Streamed {
+    type Answer = Response<Body>;
+
+    async fn read(
+        &self,
+        client: &DownstreamClient,
+        response: Response<Incoming>,
+        slot: InFlight,
+    ) -> Result<Response<Body>, DownstreamError> {
+        let status = response.status();
+        if status.is_server_error() {
+            return Err(DownstreamError::Status {
+                service: client.inner.service,
+                status,
+            });
+        }
+        Ok(response.map(|body| {
+            let held = HoldingSlot { body, _slot: slot };
+            Body::new(TimeoutBody::new(client.inner.timeout, held))
+        }))
+    }
+
+    fn status(answer: &Response<Body>) -> StatusCode {
+        answer.status()
+    }
+}
+
+/// A streamed answer's body, holding its call's concurrency slot until it
+/// is dropped: the service is busy until the last byte is sent.
+struct HoldingSlot {
+    body: Incoming,
+    _slot: InFlight,
+}
+
+impl http_body::Body for HoldingSlot {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
 /// One call as the stack sees it: what to send, for whom, and by when.
 struct Call<'a> {
     method: Method,
-    /// Only idempotent calls are retried.
+    /// Only idempotent calls whose body can be sent again are retried.
     idempotent: bool,
     uri: Uri,
-    body: Full<Bytes>,
+    /// Sent as given, with the trace and identity headers added.
+    headers: HeaderMap,
+    body: CallBody,
     context: &'a RequestContext,
     identity: &'a VerifiedIdentity,
     /// Ends every attempt and backoff.
@@ -521,13 +719,22 @@ impl Drop for TimingEntry<'_> {
     }
 }
 
-/// A slot under the concurrency bound, shown in `downstream_in_flight`.
-struct InFlight<'a> {
-    _permit: tokio::sync::SemaphorePermit<'a>,
-    gauge: &'a Gauge,
+/// A call's request body.
+enum CallBody {
+    /// Kept whole: every attempt sends it.
+    Whole(Full<Bytes>),
+    /// Streamed from the client: the first attempt takes it, and there is
+    /// no other (the call is not idempotent).
+    Streamed(Mutex<Option<Body>>),
 }
 
-impl Drop for InFlight<'_> {
+/// A slot under the concurrency bound, shown in `downstream_in_flight`.
+struct InFlight {
+    _permit: OwnedSemaphorePermit,
+    gauge: Gauge,
+}
+
+impl Drop for InFlight {
     fn drop(&mut self) {
         self.gauge.dec();
     }
@@ -548,6 +755,16 @@ fn is_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
+/// The headers of a JSON call: it accepts JSON, and sends JSON when it has a body.
+fn json_headers(with_body: bool) -> HeaderMap {
+    let mut headers = HeaderMap::with_capacity(8);
+    headers.insert(header::ACCEPT, APPLICATION_JSON);
+    if with_body {
+        headers.insert(header::CONTENT_TYPE, APPLICATION_JSON);
+    }
+    headers
+}
+
 /// Adds the trace headers and the identity headers the gateway sets itself.
 fn with_context(
     headers: &mut http::HeaderMap,
@@ -555,7 +772,6 @@ fn with_context(
     identity: &VerifiedIdentity,
     traceparent: HeaderValue,
 ) {
-    headers.insert(header::ACCEPT, APPLICATION_JSON);
     headers.insert(TRACEPARENT, traceparent);
     headers.insert(REQUEST_ID, context.request_id.clone());
     if let Some(state) = context.trace.tracestate() {

@@ -25,8 +25,9 @@
 //!     that degraded, written as `BFF-Partial` on a 2xx (see
 //!     [`crate::downstream::aggregate`]).
 //! 11. the router, which records the matched route template for the access log
-//!     and answers unknown routes with a problem+json 404. Inside it, each BFF
-//!     adds its own layers and authentication (see `bff`).
+//!     and answers unknown routes with a problem+json 404 (after the
+//!     fallback routes, [`Gateway::with_fallback`], had their turn). Inside
+//!     it, each BFF adds its own layers and authentication (see `bff`).
 //!
 //! Connections are handled by [`serve_connections`]: header-read timeout, header
 //! count and size limits (431), connection cap, and graceful drain.
@@ -49,6 +50,7 @@ mod limits;
 
 pub use conn::{ConnectionLimits, serve_connections};
 pub use deadline::REQUEST_TIMEOUT_HEADER;
+pub(crate) use hygiene::strip_hop_by_hop;
 
 use std::{any::Any, net::SocketAddr, num::NonZeroUsize};
 
@@ -210,6 +212,7 @@ pub struct Gateway {
     config: ServerConfig,
     telemetry: Telemetry,
     readiness: Readiness,
+    fallback: Option<Router>,
 }
 
 impl Gateway {
@@ -220,7 +223,16 @@ impl Gateway {
             config,
             telemetry,
             readiness: Readiness::default(),
+            fallback: None,
         }
+    }
+
+    /// Serves the requests no route of the app matches with `routes`
+    /// before they become a 404 problem: the app's own routes always take
+    /// precedence (pass-through routes are served so).
+    pub fn with_fallback(mut self, routes: Router) -> Self {
+        self.fallback = Some(routes);
+        self
     }
 
     /// The readiness `/readyz` reports; modules register their gates here before serving.
@@ -236,6 +248,7 @@ impl Gateway {
             config,
             telemetry,
             readiness,
+            fallback,
         } = self;
         let public = bind(config.listen).await?;
         let admin = bind(config.admin_listen).await?;
@@ -251,8 +264,15 @@ impl Gateway {
         let app = routes
             .layer(middleware::from_fn(RouteTemplate::record))
             // The body limit below is the one limit; axum's own 2 MiB default would cap it.
-            .layer(DefaultBodyLimit::disable())
-            .fallback(route_not_found);
+            .layer(DefaultBodyLimit::disable());
+        let app = match fallback {
+            None => app.fallback(route_not_found),
+            Some(fallback) => app.fallback_service(
+                fallback
+                    .layer(middleware::from_fn(RouteTemplate::record))
+                    .fallback(route_not_found),
+            ),
+        };
         let max_body_bytes = config.max_body_bytes.get();
         let stack = ServiceBuilder::new()
             .layer(TraceContextLayer)
