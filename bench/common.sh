@@ -41,9 +41,9 @@ start_otlp_sink() { # [PREFIX...]: an OTLP/HTTP receiver on 127.0.0.1:14318
     until curl -s -o /dev/null -X POST http://127.0.0.1:14318/v1/traces; do sleep 0.05; done
 }
 
-web_token() { # prints an ES256 token for user-1 and bff-web
+web_token() { # [ALG]: prints a token for user-1 and bff-web, signed ES256 unless ALG says otherwise
     curl -s -X POST http://127.0.0.1:17000/token \
-        -d '{"subject":"user-1","audience":"bff-web","alg":"ES256"}' |
+        -d "{\"subject\":\"user-1\",\"audience\":\"bff-web\",\"alg\":\"${1:-ES256}\"}" |
         python3 -c 'import json, sys; print(json.load(sys.stdin)["access_token"])'
 }
 
@@ -58,4 +58,23 @@ start_bff_web() { # [VAR=VALUE...] COMMAND...: runs COMMAND (bff-web, maybe unde
     bff_pid=$!
     pids+=("$bff_pid")
     wait_for http://127.0.0.1:19080/readyz
+}
+
+wrk_summary() { # LABEL REPORT: checks every answer was 2xx; prints "LABEL req/s p50 p99"
+    if grep -q "Non-2xx" <<<"$2"; then
+        echo "$1: some answers were not 2xx:" >&2
+        echo "$2" >&2
+        exit 1
+    fi
+    python3 - "$1" <<PY
+import re, sys
+report = """$2"""
+def millis(text):
+    value, unit = re.match(r"([\d.]+)(\w+)", text).groups()
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", report).group(1))
+p50 = millis(re.search(r"50%\s+(\S+)", report).group(1))
+p99 = millis(re.search(r"99%\s+(\S+)", report).group(1))
+print(f"{sys.argv[1]} {rps:.0f} {p50:.3f} {p99:.3f}")
+PY
 }

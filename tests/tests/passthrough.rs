@@ -15,16 +15,20 @@ use axum::{
     routing::{get, post},
 };
 use demo_services::{DemoServices, ServiceName};
-use futures_util::{StreamExt, future::join_all, stream};
+use futures_util::{future::join_all, stream};
 use gateway_core::{
-    bff::BffConfig, config::ServiceUrl, downstream::DownstreamConfig, lifecycle::Shutdown,
-    proxy::RouteConfig, server::Running,
+    bff::BffConfig,
+    config::ServiceUrl,
+    downstream::DownstreamConfig,
+    lifecycle::Shutdown,
+    proxy::{DEFAULT_CANARY_SCOPE, RouteConfig},
+    server::Running,
 };
 use platform_tests::{
     Answer, base_url, eventually, metric, send, serve_on_free_port, start_bff, start_demo,
 };
 use serde_json::{Value, json};
-use tokio::sync::oneshot;
+use tokio::{io::AsyncWriteExt, sync::oneshot};
 
 /// A token for `subject` of tenant `acme` with `scope`, signed ES256 by the
 /// demo issuer (any subject, not only the demo users).
@@ -49,6 +53,7 @@ fn route(prefix: &str, service: &str) -> RouteConfig {
         strip_prefix: false,
         scope: None,
         split: BTreeMap::new(),
+        canary_scope: DEFAULT_CANARY_SCOPE.to_owned(),
     }
 }
 
@@ -110,7 +115,14 @@ async fn a_route_forwards_the_request_as_the_client_sent_it_with_the_verified_ca
         ..route("/api/catalog-admin", "products")
     };
     let shadowed = route("/api/product-page", "products");
-    let web = start_web(&demo, &shutdown, vec![catalog, admin, shadowed], &[]).await;
+    let nested = route("/api/catalog/reviews", "reviews");
+    let web = start_web(
+        &demo,
+        &shutdown,
+        vec![catalog, admin, shadowed, nested],
+        &[],
+    )
+    .await;
     let token = token(&demo, "user-7", "products:read");
     let answer = get_as(
         &web,
@@ -121,6 +133,8 @@ async fn a_route_forwards_the_request_as_the_client_sent_it_with_the_verified_ca
             ("connection", "x-hop"),
             ("x-hop", "1"),
             ("x-forwarded-for", "203.0.113.9"),
+            ("x-forwarded-host", "evil.example"),
+            ("x-auth-subject", "admin"),
             ("accept", "application/json"),
         ],
     )
@@ -138,9 +152,10 @@ async fn a_route_forwards_the_request_as_the_client_sent_it_with_the_verified_ca
     assert_eq!(received.method, "GET");
     assert_eq!(received.uri, "/products/42?fields=all", "prefix stripped");
     let header = |name: &str| received.header_values(name).join(",");
-    assert_eq!(header("x-auth-subject"), "user-7");
+    assert_eq!(header("x-auth-subject"), "user-7", "the forged one is gone");
     assert_eq!(header("x-auth-tenant"), "acme");
-    assert_eq!(header("x-forwarded-for"), "203.0.113.9, 127.0.0.1");
+    // The client's own claims are not believed: the peer is no trusted proxy.
+    assert_eq!(header("x-forwarded-for"), "127.0.0.1");
     assert_eq!(header("x-forwarded-proto"), "http");
     assert!(
         header("x-forwarded-host").starts_with("127.0.0.1:"),
@@ -189,6 +204,29 @@ async fn a_route_forwards_the_request_as_the_client_sent_it_with_the_verified_ca
             .map(|request| request.uri),
         Some("/api/product-page".to_owned())
     );
+
+    // Of nested prefixes the longest wins, with or without a trailing slash.
+    for (path, service, received) in [
+        ("/api/catalog/", "products", "/"),
+        ("/api/catalog/reviews/", "reviews", "/api/catalog/reviews/"),
+        (
+            "/api/catalog/reviews/x",
+            "reviews",
+            "/api/catalog/reviews/x",
+        ),
+    ] {
+        let answer = get_as(&web, path, &token, &[]).await;
+        assert_eq!(timed_services(&answer), [service], "{path}");
+        let served = match service {
+            "products" => ServiceName::Products,
+            _ => ServiceName::Reviews,
+        };
+        assert_eq!(
+            demo.requests(served).last().map(|request| request.uri),
+            Some(received.to_owned()),
+            "{path}"
+        );
+    }
     shutdown.trigger();
 }
 
@@ -302,7 +340,7 @@ async fn a_large_answer_streams_through_without_being_held_whole() {
     })
     .await;
 
-    // Uploads stream the other way; the service's own 4xx is passed through.
+    // An upload reaches the service whole; the service's own 4xx is passed through.
     let upload = |body: Vec<u8>| {
         send(
             reqwest::Client::new()
@@ -322,16 +360,51 @@ async fn a_large_answer_streams_through_without_being_held_whole() {
         json!({ "error": "empty upload" }),
         "the service's own answer"
     );
+
+    // Clients that give up halfway through their upload are their own
+    // failure: however many, the service's circuit stays closed.
+    for _ in 0..8 {
+        let mut stream = tokio::net::TcpStream::connect(web.public_addr())
+            .await
+            .expect("connects");
+        let head = format!(
+            "POST /files/upload HTTP/1.1\r\nhost: bff\r\nauthorization: Bearer {token}\r\n\
+             content-length: 1000000\r\n\r\n"
+        );
+        stream.write_all(head.as_bytes()).await.expect("sent");
+        stream.write_all(&[7; 10_000]).await.expect("sent");
+        drop(stream);
+    }
+    let stored = upload(vec![7; 1024]).await;
+    assert_eq!(stored.status, 200, "{}", stored.body);
+    let admin = web.admin_addr();
+    let circuit = metric(admin, "downstream_circuit_state", &[("service", "files")]).await;
+    assert_eq!(circuit, Some(0.0), "closed");
+    let opened = metric(
+        admin,
+        "downstream_circuit_transitions_total",
+        &[("service", "files"), ("to", "open")],
+    )
+    .await;
+    assert_eq!(opened.unwrap_or_default(), 0.0, "never opened");
     shutdown.trigger();
 }
 
-/// Which side served `subject`'s request, by its `Server-Timing` entry.
-async fn side_of(web: &Running, demo: &DemoServices, subject: &str, force: Option<&str>) -> String {
+/// Which side served `subject`'s request, by its `Server-Timing` entry;
+/// `force` asks for a side with `BFF-Canary`, as a tester when `tester`.
+async fn side_of(
+    web: &Running,
+    demo: &DemoServices,
+    subject: &str,
+    force: Option<&str>,
+    tester: bool,
+) -> String {
     let headers: Vec<(&str, &str)> = force.map(|side| ("bff-canary", side)).into_iter().collect();
+    let scope = if tester { DEFAULT_CANARY_SCOPE } else { "" };
     let answer = get_as(
         web,
         "/api/catalog/products/3",
-        &token(demo, subject, ""),
+        &token(demo, subject, scope),
         &headers,
     )
     .await;
@@ -360,17 +433,15 @@ async fn a_weighted_canary_splits_callers_by_weight_and_each_sticks_to_its_side(
 
     // 10,000 callers, 32 at a time.
     const CALLERS: usize = 10_000;
-    let mut on_canary = 0;
     let subjects: Vec<String> = (0..CALLERS).map(|n| format!("caller-{n}")).collect();
+    let mut sides = Vec::with_capacity(CALLERS);
     for batch in subjects.chunks(32) {
-        let sides = join_all(
-            batch
-                .iter()
-                .map(|subject| side_of(&web, &demo, subject, None)),
-        )
-        .await;
-        on_canary += sides.iter().filter(|side| *side == "products-v2").count();
+        let batch = batch
+            .iter()
+            .map(|subject| side_of(&web, &demo, subject, None, false));
+        sides.extend(join_all(batch).await);
     }
+    let on_canary = sides.iter().filter(|side| *side == "products-v2").count();
     assert!(
         (CALLERS * 4 / 100..=CALLERS * 6 / 100).contains(&on_canary),
         "5% of {CALLERS} callers within 4-6%: {on_canary}"
@@ -385,36 +456,44 @@ async fn a_weighted_canary_splits_callers_by_weight_and_each_sticks_to_its_side(
         (CALLERS - on_canary) as u64
     );
 
-    // One caller always lands on the same side, whichever it is.
-    let stable = stream::iter(0..20)
-        .then(|n| {
-            let (web, demo) = (&web, &demo);
-            async move {
-                let subject = format!("caller-{n}");
-                let first = side_of(web, demo, &subject, None).await;
-                for _ in 0..5 {
-                    assert_eq!(side_of(web, demo, &subject, None).await, first, "{subject}");
-                }
-                first
+    // A caller always lands on the same side: ten of each side, five more times.
+    let of_side = |wanted: &str| -> Vec<String> {
+        subjects
+            .iter()
+            .zip(&sides)
+            .filter(|(_, side)| *side == wanted)
+            .map(|(subject, _)| subject.clone())
+            .take(10)
+            .collect()
+    };
+    let (stable, canary) = (of_side("products"), of_side("products-v2"));
+    assert_eq!((stable.len(), canary.len()), (10, 10));
+    for (side, callers) in [("products", &stable), ("products-v2", &canary)] {
+        for subject in callers {
+            for _ in 0..5 {
+                let again = side_of(&web, &demo, subject, None, false).await;
+                assert_eq!(again, side, "{subject}");
             }
-        })
-        .collect::<Vec<String>>()
-        .await;
-    assert!(stable.iter().any(|side| side == "products"), "{stable:?}");
-
-    // A tester forces either side; a name that is not a side is refused.
-    for side in ["products-v2", "products"] {
-        for n in 0..10 {
-            assert_eq!(
-                side_of(&web, &demo, &format!("caller-{n}"), Some(side)).await,
-                side
-            );
         }
+    }
+
+    // A tester forces either side; anyone else's header changes nothing;
+    // a name that is not a side is refused.
+    for subject in stable.iter().chain(&canary) {
+        for side in ["products-v2", "products"] {
+            assert_eq!(side_of(&web, &demo, subject, Some(side), true).await, side);
+        }
+    }
+    for (on_stable, on_canary) in stable.iter().zip(&canary) {
+        let ignored = side_of(&web, &demo, on_stable, Some("products-v2"), false).await;
+        assert_eq!(ignored, "products", "{on_stable}");
+        let ignored = side_of(&web, &demo, on_canary, Some("products"), false).await;
+        assert_eq!(ignored, "products-v2", "{on_canary}");
     }
     let unknown = get_as(
         &web,
         "/api/catalog/products/3",
-        &token(&demo, "caller-1", ""),
+        &token(&demo, "caller-1", DEFAULT_CANARY_SCOPE),
         &[("bff-canary", "orders")],
     )
     .await;

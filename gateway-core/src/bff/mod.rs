@@ -178,7 +178,11 @@ pub async fn start<B: Bff>(
     let gateway = match config.routes.is_empty() {
         true => gateway,
         false => {
-            let passed_through = proxy::router(&config.routes, &parts.downstreams);
+            let passed_through = proxy::router(
+                &config.routes,
+                &parts.downstreams,
+                &config.rate_limit.trusted_proxies,
+            );
             let passed_through = passed_through.route_layer(caller);
             gateway.with_fallback(B::layers(passed_through, &config.own, &parts))
         }

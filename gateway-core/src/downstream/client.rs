@@ -16,7 +16,9 @@
 //!    slot, then fails with 503 `DOWNSTREAM_OVERLOADED`, never queueing
 //!    without bound;
 //! 4. the **timeout**: what is left of the call's `timeout`, which covers
-//!    every attempt and backoff, connect to last body byte.
+//!    every attempt and backoff, connect to last body byte (for an answer
+//!    streamed through, [`DownstreamClient::forward`], to its head, then
+//!    the same time between chunks).
 //!
 //! The layers are plain steps of [`DownstreamClient`] rather than tower
 //! layers: a call is generic over the type its answer decodes to, the
@@ -34,7 +36,10 @@ use std::{
     future::Future,
     marker::PhantomData,
     pin::Pin,
-    sync::{Arc, Mutex, PoisonError},
+    sync::{
+        Arc, Mutex, PoisonError,
+        atomic::{AtomicU8, Ordering},
+    },
     task::{Context, Poll},
     time::Duration,
 };
@@ -259,7 +264,7 @@ impl DownstreamClient {
         let uri = self.uri(path_and_query)?;
         let body = match (&method, http_body::Body::is_end_stream(&body)) {
             (&Method::GET | &Method::HEAD, true) => CallBody::Whole(Full::default()),
-            _ => CallBody::Streamed(Mutex::new(Some(body))),
+            _ => CallBody::streamed(body),
         };
         self.send(method, uri, headers, body, context, &Streamed)
             .await
@@ -316,6 +321,34 @@ impl DownstreamClient {
                 .observe(service, error.outcome(), Duration::ZERO);
             return Err(error);
         };
+        let entry = TimingEntry {
+            timing: context.timing.as_deref(),
+            service,
+            started: Instant::now(),
+            done: false,
+        };
+        // The request's own bound on calls under way: waiting for a slot
+        // spends the request's time, not the call's.
+        let _slot = match &context.fan_out {
+            None => None,
+            Some(fan_out) => {
+                let slot = fan_out.slot();
+                match context.deadline {
+                    None => Some(slot.await),
+                    Some(deadline) => match tokio::time::timeout_at(deadline, slot).await {
+                        Ok(slot) => Some(slot),
+                        Err(_) => {
+                            let error = DownstreamError::Timeout {
+                                service,
+                                timeout: entry.started.elapsed(),
+                            };
+                            entry.finish(Some(error.cause()));
+                            return Err(error);
+                        }
+                    },
+                }
+            }
+        };
         let started = Instant::now();
         // The call's own timeout, or what is left of the request's, if less.
         let own_deadline = started + self.inner.timeout;
@@ -334,27 +367,7 @@ impl DownstreamClient {
             deadline,
             budget: deadline.saturating_duration_since(started),
         };
-        let entry = TimingEntry {
-            timing: context.timing.as_deref(),
-            service,
-            started,
-            done: false,
-        };
-        let (result, retries) = match &context.fan_out {
-            None => self.attempts(&call, reader).await,
-            // The request's own bound on calls under way, waited for no
-            // longer than the call may last.
-            Some(fan_out) => match tokio::time::timeout_at(deadline, fan_out.slot()).await {
-                Ok(_slot) => self.attempts(&call, reader).await,
-                Err(_) => (
-                    Err(DownstreamError::Timeout {
-                        service,
-                        timeout: call.budget,
-                    }),
-                    0,
-                ),
-            },
-        };
+        let (result, retries) = self.attempts(&call, reader).await;
         entry.finish(match &result {
             Ok(_) if retries > 0 => Some("retried"),
             Ok(_) => None,
@@ -472,7 +485,7 @@ impl DownstreamClient {
         };
         let body = match &call.body {
             CallBody::Whole(body) => Either::Left(body.clone()),
-            CallBody::Streamed(body) => Either::Right(
+            CallBody::Streamed { body, .. } => Either::Right(
                 body.lock()
                     .unwrap_or_else(PoisonError::into_inner)
                     .take()
@@ -499,7 +512,8 @@ impl DownstreamClient {
                     service: self.inner.service,
                     timeout: call.budget,
                 })
-            });
+            })
+            .map_err(|error| call.body.blame(error));
         match &result {
             Ok(answer) => {
                 let status = R::status(answer);
@@ -725,7 +739,88 @@ enum CallBody {
     Whole(Full<Bytes>),
     /// Streamed from the client: the first attempt takes it, and there is
     /// no other (the call is not idempotent).
-    Streamed(Mutex<Option<Body>>),
+    Streamed {
+        body: Mutex<Option<Body>>,
+        upload: Arc<AtomicU8>,
+    },
+}
+
+/// How far a streamed upload got ([`WatchedUpload`]).
+const UPLOAD_SENDING: u8 = 0;
+const UPLOAD_DONE: u8 = 1;
+const UPLOAD_FAILED: u8 = 2;
+
+impl CallBody {
+    fn streamed(body: Body) -> Self {
+        let upload = Arc::new(AtomicU8::new(match http_body::Body::is_end_stream(&body) {
+            true => UPLOAD_DONE,
+            false => UPLOAD_SENDING,
+        }));
+        let watched = WatchedUpload {
+            body,
+            upload: upload.clone(),
+        };
+        Self::Streamed {
+            body: Mutex::new(Some(Body::new(watched))),
+            upload,
+        }
+    }
+
+    /// Who `error` is on: a call whose client's body broke, or had not
+    /// arrived whole when the call timed out, failed because of the client,
+    /// not the service, and must not count against the service's circuit.
+    fn blame(&self, error: DownstreamError) -> DownstreamError {
+        let Self::Streamed { upload, .. } = self else {
+            return error;
+        };
+        let service = error.service();
+        match (upload.load(Ordering::Acquire), &error) {
+            (UPLOAD_FAILED, _) => DownstreamError::UploadIncomplete {
+                service,
+                timed_out: false,
+            },
+            (UPLOAD_SENDING, DownstreamError::Timeout { .. }) => {
+                DownstreamError::UploadIncomplete {
+                    service,
+                    timed_out: true,
+                }
+            }
+            _ => error,
+        }
+    }
+}
+
+/// A client's body on its way to a service, recording whether it arrived
+/// whole or broke (the client went away, or sent more than `max_body_bytes`).
+struct WatchedUpload {
+    body: Body,
+    upload: Arc<AtomicU8>,
+}
+
+impl http_body::Body for WatchedUpload {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        let frame = Pin::new(&mut self.body).poll_frame(cx);
+        match &frame {
+            Poll::Ready(None) => self.upload.store(UPLOAD_DONE, Ordering::Release),
+            Poll::Ready(Some(Err(_))) => self.upload.store(UPLOAD_FAILED, Ordering::Release),
+            _ => {}
+        }
+        frame
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
 }
 
 /// A slot under the concurrency bound, shown in `downstream_in_flight`.

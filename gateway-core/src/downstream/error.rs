@@ -91,9 +91,36 @@ pub enum DownstreamError {
         /// The service not called.
         service: &'static str,
     },
+    /// The client's body, streamed to the service, broke (the client went
+    /// away or sent too much) or had not arrived whole when the call timed
+    /// out: the client's failure, not the service's.
+    #[error("{service}: the client's request body did not arrive whole")]
+    UploadIncomplete {
+        /// The service it was streamed to.
+        service: &'static str,
+        /// Whether the call's time ran out while the body was still arriving.
+        timed_out: bool,
+    },
 }
 
 impl DownstreamError {
+    /// The service the call was for.
+    pub fn service(&self) -> &'static str {
+        match self {
+            Self::Timeout { service, .. }
+            | Self::Unavailable { service, .. }
+            | Self::NotFound { service }
+            | Self::Status { service, .. }
+            | Self::InvalidBody { service, .. }
+            | Self::BodyTooLarge { service, .. }
+            | Self::NoIdentity { service }
+            | Self::InvalidPath { service }
+            | Self::CircuitOpen { service, .. }
+            | Self::Overloaded { service }
+            | Self::UploadIncomplete { service, .. } => service,
+        }
+    }
+
     /// The service failed the call: a timeout, a connection error or a
     /// 5xx answer. These count against its circuit and may be retried; a
     /// 4xx or an unreadable answer came from a service that is up.
@@ -116,6 +143,7 @@ impl DownstreamError {
             Self::InvalidPath { .. } | Self::NoIdentity { .. } => "not_sent".into(),
             Self::CircuitOpen { .. } => "circuit_open".into(),
             Self::Overloaded { .. } => "overloaded".into(),
+            Self::UploadIncomplete { .. } => "upload_incomplete".into(),
         }
     }
 
@@ -131,6 +159,7 @@ impl DownstreamError {
             Self::InvalidPath { .. } | Self::NoIdentity { .. } => "not_sent",
             Self::CircuitOpen { .. } => "circuit_open",
             Self::Overloaded { .. } => "overloaded",
+            Self::UploadIncomplete { .. } => "upload_incomplete",
         }
     }
 
@@ -153,6 +182,10 @@ impl ProblemDetails for DownstreamError {
             Self::NotFound { .. } => StatusCode::BAD_GATEWAY,
             Self::InvalidPath { .. } | Self::NoIdentity { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             Self::CircuitOpen { .. } | Self::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::UploadIncomplete {
+                timed_out: true, ..
+            } => StatusCode::REQUEST_TIMEOUT,
+            Self::UploadIncomplete { .. } => StatusCode::BAD_REQUEST,
             Self::Unavailable { .. }
             | Self::Status { .. }
             | Self::InvalidBody { .. }
@@ -171,6 +204,10 @@ impl ProblemDetails for DownstreamError {
             Self::InvalidPath { .. } | Self::NoIdentity { .. } => "INTERNAL",
             Self::CircuitOpen { .. } => "DOWNSTREAM_CIRCUIT_OPEN",
             Self::Overloaded { .. } => "DOWNSTREAM_OVERLOADED",
+            Self::UploadIncomplete {
+                timed_out: true, ..
+            } => "BODY_READ_TIMEOUT",
+            Self::UploadIncomplete { .. } => "BAD_REQUEST",
         }
     }
 
@@ -203,6 +240,11 @@ impl ProblemDetails for DownstreamError {
             Self::Overloaded { service } => {
                 format!("too many requests to the {service} service are under way; try again")
             }
+            Self::UploadIncomplete {
+                service,
+                timed_out: true,
+            } => format!("the request body did not arrive within the {service} service's time"),
+            Self::UploadIncomplete { .. } => "the request body could not be read whole".to_owned(),
         }
     }
 

@@ -35,9 +35,21 @@ pub struct RouteConfig {
     /// A weighted canary: services and their weights, `service` among them.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub split: BTreeMap<String, u32>,
+    /// The scope a caller needs for its `BFF-Canary` header to choose its
+    /// side; anyone else's header is ignored (default `canary:choose`).
+    #[serde(default = "RouteConfig::default_canary_scope")]
+    pub canary_scope: String,
 }
 
+/// The scope that lets a tester choose a canary's side, unless the route
+/// names another.
+pub const DEFAULT_CANARY_SCOPE: &str = "canary:choose";
+
 impl RouteConfig {
+    fn default_canary_scope() -> String {
+        DEFAULT_CANARY_SCOPE.to_owned()
+    }
+
     /// Checks route number `index` against the services configured in
     /// `[downstream]`.
     pub(crate) fn validate(
@@ -57,6 +69,9 @@ impl RouteConfig {
         }
         if self.scope.as_deref().is_some_and(str::is_empty) {
             return Err(ConfigError::rule(&key("scope"), "must not be empty"));
+        }
+        if self.canary_scope.is_empty() {
+            return Err(ConfigError::rule(&key("canary_scope"), "must not be empty"));
         }
         if self.split.is_empty() {
             return Ok(());
@@ -125,6 +140,7 @@ mod tests {
             strip_prefix: true,
             scope: None,
             split: BTreeMap::new(),
+            canary_scope: DEFAULT_CANARY_SCOPE.to_owned(),
         }
     }
 

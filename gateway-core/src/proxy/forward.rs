@@ -1,6 +1,9 @@
 //! Forwarding one request of a pass-through route.
 
-use std::{net::SocketAddr, sync::Arc};
+use std::{
+    net::{IpAddr, SocketAddr},
+    sync::Arc,
+};
 
 use axum::{
     extract::{ConnectInfo, Request, State},
@@ -10,7 +13,8 @@ use http::{HeaderMap, HeaderName, HeaderValue, header};
 
 use super::{Route, split::BFF_CANARY};
 use crate::{
-    Error, RequestContext, auth::API_KEY_HEADER, error::PassedThrough, server::strip_hop_by_hop,
+    Error, RequestContext, auth::API_KEY_HEADER, downstream::aggregate::BFF_PARTIAL,
+    error::PassedThrough, server::strip_hop_by_hop,
 };
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -26,49 +30,107 @@ pub(super) async fn forward(
 ) -> Result<Response, Error> {
     // Routes are never public, so the caller is known; were it not, the
     // client would refuse to call the service without an identity.
-    let (tenant, subject) = context.identity.as_deref().map_or(("", ""), |identity| {
-        let caller = identity.identity();
+    let caller = context
+        .identity
+        .as_deref()
+        .map(|identity| identity.identity());
+    let (tenant, subject) = caller.map_or(("", ""), |caller| {
         (caller.tenant.as_str(), caller.subject.as_str())
     });
     let (parts, body) = request.into_parts();
-    let side = route
-        .split
-        .choose(tenant, subject, parts.headers.get(BFF_CANARY))?;
+    // Only testers (callers with the route's `canary_scope`) choose their side.
+    let forced = parts
+        .headers
+        .get(BFF_CANARY)
+        .filter(|_| caller.is_some_and(|caller| caller.has_scope(&route.canary_scope)));
+    let side = route.split.choose(tenant, subject, forced)?;
+    check_segments(parts.uri.path())?;
     let path = route.downstream_path(parts.uri.path(), parts.uri.query());
     let peer = parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(peer)| *peer);
-    let headers = forwarded_headers(parts.headers, peer);
+        .map(|ConnectInfo(peer)| peer.ip());
+    let trusted =
+        peer.is_some_and(|peer| route.trusted_proxies.iter().any(|net| net.contains(&peer)));
+    let headers = forwarded_headers(parts.headers, peer, trusted);
     let mut response = side
         .target
         .forward(parts.method, path, headers, body, &context)
         .await?;
-    strip_hop_by_hop(response.headers_mut());
+    answer_headers(response.headers_mut());
     response.extensions_mut().insert(PassedThrough);
     Ok(response)
+}
+
+/// Refuses a path with a `.` or `..` segment hidden behind parameters
+/// (`/..;/admin`): the server resolved the plain ones, but a service that
+/// drops `;params` would resolve these outside the route's prefix.
+fn check_segments(path: &str) -> Result<(), Error> {
+    let hidden_dots = path.split('/').any(|segment| {
+        let segment = segment.to_ascii_lowercase();
+        let name = segment.split(';').next().unwrap_or_default();
+        let name = name.split("%3b").next().unwrap_or_default();
+        name.len() < segment.len()
+            && matches!(name, "." | ".." | "%2e" | "%2e%2e" | ".%2e" | "%2e.")
+    });
+    match hidden_dots {
+        true => Err(Error::BadRequest(
+            "a path segment may not be '.' or '..' with parameters".to_owned(),
+        )),
+        false => Ok(()),
+    }
+}
+
+/// The service's headers as the client gets them: without the hop-by-hop
+/// ones, and without what only the gateway decides for its own origin:
+/// cookies (a service could overwrite the BFF's session cookie), CORS (the
+/// BFF's own policy answers) and `BFF-Partial`.
+fn answer_headers(headers: &mut HeaderMap) {
+    strip_hop_by_hop(headers);
+    headers.remove(header::SET_COOKIE);
+    headers.remove(BFF_PARTIAL);
+    let cors: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| name.as_str().starts_with("access-control-"))
+        .cloned()
+        .collect();
+    for name in cors {
+        headers.remove(name);
+    }
 }
 
 /// The client's headers as the service gets them: without the hop-by-hop
 /// ones (the server's hygiene removed those, and forged `X-Auth-*`), the
 /// credentials (the service gets the verified identity as `X-Auth-*`),
-/// `Host` (the service's own is sent) and `BFF-Canary`; with
-/// `X-Forwarded-For` extended by the peer, and `X-Forwarded-Proto` and
-/// `X-Forwarded-Host` set unless a proxy in front set them.
-fn forwarded_headers(mut headers: HeaderMap, peer: Option<SocketAddr>) -> HeaderMap {
+/// `Host` (the service's own is sent), `BFF-Canary` and `Forwarded`. The
+/// `X-Forwarded-*` headers are believed only from a `trusted` peer (one of
+/// `rate_limit.trusted_proxies`): its chain is extended by the peer and its
+/// scheme and host kept; anyone else's are replaced by what this gateway saw.
+fn forwarded_headers(mut headers: HeaderMap, peer: Option<IpAddr>, trusted: bool) -> HeaderMap {
     let host = headers.remove(header::HOST);
-    for credential in [
+    for dropped in [
         header::AUTHORIZATION,
         header::COOKIE,
         API_KEY_HEADER,
         BFF_CANARY,
+        header::FORWARDED,
     ] {
-        headers.remove(credential);
+        headers.remove(dropped);
+    }
+    if !trusted {
+        for claimed in [X_FORWARDED_FOR, X_FORWARDED_PROTO, X_FORWARDED_HOST] {
+            headers.remove(claimed);
+        }
     }
     if let Some(peer) = peer {
-        let chain = match headers.get(X_FORWARDED_FOR).map(HeaderValue::to_str) {
-            Some(Ok(earlier)) => format!("{earlier}, {}", peer.ip()),
-            _ => peer.ip().to_string(),
+        let earlier: Vec<&str> = headers
+            .get_all(X_FORWARDED_FOR)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .collect();
+        let chain = match earlier.is_empty() {
+            true => peer.to_string(),
+            false => format!("{}, {peer}", earlier.join(", ")),
         };
         if let Ok(chain) = HeaderValue::try_from(chain) {
             headers.insert(X_FORWARDED_FOR, chain);
@@ -89,44 +151,88 @@ fn forwarded_headers(mut headers: HeaderMap, peer: Option<SocketAddr>) -> Header
 mod tests {
     use super::*;
 
-    #[test]
-    fn credentials_and_host_stay_here_and_the_forwarding_chain_grows() {
+    fn client_headers() -> HeaderMap {
         let mut headers = HeaderMap::new();
         headers.insert(header::HOST, HeaderValue::from_static("api.example.com"));
         headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer t"));
         headers.insert(header::COOKIE, HeaderValue::from_static("session=t"));
         headers.insert(API_KEY_HEADER, HeaderValue::from_static("k"));
         headers.insert(BFF_CANARY, HeaderValue::from_static("products-v2"));
+        headers.insert(
+            header::FORWARDED,
+            HeaderValue::from_static("for=198.51.100.1"),
+        );
         headers.insert(X_FORWARDED_FOR, HeaderValue::from_static("203.0.113.7"));
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("https"));
+        headers.insert(
+            X_FORWARDED_HOST,
+            HeaderValue::from_static("shop.example.com"),
+        );
         headers.insert(header::ACCEPT, HeaderValue::from_static("text/csv"));
-        let forwarded = forwarded_headers(headers, Some(SocketAddr::from(([10, 0, 0, 2], 5000))));
+        headers
+    }
+
+    const PEER: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 2));
+
+    #[test]
+    fn credentials_host_and_what_an_untrusted_client_claims_stay_here() {
+        let forwarded = forwarded_headers(client_headers(), Some(PEER), false);
         for gone in [
             header::HOST,
             header::AUTHORIZATION,
             header::COOKIE,
             API_KEY_HEADER,
             BFF_CANARY,
+            header::FORWARDED,
         ] {
             assert!(!forwarded.contains_key(&gone), "{gone}");
         }
-        assert_eq!(forwarded[X_FORWARDED_FOR], "203.0.113.7, 10.0.0.2");
+        assert_eq!(forwarded[X_FORWARDED_FOR], "10.0.0.2");
         assert_eq!(forwarded[X_FORWARDED_PROTO], "http");
         assert_eq!(forwarded[X_FORWARDED_HOST], "api.example.com");
         assert_eq!(forwarded[header::ACCEPT], "text/csv");
     }
 
     #[test]
-    fn a_proxy_in_front_keeps_its_scheme_and_host() {
-        let mut headers = HeaderMap::new();
-        headers.insert(header::HOST, HeaderValue::from_static("10.0.0.9"));
-        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("https"));
-        headers.insert(
-            X_FORWARDED_HOST,
-            HeaderValue::from_static("api.example.com"),
-        );
-        let forwarded = forwarded_headers(headers, None);
+    fn a_trusted_proxy_in_front_keeps_its_chain_scheme_and_host() {
+        let forwarded = forwarded_headers(client_headers(), Some(PEER), true);
+        assert_eq!(forwarded[X_FORWARDED_FOR], "203.0.113.7, 10.0.0.2");
         assert_eq!(forwarded[X_FORWARDED_PROTO], "https");
-        assert_eq!(forwarded[X_FORWARDED_HOST], "api.example.com");
-        assert!(!forwarded.contains_key(X_FORWARDED_FOR));
+        assert_eq!(forwarded[X_FORWARDED_HOST], "shop.example.com");
+        assert!(!forwarded.contains_key(header::FORWARDED));
+    }
+
+    #[test]
+    fn dot_segments_hidden_behind_parameters_are_refused() {
+        for refused in [
+            "/api/..;/admin",
+            "/api/.;x/a",
+            "/api/..%3B/admin",
+            "/api/%2e%2e;/x",
+        ] {
+            assert!(check_segments(refused).is_err(), "{refused}");
+        }
+        for allowed in ["/api/products;v=2/42", "/api/a..b;c", "/api/products/42"] {
+            assert!(check_segments(allowed).is_ok(), "{allowed}");
+        }
+    }
+
+    #[test]
+    fn the_gateway_keeps_its_origins_cookies_and_cors_policy() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::SET_COOKIE,
+            HeaderValue::from_static("bff_session=x"),
+        );
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_ORIGIN,
+            HeaderValue::from_static("*"),
+        );
+        headers.insert(BFF_PARTIAL, HeaderValue::from_static("x=timeout"));
+        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/csv"));
+        answer_headers(&mut headers);
+        assert_eq!(headers.len(), 1, "{headers:?}");
+        assert_eq!(headers[header::CONTENT_TYPE], "text/csv");
     }
 }

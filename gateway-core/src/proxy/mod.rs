@@ -21,19 +21,21 @@
 //! problem+json (502, 504, 503), as on every other route.
 //!
 //! With `[routes.split]`, each caller is sent to one side of a weighted
-//! canary, the same side on every request (see `split`); a tester forces a
-//! side with `BFF-Canary: products-v2`. The table is built once at start.
+//! canary, the same side on every request (see `split`); a tester (a
+//! caller with the route's `canary_scope`) forces a side with
+//! `BFF-Canary: products-v2`. The table is built once at start.
 
 mod config;
 mod forward;
 mod split;
 
-pub use config::RouteConfig;
+pub use config::{DEFAULT_CANARY_SCOPE, RouteConfig};
 pub use split::BFF_CANARY;
 
 use std::sync::Arc;
 
 use axum::{Router, routing::any};
+use ipnet::IpNet;
 
 use crate::{
     auth::RequireScope,
@@ -47,10 +49,14 @@ struct Route {
     prefix: String,
     strip_prefix: bool,
     split: Split<DownstreamClient>,
+    /// The scope a caller needs for `BFF-Canary` to choose its side.
+    canary_scope: String,
+    /// Peers whose `X-Forwarded-*` headers are believed.
+    trusted_proxies: Vec<IpNet>,
 }
 
 impl Route {
-    fn new(config: &RouteConfig, downstreams: &Downstreams) -> Self {
+    fn new(config: &RouteConfig, downstreams: &Downstreams, trusted_proxies: &[IpNet]) -> Self {
         let weights: Vec<(&str, u32)> = match config.split.is_empty() {
             true => vec![(&config.service, 1)],
             false => config
@@ -70,6 +76,8 @@ impl Route {
             prefix: config.prefix.clone(),
             strip_prefix: config.strip_prefix,
             split: Split::new(&config.prefix, sides),
+            canary_scope: config.canary_scope.clone(),
+            trusted_proxies: trusted_proxies.to_vec(),
         }
     }
 
@@ -113,13 +121,19 @@ pub(crate) fn extra_services(routes: &[RouteConfig], services: &[ServiceSpec]) -
 }
 
 /// The router of `routes`, each at its prefix and every path under it,
-/// with its scope check. The BFF serves it after its own routes (see
-/// [`crate::server::Gateway::with_fallback`]), so a path the BFF serves
-/// itself is never passed through; of nested prefixes, the longest wins.
-pub(crate) fn router(routes: &[RouteConfig], downstreams: &Downstreams) -> Router {
+/// with its scope check; `trusted_proxies` are the peers whose
+/// `X-Forwarded-*` headers are believed. The BFF serves it after its own
+/// routes (see [`crate::server::Gateway::with_fallback`]), so a path the
+/// BFF serves itself is never passed through; of nested prefixes, the
+/// longest wins.
+pub(crate) fn router(
+    routes: &[RouteConfig],
+    downstreams: &Downstreams,
+    trusted_proxies: &[IpNet],
+) -> Router {
     let mut router = Router::new();
     for config in routes {
-        let route = Arc::new(Route::new(config, downstreams));
+        let route = Arc::new(Route::new(config, downstreams, trusted_proxies));
         let mut handler = any(forward::forward).with_state(route);
         if let Some(scope) = &config.scope {
             // Once per route at start: scopes are checked as `&'static str`.
@@ -127,8 +141,10 @@ pub(crate) fn router(routes: &[RouteConfig], downstreams: &Downstreams) -> Route
             handler = handler.layer(RequireScope::new(scope));
         }
         let prefix = &config.prefix;
+        // `{*rest}` matches no empty rest: `prefix/` is a route of its own.
         router = router
             .route(prefix, handler.clone())
+            .route(&format!("{prefix}/"), handler.clone())
             .route(&format!("{prefix}/{{*rest}}"), handler);
     }
     router
@@ -139,13 +155,14 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::downstream::DownstreamConfig;
 
     fn route(strip_prefix: bool) -> Route {
         Route {
             prefix: "/api/catalog".to_owned(),
             strip_prefix,
             split: Split::new("/api/catalog", std::iter::empty()),
+            canary_scope: DEFAULT_CANARY_SCOPE.to_owned(),
+            trusted_proxies: Vec::new(),
         }
     }
 
@@ -165,28 +182,6 @@ mod tests {
     }
 
     #[test]
-    fn nested_prefixes_are_one_routing_table() {
-        let services = [ServiceSpec::new("products", 7001)];
-        let configs = BTreeMap::from([("products".to_owned(), DownstreamConfig::local(7001))]);
-        let tls = crate::tls::ClientTls::load(None).expect("the public roots");
-        let telemetry = crate::observability::Telemetry::new("bff-test");
-        let downstreams =
-            Downstreams::build("bff-test", &services, &configs, &tls, &telemetry).expect("clients");
-        let routes = [route_config("/api"), route_config("/api/catalog")];
-        assert!(router(&routes, &downstreams).has_routes());
-    }
-
-    fn route_config(prefix: &str) -> RouteConfig {
-        RouteConfig {
-            prefix: prefix.to_owned(),
-            service: "products".to_owned(),
-            strip_prefix: false,
-            scope: None,
-            split: BTreeMap::new(),
-        }
-    }
-
-    #[test]
     fn services_only_routes_call_get_a_client_of_their_own() {
         let routes = [RouteConfig {
             prefix: "/api/catalog".to_owned(),
@@ -194,6 +189,7 @@ mod tests {
             strip_prefix: true,
             scope: None,
             split: BTreeMap::from([("products".to_owned(), 95), ("products-v2".to_owned(), 5)]),
+            canary_scope: DEFAULT_CANARY_SCOPE.to_owned(),
         }];
         let extra = extra_services(&routes, &[ServiceSpec::new("products", 7001)]);
         let names: Vec<&str> = extra.iter().map(|service| service.name).collect();
