@@ -78,3 +78,10 @@ p99 = millis(re.search(r"99%\s+(\S+)", report).group(1))
 print(f"{sys.argv[1]} {rps:.0f} {p50:.3f} {p99:.3f}")
 PY
 }
+
+measure() { # LABEL URL [WRK ARGS...]: 2 s of warm-up, then $duration s at $connections connections, wrk on CPU 1; prints wrk_summary
+    local label=$1 url=$2
+    shift 2
+    taskset -c 1 wrk -t1 -c"$connections" -d2s "$@" "$url" >/dev/null
+    wrk_summary "$label" "$(taskset -c 1 wrk -t1 -c"$connections" -d"${duration}s" --latency "$@" "$url")"
+}

@@ -44,17 +44,10 @@ token=$(web_token RS256)
 start_bff_web BFF_CONFIG="$config" BFF_RATE_LIMIT__PLANS__STANDARD__CAPACITY=1000000000 \
     BFF_RATE_LIMIT__PLANS__STANDARD__REFILL_PER_SECOND=1000000000 taskset -c 0 "$bff_web"
 
-run() { # LABEL URL [WRK ARGS...]
-    local label=$1 url=$2
-    shift 2
-    taskset -c 1 wrk -t1 -c"$connections" -d2s "$@" "$url" >/dev/null
-    wrk_summary "$label" "$(taskset -c 1 wrk -t1 -c"$connections" -d"${duration}s" --latency "$@" "$url")"
-}
-
 results=$(mktemp)
 for round in $(seq 1 "$rounds"); do
-    run direct http://127.0.0.1:17001/products/42 | tee -a "$results"
-    run pass-through http://127.0.0.1:18080/api/catalog/products/42 \
+    measure direct http://127.0.0.1:17001/products/42 | tee -a "$results"
+    measure pass-through http://127.0.0.1:18080/api/catalog/products/42 \
         -H "Authorization: Bearer $token" | tee -a "$results"
 done
 python3 - "$results" <<'PY'

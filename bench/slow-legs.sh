@@ -35,22 +35,15 @@ done
 start_bff_web BFF_RATE_LIMIT__PLANS__STANDARD__CAPACITY=1000000000 \
     BFF_RATE_LIMIT__PLANS__STANDARD__REFILL_PER_SECOND=1000000000 taskset -c 0 "$bff_web"
 
-run() { # LABEL URL [WRK ARGS...]
-    local label=$1 url=$2
-    shift 2
-    taskset -c 1 wrk -t1 -c"$connections" -d2s "$@" "$url" >/dev/null
-    wrk_summary "$label" "$(taskset -c 1 wrk -t1 -c"$connections" -d"${duration}s" --latency "$@" "$url")"
-}
-
-{
-    run one-call http://127.0.0.1:17001/products/42
-    run page http://127.0.0.1:18080/api/product-page/42 -H "Authorization: Bearer $token"
-} | python3 -c '
+results=$(mktemp)
+measure one-call http://127.0.0.1:17001/products/42 >>"$results"
+measure page http://127.0.0.1:18080/api/product-page/42 -H "Authorization: Bearer $token" >>"$results"
+python3 - "$results" <<'PY'
 import sys
-rows = [line.split() for line in sys.stdin]
-print(f"{\"what\":<10}{\"req/s\":>8}{\"p50 ms\":>9}{\"p99 ms\":>9}")
+rows = [line.split() for line in open(sys.argv[1])]
+print(f"{'what':<10}{'req/s':>8}{'p50 ms':>9}{'p99 ms':>9}")
 for label, rps, p50, p99 in rows:
     print(f"{label:<10}{float(rps):>8.0f}{float(p50):>9.2f}{float(p99):>9.2f}")
 (_, _, call50, call99), (_, _, page50, page99) = rows
 print(f"page overhead over one call: p50 {float(page50) - float(call50):+.2f} ms, p99 {float(page99) - float(call99):+.2f} ms")
-'
+PY

@@ -18,7 +18,7 @@ use demo_services::{DemoServices, ServiceName};
 use futures_util::{future::join_all, stream};
 use gateway_core::{
     bff::BffConfig,
-    config::ServiceUrl,
+    config::{HumanDuration, ServiceUrl},
     downstream::DownstreamConfig,
     lifecycle::Shutdown,
     proxy::{DEFAULT_CANARY_SCOPE, RouteConfig},
@@ -387,6 +387,46 @@ async fn a_large_answer_streams_through_without_being_held_whole() {
     )
     .await;
     assert_eq!(opened.unwrap_or_default(), 0.0, "never opened");
+    shutdown.trigger();
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_dropped_and_frees_the_services_slot() {
+    let (demo, shutdown) = start_demo(BTreeMap::new()).await;
+    // No pause: the service sends its 10 MiB as fast as it is read.
+    let files = serve_on_free_port(files_service(oneshot::channel().1)).await;
+    let web =
+        start_bff::<bff_web::Web>(&demo, &shutdown, |config: &mut BffConfig<bff_web::Web>| {
+            config.routes = vec![route("/files", "files")];
+            config.downstream.insert(
+                "files".to_owned(),
+                DownstreamConfig::at(ServiceUrl::parse(&format!("http://{files}")).expect("a URL")),
+            );
+            config.server.send_timeout = HumanDuration::from_millis(300);
+        })
+        .await;
+    let token = token(&demo, "user-1", "");
+    let mut stalled = tokio::net::TcpStream::connect(web.public_addr())
+        .await
+        .expect("connects");
+    let head =
+        format!("GET /files/big HTTP/1.1\r\nhost: bff\r\nauthorization: Bearer {token}\r\n\r\n");
+    stalled.write_all(head.as_bytes()).await.expect("sent");
+    let admin = web.admin_addr();
+    let calls = &[("service", "files"), ("outcome", "200")];
+    eventually("the download started", async || {
+        metric(admin, "downstream_request_duration_seconds_count", calls)
+            .await
+            .is_some_and(|count| count >= 1.0)
+    })
+    .await;
+    // The client never reads: once its socket is full the connection is
+    // closed after the send timeout, and the call's slot comes back.
+    eventually("the stalled download gives its slot back", async || {
+        metric(admin, "downstream_in_flight", &[("service", "files")]).await == Some(0.0)
+    })
+    .await;
+    drop(stalled);
     shutdown.trigger();
 }
 

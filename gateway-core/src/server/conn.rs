@@ -5,6 +5,10 @@
 //!
 //! - a header-read timeout, which also closes keep-alive connections that
 //!   stay silent (slowloris);
+//! - a send timeout: a connection whose client stops reading (its socket
+//!   buffer stays full for that long) is closed, with the response it was
+//!   sending and the downstream call streaming it, instead of holding them
+//!   for as long as the client likes (nginx's `send_timeout`);
 //! - a cap on the number and total size of request headers (hyper answers 431);
 //! - a cap on concurrent connections: past it the listener stops accepting
 //!   until a connection closes, instead of running out of file descriptors.
@@ -23,6 +27,7 @@ use hyper_util::{
     server::graceful::GracefulShutdown,
 };
 use tokio::{net::TcpListener, sync::Semaphore, task::JoinSet};
+use tokio_io_timeout::TimeoutStream;
 use tower::{Service, ServiceExt};
 
 use crate::lifecycle::Shutdown;
@@ -32,6 +37,8 @@ use crate::lifecycle::Shutdown;
 pub struct ConnectionLimits {
     /// Longest wait for a complete request head, also on idle keep-alive connections.
     pub header_read_timeout: Duration,
+    /// Longest time a write to the client may wait for it to read.
+    pub send_timeout: Duration,
     /// Most headers in one request (more is a 431).
     pub max_headers: usize,
     /// Largest request head in bytes (larger is a 431).
@@ -44,6 +51,7 @@ impl Default for ConnectionLimits {
     fn default() -> Self {
         Self {
             header_read_timeout: Duration::from_secs(10),
+            send_timeout: Duration::from_secs(30),
             max_headers: 100,
             max_header_bytes: 16 * 1024,
             max_connections: 10_000,
@@ -102,7 +110,10 @@ pub async fn serve_connections<S>(
             request.extensions_mut().insert(ConnectInfo(peer));
             service.clone().oneshot(request)
         });
-        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), per_request));
+        let mut stream = TimeoutStream::new(stream);
+        stream.set_write_timeout(Some(limits.send_timeout));
+        let stream = TokioIo::new(Box::pin(stream));
+        let connection = graceful.watch(http.serve_connection(stream, per_request));
         connections.spawn(async move {
             if let Err(error) = connection.await {
                 tracing::debug!(%error, %peer, "connection ended with an error");

@@ -29,8 +29,9 @@
 //!     fallback routes, [`Gateway::with_fallback`], had their turn). Inside
 //!     it, each BFF adds its own layers and authentication (see `bff`).
 //!
-//! Connections are handled by [`serve_connections`]: header-read timeout, header
-//! count and size limits (431), connection cap, and graceful drain.
+//! Connections are handled by [`serve_connections`]: header-read and send
+//! timeouts, header count and size limits (431), connection cap, and
+//! graceful drain.
 //!
 //! # Shutdown
 //!
@@ -95,6 +96,10 @@ pub struct ServerConfig {
     /// Longest time a client may take to send its request body (default `10s`).
     #[serde(default = "ServerConfig::default_body_read_timeout")]
     pub body_read_timeout: HumanDuration,
+    /// Longest time a write of the response may wait for the client to read
+    /// (default `30s`); past it the connection is closed.
+    #[serde(default = "ServerConfig::default_send_timeout")]
+    pub send_timeout: HumanDuration,
     /// On shutdown, how long to keep serving after `/readyz` turned 503, so
     /// load balancers stop routing here first (default `5s`; `0s` stops
     /// accepting at once).
@@ -131,6 +136,9 @@ impl ServerConfig {
     const fn default_body_read_timeout() -> HumanDuration {
         HumanDuration::from_secs(10)
     }
+    const fn default_send_timeout() -> HumanDuration {
+        HumanDuration::from_secs(30)
+    }
     const fn default_drain_delay() -> Delay {
         Delay::from_secs(5)
     }
@@ -162,6 +170,7 @@ impl ServerConfig {
             request_timeout: Self::default_request_timeout(),
             header_read_timeout: Self::default_header_read_timeout(),
             body_read_timeout: Self::default_body_read_timeout(),
+            send_timeout: Self::default_send_timeout(),
             drain_delay: Self::default_drain_delay(),
             drain_grace: Self::default_drain_grace(),
             max_body_bytes: Self::default_max_body_bytes(),
@@ -300,6 +309,7 @@ impl Gateway {
 
         let limits = ConnectionLimits {
             header_read_timeout: config.header_read_timeout.get(),
+            send_timeout: config.send_timeout.get(),
             max_headers: config.max_headers.get(),
             max_header_bytes: config.max_header_bytes.get(),
             max_connections: config.max_connections.get(),
