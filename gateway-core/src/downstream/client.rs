@@ -210,14 +210,16 @@ impl DownstreamClient {
     ) -> Result<T, DownstreamError> {
         let uri = self.uri(path_and_query.into())?;
         let body = CallBody::Whole(Full::default());
-        self.send(
+        // Boxed: the call stack's future is large, and the futures of the
+        // handlers and `aggregate` holding it move it; a box moves as a pointer.
+        Box::pin(self.send(
             Method::GET,
             uri,
             json_headers(false),
             body,
             context,
             &Json::<T>::new(),
-        )
+        ))
         .await
     }
 
@@ -234,14 +236,14 @@ impl DownstreamClient {
         })?;
         let uri = self.uri(path.to_owned())?;
         let body = CallBody::Whole(Full::new(Bytes::from(body)));
-        self.send(
+        Box::pin(self.send(
             Method::POST,
             uri,
             json_headers(true),
             body,
             context,
             &Json::<T>::new(),
-        )
+        ))
         .await
     }
 
@@ -266,8 +268,7 @@ impl DownstreamClient {
             (&Method::GET | &Method::HEAD, true) => CallBody::Whole(Full::default()),
             _ => CallBody::streamed(body),
         };
-        self.send(method, uri, headers, body, context, &Streamed)
-            .await
+        Box::pin(self.send(method, uri, headers, body, context, &Streamed)).await
     }
 
     /// The request URI: the shared scheme and authority, and the path.
