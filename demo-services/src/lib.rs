@@ -15,6 +15,11 @@
 //! | users     | 7005 | `GET /users/{id}`                                                     |
 //! | orders    | 7006 | `GET /orders?user=`, `GET /orders/{id}`, `POST /orders`               |
 //!
+//! Answers say how a gateway may cache them, as real services do: a product
+//! is `public, max-age=60, stale-while-revalidate=30, stale-if-error=600`
+//! and tagged `product:{id}` (`Cache-Tag`), a user `private, max-age=30`,
+//! an order `no-store`; the rest say nothing, so they are never cached.
+//!
 //! The data is generated deterministically from a seed ([`data`]); the
 //! issuer signs with RS256 and ES256 keys it publishes as a JWKS
 //! ([`issuer`]); any service can be made slow, failing or down ([`faults`]).

@@ -8,13 +8,15 @@ use std::{
 use axum::{
     Json, Router,
     extract::{Path, Query, State},
-    http::{HeaderMap, StatusCode},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::IntoResponse,
     routing::get,
 };
+use gateway_core::cache::CACHE_TAG;
 use serde::Deserialize;
 use shared_schema::{
     Batch, Page,
-    accounts::{NewOrder, Order, User},
+    accounts::{NewOrder, Order},
     catalog::{Price, Product, ProductReviews, StockLevel},
 };
 
@@ -22,6 +24,16 @@ use crate::{Rejection, data::Catalog};
 
 /// Most ids in one batch request.
 const MAX_BATCH: usize = 100;
+/// How long a gateway may keep a product: shared by every caller, fresh
+/// for a minute, then served while refreshed, and for ten minutes instead
+/// of an error.
+const PRODUCT_CACHE: HeaderValue =
+    HeaderValue::from_static("public, max-age=60, stale-while-revalidate=30, stale-if-error=600");
+/// A user is the caller's tenant's own: kept per caller, briefly.
+const USER_CACHE: HeaderValue = HeaderValue::from_static("private, max-age=30");
+/// Orders change as they are placed and paid: never kept.
+const ORDER_CACHE: HeaderValue = HeaderValue::from_static("no-store");
+
 /// Default and largest page size of listings.
 const DEFAULT_LIMIT: u64 = 20;
 const MAX_LIMIT: u64 = 100;
@@ -136,9 +148,18 @@ enum ProductListing {
 
 /// `GET /products/{id}`, `GET /products?ids=..`, `GET /products?cursor=..&limit=..`.
 pub(crate) fn products(catalog: Arc<Catalog>) -> Router {
-    async fn one(State(catalog): Shared, Path(id): Path<String>) -> Answer<Product> {
+    async fn one(
+        State(catalog): Shared,
+        Path(id): Path<String>,
+    ) -> Result<impl IntoResponse, Rejection> {
         let id = parse_id(&id)?;
-        found(catalog.product(id), "product", id)
+        let product = found(catalog.product(id), "product", id)?;
+        let tags = HeaderValue::try_from(format!("product:{id}, products"))
+            .expect("a number is header-safe");
+        Ok((
+            [(header::CACHE_CONTROL, PRODUCT_CACHE), (CACHE_TAG, tags)],
+            product,
+        ))
     }
     async fn list(
         State(catalog): Shared,
@@ -234,13 +255,16 @@ pub(crate) fn users(catalog: Arc<Catalog>) -> Router {
         State(catalog): Shared,
         headers: HeaderMap,
         Path(id): Path<String>,
-    ) -> Answer<User> {
+    ) -> Result<impl IntoResponse, Rejection> {
         let id = parse_id(&id)?;
         let tenant = caller_tenant(&headers);
         let user = catalog
             .user(id)
             .filter(|user| tenant.is_none_or(|tenant| tenant == user.tenant));
-        found(user, "user", id)
+        Ok((
+            [(header::CACHE_CONTROL, USER_CACHE)],
+            found(user, "user", id)?,
+        ))
     }
     Router::new()
         .route("/users/{id}", get(one))
@@ -261,13 +285,16 @@ pub(crate) fn orders(catalog: Arc<Catalog>) -> Router {
         State(catalog): Shared,
         headers: HeaderMap,
         Path(id): Path<String>,
-    ) -> Answer<Order> {
+    ) -> Result<impl IntoResponse, Rejection> {
         let id = parse_id(&id)?;
         let tenant = caller_tenant(&headers);
         let order = catalog
             .order(id)
             .filter(|order| tenant.is_none_or(|tenant| tenant == order.tenant));
-        found(order, "order", id)
+        Ok((
+            [(header::CACHE_CONTROL, ORDER_CACHE)],
+            found(order, "order", id)?,
+        ))
     }
     async fn of_user(
         State(catalog): Shared,

@@ -21,6 +21,8 @@
 //! - [`auth`]: JWT (HS256, RS256, ES256 with a cached JWKS) and API keys,
 //!   and coarse scope checks.
 //! - [`ratelimit`]: token buckets per caller, plans per tenant and API key.
+//! - [`cache`]: the response cache, in process and in Redis, with single
+//!   flight, stale answers and tag invalidation across instances.
 //! - [`downstream`]: one pooled HTTP client per configured downstream service.
 //! - [`server`]: the public and admin listeners, connection hygiene, the
 //!   shared layer stack and graceful drain.
@@ -83,6 +85,7 @@
 
 pub mod auth;
 pub mod bff;
+pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod context;

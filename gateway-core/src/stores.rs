@@ -2,7 +2,7 @@
 //! instance of a BFF.
 //!
 //! BFF instances are stateless; what the fleet must share (rate-limit
-//! buckets, later cached responses, idempotency records, persisted queries)
+//! buckets, cached responses, later idempotency records, persisted queries)
 //! lives in Redis, behind one multiplexed, auto-reconnecting connection per
 //! process. [`SharedStores`] is where that connection is kept and how every
 //! concern and every BFF reaches it: a BFF receives it in its parts
@@ -59,6 +59,8 @@ impl SharedStores {
 pub struct RedisStore {
     /// Where it is, for logs (`host:port/db`, never a password).
     address: String,
+    /// Opens the connections a multiplexed one cannot serve (pub/sub).
+    client: redis::Client,
     connection: watch::Receiver<Option<ConnectionManager>>,
 }
 
@@ -85,6 +87,7 @@ impl RedisStore {
         let (sender, connection) = watch::channel(None);
         let shutdown = shutdown.clone();
         let logged_address = address.clone();
+        let connecting = client.clone();
         tokio::spawn(async move {
             let config = ConnectionManagerConfig::new()
                 .set_connection_timeout(CONNECT_TIMEOUT)
@@ -93,7 +96,8 @@ impl RedisStore {
             let mut backoff = FIRST_BACKOFF;
             let mut attempts = 0u32;
             loop {
-                let attempt = ConnectionManager::new_with_config(client.clone(), config.clone());
+                let attempt =
+                    ConnectionManager::new_with_config(connecting.clone(), config.clone());
                 let result = tokio::select! {
                     result = attempt => result,
                     () = shutdown.triggered() => return,
@@ -122,6 +126,7 @@ impl RedisStore {
         });
         Ok(Self {
             address,
+            client,
             connection,
         })
     }
@@ -129,6 +134,12 @@ impl RedisStore {
     /// Where it is, for logs.
     pub fn address(&self) -> &str {
         &self.address
+    }
+
+    /// The client, to open a connection of one's own (a pub/sub
+    /// subscription, which cannot share the multiplexed connection).
+    pub fn client(&self) -> &redis::Client {
+        &self.client
     }
 
     /// The connection, once it was opened; a clone shares the multiplexed

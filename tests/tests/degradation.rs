@@ -211,8 +211,9 @@ async fn faults_can_be_set_and_cleared_through_the_admin_api() {
         .await
         .expect("sent");
     assert_eq!(set.status(), 200);
+    // Another product: product 1 is cached now, and would be served instead of the failure.
     let (status, _) = get(
-        format!("{}/v1/products/1", base_url(platform.partner())),
+        format!("{}/v1/products/2", base_url(platform.partner())),
         &platform.token("bff-partner"),
     )
     .await;

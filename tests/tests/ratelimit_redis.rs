@@ -45,7 +45,12 @@ async fn instances<B: Bff>(
 ) -> Vec<Running> {
     let mut running = Vec::new();
     for _ in 0..count {
-        let instance = start_bff::<B>(demo, shutdown, &configure).await;
+        let instance = start_bff::<B>(demo, shutdown, |config| {
+            // Only the limiter's commands are counted here.
+            config.cache.shared = false;
+            configure(config);
+        })
+        .await;
         wait_for_mode(&instance, "redis").await;
         running.push(instance);
     }

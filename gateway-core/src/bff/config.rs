@@ -1,7 +1,7 @@
 //! The configuration of a BFF: the shared sections and the BFF's own.
 //!
 //! `[server]`, `[observability]`, `[auth]`, `[rate_limit]`, `[client_tls]`,
-//! `[downstream.<service>]` and `[[routes]]` mean
+//! `[cache]`, `[downstream.<service>]` and `[[routes]]` mean
 //! the same in every BFF, so an operator learns them once; the BFF's own
 //! section is named by [`Bff::SECTION`] (`[web]`, `[mobile]`, `[partner]`)
 //! and typed by [`Bff::Config`]. Serde is implemented by hand because that
@@ -19,6 +19,7 @@ use serde::{
 use super::Bff;
 use crate::{
     auth::AuthConfig,
+    cache::CacheConfig,
     cli::ServiceConfig,
     config::{ConfigError, Validate},
     downstream::DownstreamConfig,
@@ -42,6 +43,8 @@ pub struct BffConfig<B: Bff> {
     pub rate_limit: RateLimitConfig,
     /// The trust of the gateway's own TLS calls (the JWKS, `https` services).
     pub client_tls: ClientTlsConfig,
+    /// The response cache.
+    pub cache: CacheConfig,
     /// The services this BFF calls, by name. Defaults point every one of
     /// [`Bff::SERVICES`] at `127.0.0.1` on its local port.
     pub downstream: BTreeMap<String, DownstreamConfig>,
@@ -59,6 +62,7 @@ impl<B: Bff> BffConfig<B> {
         "auth",
         "rate_limit",
         "client_tls",
+        "cache",
         "downstream",
         "routes",
         B::SECTION,
@@ -76,6 +80,7 @@ impl<B: Bff> Default for BffConfig<B> {
             },
             rate_limit: RateLimitConfig::default(),
             client_tls: ClientTlsConfig::default(),
+            cache: CacheConfig::default(),
             downstream: B::SERVICES
                 .iter()
                 .map(|service| {
@@ -191,6 +196,7 @@ impl<B: Bff> Serialize for BffConfig<B> {
         config.serialize_field("auth", &self.auth)?;
         config.serialize_field("rate_limit", &self.rate_limit)?;
         config.serialize_field("client_tls", &self.client_tls)?;
+        config.serialize_field("cache", &self.cache)?;
         config.serialize_field("downstream", &self.downstream)?;
         match self.routes.is_empty() {
             true => config.skip_field("routes")?,
@@ -218,6 +224,7 @@ enum Section {
     Auth,
     RateLimit,
     ClientTls,
+    Cache,
     Downstream,
     Routes,
     Own,
@@ -249,6 +256,7 @@ impl<B: Bff> Visitor<'_> for SectionName<B> {
             "auth" => Section::Auth,
             "rate_limit" => Section::RateLimit,
             "client_tls" => Section::ClientTls,
+            "cache" => Section::Cache,
             "downstream" => Section::Downstream,
             "routes" => Section::Routes,
             own if own == B::SECTION => Section::Own,
@@ -277,6 +285,7 @@ impl<'de, B: Bff> Visitor<'de> for ConfigVisitor<B> {
                 Section::Auth => config.auth = map.next_value()?,
                 Section::RateLimit => config.rate_limit = map.next_value()?,
                 Section::ClientTls => config.client_tls = map.next_value()?,
+                Section::Cache => config.cache = map.next_value()?,
                 Section::Downstream => config.downstream = map.next_value()?,
                 Section::Routes => config.routes = map.next_value()?,
                 Section::Own => config.own = map.next_value()?,

@@ -38,6 +38,7 @@ use tower::ServiceBuilder;
 
 use crate::{
     auth::{AuthStartError, Authenticator},
+    cache::ResponseCache,
     cli,
     config::{ConfigError, Validate},
     downstream::{ClientBuildError, Downstreams, ServiceSpec},
@@ -130,26 +131,36 @@ pub async fn start<B: Bff>(
     // First: installs the crypto provider every client below is built with.
     let tls = ClientTls::load(config.client_tls.ca_file.as_deref())?;
     let telemetry = Telemetry::new(B::NAME);
+    // Rate limiting and the shared cache tier need Redis; neither on, no connection is opened.
+    let stores = SharedStores::open(
+        match config.rate_limit.enabled || config.cache.shared {
+            true => config.rate_limit.redis_url.expose(),
+            false => "",
+        },
+        &shutdown,
+    )?;
+    let cache = ResponseCache::new(&config.cache, &stores, &telemetry, &shutdown);
     let services = [
         B::SERVICES,
         &proxy::extra_services(&config.routes, B::SERVICES),
     ]
     .concat();
-    let downstreams = Downstreams::build(B::NAME, &services, &config.downstream, &tls, &telemetry)?;
-    let gateway = Gateway::new(B::NAME, config.server, telemetry.clone());
+    let downstreams = Downstreams::build(
+        B::NAME,
+        &services,
+        &config.downstream,
+        &tls,
+        &telemetry,
+        Some(&cache),
+    )?;
+    let gateway =
+        Gateway::new(B::NAME, config.server, telemetry.clone()).with_admin(cache.admin_routes());
     let parts = BffParts {
         downstreams,
         telemetry,
         readiness: gateway.readiness().clone(),
         shutdown: shutdown.clone(),
-        // Rate limiting is what needs Redis today; off, it opens no connection.
-        stores: SharedStores::open(
-            match config.rate_limit.enabled {
-                true => config.rate_limit.redis_url.expose(),
-                false => "",
-            },
-            &shutdown,
-        )?,
+        stores,
     };
     let authenticator = Authenticator::start(
         &config.auth,

@@ -74,6 +74,7 @@ use super::{
     retry::{Decision, RetryPolicy},
 };
 use crate::{
+    cache::{Age, CacheKey, Entry, Filled, ResponseCache, ServiceCacheConfig},
     context::RequestContext,
     identity::VerifiedIdentity,
     observability::{
@@ -136,16 +137,28 @@ struct Inner {
     slots: Arc<Semaphore>,
     concurrency_wait: Duration,
     in_flight: Gauge,
+    /// The response cache its `GET`s go through, unless the service's is off.
+    cache: Option<ServiceCache>,
+}
+
+/// The response cache, and how the service's answers are kept in it.
+#[derive(Debug, Clone)]
+struct ServiceCache {
+    cache: ResponseCache,
+    config: ServiceCacheConfig,
 }
 
 impl DownstreamClient {
     /// Builds the pooled client of the service named `service`; `tls`
-    /// verifies it when its URL is `https` and it has no `ca_file` of its own.
+    /// verifies it when its URL is `https` and it has no `ca_file` of its
+    /// own. Its `GET`s go through `cache` unless the service's
+    /// `[downstream.<name>.cache]` is off.
     pub fn new(
         service: &'static str,
         config: &DownstreamConfig,
         tls: &ClientTls,
         telemetry: &Telemetry,
+        cache: Option<&ResponseCache>,
     ) -> Result<Self, ClientBuildError> {
         let url = config.url.url();
         let host = url.host_str().unwrap_or_default();
@@ -192,6 +205,12 @@ impl DownstreamClient {
                 slots: Arc::new(Semaphore::new(config.max_concurrency.get())),
                 concurrency_wait: config.concurrency_wait.get(),
                 in_flight: telemetry.downstream().in_flight(service),
+                cache: cache
+                    .filter(|_| config.cache.enabled)
+                    .map(|cache| ServiceCache {
+                        cache: cache.clone(),
+                        config: config.cache,
+                    }),
             }),
         })
     }
@@ -201,7 +220,8 @@ impl DownstreamClient {
         self.inner.service
     }
 
-    /// `GET {base}{path_and_query}`, decoding a JSON answer. A `String`
+    /// `GET {base}{path_and_query}`, decoding a JSON answer, through the
+    /// response cache when the service's answers are cached. A `String`
     /// path becomes the request's path without being copied.
     pub async fn get<T: DeserializeOwned>(
         &self,
@@ -209,6 +229,10 @@ impl DownstreamClient {
         context: &RequestContext,
     ) -> Result<T, DownstreamError> {
         let uri = self.uri(path_and_query.into())?;
+        if let (Some(cache), Some(identity)) = (&self.inner.cache, &context.identity) {
+            let body = Box::pin(self.get_cached(cache, uri, identity, context)).await?;
+            return self.decode(&body);
+        }
         let body = CallBody::Whole(Full::default());
         // Boxed: the call stack's future is large, and the futures of the
         // handlers and `aggregate` holding it move it; a box moves as a pointer.
@@ -243,6 +267,140 @@ impl DownstreamClient {
             body,
             context,
             &Json::<T>::new(),
+        ))
+        .await
+    }
+
+    /// The body of `GET uri` from the cache, or from the service (then
+    /// stored as the service allows); see the `cache` module.
+    async fn get_cached(
+        &self,
+        cache: &ServiceCache,
+        uri: Uri,
+        identity: &Arc<VerifiedIdentity>,
+        context: &RequestContext,
+    ) -> Result<Bytes, DownstreamError> {
+        let service = self.inner.service;
+        let caller = identity.identity();
+        let started = Instant::now();
+        let mut key = CacheKey::shared(&uri);
+        loop {
+            let (found_under, found) = cache.cache.lookup(key, caller).await;
+            key = found_under;
+            if let Some(entry) = &found {
+                match entry.age() {
+                    Age::Fresh => return Ok(self.served(cache, context, started, entry, "hit")),
+                    Age::Revalidate => {
+                        if entry.start_refresh() {
+                            self.refresh(cache, &key, &uri, context, entry.clone());
+                        }
+                        return Ok(self.served(cache, context, started, entry, "stale"));
+                    }
+                    Age::OnErrorOnly | Age::Expired => {}
+                }
+            }
+            let fetch = || self.fetch_raw(&uri, context);
+            let filling = cache.cache.fill(
+                &key,
+                caller,
+                &cache.config,
+                fetch,
+                DownstreamError::serves_stale,
+            );
+            // Waiting for another call's answer is bounded by this request's deadline too.
+            let filled = match context.deadline {
+                None => filling.await,
+                Some(deadline) => tokio::time::timeout_at(deadline, filling)
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(DownstreamError::Timeout {
+                            service,
+                            timeout: started.elapsed(),
+                        })
+                    }),
+            };
+            match filled? {
+                Filled::Stored(entry) => {
+                    return Ok(self.served(cache, context, started, &entry, "hit"));
+                }
+                Filled::Fetched(body) => {
+                    cache.cache.count(service, "miss");
+                    return Ok(body);
+                }
+                Filled::Stale(entry, error) => {
+                    tracing::info!(service, %error, "serving a stale answer instead of the failure");
+                    return Ok(self.served(cache, context, started, &entry, "stale"));
+                }
+                // The path's answers are kept per caller: look up this caller's.
+                Filled::PerCaller => {}
+            }
+        }
+    }
+
+    /// `entry`'s body, counted and shown in `Server-Timing` as `how` (`hit`, `stale`).
+    fn served(
+        &self,
+        cache: &ServiceCache,
+        context: &RequestContext,
+        started: Instant,
+        entry: &Entry,
+        how: &'static str,
+    ) -> Bytes {
+        let service = self.inner.service;
+        cache.cache.count(service, how);
+        if let Some(timing) = &context.timing {
+            timing.record(service, started.elapsed(), Some(how));
+        }
+        entry.body.clone()
+    }
+
+    /// Refreshes the stale `entry` of `key` in the background, outside the
+    /// request (its deadline, fan-out and timing), with its caller and trace.
+    fn refresh(
+        &self,
+        cache: &ServiceCache,
+        key: &CacheKey,
+        uri: &Uri,
+        context: &RequestContext,
+        entry: Arc<Entry>,
+    ) {
+        let (client, cache, key, uri) = (self.clone(), cache.clone(), key.clone(), uri.clone());
+        let context = RequestContext {
+            deadline: None,
+            timing: None,
+            fan_out: None,
+            ..context.clone()
+        };
+        tokio::spawn(async move {
+            let Some(identity) = context.identity.clone() else {
+                return;
+            };
+            let fetch = || client.fetch_raw(&uri, &context);
+            let refreshed = cache
+                .cache
+                .fill(&key, identity.identity(), &cache.config, fetch, |_| false)
+                .await;
+            if let Err(error) = refreshed {
+                tracing::debug!(service = client.inner.service, %error, "background refresh failed");
+                entry.refresh_failed();
+            }
+        });
+    }
+
+    /// `GET uri` through the call stack, for its headers and raw body.
+    async fn fetch_raw(
+        &self,
+        uri: &Uri,
+        context: &RequestContext,
+    ) -> Result<(HeaderMap, Bytes), DownstreamError> {
+        let body = CallBody::Whole(Full::default());
+        Box::pin(self.send(
+            Method::GET,
+            uri.clone(),
+            json_headers(false),
+            body,
+            context,
+            &Raw,
         ))
         .await
     }
@@ -554,11 +712,20 @@ impl DownstreamClient {
         }
     }
 
-    /// Reads the whole JSON answer of `response`, within `max_response_bytes`.
-    async fn read_json<T: DeserializeOwned>(
+    /// Decodes a JSON answer.
+    fn decode<T: DeserializeOwned>(&self, body: &[u8]) -> Result<T, DownstreamError> {
+        serde_json::from_slice(body).map_err(|source| DownstreamError::InvalidBody {
+            service: self.inner.service,
+            source,
+        })
+    }
+
+    /// Reads the headers and the whole body of a successful answer, within
+    /// `max_response_bytes`.
+    async fn read_body(
         &self,
         response: Response<Incoming>,
-    ) -> Result<T, DownstreamError> {
+    ) -> Result<(HeaderMap, Bytes), DownstreamError> {
         let service = self.inner.service;
         match response.status() {
             status if status.is_success() => {}
@@ -573,7 +740,8 @@ impl DownstreamClient {
         if declared.is_some_and(|length| length > limit as u64) {
             return Err(DownstreamError::BodyTooLarge { service, limit });
         }
-        let body = Limited::new(response.into_body(), limit)
+        let (parts, body) = response.into_parts();
+        let body = Limited::new(body, limit)
             .collect()
             .await
             .map_err(|error| {
@@ -584,8 +752,7 @@ impl DownstreamClient {
                 }
             })?
             .to_bytes();
-        serde_json::from_slice(&body)
-            .map_err(|source| DownstreamError::InvalidBody { service, source })
+        Ok((parts.headers, body))
     }
 }
 
@@ -624,10 +791,31 @@ impl<T: DeserializeOwned> ReadAnswer for Json<T> {
         response: Response<Incoming>,
         _slot: InFlight,
     ) -> Result<T, DownstreamError> {
-        client.read_json(response).await
+        let (_, body) = client.read_body(response).await?;
+        client.decode(&body)
     }
 
     fn status(_: &T) -> StatusCode {
+        StatusCode::OK
+    }
+}
+
+/// A successful answer's headers and body as they came (cached calls).
+struct Raw;
+
+impl ReadAnswer for Raw {
+    type Answer = (HeaderMap, Bytes);
+
+    async fn read(
+        &self,
+        client: &DownstreamClient,
+        response: Response<Incoming>,
+        _slot: InFlight,
+    ) -> Result<(HeaderMap, Bytes), DownstreamError> {
+        client.read_body(response).await
+    }
+
+    fn status(_: &(HeaderMap, Bytes)) -> StatusCode {
         StatusCode::OK
     }
 }

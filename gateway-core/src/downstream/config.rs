@@ -5,7 +5,10 @@ use std::{num::NonZeroUsize, path::PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::{BreakerConfig, RetryConfig};
-use crate::config::{ConfigError, Delay, HumanDuration, ServiceUrl};
+use crate::{
+    cache::ServiceCacheConfig,
+    config::{ConfigError, Delay, HumanDuration, ServiceUrl},
+};
 
 /// Settings of one downstream service (`[downstream.<name>]`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -45,6 +48,9 @@ pub struct DownstreamConfig {
     /// Retries of idempotent calls.
     #[serde(default)]
     pub retry: RetryConfig,
+    /// How the service's answers are cached.
+    #[serde(default)]
+    pub cache: ServiceCacheConfig,
 }
 
 impl DownstreamConfig {
@@ -76,7 +82,8 @@ impl DownstreamConfig {
             ));
         }
         self.breaker.validate(service)?;
-        self.retry.validate(service)
+        self.retry.validate(service)?;
+        self.cache.validate(service)
     }
 
     /// A service on `127.0.0.1:{port}` with default settings: the built-in
@@ -99,6 +106,7 @@ impl DownstreamConfig {
             concurrency_wait: Delay::default(),
             breaker: BreakerConfig::default(),
             retry: RetryConfig::default(),
+            cache: ServiceCacheConfig::default(),
         }
     }
 }

@@ -132,6 +132,14 @@ impl DownstreamError {
         }
     }
 
+    /// A stale cached answer may stand in for this failure
+    /// (`stale-if-error`): the service failed, or is not called because
+    /// its circuit is open or this instance has too many calls in flight.
+    pub(crate) fn serves_stale(&self) -> bool {
+        self.is_service_failure()
+            || matches!(self, Self::CircuitOpen { .. } | Self::Overloaded { .. })
+    }
+
     /// The `outcome` label of the call in metrics and spans.
     pub(crate) fn outcome(&self) -> std::borrow::Cow<'static, str> {
         match self {

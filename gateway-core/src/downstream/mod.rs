@@ -15,7 +15,9 @@
 //! retry budget and concurrency bound, is bounded by the service's timeout
 //! (which covers the body and every retry) and by a maximum response size,
 //! is measured in the `downstream_request_duration_seconds` histogram, and
-//! fails with a [`DownstreamError`] that answers 502, 503 or 504.
+//! fails with a [`DownstreamError`] that answers 502, 503 or 504. A `GET`
+//! is first looked up in the response cache ([`crate::cache`]), as the
+//! service's `Cache-Control` and `[downstream.<name>.cache]` allow.
 //!
 //! [`aggregate`] assembles an answer from several calls in parallel, with
 //! required and optional parts and the `BFF-Partial` contract.
@@ -35,7 +37,7 @@
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
 //! let telemetry = Telemetry::new("bff-example");
 //! let tls = ClientTls::load(None)?;
-//! let quotes = DownstreamClient::new("quotes", &DownstreamConfig::local(7100), &tls, &telemetry)?;
+//! let quotes = DownstreamClient::new("quotes", &DownstreamConfig::local(7100), &tls, &telemetry, None)?;
 //! let quote: Quote = quotes.get("/quotes/42", &RequestContext::detached()).await?;
 //! # Ok(()) }
 //! ```
@@ -56,7 +58,7 @@ pub use shared_schema::{Resource, ServiceSpec};
 
 use std::{collections::BTreeMap, sync::Arc};
 
-use crate::{RequestContext, observability::Telemetry, tls::ClientTls};
+use crate::{RequestContext, cache::ResponseCache, observability::Telemetry, tls::ClientTls};
 
 /// The clients of the services one BFF calls, by name; cheap to clone, so
 /// handlers can hold it as their state.
@@ -68,13 +70,15 @@ pub struct Downstreams {
 }
 
 impl Downstreams {
-    /// Builds a client for each of `services` from its entry in `configs`.
+    /// Builds a client for each of `services` from its entry in `configs`,
+    /// their `GET`s going through `cache` as each service's settings say.
     pub fn build(
         owner: &'static str,
         services: &[ServiceSpec],
         configs: &BTreeMap<String, DownstreamConfig>,
         tls: &ClientTls,
         telemetry: &Telemetry,
+        cache: Option<&ResponseCache>,
     ) -> Result<Self, ClientBuildError> {
         let mut clients = BTreeMap::new();
         for service in services {
@@ -83,7 +87,7 @@ impl Downstreams {
                 .ok_or(ClientBuildError::NotConfigured(service.name))?;
             clients.insert(
                 service.name,
-                DownstreamClient::new(service.name, config, tls, telemetry)?,
+                DownstreamClient::new(service.name, config, tls, telemetry, cache)?,
             );
         }
         Ok(Self {

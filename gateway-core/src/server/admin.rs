@@ -1,4 +1,5 @@
-//! The admin listener: `/healthz`, `/readyz` and `/metrics`.
+//! The admin listener: `/healthz`, `/readyz` and `/metrics`, and the admin
+//! routes of other concerns (the response cache's `DELETE /cache/tags/{tag}`).
 //!
 //! It listens on its own port, which is never exposed publicly. `/healthz`
 //! answers 200 while the process runs; `/readyz` answers 200 only when every
@@ -15,7 +16,7 @@ use axum::{
 };
 use serde_json::json;
 
-use crate::{lifecycle::Readiness, observability::Telemetry};
+use crate::{error::ProblemLayer, lifecycle::Readiness, observability::Telemetry};
 
 #[derive(Clone)]
 struct AdminState {
@@ -23,8 +24,8 @@ struct AdminState {
     telemetry: Telemetry,
 }
 
-/// The admin routes.
-pub(crate) fn router(readiness: Readiness, telemetry: Telemetry) -> Router {
+/// The admin routes, `others` included; their errors are problem+json.
+pub(crate) fn router(readiness: Readiness, telemetry: Telemetry, others: Router) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -33,6 +34,7 @@ pub(crate) fn router(readiness: Readiness, telemetry: Telemetry) -> Router {
             readiness,
             telemetry,
         })
+        .merge(others.layer(ProblemLayer))
 }
 
 async fn healthz() -> Json<serde_json::Value> {

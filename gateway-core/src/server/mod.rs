@@ -222,6 +222,7 @@ pub struct Gateway {
     telemetry: Telemetry,
     readiness: Readiness,
     fallback: Option<Router>,
+    admin_routes: Router,
 }
 
 impl Gateway {
@@ -233,7 +234,15 @@ impl Gateway {
             telemetry,
             readiness: Readiness::default(),
             fallback: None,
+            admin_routes: Router::new(),
         }
+    }
+
+    /// Serves `routes` on the admin listener too, beside `/healthz`,
+    /// `/readyz` and `/metrics` (the cache's invalidation, for one).
+    pub fn with_admin(mut self, routes: Router) -> Self {
+        self.admin_routes = self.admin_routes.merge(routes);
+        self
     }
 
     /// Serves the requests no route of the app matches with `routes`
@@ -258,6 +267,7 @@ impl Gateway {
             telemetry,
             readiness,
             fallback,
+            admin_routes,
         } = self;
         let public = bind(config.listen).await?;
         let admin = bind(config.admin_listen).await?;
@@ -321,7 +331,7 @@ impl Gateway {
         let admin_stop = Shutdown::new();
         let admin_task = tokio::spawn(conn::serve_connections(
             admin,
-            admin::router(readiness.clone(), telemetry),
+            admin::router(readiness.clone(), telemetry, admin_routes),
             admin_limits,
             admin_stop.clone(),
             config.drain_grace.get(),

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# The response cache on the product page: the same page with the product
+# served from the cache (hit) and fetched every time (miss: the products
+# service's cache turned off), in one run, with the products service
+# answering at once and after LATENCY. The other three legs are never
+# cached and always answer at once. Prints req/s, p50 and p99 of each, the
+# hit/miss ratios, and the cache's own count of hits and misses during the
+# hit runs, so a "hit" figure is known to be one.
+#
+# Usage: bench/cache.sh [-d SECONDS] [-c CONNECTIONS] [-l LATENCY] [PATH/TO/bff-web]
+# Needs wrk, curl and python3; DEMO_SERVICES names the demo-services binary.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+duration=10
+connections=32
+latency=20ms
+while getopts "d:c:l:" option; do
+    case "$option" in
+        d) duration=$OPTARG ;;
+        c) connections=$OPTARG ;;
+        l) latency=$OPTARG ;;
+        *) exit 2 ;;
+    esac
+done
+shift $((OPTIND - 1))
+bff_web=${1:-target/release/bff-web}
+# shellcheck source=bench/common.sh
+. bench/common.sh
+
+start_demo_services taskset -c 1
+token=$(web_token)
+unlimited=(BFF_RATE_LIMIT__PLANS__STANDARD__CAPACITY=1000000000
+    BFF_RATE_LIMIT__PLANS__STANDARD__REFILL_PER_SECOND=1000000000)
+results=$(mktemp)
+lookups=$(mktemp)
+
+run() { # LABEL CACHE(true|false) PRODUCTS-LATENCY
+    curl -s -o /dev/null -X PUT http://127.0.0.1:17000/admin/faults/products -d "{\"latency\":\"$3\"}"
+    start_bff_web "${unlimited[@]}" BFF_DOWNSTREAM__PRODUCTS__CACHE__ENABLED="$2" taskset -c 0 "$bff_web"
+    measure "$1" http://127.0.0.1:18080/api/product-page/42 -H "Authorization: Bearer $token" >>"$results"
+    if [ "$2" = true ]; then
+        curl -s http://127.0.0.1:19080/metrics | grep '^cache_lookups_total{' | sed "s/^/$1 /" >>"$lookups"
+    fi
+    kill "$bff_pid"
+    wait "$bff_pid" 2>/dev/null || true
+}
+
+run hit-0ms true 0ms
+run miss-0ms false 0ms
+run "hit-$latency" true "$latency"
+run "miss-$latency" false "$latency"
+
+python3 - "$results" <<'PY'
+import sys
+rows = {line.split()[0]: [float(x) for x in line.split()[1:]] for line in open(sys.argv[1])}
+print(f"{'run':<12}{'req/s':>8}{'p50 ms':>9}{'p99 ms':>9}")
+for label, (rps, p50, p99) in rows.items():
+    print(f"{label:<12}{rps:>8.0f}{p50:>9.2f}{p99:>9.2f}")
+labels = list(rows)
+for hit, miss in zip(labels[0::2], labels[1::2]):
+    (hr, h50, h99), (mr, m50, m99) = rows[hit], rows[miss]
+    print(f"{hit} vs {miss}: {hr / mr:.2f}x req/s, p50 {h50 - m50:+.2f} ms, p99 {h99 - m99:+.2f} ms")
+PY
+echo "cache lookups during the hit runs:"
+cat "$lookups"

@@ -1,0 +1,426 @@
+//! The response cache against demo-services: what is kept, for whom, for
+//! how long, what a failing service is replaced with, and how a tag is
+//! dropped by every instance. The services say what may be kept: products
+//! are `public, max-age=60, stale-while-revalidate=30, stale-if-error=600`
+//! and tagged `product:{id}`, a user is `private, max-age=30`, an order
+//! `no-store`.
+
+use std::{collections::BTreeMap, sync::Arc};
+
+use bff_web::Web;
+use demo_services::{DemoServices, FaultConfig, ServiceName};
+use futures_util::future::join_all;
+use gateway_core::{
+    RequestContext,
+    bff::BffConfig,
+    cache::{CacheConfig, ResponseCache},
+    config::{Delay, HumanDuration, ServiceUrl},
+    downstream::{DownstreamClient, DownstreamConfig, DownstreamError},
+    identity::VerifiedIdentity,
+    lifecycle::Shutdown,
+    observability::Telemetry,
+    ratelimit::RedisUrl,
+    server::Running,
+    stores::SharedStores,
+    tls::ClientTls,
+};
+use platform_tests::{
+    Answer, RedisServer, base_url, eventually, get_with_token, issue_token, metric, send,
+    start_bff, start_demo,
+};
+use shared_schema::{
+    AuthMethod, Identity,
+    accounts::{Order, User},
+    catalog::Product,
+};
+
+/// The product every page here shows.
+const PRODUCT: u64 = 42;
+
+fn received(demo: &DemoServices, service: ServiceName) -> u64 {
+    demo.requests(service).received()
+}
+
+/// bff-web against `demo` without rate limiting (the tests poll), configured by `configure`.
+async fn web(
+    demo: &DemoServices,
+    shutdown: &Shutdown,
+    configure: impl FnOnce(&mut BffConfig<Web>),
+) -> Running {
+    start_bff::<Web>(demo, shutdown, |config| {
+        config.rate_limit.enabled = false;
+        configure(config);
+    })
+    .await
+}
+
+/// The product page of [`PRODUCT`], as `user-1`.
+async fn page(web: &Running, demo: &DemoServices) -> Answer {
+    let token = issue_token(demo, "user-1", "bff-web", "RS256");
+    get_with_token(
+        &format!("{}/api/product-page/{PRODUCT}", base_url(web)),
+        &token,
+    )
+    .await
+}
+
+/// The `desc` of every `Server-Timing` entry of `part` (`None` for an
+/// entry without one), in order.
+fn timings(answer: &Answer, part: &str) -> Vec<Option<String>> {
+    answer
+        .header("server-timing")
+        .split(", ")
+        .filter(|entry| entry.split(';').next() == Some(part))
+        .map(|entry| {
+            entry
+                .split(';')
+                .find_map(|field| field.strip_prefix("desc="))
+                .map(|desc| desc.trim_matches('"').to_owned())
+        })
+        .collect()
+}
+
+/// Products stay fresh for `fresh` (their own `max-age` is a minute), and
+/// are then served only instead of a failure, or also while refreshed.
+fn products_fresh_for(config: &mut BffConfig<Web>, fresh: HumanDuration, revalidate: bool) {
+    let cache = &mut config
+        .downstream
+        .get_mut("products")
+        .expect("bff-web calls products")
+        .cache;
+    cache.max_ttl = fresh;
+    if !revalidate {
+        cache.stale_while_revalidate = Some(Delay::default());
+    }
+}
+
+#[tokio::test]
+async fn a_second_get_within_its_ttl_makes_no_downstream_call() {
+    let (demo, shutdown) = start_demo(BTreeMap::new()).await;
+    let web = web(&demo, &shutdown, |_| {}).await;
+
+    let first = page(&web, &demo).await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    assert_eq!(timings(&first, "products"), [None], "fetched");
+    assert_eq!(received(&demo, ServiceName::Products), 1);
+
+    let second = page(&web, &demo).await;
+    assert_eq!(second.status, 200, "{}", second.body);
+    assert_eq!(second.body["product"], first.body["product"]);
+    assert_eq!(
+        received(&demo, ServiceName::Products),
+        1,
+        "served from the cache"
+    );
+    assert_eq!(timings(&second, "products"), [Some("hit".to_owned())]);
+    // Prices say nothing about caching: they are fetched every time.
+    assert_eq!(received(&demo, ServiceName::Pricing), 2);
+
+    let admin = web.admin_addr();
+    let lookups = async |result| {
+        metric(
+            admin,
+            "cache_lookups_total",
+            &[("service", "products"), ("result", result)],
+        )
+        .await
+    };
+    assert_eq!(lookups("miss").await, Some(1.0));
+    assert_eq!(lookups("hit").await, Some(1.0));
+    shutdown.trigger();
+}
+
+/// A client of `service` going through `cache`, as a BFF builds it.
+fn client(demo: &DemoServices, service: ServiceName, cache: &ResponseCache) -> DownstreamClient {
+    let name = match service {
+        ServiceName::Orders => "orders",
+        ServiceName::Users => "users",
+        _ => "products",
+    };
+    let config =
+        DownstreamConfig::at(ServiceUrl::parse(&demo.url(service)).expect("a demo service URL"));
+    DownstreamClient::new(
+        name,
+        &config,
+        &ClientTls::load(None).expect("tls"),
+        &Telemetry::new("bff-test"),
+        Some(cache),
+    )
+    .expect("a client")
+}
+
+/// An in-process cache, and the telemetry its lookups are counted in.
+fn local_cache() -> (ResponseCache, Telemetry) {
+    let telemetry = Telemetry::new("bff-test");
+    let cache = ResponseCache::new(
+        &CacheConfig::default(),
+        &SharedStores::default(),
+        &telemetry,
+        &Shutdown::new(),
+    );
+    (cache, telemetry)
+}
+
+/// The context of a request made by `subject` of `tenant`.
+fn caller(subject: &str, tenant: &str) -> RequestContext {
+    let identity = VerifiedIdentity::new(Identity {
+        subject: subject.to_owned(),
+        tenant: tenant.to_owned(),
+        scopes: Vec::new(),
+        client: None,
+        auth_method: AuthMethod::Jwt,
+    })
+    .expect("a valid identity");
+    RequestContext {
+        identity: Some(Arc::new(identity)),
+        ..RequestContext::detached()
+    }
+}
+
+#[tokio::test]
+async fn no_store_answers_are_never_cached() {
+    let (demo, shutdown) = start_demo(BTreeMap::new()).await;
+    let (cache, _) = local_cache();
+    let orders = client(&demo, ServiceName::Orders, &cache);
+    let user = demo.catalog().user(1).expect("user 1");
+    let order = demo.catalog().orders_of(1)[0].id;
+    let owner = caller("user-1", &user.tenant);
+
+    for expected in 1..=3 {
+        let fetched: Order = orders
+            .get(format!("/orders/{order}"), &owner)
+            .await
+            .expect("the order");
+        assert_eq!(fetched.id, order);
+        assert_eq!(received(&demo, ServiceName::Orders), expected);
+    }
+    shutdown.trigger();
+}
+
+#[tokio::test]
+async fn private_answers_are_kept_per_tenant_and_subject() {
+    let (demo, shutdown) = start_demo(BTreeMap::new()).await;
+    let (cache, _) = local_cache();
+    let users = client(&demo, ServiceName::Users, &cache);
+    let user = demo.catalog().user(1).expect("user 1");
+    let calls = || received(&demo, ServiceName::Users);
+
+    let owner = caller("user-1", &user.tenant);
+    let fetched: User = users.get("/users/1", &owner).await.expect("the user");
+    assert_eq!(fetched.id, 1);
+    let again: User = users.get("/users/1", &owner).await.expect("the user");
+    assert_eq!(again.id, 1);
+    assert_eq!(calls(), 1, "the owner's second read is a hit");
+
+    // Another tenant asks the service, which has no such user for it.
+    let stranger = caller("user-1", "another-tenant");
+    let refused = users.get::<User>("/users/1", &stranger).await;
+    assert!(
+        matches!(refused, Err(DownstreamError::NotFound { .. })),
+        "{refused:?}"
+    );
+    assert_eq!(calls(), 2);
+
+    // A colleague in the same tenant gets an entry of their own.
+    let colleague = caller("user-2", &user.tenant);
+    let fetched: User = users.get("/users/1", &colleague).await.expect("the user");
+    assert_eq!(fetched.id, 1);
+    assert_eq!(calls(), 3);
+    let _: User = users.get("/users/1", &colleague).await.expect("the user");
+    let _: User = users.get("/users/1", &owner).await.expect("the user");
+    assert_eq!(calls(), 3, "both kept their own");
+    shutdown.trigger();
+}
+
+#[tokio::test]
+async fn concurrent_misses_for_one_key_make_one_call() {
+    // Slow enough that every caller arrives while the first call is under way.
+    let slow = FaultConfig {
+        latency: Some(HumanDuration::from_millis(300)),
+        ..FaultConfig::default()
+    };
+    let (demo, shutdown) = start_demo(BTreeMap::from([(ServiceName::Products, slow)])).await;
+    let (cache, telemetry) = local_cache();
+    let products = client(&demo, ServiceName::Products, &cache);
+    let user = demo.catalog().user(1).expect("user 1");
+
+    let callers: Vec<RequestContext> = (0..100)
+        .map(|n| caller(&format!("user-{n}"), &user.tenant))
+        .collect();
+    let answers = join_all(
+        callers
+            .iter()
+            .map(|context| products.get::<Product>(format!("/products/{PRODUCT}"), context)),
+    )
+    .await;
+    let expected = demo.catalog().product(PRODUCT).expect("the product");
+    for answer in answers {
+        assert_eq!(answer.expect("the product").name, expected.name);
+    }
+    assert_eq!(received(&demo, ServiceName::Products), 1);
+    let text = telemetry.encode();
+    assert!(
+        text.contains(r#"cache_lookups_total{bff="bff-test",service="products",result="miss"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"cache_lookups_total{bff="bff-test",service="products",result="hit"} 99"#),
+        "{text}"
+    );
+    shutdown.trigger();
+}
+
+#[tokio::test]
+async fn stale_if_error_serves_the_old_entry_while_the_service_is_down() {
+    let (demo, shutdown) = start_demo(BTreeMap::new()).await;
+    let web = web(&demo, &shutdown, |config| {
+        products_fresh_for(config, HumanDuration::from_millis(200), false);
+        // Retried failures would open the circuit before the last check here.
+        let products = config.downstream.get_mut("products").expect("products");
+        products.breaker.enabled = false;
+    })
+    .await;
+    let first = page(&web, &demo).await;
+    assert_eq!(first.status, 200, "{}", first.body);
+
+    demo.faults(ServiceName::Products).set(FaultConfig {
+        down: true,
+        ..FaultConfig::default()
+    });
+    let mut served = None;
+    eventually("the stale product stands in for the failure", async || {
+        let answer = page(&web, &demo).await;
+        let stale = timings(&answer, "products").contains(&Some("stale".to_owned()));
+        served = Some(answer);
+        stale
+    })
+    .await;
+    let served = served.expect("a page");
+    assert_eq!(served.status, 200, "{}", served.body);
+    assert_eq!(served.body["product"], first.body["product"]);
+    assert_eq!(
+        timings(&served, "products"),
+        [Some("unavailable".to_owned()), Some("stale".to_owned())],
+        "the failed call, then the stale answer"
+    );
+    assert_eq!(
+        served.header("bff-partial"),
+        "",
+        "a stale answer is an answer"
+    );
+
+    // A product never fetched has nothing to stand in for it.
+    let token = issue_token(&demo, "user-1", "bff-web", "RS256");
+    let other = get_with_token(&format!("{}/api/product-page/43", base_url(&web)), &token).await;
+    other.assert_problem(502, "DOWNSTREAM_UNAVAILABLE", "no entry for product 43");
+    shutdown.trigger();
+}
+
+#[tokio::test]
+async fn a_stale_entry_is_served_at_once_and_refreshed_once_in_the_background() {
+    let (demo, shutdown) = start_demo(BTreeMap::new()).await;
+    let web = web(&demo, &shutdown, |config| {
+        products_fresh_for(config, HumanDuration::from_secs(1), true);
+    })
+    .await;
+    assert_eq!(page(&web, &demo).await.status, 200);
+    assert_eq!(received(&demo, ServiceName::Products), 1);
+
+    // The refresh will take a while: every stale read meanwhile is served at once.
+    demo.faults(ServiceName::Products).set(FaultConfig {
+        latency: Some(HumanDuration::from_millis(500)),
+        ..FaultConfig::default()
+    });
+    eventually("the entry is stale", async || {
+        timings(&page(&web, &demo).await, "products") == [Some("stale".to_owned())]
+    })
+    .await;
+    for _ in 0..5 {
+        let answer = page(&web, &demo).await;
+        assert_eq!(answer.status, 200);
+        assert_eq!(
+            timings(&answer, "products").len(),
+            1,
+            "no call made for the page"
+        );
+    }
+    eventually("the refreshed entry is served", async || {
+        timings(&page(&web, &demo).await, "products") == [Some("hit".to_owned())]
+    })
+    .await;
+    assert_eq!(
+        received(&demo, ServiceName::Products),
+        2,
+        "one refresh, however many stale reads"
+    );
+    shutdown.trigger();
+}
+
+/// `DELETE /cache/tags/{tag}` on `bff`'s admin listener.
+async fn invalidate(bff: &Running, tag: &str) -> Answer {
+    send(reqwest::Client::new().delete(format!("http://{}/cache/tags/{tag}", bff.admin_addr())))
+        .await
+}
+
+#[tokio::test]
+async fn a_tag_invalidated_on_one_instance_is_dropped_by_every_instance() {
+    let redis = RedisServer::start().await;
+    let (demo, shutdown) = start_demo(BTreeMap::new()).await;
+    let shared = |config: &mut BffConfig<Web>| {
+        config.rate_limit.redis_url = RedisUrl::parse(&redis.url()).expect("a valid URL");
+    };
+    let first = web(&demo, &shutdown, shared).await;
+    let second = web(&demo, &shutdown, shared).await;
+    eventually("both instances listen for invalidations", async || {
+        invalidate(&first, "nothing").await.body["instances_notified"] == 2
+    })
+    .await;
+
+    assert_eq!(page(&second, &demo).await.status, 200);
+    assert_eq!(received(&demo, ServiceName::Products), 1);
+    // Written in the background, by a script that stores the entry, then tags it.
+    eventually("the answer reached Redis", async || {
+        redis
+            .command_calls()
+            .await
+            .get("sadd")
+            .copied()
+            .unwrap_or_default()
+            >= 1
+    })
+    .await;
+    // The first instance finds the second's answer in Redis.
+    let shared_hit = page(&first, &demo).await;
+    assert_eq!(timings(&shared_hit, "products"), [Some("hit".to_owned())]);
+    assert_eq!(received(&demo, ServiceName::Products), 1);
+
+    let peer_invalidations = async || {
+        metric(
+            second.admin_addr(),
+            "cache_invalidations_total",
+            &[("origin", "peer")],
+        )
+        .await
+        .unwrap_or_default()
+    };
+    let before = peer_invalidations().await;
+    let invalidated = invalidate(&first, &format!("product:{PRODUCT}")).await;
+    assert_eq!(invalidated.status, 200, "{}", invalidated.body);
+    assert_eq!(
+        invalidated.body["shared_entries"], 1,
+        "{}",
+        invalidated.body
+    );
+    assert_eq!(invalidated.body["instances_notified"], 2);
+    eventually("the second instance applied it", async || {
+        peer_invalidations().await > before
+    })
+    .await;
+
+    // Neither tier of the second instance has the product any more.
+    let refetched = page(&second, &demo).await;
+    assert_eq!(refetched.status, 200);
+    assert_eq!(timings(&refetched, "products"), [None]);
+    assert_eq!(received(&demo, ServiceName::Products), 2);
+    shutdown.trigger();
+}
