@@ -3,9 +3,10 @@
 # served from the cache (hit) and fetched every time (miss: the products
 # service's cache turned off), in one run, with the products service
 # answering at once and after LATENCY. The other three legs are never
-# cached and always answer at once. Prints req/s, p50 and p99 of each, the
-# hit/miss ratios, and the cache's own count of hits and misses during the
-# hit runs, so a "hit" figure is known to be one.
+# cached (their services say nothing) and always answer at once; a third
+# run with every service's cache off (off) shows what looking them up
+# costs. Prints req/s, p50 and p99 of each, the ratios, and the cache's
+# own count of lookups during the hit runs, so a "hit" is known to be one.
 #
 # Usage: bench/cache.sh [-d SECONDS] [-c CONNECTIONS] [-l LATENCY] [PATH/TO/bff-web]
 # Needs wrk, curl and python3; DEMO_SERVICES names the demo-services binary.
@@ -35,9 +36,11 @@ unlimited=(BFF_RATE_LIMIT__PLANS__STANDARD__CAPACITY=1000000000
 results=$(mktemp)
 lookups=$(mktemp)
 
-run() { # LABEL CACHE(true|false) PRODUCTS-LATENCY
-    curl -s -o /dev/null -X PUT http://127.0.0.1:17000/admin/faults/products -d "{\"latency\":\"$3\"}"
-    start_bff_web "${unlimited[@]}" BFF_DOWNSTREAM__PRODUCTS__CACHE__ENABLED="$2" taskset -c 0 "$bff_web"
+run() { # LABEL PRODUCTS-CACHE(true|false) OTHERS-CACHE(true|false) PRODUCTS-LATENCY
+    curl -s -o /dev/null -X PUT http://127.0.0.1:17000/admin/faults/products -d "{\"latency\":\"$4\"}"
+    start_bff_web "${unlimited[@]}" BFF_DOWNSTREAM__PRODUCTS__CACHE__ENABLED="$2" \
+        BFF_DOWNSTREAM__INVENTORY__CACHE__ENABLED="$3" BFF_DOWNSTREAM__PRICING__CACHE__ENABLED="$3" \
+        BFF_DOWNSTREAM__REVIEWS__CACHE__ENABLED="$3" taskset -c 0 "$bff_web"
     measure "$1" http://127.0.0.1:18080/api/product-page/42 -H "Authorization: Bearer $token" >>"$results"
     if [ "$2" = true ]; then
         curl -s http://127.0.0.1:19080/metrics | grep '^cache_lookups_total{' | sed "s/^/$1 /" >>"$lookups"
@@ -46,10 +49,11 @@ run() { # LABEL CACHE(true|false) PRODUCTS-LATENCY
     wait "$bff_pid" 2>/dev/null || true
 }
 
-run hit-0ms true 0ms
-run miss-0ms false 0ms
-run "hit-$latency" true "$latency"
-run "miss-$latency" false "$latency"
+run hit-0ms true true 0ms
+run miss-0ms false true 0ms
+run off-0ms false false 0ms
+run "hit-$latency" true true "$latency"
+run "miss-$latency" false true "$latency"
 
 python3 - "$results" <<'PY'
 import sys
@@ -58,9 +62,9 @@ print(f"{'run':<12}{'req/s':>8}{'p50 ms':>9}{'p99 ms':>9}")
 for label, (rps, p50, p99) in rows.items():
     print(f"{label:<12}{rps:>8.0f}{p50:>9.2f}{p99:>9.2f}")
 labels = list(rows)
-for hit, miss in zip(labels[0::2], labels[1::2]):
-    (hr, h50, h99), (mr, m50, m99) = rows[hit], rows[miss]
-    print(f"{hit} vs {miss}: {hr / mr:.2f}x req/s, p50 {h50 - m50:+.2f} ms, p99 {h99 - m99:+.2f} ms")
+for this, that in [(labels[0], labels[1]), (labels[1], labels[2]), (labels[3], labels[4])]:
+    (tr, t50, t99), (or_, o50, o99) = rows[this], rows[that]
+    print(f"{this} vs {that}: {tr / or_:.2f}x req/s, p50 {t50 - o50:+.2f} ms, p99 {t99 - o99:+.2f} ms")
 PY
 echo "cache lookups during the hit runs:"
 cat "$lookups"

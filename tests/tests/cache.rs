@@ -132,13 +132,24 @@ async fn a_second_get_within_its_ttl_makes_no_downstream_call() {
 
 /// A client of `service` going through `cache`, as a BFF builds it.
 fn client(demo: &DemoServices, service: ServiceName, cache: &ResponseCache) -> DownstreamClient {
+    configured_client(demo, service, cache, |_| {})
+}
+
+/// [`client`], with its settings changed by `configure`.
+fn configured_client(
+    demo: &DemoServices,
+    service: ServiceName,
+    cache: &ResponseCache,
+    configure: impl FnOnce(&mut DownstreamConfig),
+) -> DownstreamClient {
     let name = match service {
         ServiceName::Orders => "orders",
         ServiceName::Users => "users",
         _ => "products",
     };
-    let config =
+    let mut config =
         DownstreamConfig::at(ServiceUrl::parse(&demo.url(service)).expect("a demo service URL"));
+    configure(&mut config);
     DownstreamClient::new(
         name,
         &config,
@@ -180,7 +191,7 @@ fn caller(subject: &str, tenant: &str) -> RequestContext {
 #[tokio::test]
 async fn no_store_answers_are_never_cached() {
     let (demo, shutdown) = start_demo(BTreeMap::new()).await;
-    let (cache, _) = local_cache();
+    let (cache, telemetry) = local_cache();
     let orders = client(&demo, ServiceName::Orders, &cache);
     let user = demo.catalog().user(1).expect("user 1");
     let order = demo.catalog().orders_of(1)[0].id;
@@ -194,6 +205,12 @@ async fn no_store_answers_are_never_cached() {
         assert_eq!(fetched.id, order);
         assert_eq!(received(&demo, ServiceName::Orders), expected);
     }
+    // After the first answer, calls go straight to the service, not waiting for each other.
+    let text = telemetry.encode();
+    assert!(
+        text.contains(r#"cache_lookups_total{bff="bff-test",service="orders",result="pass"} 2"#),
+        "{text}"
+    );
     shutdown.trigger();
 }
 
@@ -313,6 +330,66 @@ async fn stale_if_error_serves_the_old_entry_while_the_service_is_down() {
     let token = issue_token(&demo, "user-1", "bff-web", "RS256");
     let other = get_with_token(&format!("{}/api/product-page/43", base_url(&web)), &token).await;
     other.assert_problem(502, "DOWNSTREAM_UNAVAILABLE", "no entry for product 43");
+    shutdown.trigger();
+}
+
+#[tokio::test]
+async fn callers_waiting_behind_a_failed_call_serve_the_stale_entry_without_calling() {
+    let (demo, shutdown) = start_demo(BTreeMap::new()).await;
+    let (cache, telemetry) = local_cache();
+    let products = configured_client(&demo, ServiceName::Products, &cache, |config| {
+        config.timeout = HumanDuration::from_millis(300);
+        config.cache.max_ttl = HumanDuration::from_millis(200);
+        config.cache.stale_while_revalidate = Some(Delay::default());
+    });
+    let user = demo.catalog().user(1).expect("user 1");
+    let context = caller("user-1", &user.tenant);
+    let path = format!("/products/{PRODUCT}");
+    let expected = demo.catalog().product(PRODUCT).expect("the product");
+    let product: Product = products.get(path.clone(), &context).await.expect("fetched");
+    assert_eq!(product.name, expected.name);
+
+    // The service hangs past the call's timeout from now on.
+    demo.faults(ServiceName::Products).set(FaultConfig {
+        latency: Some(HumanDuration::from_secs(2)),
+        ..FaultConfig::default()
+    });
+    let stale_served = || {
+        let text = telemetry.encode();
+        text.lines()
+            .find(|line| {
+                line.starts_with("cache_lookups_total{") && line.contains("result=\"stale\"")
+            })
+            .and_then(|line| line.rsplit_once(' ')?.1.parse::<u64>().ok())
+            .unwrap_or_default()
+    };
+    eventually(
+        "the entry is stale and stands in for a failed call",
+        async || {
+            let product: Product = products.get(path.clone(), &context).await.expect("served");
+            assert_eq!(product.name, expected.name);
+            stale_served() == 1
+        },
+    )
+    .await;
+    assert_eq!(
+        received(&demo, ServiceName::Products),
+        2,
+        "the fill, one failed call"
+    );
+
+    // Ten callers at once: the first calls and fails, the nine behind it
+    // serve the stale entry without calling the hanging service in turn.
+    let answers = join_all((0..10).map(|_| products.get::<Product>(path.clone(), &context))).await;
+    for answer in answers {
+        assert_eq!(answer.expect("the stale product").name, expected.name);
+    }
+    assert_eq!(stale_served(), 11);
+    assert_eq!(
+        received(&demo, ServiceName::Products),
+        3,
+        "one more call, not ten"
+    );
     shutdown.trigger();
 }
 

@@ -20,7 +20,10 @@
 //! - **single flight**: concurrent misses of one key make one call; the
 //!   others wait for it (moka's per-key compute lock) and are served what
 //!   it stored. A waiter whose own call would have been made for another
-//!   caller (the answer turned out to be per caller) calls again for its own.
+//!   caller (the answer turned out to be per caller) calls again for its
+//!   own. An answer that must not be kept leaves a marker for
+//!   10 s, under which calls go straight to the service
+//!   without waiting for each other.
 //! - **stale answers**: within `stale-while-revalidate` a stale entry is
 //!   served at once and refreshed in the background, once; within
 //!   `stale-if-error` it is served when the call fails or the circuit is
@@ -41,7 +44,7 @@ use std::{
     num::NonZeroU64,
     sync::{
         Arc,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::{Duration, SystemTime},
 };
@@ -107,6 +110,25 @@ pub(crate) enum Cached {
     Answer(Arc<Entry>),
     /// The answers of this path are kept per tenant and subject, until then.
     PerCaller { until: SystemTime },
+    /// The service said its last answer must not be kept: calls go
+    /// straight to it, without waiting for each other, until then
+    /// ([`UNCACHEABLE_FOR`]). Never shared: each instance learns it.
+    Uncacheable { until: SystemTime },
+}
+
+/// How long an answer that must not be kept sends the calls of its key
+/// straight to the service, before the next answer is looked at again.
+const UNCACHEABLE_FOR: Duration = Duration::from_secs(10);
+
+/// What a lookup found.
+#[derive(Debug)]
+pub(crate) enum Found {
+    /// A stored answer.
+    Answer(Arc<Entry>),
+    /// Nothing: fill the key.
+    Nothing,
+    /// A key whose answers are not kept: call the service, without filling it.
+    Uncacheable,
 }
 
 impl Cached {
@@ -114,7 +136,7 @@ impl Cached {
     fn remaining(&self) -> Duration {
         match self {
             Self::Answer(entry) => entry.remaining(),
-            Self::PerCaller { until } => {
+            Self::PerCaller { until } | Self::Uncacheable { until } => {
                 until.duration_since(SystemTime::now()).unwrap_or_default()
             }
         }
@@ -135,6 +157,8 @@ pub(crate) struct Entry {
     tags: Box<[Box<str>]>,
     /// Whether a background refresh of it is under way.
     refreshing: AtomicBool,
+    /// When a call to replace it last failed (ns since the epoch; 0: never).
+    failed_at: AtomicU64,
 }
 
 impl Entry {
@@ -154,6 +178,7 @@ impl Entry {
             lifetime,
             tags,
             refreshing: AtomicBool::new(false),
+            failed_at: AtomicU64::new(0),
         }
     }
 
@@ -182,10 +207,31 @@ impl Entry {
         !self.refreshing.swap(true, Ordering::AcqRel)
     }
 
+    /// Whether a call to replace it failed at or after `since`.
+    fn failed_since(&self, since: SystemTime) -> bool {
+        self.failed_at.load(Ordering::Acquire) >= nanos_since_epoch(since)
+    }
+
+    fn failed_now(&self) {
+        self.failed_at.store(
+            nanos_since_epoch(SystemTime::now()).max(1),
+            Ordering::Release,
+        );
+    }
+
     /// Lets a later caller try the refresh again.
     pub(crate) fn refresh_failed(&self) {
         self.refreshing.store(false, Ordering::Release);
     }
+}
+
+/// `time` in nanoseconds since the Unix epoch: fine enough to order a
+/// failure and the start of a wait that follow each other closely.
+fn nanos_since_epoch(time: SystemTime) -> u64 {
+    time.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX)
+        })
 }
 
 /// Where an answer is kept: its request URI, and the caller's tenant and
@@ -228,11 +274,16 @@ pub(crate) enum Filled<E> {
     Stored(Arc<Entry>),
     /// This call fetched the answer (stored or not).
     Fetched(Bytes),
-    /// The call failed with the error, and the stale entry may be served.
-    Stale(Arc<Entry>, E),
+    /// The stale entry may be served instead of a failure: this call's
+    /// (the error), or that of a call which failed while this one waited
+    /// for it (no error: it was not called again).
+    Stale(Arc<Entry>, Option<E>),
     /// The answers of the path turned out to be kept per caller: fill the
     /// caller's own key instead.
     PerCaller,
+    /// The answers of the key are not kept: call the service, without
+    /// waiting for other calls.
+    Uncacheable,
 }
 
 /// Expires an entry when it is of no more use.
@@ -273,7 +324,7 @@ impl ResponseCache {
             .weigher(|key: &String, value: &Cached| {
                 let body = match value {
                     Cached::Answer(entry) => entry.body.len(),
-                    Cached::PerCaller { .. } => 0,
+                    Cached::PerCaller { .. } | Cached::Uncacheable { .. } => 0,
                 };
                 u32::try_from(key.len() + body + 64).unwrap_or(u32::MAX)
             })
@@ -302,19 +353,16 @@ impl ResponseCache {
         cache
     }
 
-    /// The stored answer for `key`, following a per-caller marker to
-    /// `caller`'s own key; with the key the answer is, or would be, under.
-    pub(crate) async fn lookup(
-        &self,
-        key: CacheKey,
-        caller: &Identity,
-    ) -> (CacheKey, Option<Arc<Entry>>) {
+    /// What `key` holds, following a per-caller marker to `caller`'s own
+    /// key; with the key the answer is, or would be, under.
+    pub(crate) async fn lookup(&self, key: CacheKey, caller: &Identity) -> (CacheKey, Found) {
         let mut key = key;
         loop {
             match self.get(&key).await {
-                Some(Cached::Answer(entry)) => return (key, Some(entry)),
+                Some(Cached::Answer(entry)) => return (key, Found::Answer(entry)),
+                Some(Cached::Uncacheable { .. }) => return (key, Found::Uncacheable),
                 Some(Cached::PerCaller { .. }) if !key.per_caller => key = key.for_caller(caller),
-                _ => return (key, None),
+                _ => return (key, Found::Nothing),
             }
         }
     }
@@ -335,7 +383,13 @@ impl ResponseCache {
     /// Fills `key` with the answer `fetch` gets, unless a concurrent call
     /// stores one first (single flight); what `config` allows is stored.
     /// When the fetch fails with an error `stale_on` accepts and a stale
-    /// entry may still serve errors, that entry is the answer.
+    /// entry may still serve errors, that entry is the answer; so it is at
+    /// once, without a call, when a call for it failed after `waiting_since`
+    /// (a waiter does not call a failing service again, in turn, for
+    /// what it could serve).
+    ///
+    /// Waiters behind a call that failed without a stale entry call again
+    /// in turn: the error cannot be shared, and the breaker ends the run.
     pub(crate) async fn fill<E, Fut>(
         &self,
         key: &CacheKey,
@@ -343,6 +397,7 @@ impl ResponseCache {
         config: &ServiceCacheConfig,
         fetch: impl FnOnce() -> Fut,
         stale_on: impl Fn(&E) -> bool,
+        waiting_since: SystemTime,
     ) -> Result<Filled<E>, E>
     where
         Fut: Future<Output = Result<(HeaderMap, Bytes), E>>,
@@ -359,8 +414,18 @@ impl ResponseCache {
                         *filling = Some(Filled::PerCaller);
                         return Ok(Op::Nop);
                     }
+                    Some(Cached::Uncacheable { .. }) => {
+                        *filling = Some(Filled::Uncacheable);
+                        return Ok(Op::Nop);
+                    }
                     Some(Cached::Answer(entry)) if entry.age() == Age::Fresh => {
                         *filling = Some(Filled::Stored(entry));
+                        return Ok(Op::Nop);
+                    }
+                    Some(Cached::Answer(entry))
+                        if entry.serves_errors() && entry.failed_since(waiting_since) =>
+                    {
+                        *filling = Some(Filled::Stale(entry, None));
                         return Ok(Op::Nop);
                     }
                     Some(Cached::Answer(entry)) => Some(entry),
@@ -368,15 +433,14 @@ impl ResponseCache {
                 };
                 match fetch().await {
                     Ok((headers, body)) => {
-                        let op = self
-                            .keep(key, caller, config, &headers, &body, stale.is_some())
-                            .await;
+                        let op = self.keep(key, caller, config, &headers, &body).await;
                         *filling = Some(Filled::Fetched(body));
                         Ok(op)
                     }
                     Err(error) => match stale {
                         Some(entry) if entry.serves_errors() && stale_on(&error) => {
-                            *filling = Some(Filled::Stale(entry, error));
+                            entry.failed_now();
+                            *filling = Some(Filled::Stale(entry, Some(error)));
                             Ok(Op::Nop)
                         }
                         _ => Err(error),
@@ -388,7 +452,7 @@ impl ResponseCache {
     }
 
     /// What becomes of `key` after the service answered `body` with
-    /// `headers`: stored, or left (removed if `replacing` a stale entry).
+    /// `headers`: the answer, or a marker saying it is not kept.
     async fn keep(
         &self,
         key: &CacheKey,
@@ -396,17 +460,16 @@ impl ResponseCache {
         config: &ServiceCacheConfig,
         headers: &HeaderMap,
         body: &Bytes,
-        replacing: bool,
     ) -> Op<Cached> {
         let Storage::Keep {
             per_caller,
             lifetime,
         } = config.storage(headers)
         else {
-            return match replacing {
-                true => Op::Remove,
-                false => Op::Nop,
-            };
+            // Replacing any stale entry: the service no longer wants it kept.
+            return Op::Put(Cached::Uncacheable {
+                until: SystemTime::now() + UNCACHEABLE_FOR,
+            });
         };
         let entry = Cached::Answer(Arc::new(Entry::new(
             body.clone(),
@@ -457,7 +520,7 @@ impl ResponseCache {
             .inc();
     }
 
-    /// Counts a lookup of `service`'s answers: `hit`, `stale` or `miss`.
+    /// Counts a lookup of `service`'s answers: `hit`, `stale`, `miss` or `pass`.
     pub(crate) fn count(&self, service: &'static str, result: &'static str) {
         self.inner
             .metrics
@@ -541,7 +604,7 @@ impl CacheMetrics {
         let metrics = Self::default();
         telemetry.register(
             "cache_lookups",
-            "Downstream GETs looked up in the response cache, by service and result (hit, stale, miss)",
+            "Downstream GETs looked up in the response cache, by service and result (hit, stale, miss, pass: an answer known not to be kept)",
             metrics.lookups.clone(),
         );
         telemetry.register(

@@ -190,6 +190,7 @@ impl SharedTier {
 
 const ANSWER: u8 = b'A';
 const PER_CALLER: u8 = b'P';
+const UNCACHEABLE: u8 = b'U';
 
 fn millis_since_epoch(time: SystemTime) -> u64 {
     time.duration_since(UNIX_EPOCH)
@@ -198,12 +199,16 @@ fn millis_since_epoch(time: SystemTime) -> u64 {
 
 /// `A`, stored-at, fresh, stale-while-revalidate and stale-if-error (ms,
 /// big-endian u64), the tags (a count, then each with its length, one
-/// byte each), the body; or `P` and the marker's end (ms).
+/// byte each), the body; or `P` (per caller) or `U` (uncacheable) and the
+/// marker's end (ms).
 fn encode(cached: &Cached) -> Bytes {
     match cached {
-        Cached::PerCaller { until } => {
+        Cached::PerCaller { until } | Cached::Uncacheable { until } => {
             let mut value = BytesMut::with_capacity(9);
-            value.put_u8(PER_CALLER);
+            value.put_u8(match cached {
+                Cached::PerCaller { .. } => PER_CALLER,
+                _ => UNCACHEABLE,
+            });
             value.put_u64(millis_since_epoch(*until));
             value.freeze()
         }
@@ -231,6 +236,9 @@ fn decode(mut value: Bytes) -> Option<Cached> {
     let millis = |value: &mut Bytes| value.try_get_u64().ok().map(Duration::from_millis);
     let cached = match value.try_get_u8().ok()? {
         PER_CALLER => Cached::PerCaller {
+            until: UNIX_EPOCH + millis(&mut value)?,
+        },
+        UNCACHEABLE => Cached::Uncacheable {
             until: UNIX_EPOCH + millis(&mut value)?,
         },
         ANSWER => {

@@ -41,7 +41,7 @@ use std::{
         atomic::{AtomicU8, Ordering},
     },
     task::{Context, Poll},
-    time::Duration,
+    time::{Duration, SystemTime},
 };
 
 use axum::body::Body;
@@ -74,7 +74,7 @@ use super::{
     retry::{Decision, RetryPolicy},
 };
 use crate::{
-    cache::{Age, CacheKey, Entry, Filled, ResponseCache, ServiceCacheConfig},
+    cache::{Age, CacheKey, Entry, Filled, Found, ResponseCache, ServiceCacheConfig},
     context::RequestContext,
     identity::VerifiedIdentity,
     observability::{
@@ -283,12 +283,15 @@ impl DownstreamClient {
         let service = self.inner.service;
         let caller = identity.identity();
         let started = Instant::now();
+        let waiting_since = SystemTime::now();
         let mut key = CacheKey::shared(&uri);
         loop {
             let (found_under, found) = cache.cache.lookup(key, caller).await;
             key = found_under;
-            if let Some(entry) = &found {
-                match entry.age() {
+            match &found {
+                Found::Uncacheable => return self.pass(cache, &uri, context).await,
+                Found::Nothing => {}
+                Found::Answer(entry) => match entry.age() {
                     Age::Fresh => return Ok(self.served(cache, context, started, entry, "hit")),
                     Age::Revalidate => {
                         if entry.start_refresh() {
@@ -297,7 +300,7 @@ impl DownstreamClient {
                         return Ok(self.served(cache, context, started, entry, "stale"));
                     }
                     Age::OnErrorOnly | Age::Expired => {}
-                }
+                },
             }
             let fetch = || self.fetch_raw(&uri, context);
             let filling = cache.cache.fill(
@@ -306,6 +309,7 @@ impl DownstreamClient {
                 &cache.config,
                 fetch,
                 DownstreamError::serves_stale,
+                waiting_since,
             );
             // Waiting for another call's answer is bounded by this request's deadline too.
             let filled = match context.deadline {
@@ -328,13 +332,35 @@ impl DownstreamClient {
                     return Ok(body);
                 }
                 Filled::Stale(entry, error) => {
-                    tracing::info!(service, %error, "serving a stale answer instead of the failure");
+                    match error {
+                        Some(error) => {
+                            tracing::info!(service, %error, "serving a stale answer instead of the failure")
+                        }
+                        None => tracing::debug!(
+                            service,
+                            "serving a stale answer: the call made for it failed"
+                        ),
+                    }
                     return Ok(self.served(cache, context, started, &entry, "stale"));
                 }
+                Filled::Uncacheable => return self.pass(cache, &uri, context).await,
                 // The path's answers are kept per caller: look up this caller's.
                 Filled::PerCaller => {}
             }
         }
+    }
+
+    /// The body of `GET uri` from the service, whose answers to it are
+    /// not kept: no waiting for other calls of the same key.
+    async fn pass(
+        &self,
+        cache: &ServiceCache,
+        uri: &Uri,
+        context: &RequestContext,
+    ) -> Result<Bytes, DownstreamError> {
+        cache.cache.count(self.inner.service, "pass");
+        let (_, body) = self.fetch_raw(uri, context).await?;
+        Ok(body)
     }
 
     /// `entry`'s body, counted and shown in `Server-Timing` as `how` (`hit`, `stale`).
@@ -378,7 +404,14 @@ impl DownstreamClient {
             let fetch = || client.fetch_raw(&uri, &context);
             let refreshed = cache
                 .cache
-                .fill(&key, identity.identity(), &cache.config, fetch, |_| false)
+                .fill(
+                    &key,
+                    identity.identity(),
+                    &cache.config,
+                    fetch,
+                    |_| false,
+                    SystemTime::now(),
+                )
                 .await;
             if let Err(error) = refreshed {
                 tracing::debug!(service = client.inner.service, %error, "background refresh failed");
