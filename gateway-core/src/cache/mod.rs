@@ -40,13 +40,14 @@ pub(crate) use policy::{Age, Storage};
 pub use policy::{CACHE_TAG, ServiceCacheConfig};
 
 use std::{
+    fmt::Write,
     future::Future,
     num::NonZeroU64,
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
-    time::{Duration, SystemTime},
+    time::{Duration, Instant, SystemTime},
 };
 
 use axum::{
@@ -63,11 +64,11 @@ use prometheus_client::{
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use shared_schema::Identity;
 
 use self::{policy::Lifetime, shared::SharedTier};
 use crate::{
-    error::ProblemDetails, lifecycle::Shutdown, observability::Telemetry, stores::SharedStores,
+    error::ProblemDetails, identity::VerifiedIdentity, lifecycle::Shutdown,
+    observability::Telemetry, stores::SharedStores,
 };
 
 /// The response cache's settings (`[cache]`).
@@ -155,10 +156,14 @@ pub(crate) struct Entry {
     stored_at: SystemTime,
     lifetime: Lifetime,
     tags: Box<[Box<str>]>,
+    /// When this process made it or read it from Redis: orders it against
+    /// waiting callers on this process's monotonic clock.
+    arrived: Instant,
     /// Whether a background refresh of it is under way.
     refreshing: AtomicBool,
-    /// When a call to replace it last failed (ns since the epoch; 0: never).
-    failed_at: AtomicU64,
+    /// When a call to replace it last failed: nanoseconds after `arrived`,
+    /// plus one (0: never).
+    failed_after: AtomicU64,
 }
 
 impl Entry {
@@ -177,8 +182,9 @@ impl Entry {
             stored_at,
             lifetime,
             tags,
+            arrived: Instant::now(),
             refreshing: AtomicBool::new(false),
-            failed_at: AtomicU64::new(0),
+            failed_after: AtomicU64::new(0),
         }
     }
 
@@ -195,7 +201,17 @@ impl Entry {
 
     /// Whether it may be served instead of a failed call.
     pub(crate) fn serves_errors(&self) -> bool {
-        self.elapsed() < self.lifetime.fresh + self.lifetime.stale_if_error
+        self.elapsed()
+            < self
+                .lifetime
+                .fresh
+                .saturating_add(self.lifetime.stale_if_error)
+    }
+
+    /// Whether it arrived after `since`: the answer a call made while a
+    /// caller waited got.
+    fn arrived_since(&self, since: Instant) -> bool {
+        self.arrived >= since
     }
 
     fn remaining(&self) -> Duration {
@@ -208,15 +224,16 @@ impl Entry {
     }
 
     /// Whether a call to replace it failed at or after `since`.
-    fn failed_since(&self, since: SystemTime) -> bool {
-        self.failed_at.load(Ordering::Acquire) >= nanos_since_epoch(since)
+    fn failed_since(&self, since: Instant) -> bool {
+        match self.failed_after.load(Ordering::Acquire) {
+            0 => false,
+            after => self.arrived + Duration::from_nanos(after - 1) >= since,
+        }
     }
 
     fn failed_now(&self) {
-        self.failed_at.store(
-            nanos_since_epoch(SystemTime::now()).max(1),
-            Ordering::Release,
-        );
+        let after = u64::try_from(self.arrived.elapsed().as_nanos()).unwrap_or(u64::MAX - 1);
+        self.failed_after.store(after + 1, Ordering::Release);
     }
 
     /// Lets a later caller try the refresh again.
@@ -225,17 +242,8 @@ impl Entry {
     }
 }
 
-/// `time` in nanoseconds since the Unix epoch: fine enough to order a
-/// failure and the start of a wait that follow each other closely.
-fn nanos_since_epoch(time: SystemTime) -> u64 {
-    time.duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| {
-            u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX)
-        })
-}
-
-/// Where an answer is kept: its request URI, and the caller's tenant and
-/// subject when it is kept per caller.
+/// Where an answer is kept: its request URI, and, when it is kept per
+/// caller, everything the service is told about the caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct CacheKey {
     text: String,
@@ -251,16 +259,16 @@ impl CacheKey {
         }
     }
 
-    /// The key of `caller`'s own answer of the same URI. The tenant is
-    /// length-prefixed, so no tenant and subject can spell another pair.
-    fn for_caller(&self, caller: &Identity) -> Self {
+    /// The key of `caller`'s own answer of the same URI: every identity
+    /// header the call carries (tenant, subject, scopes...), each value
+    /// length-prefixed so no values can spell another caller's. Two
+    /// callers the service cannot tell apart share it; any other two do not.
+    fn for_caller(&self, caller: &VerifiedIdentity) -> Self {
         let mut text = self.text.clone();
-        text.push_str(&format!(
-            "#{}:{}{}",
-            caller.tenant.len(),
-            caller.tenant,
-            caller.subject
-        ));
+        for (name, value) in caller.forwarded_headers() {
+            let _ = write!(text, "#{name}={}:", value.len());
+            text.push_str(&String::from_utf8_lossy(value.as_bytes()));
+        }
         Self {
             text,
             per_caller: true,
@@ -323,7 +331,9 @@ impl ResponseCache {
             .max_capacity(config.max_bytes.get())
             .weigher(|key: &String, value: &Cached| {
                 let body = match value {
-                    Cached::Answer(entry) => entry.body.len(),
+                    Cached::Answer(entry) => {
+                        entry.body.len() + entry.tags.iter().map(|tag| tag.len()).sum::<usize>()
+                    }
                     Cached::PerCaller { .. } | Cached::Uncacheable { .. } => 0,
                 };
                 u32::try_from(key.len() + body + 64).unwrap_or(u32::MAX)
@@ -344,9 +354,10 @@ impl ResponseCache {
             }),
         };
         if let Some(shared) = &cache.inner.shared {
-            let local = cache.clone();
+            let (local, all) = (cache.clone(), cache.clone());
             shared.listen(
                 move |tag| local.invalidate_local(tag, "peer"),
+                move || all.inner.local.invalidate_all(),
                 shutdown.clone(),
             );
         }
@@ -355,7 +366,11 @@ impl ResponseCache {
 
     /// What `key` holds, following a per-caller marker to `caller`'s own
     /// key; with the key the answer is, or would be, under.
-    pub(crate) async fn lookup(&self, key: CacheKey, caller: &Identity) -> (CacheKey, Found) {
+    pub(crate) async fn lookup(
+        &self,
+        key: CacheKey,
+        caller: &VerifiedIdentity,
+    ) -> (CacheKey, Found) {
         let mut key = key;
         loop {
             match self.get(&key).await {
@@ -393,11 +408,11 @@ impl ResponseCache {
     pub(crate) async fn fill<E, Fut>(
         &self,
         key: &CacheKey,
-        caller: &Identity,
+        caller: &VerifiedIdentity,
         config: &ServiceCacheConfig,
         fetch: impl FnOnce() -> Fut,
         stale_on: impl Fn(&E) -> bool,
-        waiting_since: SystemTime,
+        waiting_since: Instant,
     ) -> Result<Filled<E>, E>
     where
         Fut: Future<Output = Result<(HeaderMap, Bytes), E>>,
@@ -418,7 +433,11 @@ impl ResponseCache {
                         *filling = Some(Filled::Uncacheable);
                         return Ok(Op::Nop);
                     }
-                    Some(Cached::Answer(entry)) if entry.age() == Age::Fresh => {
+                    // Fresh, or just fetched by the call this one waited for
+                    // (an answer kept only to stand in for failures is never fresh).
+                    Some(Cached::Answer(entry))
+                        if entry.age() == Age::Fresh || entry.arrived_since(waiting_since) =>
+                    {
                         *filling = Some(Filled::Stored(entry));
                         return Ok(Op::Nop);
                     }
@@ -456,7 +475,7 @@ impl ResponseCache {
     async fn keep(
         &self,
         key: &CacheKey,
-        caller: &Identity,
+        caller: &VerifiedIdentity,
         config: &ServiceCacheConfig,
         headers: &HeaderMap,
         body: &Bytes,
@@ -466,7 +485,10 @@ impl ResponseCache {
             lifetime,
         } = config.storage(headers)
         else {
-            // Replacing any stale entry: the service no longer wants it kept.
+            // Replacing any stale entry here and in Redis: the service no longer wants it kept.
+            if let Some(shared) = &self.inner.shared {
+                shared.remove(&key.text);
+            }
             return Op::Put(Cached::Uncacheable {
                 until: SystemTime::now() + UNCACHEABLE_FOR,
             });
@@ -520,13 +542,21 @@ impl ResponseCache {
             .inc();
     }
 
-    /// Counts a lookup of `service`'s answers: `hit`, `stale`, `miss` or `pass`.
-    pub(crate) fn count(&self, service: &'static str, result: &'static str) {
-        self.inner
-            .metrics
-            .lookups
-            .get_or_create(&LookupLabels { service, result })
-            .inc();
+    /// The counters of lookups of `service`'s answers, looked up once.
+    pub(crate) fn lookups(&self, service: &'static str) -> Lookups {
+        let counter = |result| {
+            self.inner
+                .metrics
+                .lookups
+                .get_or_create(&LookupLabels { service, result })
+                .clone()
+        };
+        Lookups {
+            hit: counter("hit"),
+            stale: counter("stale"),
+            miss: counter("miss"),
+            pass: counter("pass"),
+        }
     }
 
     /// The admin routes: `DELETE /cache/tags/{tag}`.
@@ -579,6 +609,19 @@ async fn invalidate_tag(
         "shared_entries": invalidated.shared_entries,
         "instances_notified": invalidated.instances_notified,
     })))
+}
+
+/// `cache_lookups_total` of one service, by result.
+#[derive(Debug, Clone)]
+pub(crate) struct Lookups {
+    /// A fresh entry served.
+    pub(crate) hit: Counter,
+    /// A stale entry served (while refreshed, or instead of a failure).
+    pub(crate) stale: Counter,
+    /// A call made to fill an entry.
+    pub(crate) miss: Counter,
+    /// A call made for an answer known not to be kept.
+    pub(crate) pass: Counter,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]

@@ -35,6 +35,9 @@ pub struct ServiceCacheConfig {
     pub default_ttl: Delay,
     /// The longest an answer stays fresh, whatever the service says (default `1h`).
     pub max_ttl: HumanDuration,
+    /// The longest an answer is served stale, after `max_ttl` or its own
+    /// freshness, whatever the service or the overrides say (default `1d`).
+    pub max_stale: HumanDuration,
     /// Replaces the service's `stale-while-revalidate` when set.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stale_while_revalidate: Option<Delay>,
@@ -49,6 +52,7 @@ impl Default for ServiceCacheConfig {
             enabled: true,
             default_ttl: Delay::default(),
             max_ttl: HumanDuration::from_secs(3600),
+            max_stale: HumanDuration::from_secs(86_400),
             stale_while_revalidate: None,
             stale_if_error: None,
         }
@@ -83,16 +87,21 @@ impl ServiceCacheConfig {
         }
         .unwrap_or(self.default_ttl.get())
         .min(self.max_ttl.get());
-        let (stale_while_revalidate, stale_if_error) = match directives.must_revalidate {
-            true => (Duration::ZERO, Duration::ZERO),
-            false => (directives.stale_while_revalidate, directives.stale_if_error),
-        };
+        let stale =
+            |directive: Duration, overridden: Option<Delay>| match directives.must_revalidate {
+                // The service forbids stale answers, whatever the overrides say.
+                true => Duration::ZERO,
+                false => overridden
+                    .map_or(directive, Delay::get)
+                    .min(self.max_stale.get()),
+            };
         let lifetime = Lifetime {
             fresh,
-            stale_while_revalidate: self
-                .stale_while_revalidate
-                .map_or(stale_while_revalidate, Delay::get),
-            stale_if_error: self.stale_if_error.map_or(stale_if_error, Delay::get),
+            stale_while_revalidate: stale(
+                directives.stale_while_revalidate,
+                self.stale_while_revalidate,
+            ),
+            stale_if_error: stale(directives.stale_if_error, self.stale_if_error),
         };
         if lifetime.total().is_zero() {
             return Storage::Never;
@@ -130,7 +139,8 @@ pub(crate) struct Lifetime {
 impl Lifetime {
     /// How long the answer is of any use.
     pub(crate) fn total(&self) -> Duration {
-        self.fresh + self.stale_while_revalidate.max(self.stale_if_error)
+        self.fresh
+            .saturating_add(self.stale_while_revalidate.max(self.stale_if_error))
     }
 
     /// What an answer `age` old may be used for.
@@ -337,6 +347,17 @@ mod tests {
     }
 
     #[test]
+    fn stale_windows_are_capped_and_huge_ages_do_not_overflow() {
+        assert_eq!(
+            storage(&[(
+                "cache-control",
+                "public, max-age=18446744073709551615, stale-if-error=18446744073709551615"
+            )]),
+            kept(false, 3600, 0, 86_400)
+        );
+    }
+
+    #[test]
     fn what_must_not_be_kept_is_not() {
         for forbidden in [
             "no-store, max-age=60",
@@ -379,6 +400,15 @@ mod tests {
         };
         let mut headers = HeaderMap::new();
         assert_eq!(config.storage(&headers), kept(true, 10, 0, 300));
+        headers.insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("max-age=20, must-revalidate"),
+        );
+        assert_eq!(
+            config.storage(&headers),
+            kept(true, 20, 0, 0),
+            "must-revalidate wins over the overrides"
+        );
         headers.insert(
             header::CACHE_CONTROL,
             HeaderValue::from_static("public, max-age=3600"),

@@ -2,54 +2,73 @@
 //! them by, and the pub/sub channel that carries an invalidation to every
 //! instance's in-process tier.
 //!
-//! An entry is one string key (`bffcache:{key}`) expiring with the entry,
-//! its value a small binary record (the encoding below is written by hand:
-//! a fixed header and the body as it came, with no second copy of the
-//! JSON). Each tag is a set of the keys carrying it (`bffcache-tag:{tag}`),
-//! living as long as its longest entry. A Redis that is down or slow costs
-//! a lookup at most [`SHARED_TIMEOUT`]: the in-process tier and the service
-//! carry on without it.
+//! An entry is one string key (`bffcache:v1:{key}`) expiring with the
+//! entry, its value a small binary record (the encoding below is written by
+//! hand: a fixed header and the body as it came, with no second copy of the
+//! JSON). Each tag is a sorted set of the keys carrying it
+//! (`bffcache:v1:tag:{tag}`), scored by when each expires: every write
+//! trims the expired ones, so a tag holds its live entries only. A Redis
+//! that is down or slow costs a lookup at most [`SHARED_TIMEOUT`], and a
+//! write is dropped rather than queued past [`MAX_PENDING_WRITES`]: the
+//! in-process tier and the service carry on without it. Invalidations are
+//! published on a channel named after the Redis database, so deployments
+//! sharing one server in different databases never drop each other's
+//! entries.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::{
+    sync::Arc,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use futures_util::StreamExt;
 use redis::Script;
+use tokio::sync::Semaphore;
 
 use super::{CacheError, Cached, Entry, Invalidated, policy::Lifetime};
 use crate::{lifecycle::Shutdown, stores::RedisStore};
 
 /// Longest wait for Redis on a lookup.
 const SHARED_TIMEOUT: Duration = Duration::from_millis(100);
-/// Where invalidated tags are published.
-const CHANNEL: &str = "bffcache:invalidate";
-const KEY_PREFIX: &str = "bffcache:";
-const TAG_PREFIX: &str = "bffcache-tag:";
+/// Longest wait for Redis to store an entry or invalidate a tag.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Most background writes under way; past it, entries are not shared.
+const MAX_PENDING_WRITES: usize = 64;
+/// Where invalidated tags are published, followed by the database number.
+const CHANNEL_PREFIX: &str = "bffcache:v1:invalidate:";
+/// The record format's version is in every key, so a new format never reads an old one.
+const KEY_PREFIX: &str = "bffcache:v1:";
+const TAG_PREFIX: &str = "bffcache:v1:tag:";
 /// First wait before subscribing again after the subscription broke.
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
-/// Stores an entry and adds its key to its tags' sets, each set living as
-/// long as its longest entry.
+/// Stores an entry (ARGV: value, time to live, now, both in ms) and adds
+/// its key to its tags' sets, scored by when it expires; drops the
+/// members that expired, and keeps each set as long as its longest entry.
 const STORE: &str = r"
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+local ttl = tonumber(ARGV[2])
+local now = tonumber(ARGV[3])
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
 for i = 2, #KEYS do
-  redis.call('SADD', KEYS[i], KEYS[1])
-  if redis.call('PTTL', KEYS[i]) < tonumber(ARGV[2]) then
-    redis.call('PEXPIRE', KEYS[i], ARGV[2])
+  redis.call('ZADD', KEYS[i], now + ttl, KEYS[1])
+  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now)
+  if redis.call('PTTL', KEYS[i]) < ttl then
+    redis.call('PEXPIRE', KEYS[i], ttl)
   end
 end
 return 1
 ";
 
-/// Deletes the entries of a tag and its set, then tells every instance.
+/// Unlinks the entries of a tag, 500 at a time, and its set, then tells
+/// every instance.
 const INVALIDATE: &str = r"
-local keys = redis.call('SMEMBERS', KEYS[1])
+local keys = redis.call('ZRANGE', KEYS[1], 0, -1)
 local removed = 0
-for _, key in ipairs(keys) do
-  removed = removed + redis.call('DEL', key)
+for i = 1, #keys, 500 do
+  removed = removed + redis.call('UNLINK', unpack(keys, i, math.min(i + 499, #keys)))
 end
-redis.call('DEL', KEYS[1])
+redis.call('UNLINK', KEYS[1])
 local notified = redis.call('PUBLISH', ARGV[1], ARGV[2])
 return {removed, notified}
 ";
@@ -60,14 +79,19 @@ pub(super) struct SharedTier {
     redis: RedisStore,
     store: Script,
     invalidate: Script,
+    channel: String,
+    pending_writes: Arc<Semaphore>,
 }
 
 impl SharedTier {
     pub(super) fn new(redis: RedisStore) -> Self {
+        let database = redis.client().get_connection_info().redis.db;
         Self {
             redis,
             store: Script::new(STORE),
             invalidate: Script::new(INVALIDATE),
+            channel: format!("{CHANNEL_PREFIX}{database}"),
+            pending_writes: Arc::new(Semaphore::new(MAX_PENDING_WRITES)),
         }
     }
 
@@ -91,7 +115,8 @@ impl SharedTier {
         }
     }
 
-    /// Writes `cached` under `key` in the background.
+    /// Writes `cached` under `key` in the background, unless too many
+    /// writes are already under way.
     pub(super) fn put(&self, key: &str, cached: &Cached) {
         let Some(mut connection) = self.redis.connection() else {
             return;
@@ -100,6 +125,10 @@ impl SharedTier {
         if ttl == 0 {
             return;
         }
+        let Ok(pending) = self.pending_writes.clone().try_acquire_owned() else {
+            tracing::debug!("shared cache write skipped: too many under way");
+            return;
+        };
         let mut keys = vec![format!("{KEY_PREFIX}{key}")];
         if let Cached::Answer(entry) = cached {
             keys.extend(entry.tags.iter().map(|tag| format!("{TAG_PREFIX}{tag}")));
@@ -111,10 +140,36 @@ impl SharedTier {
             for key in &keys {
                 invocation.key(key);
             }
-            invocation.arg(value.as_ref()).arg(ttl as u64);
-            if let Err(error) = invocation.invoke_async::<i64>(&mut connection).await {
-                tracing::debug!(%error, "shared cache write failed");
+            invocation
+                .arg(value.as_ref())
+                .arg(ttl as u64)
+                .arg(millis_since_epoch(SystemTime::now()));
+            let write = invocation.invoke_async::<i64>(&mut connection);
+            match tokio::time::timeout(WRITE_TIMEOUT, write).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(error)) => tracing::debug!(%error, "shared cache write failed"),
+                Err(_) => tracing::debug!("shared cache write timed out"),
             }
+            drop(pending);
+        });
+    }
+
+    /// Drops `key` in the background: the service no longer lets it be kept.
+    pub(super) fn remove(&self, key: &str) {
+        let Some(mut connection) = self.redis.connection() else {
+            return;
+        };
+        let Ok(pending) = self.pending_writes.clone().try_acquire_owned() else {
+            return;
+        };
+        let mut command = redis::cmd("UNLINK");
+        command.arg(format!("{KEY_PREFIX}{key}"));
+        tokio::spawn(async move {
+            let removal = command.exec_async(&mut connection);
+            if let Ok(Err(error)) = tokio::time::timeout(WRITE_TIMEOUT, removal).await {
+                tracing::debug!(%error, "shared cache removal failed");
+            }
+            drop(pending);
         });
     }
 
@@ -123,14 +178,15 @@ impl SharedTier {
         let mut connection = self.redis.connection().ok_or_else(|| {
             CacheError::Shared(format!("not connected to {}", self.redis.address()))
         })?;
-        let (shared_entries, instances_notified) = self
-            .invalidate
-            .key(format!("{TAG_PREFIX}{tag}"))
-            .arg(CHANNEL)
-            .arg(tag)
-            .invoke_async::<(u64, u64)>(&mut connection)
-            .await
-            .map_err(|error| CacheError::Shared(error.to_string()))?;
+        let mut invocation = self.invalidate.key(format!("{TAG_PREFIX}{tag}"));
+        invocation.arg(&self.channel).arg(tag);
+        let (shared_entries, instances_notified) = tokio::time::timeout(
+            WRITE_TIMEOUT,
+            invocation.invoke_async::<(u64, u64)>(&mut connection),
+        )
+        .await
+        .map_err(|_| CacheError::Shared(format!("no answer within {WRITE_TIMEOUT:?}")))?
+        .map_err(|error| CacheError::Shared(error.to_string()))?;
         Ok(Invalidated {
             shared_entries,
             instances_notified,
@@ -138,16 +194,25 @@ impl SharedTier {
     }
 
     /// Applies every tag published by any instance with `invalidate`, until
-    /// `shutdown`, subscribing again whenever the subscription breaks.
-    pub(super) fn listen(&self, invalidate: impl Fn(&str) + Send + 'static, shutdown: Shutdown) {
+    /// `shutdown`, subscribing again whenever the subscription breaks; a
+    /// subscription that broke may have missed tags, so `forget_all` drops
+    /// the whole in-process tier once it is back.
+    pub(super) fn listen(
+        &self,
+        invalidate: impl Fn(&str) + Send + 'static,
+        forget_all: impl Fn() + Send + 'static,
+        shutdown: Shutdown,
+    ) {
         let client = self.redis.client().clone();
         let address = self.redis.address().to_owned();
+        let channel = self.channel.clone();
         tokio::spawn(async move {
             let mut backoff = FIRST_BACKOFF;
+            let mut lost = false;
             loop {
                 let subscribed = async {
                     let mut pubsub = client.get_async_pubsub().await?;
-                    pubsub.subscribe(CHANNEL).await?;
+                    pubsub.subscribe(&channel).await?;
                     Ok::<_, redis::RedisError>(pubsub)
                 };
                 let subscribed = tokio::select! {
@@ -157,7 +222,10 @@ impl SharedTier {
                 match subscribed {
                     Ok(mut pubsub) => {
                         tracing::info!(redis = %address, "listening for cache invalidations");
-                        backoff = FIRST_BACKOFF;
+                        if lost {
+                            forget_all();
+                        }
+                        let listening = std::time::Instant::now();
                         let mut messages = pubsub.on_message();
                         loop {
                             let message = tokio::select! {
@@ -173,6 +241,11 @@ impl SharedTier {
                             }
                         }
                         tracing::warn!(redis = %address, "cache invalidation subscription lost; subscribing again");
+                        lost = true;
+                        // A subscription that breaks at once does not reset the backoff.
+                        if listening.elapsed() > MAX_BACKOFF {
+                            backoff = FIRST_BACKOFF;
+                        }
                     }
                     Err(error) => {
                         tracing::debug!(redis = %address, %error, "cannot subscribe to cache invalidations yet");

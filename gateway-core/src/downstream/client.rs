@@ -41,7 +41,7 @@ use std::{
         atomic::{AtomicU8, Ordering},
     },
     task::{Context, Poll},
-    time::{Duration, SystemTime},
+    time::Duration,
 };
 
 use axum::body::Body;
@@ -74,7 +74,7 @@ use super::{
     retry::{Decision, RetryPolicy},
 };
 use crate::{
-    cache::{Age, CacheKey, Entry, Filled, Found, ResponseCache, ServiceCacheConfig},
+    cache::{Age, CacheKey, Entry, Filled, Found, Lookups, ResponseCache, ServiceCacheConfig},
     context::RequestContext,
     identity::VerifiedIdentity,
     observability::{
@@ -141,11 +141,13 @@ struct Inner {
     cache: Option<ServiceCache>,
 }
 
-/// The response cache, and how the service's answers are kept in it.
+/// The response cache, how the service's answers are kept in it, and its
+/// lookups counted.
 #[derive(Debug, Clone)]
 struct ServiceCache {
     cache: ResponseCache,
     config: ServiceCacheConfig,
+    lookups: Lookups,
 }
 
 impl DownstreamClient {
@@ -210,6 +212,7 @@ impl DownstreamClient {
                     .map(|cache| ServiceCache {
                         cache: cache.clone(),
                         config: config.cache,
+                        lookups: cache.lookups(service),
                     }),
             }),
         })
@@ -281,9 +284,9 @@ impl DownstreamClient {
         context: &RequestContext,
     ) -> Result<Bytes, DownstreamError> {
         let service = self.inner.service;
-        let caller = identity.identity();
+        let caller = identity.as_ref();
         let started = Instant::now();
-        let waiting_since = SystemTime::now();
+        let waiting_since = std::time::Instant::now();
         let mut key = CacheKey::shared(&uri);
         loop {
             let (found_under, found) = cache.cache.lookup(key, caller).await;
@@ -292,17 +295,19 @@ impl DownstreamClient {
                 Found::Uncacheable => return self.pass(cache, &uri, context).await,
                 Found::Nothing => {}
                 Found::Answer(entry) => match entry.age() {
-                    Age::Fresh => return Ok(self.served(cache, context, started, entry, "hit")),
+                    Age::Fresh => {
+                        return Ok(self.served(cache, context, started, entry, Served::Hit));
+                    }
                     Age::Revalidate => {
                         if entry.start_refresh() {
                             self.refresh(cache, &key, &uri, context, entry.clone());
                         }
-                        return Ok(self.served(cache, context, started, entry, "stale"));
+                        return Ok(self.served(cache, context, started, entry, Served::Stale));
                     }
                     Age::OnErrorOnly | Age::Expired => {}
                 },
             }
-            let fetch = || self.fetch_raw(&uri, context);
+            let fetch = || self.fetch_to_keep(&uri, context);
             let filling = cache.cache.fill(
                 &key,
                 caller,
@@ -311,24 +316,29 @@ impl DownstreamClient {
                 DownstreamError::serves_stale,
                 waiting_since,
             );
-            // Waiting for another call's answer is bounded by this request's deadline too.
+            // Waiting for another call's answer is bounded by this request's
+            // deadline too; past it, an entry that may stand in for a failure does.
             let filled = match context.deadline {
                 None => filling.await,
-                Some(deadline) => tokio::time::timeout_at(deadline, filling)
-                    .await
-                    .unwrap_or_else(|_| {
-                        Err(DownstreamError::Timeout {
+                Some(deadline) => match tokio::time::timeout_at(deadline, filling).await {
+                    Ok(filled) => filled,
+                    Err(_) => match &found {
+                        Found::Answer(entry) if entry.serves_errors() => {
+                            return Ok(self.served(cache, context, started, entry, Served::Stale));
+                        }
+                        _ => Err(DownstreamError::Timeout {
                             service,
                             timeout: started.elapsed(),
-                        })
-                    }),
+                        }),
+                    },
+                },
             };
             match filled? {
                 Filled::Stored(entry) => {
-                    return Ok(self.served(cache, context, started, &entry, "hit"));
+                    return Ok(self.served(cache, context, started, &entry, Served::Hit));
                 }
                 Filled::Fetched(body) => {
-                    cache.cache.count(service, "miss");
+                    cache.lookups.miss.inc();
                     return Ok(body);
                 }
                 Filled::Stale(entry, error) => {
@@ -341,7 +351,7 @@ impl DownstreamClient {
                             "serving a stale answer: the call made for it failed"
                         ),
                     }
-                    return Ok(self.served(cache, context, started, &entry, "stale"));
+                    return Ok(self.served(cache, context, started, &entry, Served::Stale));
                 }
                 Filled::Uncacheable => return self.pass(cache, &uri, context).await,
                 // The path's answers are kept per caller: look up this caller's.
@@ -358,24 +368,32 @@ impl DownstreamClient {
         uri: &Uri,
         context: &RequestContext,
     ) -> Result<Bytes, DownstreamError> {
-        cache.cache.count(self.inner.service, "pass");
-        let (_, body) = self.fetch_raw(uri, context).await?;
+        cache.lookups.pass.inc();
+        let (_, _, body) = self.fetch_raw(uri, context).await?;
         Ok(body)
     }
 
-    /// `entry`'s body, counted and shown in `Server-Timing` as `how` (`hit`, `stale`).
+    /// `entry`'s body, counted and shown in `Server-Timing` as `how`.
     fn served(
         &self,
         cache: &ServiceCache,
         context: &RequestContext,
         started: Instant,
         entry: &Entry,
-        how: &'static str,
+        how: Served,
     ) -> Bytes {
-        let service = self.inner.service;
-        cache.cache.count(service, how);
+        let desc = match how {
+            Served::Hit => {
+                cache.lookups.hit.inc();
+                "hit"
+            }
+            Served::Stale => {
+                cache.lookups.stale.inc();
+                "stale"
+            }
+        };
         if let Some(timing) = &context.timing {
-            timing.record(service, started.elapsed(), Some(how));
+            timing.record(self.inner.service, started.elapsed(), Some(desc));
         }
         entry.body.clone()
     }
@@ -401,16 +419,16 @@ impl DownstreamClient {
             let Some(identity) = context.identity.clone() else {
                 return;
             };
-            let fetch = || client.fetch_raw(&uri, &context);
+            let fetch = || client.fetch_to_keep(&uri, &context);
             let refreshed = cache
                 .cache
                 .fill(
                     &key,
-                    identity.identity(),
+                    &identity,
                     &cache.config,
                     fetch,
                     |_| false,
-                    SystemTime::now(),
+                    std::time::Instant::now(),
                 )
                 .await;
             if let Err(error) = refreshed {
@@ -420,12 +438,33 @@ impl DownstreamClient {
         });
     }
 
-    /// `GET uri` through the call stack, for its headers and raw body.
-    async fn fetch_raw(
+    /// `GET uri` through the call stack, for an answer the cache may keep:
+    /// only a 200 whose body is JSON (what a call decodes) is offered as
+    /// it came; any other success is marked `no-store`.
+    async fn fetch_to_keep(
         &self,
         uri: &Uri,
         context: &RequestContext,
     ) -> Result<(HeaderMap, Bytes), DownstreamError> {
+        let (status, mut headers, body) = self.fetch_raw(uri, context).await?;
+        if let Err(source) = serde_json::from_slice::<serde::de::IgnoredAny>(&body) {
+            return Err(DownstreamError::InvalidBody {
+                service: self.inner.service,
+                source,
+            });
+        }
+        if status != StatusCode::OK {
+            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        }
+        Ok((headers, body))
+    }
+
+    /// `GET uri` through the call stack, for its status, headers and raw body.
+    async fn fetch_raw(
+        &self,
+        uri: &Uri,
+        context: &RequestContext,
+    ) -> Result<(StatusCode, HeaderMap, Bytes), DownstreamError> {
         let body = CallBody::Whole(Full::default());
         Box::pin(self.send(
             Method::GET,
@@ -833,23 +872,25 @@ impl<T: DeserializeOwned> ReadAnswer for Json<T> {
     }
 }
 
-/// A successful answer's headers and body as they came (cached calls).
+/// A successful answer's status, headers and body as they came (cached calls).
 struct Raw;
 
 impl ReadAnswer for Raw {
-    type Answer = (HeaderMap, Bytes);
+    type Answer = (StatusCode, HeaderMap, Bytes);
 
     async fn read(
         &self,
         client: &DownstreamClient,
         response: Response<Incoming>,
         _slot: InFlight,
-    ) -> Result<(HeaderMap, Bytes), DownstreamError> {
-        client.read_body(response).await
+    ) -> Result<(StatusCode, HeaderMap, Bytes), DownstreamError> {
+        let status = response.status();
+        let (headers, body) = client.read_body(response).await?;
+        Ok((status, headers, body))
     }
 
-    fn status(_: &(HeaderMap, Bytes)) -> StatusCode {
-        StatusCode::OK
+    fn status(answer: &(StatusCode, HeaderMap, Bytes)) -> StatusCode {
+        answer.0
     }
 }
 
@@ -953,6 +994,15 @@ impl Drop for TimingEntry<'_> {
             timing.record(self.service, self.started.elapsed(), Some("cancelled"));
         }
     }
+}
+
+/// How a cached answer was served.
+#[derive(Debug, Clone, Copy)]
+enum Served {
+    /// Fresh.
+    Hit,
+    /// Stale: while it is refreshed, or instead of a failure.
+    Stale,
 }
 
 /// A call's request body.
