@@ -449,6 +449,58 @@ async fn a_stale_entry_is_served_at_once_and_refreshed_once_in_the_background() 
     shutdown.trigger();
 }
 
+#[tokio::test]
+async fn through_redis_an_instance_serves_a_private_entry_to_its_owner_only() {
+    let redis = RedisServer::start().await;
+    let (demo, shutdown) = start_demo(BTreeMap::new()).await;
+    // Two instances' caches and clients of the users service, sharing Redis.
+    let instance = async || {
+        let stores = SharedStores::open(&redis.url(), &shutdown).expect("a valid URL");
+        let connected = stores.redis().expect("a Redis store").clone();
+        eventually("connected to Redis", async || {
+            connected.connection().is_some()
+        })
+        .await;
+        let cache = ResponseCache::new(
+            &CacheConfig::default(),
+            &stores,
+            &Telemetry::new("bff-test"),
+            &shutdown,
+        );
+        client(&demo, ServiceName::Users, &cache)
+    };
+    let (one, other) = (instance().await, instance().await);
+    let user = demo.catalog().user(1).expect("user 1");
+    let calls = || received(&demo, ServiceName::Users);
+
+    let owner = caller("user-1", &user.tenant);
+    let _: User = one.get("/users/1", &owner).await.expect("the user");
+    assert_eq!(calls(), 1);
+    // The entry and the marker saying the path is kept per caller.
+    eventually("both reached Redis", async || {
+        redis
+            .command_calls()
+            .await
+            .get("set")
+            .copied()
+            .unwrap_or_default()
+            >= 2
+    })
+    .await;
+
+    let stranger = caller("user-1", "another-tenant");
+    let refused = other.get::<User>("/users/1", &stranger).await;
+    assert!(
+        matches!(refused, Err(DownstreamError::NotFound { .. })),
+        "{refused:?}"
+    );
+    assert_eq!(calls(), 2, "the other tenant asked the service");
+    let fetched: User = other.get("/users/1", &owner).await.expect("the user");
+    assert_eq!(fetched.id, 1);
+    assert_eq!(calls(), 2, "the owner's entry came from Redis");
+    shutdown.trigger();
+}
+
 /// `DELETE /cache/tags/{tag}` on `bff`'s admin listener.
 async fn invalidate(bff: &Running, tag: &str) -> Answer {
     send(reqwest::Client::new().delete(format!("http://{}/cache/tags/{tag}", bff.admin_addr())))
