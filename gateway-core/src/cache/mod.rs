@@ -251,10 +251,19 @@ pub(crate) struct CacheKey {
 }
 
 impl CacheKey {
-    /// The key every caller of `uri` shares.
+    /// The key every caller of `uri` shares: the URI, written without the
+    /// formatting machinery (this runs for every cached call).
     pub(crate) fn shared(uri: &Uri) -> Self {
+        let scheme = uri.scheme_str().unwrap_or_default();
+        let authority = uri.authority().map_or("", |authority| authority.as_str());
+        let path = uri.path_and_query().map_or("/", |path| path.as_str());
+        let mut text = String::with_capacity(scheme.len() + 3 + authority.len() + path.len());
+        text.push_str(scheme);
+        text.push_str("://");
+        text.push_str(authority);
+        text.push_str(path);
         Self {
-            text: uri.to_string(),
+            text,
             per_caller: false,
         }
     }

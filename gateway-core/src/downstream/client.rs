@@ -308,14 +308,16 @@ impl DownstreamClient {
                 },
             }
             let fetch = || self.fetch_to_keep(&uri, context);
-            let filling = cache.cache.fill(
+            // Boxed: a miss is rare, and the fill's future is large; inline it
+            // would be copied with this future on every call, hits and passes too.
+            let filling = Box::pin(cache.cache.fill(
                 &key,
                 caller,
                 &cache.config,
                 fetch,
                 DownstreamError::serves_stale,
                 waiting_since,
-            );
+            ));
             // Waiting for another call's answer is bounded by this request's
             // deadline too; past it, an entry that may stand in for a failure does.
             let filled = match context.deadline {
