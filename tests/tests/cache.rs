@@ -25,9 +25,10 @@ use gateway_core::{
     tls::ClientTls,
 };
 use platform_tests::{
-    Answer, RedisServer, base_url, eventually, get_with_token, issue_token, metric, send,
+    Answer, Platform, RedisServer, base_url, eventually, get_with_token, issue_token, metric, send,
     start_bff, start_demo,
 };
+use serde_json::json;
 use shared_schema::{
     AuthMethod, Identity,
     accounts::{Order, User},
@@ -402,6 +403,78 @@ async fn callers_waiting_behind_a_failed_call_serve_the_stale_entry_without_call
         "one more call, not ten"
     );
     shutdown.trigger();
+}
+
+#[tokio::test]
+async fn an_open_circuit_serves_the_stale_entry_without_a_call() {
+    let (demo, shutdown) = start_demo(BTreeMap::new()).await;
+    let web = web(&demo, &shutdown, |config| {
+        products_fresh_for(config, HumanDuration::from_millis(200), false);
+        let products = config.downstream.get_mut("products").expect("products");
+        products.breaker.consecutive_failures = 1;
+        products.breaker.open_for = HumanDuration::from_secs(60);
+        products.retry.max_retries = 0;
+    })
+    .await;
+    assert_eq!(page(&web, &demo).await.status, 200);
+
+    demo.faults(ServiceName::Products).set(FaultConfig {
+        down: true,
+        ..FaultConfig::default()
+    });
+    // The first failure stands in the stale entry and opens the circuit.
+    eventually("the stale product stands in for the failure", async || {
+        timings(&page(&web, &demo).await, "products")
+            == [Some("unavailable".to_owned()), Some("stale".to_owned())]
+    })
+    .await;
+    let received_before = received(&demo, ServiceName::Products);
+    let answer = page(&web, &demo).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(
+        timings(&answer, "products"),
+        [Some("circuit_open".to_owned()), Some("stale".to_owned())]
+    );
+    assert_eq!(
+        received(&demo, ServiceName::Products),
+        received_before,
+        "the service is not called while the circuit is open"
+    );
+    shutdown.trigger();
+}
+
+#[tokio::test]
+async fn every_bff_caches_the_product_contract() {
+    let platform = Platform::start().await;
+    let demo = platform.demo();
+    let products = || received(demo, ServiceName::Products);
+    let partner = format!("{}/v1/products/{PRODUCT}", base_url(platform.partner()));
+    for _ in 0..2 {
+        let answer = get_with_token(&partner, &platform.token("bff-partner")).await;
+        assert_eq!(answer.status, 200, "{}", answer.body);
+    }
+    assert_eq!(products(), 1, "bff-partner fetched the product once");
+
+    let query = json!({ "query": format!("{{ product(id: {PRODUCT}) {{ name }} }}") });
+    for _ in 0..2 {
+        let answer = send(
+            reqwest::Client::new()
+                .post(format!("{}/graphql", base_url(platform.mobile())))
+                .bearer_auth(platform.token("bff-mobile"))
+                .header("content-type", "application/json")
+                .body(query.to_string()),
+        )
+        .await;
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        assert!(
+            answer.body["data"]["product"]["name"].is_string(),
+            "{}",
+            answer.body
+        );
+    }
+    // Each BFF keeps its own in-process tier (no Redis here).
+    assert_eq!(products(), 2, "bff-mobile fetched it once too");
+    platform.stop().await;
 }
 
 #[tokio::test]
