@@ -5,6 +5,22 @@
 demo_services=${DEMO_SERVICES:-target/release/demo-services}
 pids=()
 
+bench_options() { # SPEC "$@": reads -d -c -l -r (those SPEC, a getopts spec, names) into duration, connections, latency and rounds, and the bff-web path after them into bff_web
+    local option
+    OPTIND=1
+    while getopts "$1" option "${@:2}"; do
+        case "$option" in
+            d) duration=$OPTARG ;;
+            c) connections=$OPTARG ;;
+            l) latency=$OPTARG ;;
+            r) rounds=$OPTARG ;;
+            *) exit 2 ;;
+        esac
+    done
+    shift "$OPTIND"
+    bff_web=${1:-target/release/bff-web}
+}
+
 cleanup() {
     for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
     wait 2>/dev/null || true

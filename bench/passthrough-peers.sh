@@ -22,22 +22,13 @@ cd "$(dirname "$0")/.."
 duration=10
 connections=32
 rounds=1
-while getopts "d:c:r:" option; do
-    case "$option" in
-        d) duration=$OPTARG ;;
-        c) connections=$OPTARG ;;
-        r) rounds=$OPTARG ;;
-        *) exit 2 ;;
-    esac
-done
-shift $((OPTIND - 1))
-bff_web=${1:-target/release/bff-web}
 if ! command -v nginx >/dev/null || ! command -v haproxy >/dev/null; then
     [ "$(id -u)" = 0 ] || { echo "needs nginx and haproxy (apt-get install nginx-light haproxy)" >&2; exit 1; }
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light haproxy >/dev/null
 fi
 # shellcheck source=bench/common.sh
 . bench/common.sh
+bench_options "d:c:r:" "$@"
 
 run_dir=$(mktemp -d)
 trap 'cleanup; rm -rf "$run_dir"' EXIT

@@ -18,18 +18,9 @@ cd "$(dirname "$0")/.."
 duration=10
 connections=32
 rounds=3
-while getopts "d:c:r:" option; do
-    case "$option" in
-        d) duration=$OPTARG ;;
-        c) connections=$OPTARG ;;
-        r) rounds=$OPTARG ;;
-        *) exit 2 ;;
-    esac
-done
-shift $((OPTIND - 1))
-bff_web=${1:-target/release/bff-web}
 # shellcheck source=bench/common.sh
 . bench/common.sh
+bench_options "d:c:r:" "$@"
 
 config=$(mktemp --suffix=.toml)
 cat >"$config" <<TOML

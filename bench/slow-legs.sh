@@ -14,18 +14,9 @@ cd "$(dirname "$0")/.."
 duration=10
 connections=8
 latency=20ms
-while getopts "d:c:l:" option; do
-    case "$option" in
-        d) duration=$OPTARG ;;
-        c) connections=$OPTARG ;;
-        l) latency=$OPTARG ;;
-        *) exit 2 ;;
-    esac
-done
-shift $((OPTIND - 1))
-bff_web=${1:-target/release/bff-web}
 # shellcheck source=bench/common.sh
 . bench/common.sh
+bench_options "d:c:l:" "$@"
 
 start_demo_services taskset -c 1
 token=$(web_token)
