@@ -2,14 +2,13 @@
 //!
 //! - JSON lines carry the fields of the current span, so every event inside
 //!   a request (including the access-log line) has the request's `trace_id`.
-//! - Lines are written by a background thread (tracing-appender's
-//!   non-blocking writer) through a buffer of `log_buffer_lines` lines: a
-//!   request never waits for stdout. When the buffer is full a line is
-//!   dropped and counted (`log_lines_dropped_total`) rather than blocking;
-//!   what is buffered is flushed when the process stops (tracing-appender
-//!   gives the flush about a second). `log_buffer_lines
-//!   = 0` writes from the logging thread instead: no line is ever dropped,
-//!   and a slow stdout slows requests down.
+//! - Lines are written in batches by a background thread (see
+//!   `log_writer`) through a buffer of `log_buffer_lines` lines: a request
+//!   never waits for stdout. When the buffer is full a line is dropped and
+//!   counted (`log_lines_dropped_total`) rather than blocking; what is
+//!   buffered is written when the process stops (within about a second).
+//!   `log_buffer_lines = 0` writes from the logging thread instead: no line
+//!   is ever dropped, and a slow stdout slows requests down.
 //! - With an OTLP endpoint (`[observability.otlp]`), a second layer exports spans; the
 //!   log lines never see those spans, nor the spans the log lines.
 
@@ -19,7 +18,6 @@ use prometheus_client::{
     encoding::{EncodeMetric, MetricEncoder, NoLabelSet},
     metrics::{MetricType, TypedMetric},
 };
-use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::{
     EnvFilter, Layer, filter::FilterExt, filter::filter_fn, fmt, fmt::writer::BoxMakeWriter,
     layer::SubscriberExt, util::SubscriberInitExt,
@@ -27,6 +25,7 @@ use tracing_subscriber::{
 
 use super::{
     LogFormat, ObservabilityConfig,
+    log_writer::{DroppedLines, LogWriter, LogWriterGuard},
     otlp::{self, ExportPipeline, OTEL_TARGET},
 };
 
@@ -34,7 +33,7 @@ use super::{
 const EXPORT_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The dropped-lines count of the process's log writer, once installed.
-static DROPPED_LINES: OnceLock<ErrorCounter> = OnceLock::new();
+static DROPPED_LINES: OnceLock<DroppedLines> = OnceLock::new();
 
 /// `log_lines_dropped_total`: read from the writer when scraped.
 #[derive(Debug, Clone, Copy, Default)]
@@ -46,9 +45,7 @@ impl TypedMetric for DroppedLogLines {
 
 impl EncodeMetric for DroppedLogLines {
     fn encode(&self, mut encoder: MetricEncoder<'_>) -> Result<(), std::fmt::Error> {
-        let dropped = DROPPED_LINES
-            .get()
-            .map_or(0, |counter| counter.dropped_lines() as u64);
+        let dropped = DROPPED_LINES.get().map_or(0, DroppedLines::get);
         encoder.encode_counter::<NoLabelSet, _, u64>(&dropped, None)
     }
 
@@ -62,7 +59,7 @@ impl EncodeMetric for DroppedLogLines {
 #[must_use = "dropping the guard stops the log writer"]
 #[derive(Debug, Default)]
 pub struct LoggingGuard {
-    writer: Option<WorkerGuard>,
+    writer: Option<LogWriterGuard>,
     export: Option<ExportPipeline>,
 }
 
@@ -88,15 +85,16 @@ pub fn init(config: &ObservabilityConfig, service: &'static str) -> LoggingGuard
         // Written by the thread that logs: never a dropped line, at the cost
         // of a request waiting when stdout is slow.
         0 => (BoxMakeWriter::new(std::io::stdout), None, None),
-        lines => {
-            let (writer, guard) = NonBlockingBuilder::default()
-                .buffered_lines_limit(lines)
-                .lossy(true)
-                .thread_name("log-writer")
-                .finish(std::io::stdout());
-            let dropped = writer.error_counter();
-            (BoxMakeWriter::new(writer), Some(guard), Some(dropped))
-        }
+        lines => match LogWriter::spawn(lines, std::io::stdout()) {
+            Ok((writer, guard)) => {
+                let dropped = writer.dropped_lines();
+                (BoxMakeWriter::new(writer), Some(guard), Some(dropped))
+            }
+            Err(error) => {
+                eprintln!("{service}: no log writer thread ({error}): lines are written directly");
+                (BoxMakeWriter::new(std::io::stdout), None, None)
+            }
+        },
     };
     let lines = match config.log_format {
         LogFormat::Json => fmt::layer()

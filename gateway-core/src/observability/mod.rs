@@ -31,6 +31,7 @@
 //! ```
 
 mod access_log;
+mod log_writer;
 pub mod logging;
 mod metrics;
 mod otlp;
