@@ -89,8 +89,9 @@ def millis(text):
     value, unit = re.match(r"([\d.]+)(\w+)", text).groups()
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 rps = float(re.search(r"Requests/sec:\s+([\d.]+)", report).group(1))
-p50 = millis(re.search(r"50%\s+(\S+)", report).group(1))
-p99 = millis(re.search(r"99%\s+(\S+)", report).group(1))
+# Anchored: "75.50%" in the thread statistics also ends in "50%".
+p50 = millis(re.search(r"^\s+50%\s+(\S+)", report, re.M).group(1))
+p99 = millis(re.search(r"^\s+99%\s+(\S+)", report, re.M).group(1))
 print(f"{sys.argv[1]} {rps:.0f} {p50:.3f} {p99:.3f}")
 PY
 }

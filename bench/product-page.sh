@@ -93,8 +93,8 @@ def millis(text):
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 requests = int(re.search(r"(\d+) requests in", report).group(1))
 rps = float(re.search(r"Requests/sec:\s+([\d.]+)", report).group(1))
-p50 = millis(re.search(r"50%\s+(\S+)", report).group(1))
-p99 = millis(re.search(r"99%\s+(\S+)", report).group(1))
+p50 = millis(re.search(r"^\s+50%\s+(\S+)", report, re.M).group(1))  # not "75.50%" above it
+p99 = millis(re.search(r"^\s+99%\s+(\S+)", report, re.M).group(1))
 cpu = (after - before) / hz * 1e6 / requests
 print(f"{label:<12} {round_:>5} {rps:>10.0f} {p50:>9.2f} {p99:>9.2f} {cpu:>12.1f} {peak_kb / 1024:>8.1f}")
 PY

@@ -1,0 +1,467 @@
+#!/usr/bin/env python3
+"""Every scenario against us and the peers a team would run instead, in one
+run on the same demo-services; writes bench/results/latest.json (read by
+bench/report.py). Started by bench/run.sh, which builds and installs first.
+
+Scenarios (see bench/README.md, "Peers"):
+- passthrough: GET /products/42 straight to the service, through nginx
+  (no auth), haproxy 2.6 verifying RS256 and HS256 tokens with a stick-table
+  limit, and bff-web's [[routes]] entry (RS256, in-process and Redis limiter);
+- page and page-20ms: bff-web's product page (four legs, at 0 and 20 ms of
+  service latency) against an Express BFF doing the same fan-out;
+- mobile: bff-mobile's product query against Apollo Server with DataLoader.
+
+Pinning: every system under test runs alone on CPU 0 with one worker (nginx
+worker_processes 1, haproxy nbthread 1, Node's one event loop, our tokio
+runtime sizing itself from the affinity mask to one worker); the load
+generators, demo-services and Redis share CPU 1.
+
+For each system: idle RSS, then closed-loop wrk (-t1, CONNECTIONS) for the
+maximum rate and the CPU time the system's processes spent per request;
+then oha open-loop at 25/50/75 % of the weakest system's maximum in the
+scenario, with latency correction (coordinated omission), for p50/p99/p99.9;
+then 1,000 open connections, each sending a request a second, for RSS. Any non-2xx answer
+or socket error is recorded and fails the run.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PEERS = os.path.join(ROOT, "bench", "peers")
+RELEASE = os.path.join(ROOT, "target", "release")
+SYSTEM_CPU, LOAD_CPU = "0", "1"
+OHA = shutil.which("oha") or os.path.expanduser("~/.cargo/bin/oha")
+LOAD_FRACTIONS = (0.25, 0.5, 0.75)
+MANY_CONNECTIONS = 1000
+# Node runs at a third of its rate for its first seconds (its JIT warming up).
+WARM_UP_SECONDS = 8
+SERVICE_PORTS = dict(auth=17000, products=17001, inventory=17002, pricing=17003,
+                     reviews=17004, users=17005, orders=17006)
+UNLIMITED_PLAN = {"BFF_RATE_LIMIT__PLANS__STANDARD__CAPACITY": "1000000000",
+                  "BFF_RATE_LIMIT__PLANS__STANDARD__REFILL_PER_SECOND": "1000000000"}
+# The mobile product query: one product's name, price and stock.
+MOBILE_QUERY = json.dumps({"query": "{ product(id: 42) { name price stock } }"})
+WEB_SERVICES = ("products", "inventory", "pricing", "reviews")
+MOBILE_SERVICES = ("products", "inventory", "pricing")
+# Every call made afresh, as the Node peers make them (the services mark products cacheable).
+CACHE_OFF = {"BFF_DOWNSTREAM__PRODUCTS__CACHE__ENABLED": "false"}
+
+
+class Failure(Exception):
+    """A run that cannot be a result (an error answer, a system that never started)."""
+
+
+# --- processes ---------------------------------------------------------------
+
+started = []
+
+
+def start(command, env=None, cpu=SYSTEM_CPU, cwd=ROOT, stdout=subprocess.DEVNULL):
+    """Starts COMMAND pinned to CPU with ENV added; stopped at exit."""
+    process = subprocess.Popen(["taskset", "-c", cpu, *command], cwd=cwd,
+                               env={**os.environ, **(env or {})}, stdout=stdout,
+                               stderr=subprocess.DEVNULL, start_new_session=True)
+    started.append(process)
+    return process
+
+
+def stop(process):
+    if process.poll() is None:
+        os.killpg(process.pid, 15)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, 9)
+            process.wait()
+
+
+def stop_all():
+    while started:
+        stop(started.pop())
+
+
+def request(url, headers=None, body=None, timeout=2):
+    """The status and body of one request (status 0 when it could not be made)."""
+    req = urllib.request.Request(url, data=body, headers=headers or {},
+                                 method="POST" if body else "GET")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as answer:
+            return answer.status, answer.read()
+    except urllib.error.HTTPError as error:
+        return error.code, b""
+    except OSError:
+        return 0, b""
+
+
+def wait_ok(url, headers=None, body=None, seconds=30):
+    """Waits until URL answers 200; a GraphQL answer must also carry no errors."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        status, answer = request(url, headers, body)
+        if status == 200:
+            if body and json.loads(answer).get("errors"):
+                raise Failure(f"{url} answered with errors: {answer[:300]!r}")
+            return
+        time.sleep(0.1)
+    raise Failure(f"{url} never answered 200")
+
+
+def tree(pid):
+    """PID and its descendants (nginx's workers, a shell's children)."""
+    parents = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    parents.setdefault(int(stat.read().rsplit(")", 1)[1].split()[1]), []).append(int(entry))
+            except OSError:
+                pass
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        todo.extend(parents.get(current, []))
+    return found
+
+
+def cpu_seconds(pids):
+    total = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def memory_mib(pids, field):
+    """The sum of FIELD (VmRSS, VmHWM) over PIDS, in MiB."""
+    total = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/status") as status:
+            total += int(re.search(rf"^{field}:\s+(\d+) kB", status.read(), re.M).group(1))
+    return total / 1024
+
+
+# --- load --------------------------------------------------------------------
+
+def millis(text):
+    value, unit = re.match(r"([\d.]+)(\w+)", text).groups()
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def wrk(target, seconds, connections):
+    command = ["taskset", "-c", LOAD_CPU, "wrk", "-t1", f"-c{connections}", f"-d{seconds}s",
+               "--latency", "--timeout", "10s"]
+    for name, value in target["headers"].items():
+        command += ["-H", f"{name}: {value}"]
+    if target.get("lua"):
+        command += ["-s", target["lua"]]
+    report = subprocess.run(command + [target["url"]], capture_output=True, text=True,
+                            check=True).stdout
+    if not re.search(r"^\s+50%\s+[\d.]+\w+", report, re.M):
+        raise Failure(f"{target['url']}: no answers measured:\n{report}")
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", report)
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", report)
+    return {
+        "requests": int(re.search(r"(\d+) requests in", report).group(1)),
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", report).group(1)),
+        # Anchored: "75.50%" in the thread statistics also ends in "50%".
+        "p50_ms": millis(re.search(r"^\s+50%\s+(\S+)", report, re.M).group(1)),
+        "p99_ms": millis(re.search(r"^\s+99%\s+(\S+)", report, re.M).group(1)),
+        "non_2xx": int(non_2xx.group(1)) if non_2xx else 0,
+        "socket_errors": sum(int(n) for n in errors.groups()) if errors else 0,
+    }
+
+
+def oha(target, seconds, rate, connections):
+    command = ["taskset", "-c", LOAD_CPU, OHA, "-z", f"{seconds}s", "-c", str(connections),
+               "-q", str(rate), "-w", "--latency-correction", "--no-tui", "--output-format", "json"]
+    for name, value in target["headers"].items():
+        command += ["-H", f"{name}: {value}"]
+    if target.get("body"):
+        command += ["-m", "POST", "-d", target["body"], "-T", "application/json"]
+    report = json.loads(subprocess.run(command + [target["url"]], capture_output=True,
+                                       text=True, check=True).stdout)
+    statuses = report["statusCodeDistribution"]
+    percentiles = report["latencyPercentiles"]
+    return {
+        "rate": rate,
+        "rps": report["summary"]["requestsPerSec"],
+        "p50_ms": percentiles["p50"] * 1000,
+        "p99_ms": percentiles["p99"] * 1000,
+        "p999_ms": percentiles["p99.9"] * 1000,
+        "non_2xx": sum(n for code, n in statuses.items() if not code.startswith("2")),
+        "socket_errors": sum(report["errorDistribution"].values()),
+        "errors": report["errorDistribution"],
+    }
+
+
+def check(label, run):
+    if run["non_2xx"] or run["socket_errors"]:
+        raise Failure(f"{label}: {run['non_2xx']} non-2xx answers, {run['socket_errors']} socket errors"
+                      f" {run.get('errors', '')}")
+
+
+# --- the systems -------------------------------------------------------------
+
+class Setup:
+    """What every system needs: the run directory, keys, tokens."""
+
+    def __init__(self, run_dir):
+        self.run_dir = run_dir
+        for name in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
+            os.makedirs(os.path.join(run_dir, name), exist_ok=True)
+        self.rsa_key = os.path.join(run_dir, "issuer.pem")
+        subprocess.run(["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048",
+                        "-out", self.rsa_key], check=True, capture_output=True)
+        self.rsa_public = os.path.join(run_dir, "issuer.pub.pem")
+        subprocess.run(["openssl", "pkey", "-in", self.rsa_key, "-pubout", "-out", self.rsa_public],
+                       check=True)
+        self.secret = subprocess.run(["openssl", "rand", "-hex", "32"], capture_output=True,
+                                     text=True, check=True).stdout.strip()
+        self.configure("nginx.conf")
+        self.configure("haproxy.cfg")
+        self.routes = os.path.join(run_dir, "routes.toml")
+        with open(self.routes, "w") as routes:
+            routes.write('[[routes]]\nprefix = "/api/catalog"\nservice = "products"\nstrip_prefix = true\n')
+
+    def configure(self, name):
+        with open(os.path.join(PEERS, name)) as template:
+            text = template.read()
+        text = (text.replace("@RUN_DIR@", self.run_dir).replace("@RSA_PUBLIC_KEY@", self.rsa_public)
+                .replace("@HS256_SECRET@", self.secret))
+        with open(os.path.join(self.run_dir, name), "w") as config:
+            config.write(text)
+
+    def token(self, audience, alg):
+        body = json.dumps({"subject": "user-1", "audience": audience, "alg": alg}).encode()
+        with urllib.request.urlopen(f"http://127.0.0.1:{SERVICE_PORTS['auth']}/token", body) as answer:
+            return json.load(answer)["access_token"]
+
+
+def service_env():
+    return {f"BFF_PORTS__{name.upper()}": str(port) for name, port in SERVICE_PORTS.items()}
+
+
+def bff_env(services):
+    """A BFF on 18080 (admin 19080) calling SERVICES, with a limit no run reaches."""
+    env = {"BFF_SERVER__LISTEN": "127.0.0.1:18080", "BFF_SERVER__ADMIN_LISTEN": "127.0.0.1:19080",
+           "BFF_AUTH__JWKS__URL": f"http://127.0.0.1:{SERVICE_PORTS['auth']}/.well-known/jwks.json",
+           **UNLIMITED_PLAN}
+    env.update({f"BFF_DOWNSTREAM__{name.upper()}__URL": f"http://127.0.0.1:{SERVICE_PORTS[name]}"
+                for name in services})
+    return env
+
+
+def node_env():
+    return {"NODE_ENV": "production", "PORT": "18094",
+            "JWKS_URL": f"http://127.0.0.1:{SERVICE_PORTS['auth']}/.well-known/jwks.json",
+            **{f"{name.upper()}_URL": f"http://127.0.0.1:{port}" for name, port in SERVICE_PORTS.items()}}
+
+
+def systems(setup, scenario):
+    """(label, start function or None, target) for each system of SCENARIO."""
+    bff_web, bff_mobile = os.path.join(RELEASE, "bff-web"), os.path.join(RELEASE, "bff-mobile")
+    node = ["node", "server.js"]
+    if scenario == "passthrough":
+        rs256 = {"Authorization": f"Bearer {setup.token('bff-web', 'RS256')}"}
+        hs256 = {"Authorization": f"Bearer {setup.token('bff-web', 'HS256')}"}
+        path = "/api/catalog/products/42"
+        redis = {"BFF_RATE_LIMIT__REDIS_URL": "redis://127.0.0.1:16379"}
+        return [
+            ("direct", None, {"url": f"http://127.0.0.1:{SERVICE_PORTS['products']}/products/42", "headers": {}}),
+            ("nginx", lambda: start(["nginx", "-c", os.path.join(setup.run_dir, "nginx.conf")]),
+             {"url": f"http://127.0.0.1:18091{path}", "headers": {}}),
+            ("haproxy-rs256", lambda: start(["haproxy", "-f", os.path.join(setup.run_dir, "haproxy.cfg")]),
+             {"url": f"http://127.0.0.1:18092{path}", "headers": rs256}),
+            ("haproxy-hs256", lambda: start(["haproxy", "-f", os.path.join(setup.run_dir, "haproxy.cfg")]),
+             {"url": f"http://127.0.0.1:18093{path}", "headers": hs256}),
+            ("bff-web-rs256", lambda: start([bff_web], {**bff_env(WEB_SERVICES), "BFF_CONFIG": setup.routes}),
+             {"url": f"http://127.0.0.1:18080{path}", "headers": rs256}),
+            ("bff-web-rs256-redis",
+             lambda: start([bff_web], {**bff_env(WEB_SERVICES), "BFF_CONFIG": setup.routes, **redis}),
+             {"url": f"http://127.0.0.1:18080{path}", "headers": rs256}),
+        ]
+    if scenario in ("page", "page-20ms"):
+        web = {"Authorization": f"Bearer {setup.token('bff-web', 'ES256')}"}
+        page = {"url": "http://127.0.0.1:18080/api/product-page/42", "headers": web}
+        return [
+            ("bff-web", lambda: start([bff_web], bff_env(WEB_SERVICES)), page),
+            ("bff-web-no-cache", lambda: start([bff_web], {**bff_env(WEB_SERVICES), **CACHE_OFF}), page),
+            ("express", lambda: start(node, node_env(), cwd=os.path.join(PEERS, "express-bff")),
+             {**page, "url": "http://127.0.0.1:18094/api/product-page/42"}),
+        ]
+    if scenario == "mobile":
+        mobile = {"Authorization": f"Bearer {setup.token('bff-mobile', 'ES256')}",
+                  "Content-Type": "application/json"}
+        graphql = {"url": "http://127.0.0.1:18080/graphql", "headers": mobile, "body": MOBILE_QUERY,
+                   "lua": post_script(setup.run_dir, MOBILE_QUERY)}
+        return [
+            ("bff-mobile", lambda: start([bff_mobile], bff_env(MOBILE_SERVICES)), graphql),
+            ("bff-mobile-no-cache", lambda: start([bff_mobile], {**bff_env(MOBILE_SERVICES), **CACHE_OFF}), graphql),
+            ("apollo", lambda: start(node, node_env(), cwd=os.path.join(PEERS, "apollo-mobile")),
+             {**graphql, "url": "http://127.0.0.1:18094/graphql"}),
+        ]
+    raise ValueError(scenario)
+
+
+def post_script(run_dir, body):
+    """A wrk script sending BODY as a JSON POST (oha takes it with -d)."""
+    path = os.path.join(run_dir, "post.lua")
+    with open(path, "w") as script:
+        script.write(f'wrk.method = "POST"\nwrk.body = {json.dumps(body)}\n')
+    return path
+
+
+# --- one run -----------------------------------------------------------------
+
+def with_system(launch, target, measure):
+    """Starts a system (none for the direct path), waits for it, runs MEASURE(pids), stops it."""
+    process = launch() if launch else None
+    try:
+        wait_ok(target["url"], target["headers"], target.get("body", "").encode() or None)
+        if process:
+            time.sleep(1)  # the idle figure is taken after start-up work, not during it
+        return measure(tree(process.pid) if process else [])
+    finally:
+        if process:
+            stop(process)
+
+
+def closed_loop(target, options, pids):
+    """Idle RSS; the maximum rate (wrk) and CPU per request; peak RSS with 1,000 connections open."""
+    result = {"idle_rss_mib": memory_mib(pids, "VmRSS") if pids else None}
+    wrk(target, WARM_UP_SECONDS, options.connections)  # connection pools, the JWKS, caches, Node's JIT
+    before = cpu_seconds(pids) if pids else 0
+    result["closed"] = wrk(target, options.duration, options.connections)
+    if pids:
+        spent = cpu_seconds(pids) - before
+        result["cpu_us_per_request"] = spent * 1e6 / result["closed"]["requests"]
+        result["peak_rss_mib"] = memory_mib(pids, "VmHWM")
+        # Open connections, not load: each client sends a request a second,
+        # so the memory measured is the connections', not a queue's.
+        many = oha(target, 5, MANY_CONNECTIONS, MANY_CONNECTIONS)
+        result["many_connections"] = {**many, "rss_mib": memory_mib(pids, "VmHWM")}
+    return result
+
+
+def open_loop(target, options, rates, pids):
+    """oha at each of RATES, after a warm-up."""
+    del pids
+    wrk(target, WARM_UP_SECONDS, options.connections)
+    return [oha(target, options.open_duration, rate, options.connections) for rate in rates]
+
+
+def run_scenario(setup, scenario, options):
+    """Every system of SCENARIO, one at a time on CPU 0: closed loop, then open loop."""
+    results = {}
+    for label, launch, target in systems(setup, scenario):
+        result = with_system(launch, target, lambda pids: closed_loop(target, options, pids))
+        closed = result["closed"]
+        print(f"{scenario:<12}{label:<21}{closed['rps']:>9.0f} req/s  p50 {closed['p50_ms']:6.2f} ms"
+              f"  p99 {closed['p99_ms']:6.2f} ms  CPU {result.get('cpu_us_per_request', 0):5.0f} µs/req",
+              flush=True)
+        check(f"{scenario}/{label}", closed)
+        if "many_connections" in result:
+            check(f"{scenario}/{label} at {MANY_CONNECTIONS} connections", result["many_connections"])
+        results[label] = result
+    weakest = min(result["closed"]["rps"] for result in results.values())
+    rates = [max(1, round(weakest * fraction)) for fraction in LOAD_FRACTIONS]
+    for label, launch, target in systems(setup, scenario):
+        runs = with_system(launch, target, lambda pids: open_loop(target, options, rates, pids))
+        for run in runs:
+            print(f"{scenario:<12}{label:<21}{run['rate']:>7} req/s offered: p50 {run['p50_ms']:6.2f}"
+                  f"  p99 {run['p99_ms']:6.2f}  p99.9 {run['p999_ms']:6.2f} ms", flush=True)
+            check(f"{scenario}/{label} at {run['rate']} req/s", run)
+        results[label]["open"] = runs
+    return results
+
+
+def set_latency(latency):
+    for service in ("products", "inventory", "pricing", "reviews"):
+        req = urllib.request.Request(f"http://127.0.0.1:{SERVICE_PORTS['auth']}/admin/faults/{service}",
+                                     data=json.dumps({"latency": latency} if latency else {}).encode(),
+                                     method="PUT", headers={"Content-Type": "application/json"})
+        urllib.request.urlopen(req).read()
+
+
+def machine():
+    with open("/proc/cpuinfo") as cpuinfo:
+        model = re.search(r"model name\s*:\s*(.*)", cpuinfo.read()).group(1)
+    with open("/proc/meminfo") as meminfo:
+        memory = int(re.search(r"MemTotal:\s+(\d+)", meminfo.read()).group(1)) // 1024 // 1024
+    return {"cpu": model, "cores": os.cpu_count(), "memory_gib": memory, "kernel": platform.release()}
+
+
+def versions():
+    def first_line(command):
+        try:
+            answer = subprocess.run(command, capture_output=True, text=True)
+            return (answer.stdout or answer.stderr).strip().splitlines()[0]
+        except (OSError, IndexError):
+            return "missing"
+    return {"nginx": first_line(["nginx", "-v"]), "haproxy": first_line(["haproxy", "-v"]),
+            "node": first_line(["node", "--version"]), "wrk": first_line(["wrk", "-v"]),
+            "oha": first_line([OHA, "--version"]), "redis": first_line(["redis-server", "--version"])}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("-d", "--duration", type=int, default=10, help="closed-loop seconds per system")
+    parser.add_argument("-o", "--open-duration", type=int, default=10, help="open-loop seconds per rate")
+    parser.add_argument("-c", "--connections", type=int, default=32)
+    parser.add_argument("-s", "--scenarios", default="passthrough,page,page-20ms,mobile")
+    parser.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "latest.json"))
+    options = parser.parse_args()
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # 1,000 connections, each proxied
+
+    run_dir = tempfile.mkdtemp(prefix="bench-")
+    try:
+        setup = Setup(run_dir)
+        start([os.path.join(RELEASE, "demo-services")],
+              {**service_env(), "BFF_ISSUER__RSA_KEY_FILE": setup.rsa_key,
+               "BFF_ISSUER__HS256_SECRET": setup.secret, "BFF_OBSERVABILITY__LOG_LEVEL": "warn"},
+              cpu=LOAD_CPU)
+        start(["redis-server", "--port", "16379", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+              cpu=LOAD_CPU)
+        wait_ok(f"http://127.0.0.1:{SERVICE_PORTS['auth']}/.well-known/jwks.json")
+        scenarios = {}
+        for scenario in options.scenarios.split(","):
+            set_latency("20ms" if scenario == "page-20ms" else None)
+            scenarios[scenario] = run_scenario(setup, scenario, options)
+    except Failure as failure:
+        print(f"not a result: {failure}", file=sys.stderr)
+        return 1
+    finally:
+        stop_all()
+        shutil.rmtree(run_dir, ignore_errors=True)
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                            text=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                           capture_output=True, text=True).stdout.strip()
+    report = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+              "commit": commit + ("+changes" if dirty else ""), "machine": machine(),
+              "versions": versions(), "pinning": {"systems": SYSTEM_CPU, "load": LOAD_CPU},
+              "options": vars(options) | {"out": None}, "scenarios": scenarios}
+    os.makedirs(os.path.dirname(options.out), exist_ok=True)
+    with open(options.out, "w") as out:
+        json.dump(report, out, indent=1)
+    print(f"wrote {options.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

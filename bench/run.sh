@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# The whole comparison with the peers in one command: builds the release
+# binaries, installs what the peers and the load need (Debian's nginx,
+# haproxy, wrk and redis-server; npm's express and @apollo/server with
+# their locked dependencies; oha from crates.io; matplotlib from PyPI), runs
+# every scenario against us and the peers (bench/compare.py), writes
+# bench/results/latest.md with its charts (bench/report.py), and prints the
+# criterion micro-benchmarks' summary.
+#
+# Usage: bench/run.sh [-q] [-M] [compare.py options...]
+#   -q  quick: 3 s per closed-loop run and per open-loop rate (a smoke run, not a result)
+#   -M  skip the micro-benchmarks (cargo bench -p platform-tests)
+# Runs as root (apt-get) on a machine with two cores or more; takes about
+# 15 minutes, plus the first build of oha.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+quick=()
+micro=true
+while getopts "qM" option; do
+    case "$option" in
+        q) quick=(-d 3 -o 3) ;;
+        M) micro=false ;;
+        *) exit 2 ;;
+    esac
+done
+shift $((OPTIND - 1))
+
+missing=()
+for tool in nginx haproxy wrk redis-server; do
+    command -v "$tool" >/dev/null || missing+=("$tool")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    packages=("${missing[@]/nginx/nginx-light}")
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}" >/dev/null
+fi
+command -v oha >/dev/null || [ -x "$HOME/.cargo/bin/oha" ] || cargo install --locked oha@1.16.0
+python3 -c "import matplotlib" 2>/dev/null || pip install --quiet matplotlib
+for peer in express-bff apollo-mobile; do
+    (cd "bench/peers/$peer" && npm ci --silent --no-audit --no-fund)
+done
+cargo build --release --bin bff-web --bin bff-mobile --bin demo-services
+
+python3 bench/compare.py "${quick[@]}" "$@"
+python3 bench/report.py
+if $micro; then
+    # criterion's names and estimates and the rate limiter's table, without the progress lines
+    cargo bench -p platform-tests 2>&1 | awk '
+        /^(Benchmarking|Found|Gnuplot|Warning|WARNING)|^ +(Running|Compiling|Finished)/ { next }
+        /^ +(change|thrpt):|^ +[0-9]+ \(|^(Performance|No change|Change within)/ { next }
+        { print }'
+fi
