@@ -56,6 +56,8 @@ pub struct MobileSettings {
     pub max_query_depth: usize,
     /// Most expensive query accepted, one point per field (default 200).
     pub max_query_complexity: usize,
+    /// Parsed queries kept, in bytes of query text (default 64 KiB; 0: none).
+    pub parsed_query_cache_bytes: u64,
 }
 
 impl Default for MobileSettings {
@@ -63,6 +65,7 @@ impl Default for MobileSettings {
         Self {
             max_query_depth: 8,
             max_query_complexity: 200,
+            parsed_query_cache_bytes: 64 * 1024,
         }
     }
 }
@@ -92,5 +95,8 @@ pub fn app(downstreams: Downstreams, settings: &MobileSettings) -> Router {
                 .post(graphql::post)
                 .route_layer(RequireScope::new("products:read")),
         )
-        .with_state(build_schema(downstreams, settings))
+        .with_state(graphql::Graphql {
+            schema: build_schema(downstreams, settings),
+            parsed: graphql::ParsedQueries::new(settings.parsed_query_cache_bytes),
+        })
 }

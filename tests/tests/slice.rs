@@ -190,21 +190,60 @@ async fn mobile_malformed_body_is_a_problem_400() {
     );
 }
 
-#[tokio::test]
-async fn mobile_refuses_queries_that_are_too_deep() {
-    let platform = Platform::start().await;
-    let deep = format!(
+/// A query nested deeper than bff-mobile's default `max_query_depth`.
+fn too_deep_query() -> String {
+    format!(
         "{{ __schema {{ types {{ fields {{ type {}name{} }} }} }} }}",
         "ofType { ".repeat(10),
         " }".repeat(10)
-    );
+    )
+}
+
+fn refused_as_too_deep(body: &Value) -> bool {
+    body["errors"][0]["message"]
+        .as_str()
+        .is_some_and(|message| message.contains("nested too deep"))
+}
+
+#[tokio::test]
+async fn mobile_refuses_queries_that_are_too_deep() {
+    let platform = Platform::start().await;
+    let deep = too_deep_query();
     let (_, body) = graphql(&platform, json!({ "query": deep })).await;
-    assert!(
-        body["errors"][0]["message"]
-            .as_str()
-            .is_some_and(|message| message.contains("nested too deep")),
-        "{body}"
-    );
+    assert!(refused_as_too_deep(&body), "{body}");
+}
+
+/// The same query text again is served from its parsed document, which
+/// neither fixes its variables nor skips validation.
+#[tokio::test]
+async fn mobile_repeated_queries_take_their_own_variables_and_are_checked_each_time() {
+    let platform = Platform::start().await;
+    let catalog = platform.demo().catalog();
+    let query = "query P($id: ID!) { product(id: $id) { name } }";
+    for id in [7, 3, 7] {
+        let (status, body) = graphql(
+            &platform,
+            json!({ "query": query, "variables": { "id": id.to_string() } }),
+        )
+        .await;
+        assert_eq!(status, 200);
+        assert_eq!(
+            body["data"]["product"]["name"],
+            catalog.product(id).expect("exists").name,
+            "product {id}: {body}"
+        );
+    }
+    let deep = too_deep_query();
+    for attempt in 1..=2 {
+        let (_, body) = graphql(&platform, json!({ "query": deep })).await;
+        assert!(refused_as_too_deep(&body), "attempt {attempt}: {body}");
+        let (_, body) = graphql(&platform, json!({ "query": "{ product(id: 1) { name }" })).await;
+        assert!(body["data"].is_null(), "attempt {attempt}: {body}");
+        assert!(
+            body["errors"][0]["message"].is_string(),
+            "attempt {attempt}: a syntax error each time: {body}"
+        );
+    }
 }
 
 #[tokio::test]
