@@ -357,9 +357,8 @@ def closed_loop(target, options, pids):
     return result
 
 
-def open_loop(target, options, rates, pids):
+def open_loop(target, options, rates):
     """oha at each of RATES, after a warm-up."""
-    del pids
     wrk(target, WARM_UP_SECONDS, options.connections)
     return [oha(target, options.open_duration, rate, options.connections) for rate in rates]
 
@@ -380,7 +379,7 @@ def run_scenario(setup, scenario, options):
     weakest = min(result["closed"]["rps"] for result in results.values())
     rates = [max(1, round(weakest * fraction)) for fraction in LOAD_FRACTIONS]
     for label, launch, target in systems(setup, scenario):
-        runs = with_system(launch, target, lambda pids: open_loop(target, options, rates, pids))
+        runs = with_system(launch, target, lambda _pids: open_loop(target, options, rates))
         for run in runs:
             print(f"{scenario:<12}{label:<21}{run['rate']:>7} req/s offered: p50 {run['p50_ms']:6.2f}"
                   f"  p99 {run['p99_ms']:6.2f}  p99.9 {run['p999_ms']:6.2f} ms", flush=True)

@@ -8,6 +8,7 @@ Usage: bench/report.py [RESULTS.json]
 
 import json
 import os
+import re
 import sys
 
 import matplotlib
@@ -22,6 +23,12 @@ TITLES = {
     "page-20ms": "Product page, four legs, services at 20 ms",
     "mobile": "Mobile product query (name, price, stock)",
 }
+
+
+def short_version(text):
+    """The version number in a tool's version line (`nginx version: nginx/1.22.1`)."""
+    found = re.search(r"(\d+\.\d+(?:\.\d+)?)", text)
+    return found.group(1) if found else text
 
 
 def ours(label):
@@ -168,7 +175,7 @@ def main():
         f"open loop {options['open_duration']} s per rate).",
         "",
         f"Machine: {machine['cpu']}, {machine['cores']} cores, {machine['memory_gib']} GiB, "
-        f"Linux {machine['kernel']}. " + ", ".join(f"{name} {version}" for name, version in
+        f"Linux {machine['kernel']}. " + ", ".join(f"{name} {short_version(version)}" for name, version in
                                                     report["versions"].items()) + ".",
         "",
         f"Pinning: each system under test runs alone on CPU {report['pinning']['systems']} "

@@ -32,7 +32,8 @@ for tool in nginx haproxy wrk redis-server; do
 done
 if [ ${#missing[@]} -gt 0 ]; then
     packages=("${missing[@]/nginx/nginx-light}")
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}" >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}" >/dev/null ||
+        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}" >/dev/null; }
 fi
 command -v oha >/dev/null || [ -x "$HOME/.cargo/bin/oha" ] || cargo install --locked oha@1.16.0
 python3 -c "import matplotlib" 2>/dev/null || pip install --quiet matplotlib
