@@ -1,7 +1,8 @@
 //! The process-wide `tracing` subscriber: log lines, and spans for export.
 //!
-//! - JSON lines carry the fields of the current span, so every event inside
-//!   a request (including the access-log line) has the request's `trace_id`.
+//! - JSON lines (see `json_lines`) carry the fields of the current span, so
+//!   every event inside a request (including the access-log line) has the
+//!   request's `trace_id`.
 //! - Lines are written in batches by a background thread (see
 //!   `log_writer`) through a buffer of `log_buffer_lines` lines: a request
 //!   never waits for stdout. When the buffer is full a line is dropped and
@@ -25,6 +26,7 @@ use tracing_subscriber::{
 
 use super::{
     LogFormat, ObservabilityConfig,
+    json_lines::JsonLines,
     log_writer::{DroppedLines, LogWriter, LogWriterGuard},
     otlp::{self, ExportPipeline, OTEL_TARGET},
 };
@@ -97,13 +99,7 @@ pub fn init(config: &ObservabilityConfig, service: &'static str) -> LoggingGuard
         },
     };
     let lines = match config.log_format {
-        LogFormat::Json => fmt::layer()
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(false)
-            .with_writer(writer)
-            .boxed(),
+        LogFormat::Json => JsonLines::new(writer).boxed(),
         LogFormat::Pretty => fmt::layer().with_writer(writer).boxed(),
     }
     .with_filter(filter.and(filter_fn(|metadata| metadata.target() != OTEL_TARGET)));

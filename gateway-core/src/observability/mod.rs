@@ -31,6 +31,7 @@
 //! ```
 
 mod access_log;
+mod json_lines;
 mod log_writer;
 pub mod logging;
 mod metrics;
