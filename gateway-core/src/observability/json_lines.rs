@@ -65,7 +65,8 @@ where
 {
     fn on_new_span(&self, attrs: &span::Attributes<'_>, id: &span::Id, ctx: Context<'_, S>) {
         let Some(span) = ctx.span(id) else { return };
-        let mut fields = String::new();
+        // Room for a request span's fields: a trace id, a request id, a name.
+        let mut fields = String::with_capacity(160);
         attrs.record(&mut Members(&mut fields));
         span.extensions_mut().insert(SpanFields(fields));
     }
@@ -199,30 +200,29 @@ fn push_string(out: &mut String, text: &str) {
 struct Escaped<'a>(&'a mut String);
 
 impl fmt::Write for Escaped<'_> {
-    fn write_str(&mut self, text: &str) -> fmt::Result {
-        let mut plain = 0;
-        for (at, byte) in text.bytes().enumerate() {
-            let escape = match byte {
-                b'"' => "\\\"",
-                b'\\' => "\\\\",
-                b'\n' => "\\n",
-                b'\r' => "\\r",
-                b'\t' => "\\t",
-                0..0x20 | 0x7f => "",
-                _ => continue,
-            };
-            self.0.push_str(&text[plain..at]);
-            match escape.is_empty() {
-                true => {
-                    let _ = write!(self.0, "\\u{byte:04x}");
+    fn write_str(&mut self, mut text: &str) -> fmt::Result {
+        while let Some(at) = text.bytes().position(needs_escape) {
+            self.0.push_str(&text[..at]);
+            match text.as_bytes()[at] {
+                b'"' => self.0.push_str("\\\""),
+                b'\\' => self.0.push_str("\\\\"),
+                b'\n' => self.0.push_str("\\n"),
+                b'\r' => self.0.push_str("\\r"),
+                b'\t' => self.0.push_str("\\t"),
+                control => {
+                    let _ = write!(self.0, "\\u{control:04x}");
                 }
-                false => self.0.push_str(escape),
             }
-            plain = at + 1;
+            text = &text[at + 1..];
         }
-        self.0.push_str(&text[plain..]);
+        self.0.push_str(text);
         Ok(())
     }
+}
+
+/// What a JSON string cannot hold as itself: quotes, backslashes, control characters.
+fn needs_escape(byte: u8) -> bool {
+    byte < 0x20 || byte == b'"' || byte == b'\\' || byte == 0x7f
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! Forwarding one request of a pass-through route.
 
 use std::{
+    fmt::Write as _,
     net::{IpAddr, SocketAddr},
     sync::Arc,
 };
@@ -67,11 +68,11 @@ pub(super) async fn forward(
 /// drops `;params` would resolve these outside the route's prefix.
 fn check_segments(path: &str) -> Result<(), Error> {
     let hidden_dots = path.split('/').any(|segment| {
-        let segment = segment.to_ascii_lowercase();
-        let name = segment.split(';').next().unwrap_or_default();
-        let name = name.split("%3b").next().unwrap_or_default();
-        name.len() < segment.len()
-            && matches!(name, "." | ".." | "%2e" | "%2e%2e" | ".%2e" | "%2e.")
+        name_before_parameters(segment).is_some_and(|name| {
+            [".", "..", "%2e", "%2e%2e", ".%2e", "%2e."]
+                .iter()
+                .any(|dots| name.eq_ignore_ascii_case(dots))
+        })
     });
     match hidden_dots {
         true => Err(Error::BadRequest(
@@ -79,6 +80,24 @@ fn check_segments(path: &str) -> Result<(), Error> {
         )),
         false => Ok(()),
     }
+}
+
+/// The name of a path segment that has parameters: what comes before its
+/// first `;` or `%3B` (in any case). `None` without parameters, the common
+/// case, found without copying the segment.
+fn name_before_parameters(segment: &str) -> Option<&str> {
+    let bytes = segment.as_bytes();
+    bytes
+        .iter()
+        .enumerate()
+        .find(|&(at, &byte)| {
+            byte == b';'
+                || (byte == b'%'
+                    && bytes
+                        .get(at + 1..at + 3)
+                        .is_some_and(|rest| rest.eq_ignore_ascii_case(b"3b")))
+        })
+        .map(|(at, _)| &segment[..at])
 }
 
 /// The service's headers as the client gets them: without the hop-by-hop
@@ -123,15 +142,14 @@ fn forwarded_headers(mut headers: HeaderMap, peer: Option<IpAddr>, trusted: bool
         }
     }
     if let Some(peer) = peer {
-        let earlier: Vec<&str> = headers
-            .get_all(X_FORWARDED_FOR)
-            .iter()
-            .filter_map(|value| value.to_str().ok())
-            .collect();
-        let chain = match earlier.is_empty() {
-            true => peer.to_string(),
-            false => format!("{}, {peer}", earlier.join(", ")),
-        };
+        let mut chain = String::new();
+        for earlier in headers.get_all(X_FORWARDED_FOR) {
+            if let Ok(earlier) = earlier.to_str() {
+                chain.push_str(earlier);
+                chain.push_str(", ");
+            }
+        }
+        let _ = write!(chain, "{peer}");
         if let Ok(chain) = HeaderValue::try_from(chain) {
             headers.insert(X_FORWARDED_FOR, chain);
         }
@@ -209,10 +227,19 @@ mod tests {
             "/api/.;x/a",
             "/api/..%3B/admin",
             "/api/%2e%2e;/x",
+            "/api/%2E%2e%3Bx/admin",
+            "/api/.%2E%3b",
         ] {
             assert!(check_segments(refused).is_err(), "{refused}");
         }
-        for allowed in ["/api/products;v=2/42", "/api/a..b;c", "/api/products/42"] {
+        for allowed in [
+            "/api/products;v=2/42",
+            "/api/a..b;c",
+            "/api/products/42",
+            "/api/..%3",
+            "/api/%3B/x",
+            "/api/%2e%2ex;y",
+        ] {
             assert!(check_segments(allowed).is_ok(), "{allowed}");
         }
     }
