@@ -6,7 +6,7 @@
 //! headers, a header and a cookie that disagree, a token and an API key) is
 //! refused rather than resolved by a rule an attacker could exploit.
 
-use http::{HeaderMap, HeaderName, header};
+use http::{HeaderMap, HeaderName, HeaderValue, header};
 
 use super::AuthError;
 
@@ -24,30 +24,46 @@ pub(crate) enum Credential<'a> {
     ApiKey(&'a str),
 }
 
-fn single<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Result<Option<&'a str>, AuthError> {
+fn single<'a>(
+    headers: &'a HeaderMap,
+    name: &HeaderName,
+) -> Result<Option<&'a HeaderValue>, AuthError> {
     let mut values = headers.get_all(name).iter();
     match (values.next(), values.next()) {
         (None, _) => Ok(None),
         (Some(_), Some(_)) => Err(AuthError::MultipleCredentials),
-        (Some(value), None) => value
-            .to_str()
-            .map(Some)
-            .map_err(|_| AuthError::MalformedAuthorization),
+        (Some(value), None) => Ok(Some(value)),
     }
 }
 
-fn bearer(value: &str) -> Result<&str, AuthError> {
-    let (scheme, token) = value
-        .split_once(' ')
+/// The token of `Bearer <token>`: one or more spaces after the scheme,
+/// then printable ASCII without spaces or tabs.
+fn bearer(value: &HeaderValue) -> Result<&str, AuthError> {
+    let value = value.as_bytes();
+    let space = value
+        .iter()
+        .position(|&byte| byte == b' ')
         .ok_or(AuthError::MalformedAuthorization)?;
-    let token = token.trim_start_matches(' ');
-    if !scheme.eq_ignore_ascii_case("bearer")
-        || token.is_empty()
-        || token.bytes().any(|byte| byte == b' ' || byte == b'\t')
-    {
+    let (scheme, after_scheme) = value.split_at(space);
+    let token_start = after_scheme
+        .iter()
+        .position(|&byte| byte != b' ')
+        .unwrap_or(after_scheme.len());
+    let token = &after_scheme[token_start..];
+    if !scheme.eq_ignore_ascii_case(b"bearer") || token.is_empty() || !all_visible(token) {
         return Err(AuthError::MalformedAuthorization);
     }
-    Ok(token)
+    std::str::from_utf8(token).map_err(|_| AuthError::MalformedAuthorization)
+}
+
+/// Whether every byte is printable ASCII other than space. Hand-written
+/// as a fold without an early exit so that it checks many bytes per
+/// instruction: an RS256 token is 700 bytes, and `HeaderValue::to_str`
+/// followed by a search for blanks read them one at a time, twice.
+fn all_visible(bytes: &[u8]) -> bool {
+    bytes
+        .iter()
+        .fold(true, |visible, &byte| visible & matches!(byte, b'!'..=b'~'))
 }
 
 fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, AuthError> {
@@ -82,7 +98,9 @@ pub(crate) fn extract<'a>(
         Some(name) => cookie(headers, name)?,
         None => None,
     };
-    let api_key = single(headers, &API_KEY)?;
+    let api_key = single(headers, &API_KEY)?
+        .map(|key| key.to_str().map_err(|_| AuthError::MalformedAuthorization))
+        .transpose()?;
     let token = match (from_header, from_cookie) {
         (Some(header), Some(cookie)) if header != cookie => {
             return Err(AuthError::MultipleCredentials);
@@ -120,6 +138,8 @@ mod tests {
         assert_eq!(extract(&map, None), Ok(Credential::Bearer("a.b.c")));
         let map = headers(&[("authorization", "bearer a.b.c")]);
         assert_eq!(extract(&map, None), Ok(Credential::Bearer("a.b.c")));
+        let map = headers(&[("authorization", "BEARER   a.b.c")]);
+        assert_eq!(extract(&map, None), Ok(Credential::Bearer("a.b.c")));
     }
 
     #[test]
@@ -131,12 +151,44 @@ mod tests {
             "Basic dXNlcjpwdw==",
             "Bearer Bearer a.b.c",
             "Bearer a.b.c extra",
+            "Bearer a.b.c\textra",
+            "Bearer\ta.b.c",
+            "Token a.b.c",
+            "Bearer a.b.é",
         ] {
             assert_eq!(
                 extract(&headers(&[("authorization", value)]), None),
                 Err(AuthError::MalformedAuthorization),
                 "{value}"
             );
+        }
+    }
+
+    #[test]
+    fn every_byte_of_a_long_token_is_checked() {
+        let token = format!("{}.{}.{}", "h".repeat(36), "p".repeat(300), "s".repeat(342));
+        let accepted = headers(&[("authorization", &format!("Bearer {token}"))]);
+        assert_eq!(
+            extract(&accepted, None),
+            Ok(Credential::Bearer(token.as_str()))
+        );
+        for at in [0, 17, 350, token.len() - 1] {
+            // A space before the token only separates it from the scheme.
+            let blanks = if at == 0 {
+                &["\t", "é"][..]
+            } else {
+                &[" ", "\t", "é"]
+            };
+            for blank in blanks {
+                let mut broken = token.clone();
+                broken.replace_range(at..=at, blank);
+                let refused = headers(&[("authorization", &format!("Bearer {broken}"))]);
+                assert_eq!(
+                    extract(&refused, None),
+                    Err(AuthError::MalformedAuthorization),
+                    "{blank:?} at {at}"
+                );
+            }
         }
     }
 

@@ -14,13 +14,31 @@ use http::{HeaderMap, HeaderName, HeaderValue, header};
 
 use super::{Route, split::BFF_CANARY};
 use crate::{
-    Error, RequestContext, auth::API_KEY_HEADER, downstream::aggregate::BFF_PARTIAL,
-    error::PassedThrough, server::strip_hop_by_hop,
+    Error, RequestContext,
+    auth::API_KEY_HEADER,
+    downstream::aggregate::BFF_PARTIAL,
+    error::PassedThrough,
+    server::{remove_headers_where, strip_hop_by_hop},
 };
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// Client headers no service gets: the credentials (it gets the verified
+/// identity instead), `BFF-Canary` (the side of a split is chosen here) and
+/// `Forwarded`.
+const KEPT_HERE: [HeaderName; 5] = [
+    header::AUTHORIZATION,
+    header::COOKIE,
+    API_KEY_HEADER,
+    BFF_CANARY,
+    header::FORWARDED,
+];
+
+/// What a client says about the hops before this gateway, believed only
+/// from a trusted proxy.
+const FORWARDING_CLAIMS: [HeaderName; 3] = [X_FORWARDED_FOR, X_FORWARDED_PROTO, X_FORWARDED_HOST];
 
 /// The handler of every pass-through route: chooses the side of the split,
 /// forwards the request with its body streamed, and streams the answer back.
@@ -106,16 +124,11 @@ fn name_before_parameters(segment: &str) -> Option<&str> {
 /// BFF's own policy answers) and `BFF-Partial`.
 fn answer_headers(headers: &mut HeaderMap) {
     strip_hop_by_hop(headers);
-    headers.remove(header::SET_COOKIE);
-    headers.remove(BFF_PARTIAL);
-    let cors: Vec<HeaderName> = headers
-        .keys()
-        .filter(|name| name.as_str().starts_with("access-control-"))
-        .cloned()
-        .collect();
-    for name in cors {
-        headers.remove(name);
-    }
+    remove_headers_where(headers, |name| {
+        name == header::SET_COOKIE
+            || name == BFF_PARTIAL
+            || name.as_str().starts_with("access-control-")
+    });
 }
 
 /// The client's headers as the service gets them: without the hop-by-hop
@@ -127,20 +140,9 @@ fn answer_headers(headers: &mut HeaderMap) {
 /// scheme and host kept; anyone else's are replaced by what this gateway saw.
 fn forwarded_headers(mut headers: HeaderMap, peer: Option<IpAddr>, trusted: bool) -> HeaderMap {
     let host = headers.remove(header::HOST);
-    for dropped in [
-        header::AUTHORIZATION,
-        header::COOKIE,
-        API_KEY_HEADER,
-        BFF_CANARY,
-        header::FORWARDED,
-    ] {
-        headers.remove(dropped);
-    }
-    if !trusted {
-        for claimed in [X_FORWARDED_FOR, X_FORWARDED_PROTO, X_FORWARDED_HOST] {
-            headers.remove(claimed);
-        }
-    }
+    remove_headers_where(&mut headers, |name| {
+        KEPT_HERE.contains(name) || (!trusted && FORWARDING_CLAIMS.contains(name))
+    });
     if let Some(peer) = peer {
         let mut chain = String::new();
         for earlier in headers.get_all(X_FORWARDED_FOR) {

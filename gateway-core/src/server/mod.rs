@@ -51,7 +51,7 @@ mod limits;
 
 pub use conn::{ConnectionLimits, serve_connections};
 pub use deadline::REQUEST_TIMEOUT_HEADER;
-pub(crate) use hygiene::strip_hop_by_hop;
+pub(crate) use hygiene::{remove_headers_where, strip_hop_by_hop};
 
 use std::{any::Any, net::SocketAddr, num::NonZeroUsize};
 
