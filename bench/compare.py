@@ -22,6 +22,11 @@ then oha open-loop at 25/50/75 % of the weakest system's maximum in the
 scenario, with latency correction (coordinated omission), for p50/p99/p99.9;
 then 1,000 open connections, each sending a request a second, for RSS. Any non-2xx answer
 or socket error is recorded and fails the run.
+
+With --flamegraphs DIR it measures nothing: it starts each of our systems
+of the scenarios alone, as above, samples its call stacks with perf under
+closed-loop load, and draws them into DIR/SCENARIO-SYSTEM.svg (inferno),
+with DIR/README.md listing them.
 """
 
 import argparse
@@ -32,6 +37,7 @@ import platform
 import re
 import resource
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -43,6 +49,10 @@ PEERS = os.path.join(ROOT, "bench", "peers")
 RELEASE = os.path.join(ROOT, "target", "release")
 SYSTEM_CPU, LOAD_CPU = "0", "1"
 OHA = shutil.which("oha") or os.path.expanduser("~/.cargo/bin/oha")
+INFERNO_COLLAPSE, INFERNO_FLAMEGRAPH = (shutil.which(tool) or os.path.expanduser(f"~/.cargo/bin/{tool}")
+                                        for tool in ("inferno-collapse-perf", "inferno-flamegraph"))
+# Samples per second; not a multiple of the kernel's tick, so sampling does not beat with timers.
+PERF_HZ = 499
 LOAD_FRACTIONS = (0.25, 0.5, 0.75)
 MANY_CONNECTIONS = 1000
 # Node runs at a third of its rate for its first seconds (its JIT warming up).
@@ -388,6 +398,73 @@ def run_scenario(setup, scenario, options):
     return results
 
 
+def ours(label):
+    return label.startswith("bff-")
+
+
+def flamegraph(target, options, pids, name, run_dir):
+    """Samples PIDS' call stacks under closed-loop load and draws them as OPTIONS.flamegraphs/NAME.svg.
+
+    perf runs on the load's CPU and unwinds with DWARF (the release profile
+    keeps debug info; frame pointers are not kept). Returns what the index
+    says of the graph.
+    """
+    wrk(target, WARM_UP_SECONDS, options.connections)
+    data = os.path.join(run_dir, f"{name}.perf.data")
+    perf = subprocess.Popen(["taskset", "-c", LOAD_CPU, "perf", "record", "-F", str(PERF_HZ),
+                             "--call-graph", "dwarf,32768", "-o", data, "-p", ",".join(map(str, pids))],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    run = wrk(target, options.duration, options.connections)
+    perf.send_signal(signal.SIGINT)
+    # perf record writes its data on SIGINT, then ends by that signal again.
+    if perf.wait() not in (0, -signal.SIGINT) or not os.path.exists(data):
+        raise Failure(f"{name}: perf record failed (exit {perf.returncode})")
+    check(f"{name} (profiled)", run)
+    # Functions inlined into a frame are counted in it: with a frame each they multiply the graph.
+    script = subprocess.Popen(["perf", "script", "--no-inline", "-i", data], stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL)
+    collapse = subprocess.Popen([INFERNO_COLLAPSE], stdin=script.stdout, stdout=subprocess.PIPE)
+    script.stdout.close()
+    svg = os.path.join(options.flamegraphs, f"{name}.svg")
+    title = (f"{name}: {run['rps']:,.0f} req/s closed loop, {options.connections} connections,"
+             f" perf at {PERF_HZ} Hz")
+    with open(svg, "w") as out:
+        # Frames under 0.1 % of the samples are left out: they are noise, and would double the file.
+        subprocess.run([INFERNO_FLAMEGRAPH, "--title", title, "--minwidth", "0.1"],
+                       stdin=collapse.stdout, stdout=out, check=True)
+    if script.wait() != 0 or collapse.wait() != 0:
+        raise Failure(f"{name}: perf script or inferno-collapse-perf failed")
+    os.remove(data)
+    return {"svg": os.path.basename(svg), "rps": run["rps"]}
+
+
+def draw_flamegraphs(setup, scenario, options):
+    """A flame graph of each of our systems in SCENARIO."""
+    drawn = []
+    for label, launch, target in systems(setup, scenario):
+        if ours(label):
+            name = f"{scenario}-{label}"
+            graph = with_system(launch, target,
+                                lambda pids: flamegraph(target, options, pids, name, setup.run_dir))
+            print(f"{name:<33}{graph['rps']:>9.0f} req/s while profiled: {graph['svg']}", flush=True)
+            drawn.append((name, graph))
+    return drawn
+
+
+def write_flamegraph_index(options, drawn, commit, date):
+    """DIR/README.md: which graph is which, and the run they come from."""
+    lines = ["# Flame graphs of our systems under load", "",
+             f"Commit {commit}, {date}. Made by `bench/run.sh -F` (bench/compare.py --flamegraphs):",
+             f"each system alone on CPU {SYSTEM_CPU} under wrk's closed loop ({options.duration} s, "
+             f"{options.connections} connections, on CPU {LOAD_CPU}), its stacks sampled by "
+             f"`perf record -F {PERF_HZ} --call-graph dwarf` and drawn by inferno. Open an SVG in a "
+             "browser to zoom and search.", "",
+             "| scenario and system | req/s while profiled | graph |", "|---|---|---|"]
+    lines += [f"| {name} | {graph['rps']:,.0f} | [{graph['svg']}]({graph['svg']}) |" for name, graph in drawn]
+    with open(os.path.join(options.flamegraphs, "README.md"), "w") as index:
+        index.write("\n".join(lines) + "\n")
+
+
 def set_latency(latency):
     for service in ("products", "inventory", "pricing", "reviews"):
         req = urllib.request.Request(f"http://127.0.0.1:{SERVICE_PORTS['auth']}/admin/faults/{service}",
@@ -423,10 +500,18 @@ def main():
     parser.add_argument("-c", "--connections", type=int, default=32)
     parser.add_argument("-s", "--scenarios", default="passthrough,page,page-20ms,mobile")
     parser.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "latest.json"))
+    parser.add_argument("--flamegraphs", metavar="DIR",
+                        help="draw flame graphs of our systems into DIR instead of measuring")
     options = parser.parse_args()
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # 1,000 connections, each proxied
 
+    # Read before the run, which writes into the tree.
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                            text=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                           capture_output=True, text=True).stdout.strip()
+    commit += "+changes" if dirty else ""
     run_dir = tempfile.mkdtemp(prefix="bench-")
     try:
         setup = Setup(run_dir)
@@ -437,22 +522,26 @@ def main():
         start(["redis-server", "--port", "16379", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
               cpu=LOAD_CPU)
         wait_ok(f"http://127.0.0.1:{SERVICE_PORTS['auth']}/.well-known/jwks.json")
-        scenarios = {}
+        scenarios, drawn = {}, []
         for scenario in options.scenarios.split(","):
             set_latency("20ms" if scenario == "page-20ms" else None)
-            scenarios[scenario] = run_scenario(setup, scenario, options)
+            if options.flamegraphs:
+                os.makedirs(options.flamegraphs, exist_ok=True)
+                drawn += draw_flamegraphs(setup, scenario, options)
+            else:
+                scenarios[scenario] = run_scenario(setup, scenario, options)
     except Failure as failure:
         print(f"not a result: {failure}", file=sys.stderr)
         return 1
     finally:
         stop_all()
         shutil.rmtree(run_dir, ignore_errors=True)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                            text=True).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                           capture_output=True, text=True).stdout.strip()
-    report = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-              "commit": commit + ("+changes" if dirty else ""), "machine": machine(),
+    date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    if options.flamegraphs:
+        write_flamegraph_index(options, drawn, commit, date)
+        print(f"wrote {options.flamegraphs}/README.md")
+        return 0
+    report = {"date": date, "commit": commit, "machine": machine(),
               "versions": versions(), "pinning": {"systems": SYSTEM_CPU, "load": LOAD_CPU},
               "options": vars(options) | {"out": None}, "scenarios": scenarios}
     os.makedirs(os.path.dirname(options.out), exist_ok=True)

@@ -7,9 +7,13 @@
 # bench/results/latest.md with its charts (bench/report.py), and prints the
 # criterion micro-benchmarks' summary.
 #
-# Usage: bench/run.sh [-q] [-M] [compare.py options...]
+# Usage: bench/run.sh [-q] [-M] [-F] [compare.py options...]
 #   -q  quick: 3 s per closed-loop run and per open-loop rate (a smoke run, not a result)
 #   -M  skip the micro-benchmarks (cargo bench -p platform-tests)
+#   -F  measure nothing: draw flame graphs of our systems under load into
+#       bench/results/flamegraphs/ (perf from Debian's linux-perf, inferno
+#       from crates.io), for the pass-through, page and mobile scenarios
+#       unless -s names others
 # Runs as root (apt-get) on a machine with two cores or more; takes about
 # 15 minutes, plus the first build of oha.
 set -euo pipefail
@@ -17,31 +21,44 @@ cd "$(dirname "$0")/.."
 
 quick=()
 micro=true
-while getopts "qM" option; do
+flamegraphs=false
+while getopts "qMF" option; do
     case "$option" in
         q) quick=(-d 3 -o 3) ;;
         M) micro=false ;;
+        F) flamegraphs=true ;;
         *) exit 2 ;;
     esac
 done
 shift $((OPTIND - 1))
 
 missing=()
-for tool in nginx haproxy wrk redis-server; do
+for tool in nginx haproxy wrk redis-server perf; do
     command -v "$tool" >/dev/null || missing+=("$tool")
 done
 if [ ${#missing[@]} -gt 0 ]; then
     packages=("${missing[@]/nginx/nginx-light}")
+    packages=("${packages[@]/perf/linux-perf}")
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}" >/dev/null ||
         { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}" >/dev/null; }
 fi
 command -v oha >/dev/null || [ -x "$HOME/.cargo/bin/oha" ] || cargo install --locked oha@1.16.0
+if $flamegraphs; then
+    command -v inferno-flamegraph >/dev/null || [ -x "$HOME/.cargo/bin/inferno-flamegraph" ] ||
+        cargo install --locked inferno@0.12.8
+fi
 python3 -c "import matplotlib" 2>/dev/null || pip install --quiet matplotlib
 for peer in express-bff apollo-mobile; do
     (cd "bench/peers/$peer" && npm ci --silent --no-audit --no-fund)
 done
 cargo build --release --bin bff-web --bin bff-mobile --bin demo-services
 
+if $flamegraphs; then
+    rm -rf bench/results/flamegraphs
+    python3 bench/compare.py "${quick[@]}" --flamegraphs bench/results/flamegraphs \
+        -s passthrough,page,mobile "$@"
+    exit 0
+fi
 python3 bench/compare.py "${quick[@]}" "$@"
 python3 bench/report.py
 if $micro; then
