@@ -107,7 +107,9 @@ pub use context::RequestContext;
 /// product-page benchmark jemalloc serves them with 8 % fewer instructions
 /// and 11 % less CPU per request than the system allocator, at the same
 /// memory (mimalloc was as fast but used 45 % more; `bench/README.md`).
-#[cfg(not(target_env = "msvc"))]
+/// The binaries' default `jemalloc` feature turns it on; the test build
+/// goes without.
+#[cfg(all(feature = "jemalloc", not(target_env = "msvc")))]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 pub use error::Error;
