@@ -78,7 +78,7 @@ impl Default for PlatformOptions {
             layout: Layout::Ephemeral,
             downstream_timeout: None,
             faults: BTreeMap::new(),
-            issuer: IssuerConfig::default(),
+            issuer: test_issuer(),
             hs256_secret: None,
             partner_api_keys: Vec::new(),
             jwks_refresh_interval: None,
@@ -93,6 +93,7 @@ impl PlatformOptions {
     pub fn dev() -> Self {
         Self {
             layout: Layout::Dev,
+            issuer: IssuerConfig::default(),
             partner_api_keys: vec![api_key(
                 "demo-acme",
                 DEMO_PARTNER_API_KEY,
@@ -101,6 +102,21 @@ impl PlatformOptions {
             )],
             ..Self::default()
         }
+    }
+}
+
+/// The demo issuer's settings in tests: its RSA key comes from a file made
+/// once (`tests/keys/demo-issuer-rsa.pem`), because generating an RSA-2048
+/// key at every start was a third of the test suite's CPU. Its P-256 key is
+/// generated, which is cheap, and key rotation still generates both.
+pub fn test_issuer() -> IssuerConfig {
+    IssuerConfig {
+        rsa_key_file: Some(
+            [env!("CARGO_MANIFEST_DIR"), "keys", "demo-issuer-rsa.pem"]
+                .iter()
+                .collect(),
+        ),
+        ..IssuerConfig::default()
     }
 }
 
@@ -337,6 +353,7 @@ pub async fn start_demo(faults: BTreeMap<ServiceName, FaultConfig>) -> (DemoServ
     let config = DemoConfig {
         ports: Ports::ephemeral(),
         faults,
+        issuer: test_issuer(),
         ..DemoConfig::default()
     };
     let demo = DemoServices::start(config, shutdown.clone())
@@ -641,7 +658,7 @@ pub fn binary(name: &str) -> PathBuf {
     let path = profile_dir.join(name);
     assert!(
         path.exists(),
-        "{} is missing: build the binaries first (`cargo build --workspace --bins`, as scripts/test does)",
+        "{} is missing: build the binaries first (scripts/test does)",
         path.display()
     );
     path

@@ -9,8 +9,13 @@ use std::{
 };
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-use demo_services::{FaultConfig, IssuerConfig, ServiceName, TokenRequest};
-use gateway_core::config::{HumanDuration, Origin};
+use demo_services::{
+    DemoConfig, DemoServices, FaultConfig, IssuerConfig, Ports, ServiceName, TokenRequest,
+};
+use gateway_core::{
+    config::{HumanDuration, Origin},
+    lifecycle::Shutdown,
+};
 use platform_tests::{Answer, Platform, PlatformOptions, api_key, base_url, send};
 use serde_json::{Value, json};
 
@@ -354,7 +359,16 @@ async fn kids_carrying_paths_or_sql_are_just_unknown_keys() {
 #[tokio::test]
 async fn headers_pointing_at_attacker_keys_are_never_followed() {
     let platform = platform().await;
-    let (attacker, shutdown) = platform_tests::start_demo(BTreeMap::new()).await;
+    // The attacker's issuer generates keys of its own (the platform's
+    // issuer loads the tests' key file).
+    let shutdown = Shutdown::new();
+    let attacker_config = DemoConfig {
+        ports: Ports::ephemeral(),
+        ..DemoConfig::default()
+    };
+    let attacker = DemoServices::start(attacker_config, shutdown.clone())
+        .await
+        .expect("the attacker's services start");
     let attacker_jwks = attacker.issuer().jwks();
     let fetches_before = attacker.issuer().jwks_fetches();
     let claims = claims(&platform, "bff-web");
@@ -841,7 +855,7 @@ fn fast_jwks(issuer: IssuerConfig) -> PlatformOptions {
 async fn signing_key_rotation_needs_no_restart() {
     let platform = platform_with(fast_jwks(IssuerConfig {
         rotation_grace: HumanDuration::from_secs(2),
-        ..IssuerConfig::default()
+        ..platform_tests::test_issuer()
     }))
     .await;
     let old = platform.token_for("user-1", "bff-web", "RS256");
@@ -891,7 +905,7 @@ async fn metric(platform: &Platform, name: &str) -> f64 {
 
 #[tokio::test]
 async fn verification_continues_with_cached_keys_when_the_jwks_is_down() {
-    let platform = platform_with(fast_jwks(IssuerConfig::default())).await;
+    let platform = platform_with(fast_jwks(platform_tests::test_issuer())).await;
     assert_eq!(web(&platform, &platform.token("bff-web")).await.status, 200);
     platform.demo().faults(ServiceName::Auth).set(FaultConfig {
         down: true,
@@ -1024,7 +1038,7 @@ async fn readiness_waits_for_the_signing_keys() {
                 ..FaultConfig::default()
             },
         )]),
-        ..fast_jwks(IssuerConfig::default())
+        ..fast_jwks(platform_tests::test_issuer())
     })
     .await;
     let readyz = format!("http://{}/readyz", platform.web().admin_addr());
@@ -1140,7 +1154,7 @@ async fn an_identity_provider_outage_refuses_only_the_tokens_that_need_its_keys(
             "acme",
             &["products:read"],
         )],
-        ..fast_jwks(IssuerConfig::default())
+        ..fast_jwks(platform_tests::test_issuer())
     })
     .await;
     platform_tests::wait_until_ready(platform.web()).await;
@@ -1203,7 +1217,7 @@ async fn an_identity_provider_outage_refuses_only_the_tokens_that_need_its_keys(
 
 #[tokio::test]
 async fn new_material_under_the_same_kid_is_a_new_key() {
-    let platform = platform_with(fast_jwks(IssuerConfig::default())).await;
+    let platform = platform_with(fast_jwks(platform_tests::test_issuer())).await;
     platform_tests::wait_until_ready(platform.web()).await;
     let old = platform.token_for("user-1", "bff-web", "RS256");
     assert_eq!(web(&platform, &old).await.status, 200);
