@@ -100,30 +100,61 @@ pub struct Readiness {
 struct ReadinessInner {
     draining: AtomicBool,
     /// Gates by name; registered at start-up, read per probe.
-    gates: Mutex<BTreeMap<&'static str, Arc<AtomicBool>>>,
+    gates: Mutex<BTreeMap<&'static str, Arc<GateState>>>,
+}
+
+#[derive(Debug, Default)]
+struct GateState {
+    ready: AtomicBool,
+    /// Why it is closed, for an operator reading `/readyz`.
+    reason: Mutex<Option<String>>,
 }
 
 /// One condition readiness waits for, opened by the module that owns it.
 #[derive(Debug, Clone)]
-pub struct ReadinessGate(Arc<AtomicBool>);
+pub struct ReadinessGate(Arc<GateState>);
 
 impl ReadinessGate {
     /// Marks the condition met (`true`) or lost (`false`).
     pub fn set(&self, ready: bool) {
-        self.0.store(ready, Ordering::Release);
+        self.0.ready.store(ready, Ordering::Release);
     }
+
+    /// Whether the condition is met.
+    pub fn is_open(&self) -> bool {
+        self.0.ready.load(Ordering::Acquire)
+    }
+
+    /// Says why the gate is closed (shown by `/readyz` while it is).
+    pub fn explain(&self, reason: impl Into<String>) {
+        *self
+            .0
+            .reason
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(reason.into());
+    }
+}
+
+/// What a process waits for before it is ready: a gate, and why, when its
+/// owner said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pending {
+    /// The gate (`jwks`, `rate_limit_redis`), or `draining`.
+    pub name: &'static str,
+    /// Why it is closed.
+    pub reason: Option<String>,
 }
 
 impl Readiness {
     /// Registers a gate, initially closed; `/readyz` stays 503 until it opens.
     pub fn gate(&self, name: &'static str) -> ReadinessGate {
-        let flag = Arc::new(AtomicBool::new(false));
+        let state = Arc::new(GateState::default());
         self.inner
             .gates
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(name, flag.clone());
-        ReadinessGate(flag)
+            .insert(name, state.clone());
+        ReadinessGate(state)
     }
 
     /// Marks the process as draining: `/readyz` answers 503 from now on.
@@ -138,9 +169,21 @@ impl Readiness {
 
     /// What keeps the process from being ready; empty when it is ready.
     pub fn pending(&self) -> Vec<&'static str> {
+        self.waiting_for()
+            .into_iter()
+            .map(|pending| pending.name)
+            .collect()
+    }
+
+    /// What keeps the process from being ready, with the reasons given;
+    /// empty when it is ready.
+    pub fn waiting_for(&self) -> Vec<Pending> {
         let mut pending = Vec::new();
         if self.inner.draining.load(Ordering::Acquire) {
-            pending.push("draining");
+            pending.push(Pending {
+                name: "draining",
+                reason: None,
+            });
         }
         let gates = self
             .inner
@@ -150,8 +193,15 @@ impl Readiness {
         pending.extend(
             gates
                 .iter()
-                .filter(|(_, ready)| !ready.load(Ordering::Acquire))
-                .map(|(name, _)| *name),
+                .filter(|(_, gate)| !gate.ready.load(Ordering::Acquire))
+                .map(|(name, gate)| Pending {
+                    name,
+                    reason: gate
+                        .reason
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .clone(),
+                }),
         );
         pending
     }
@@ -185,5 +235,21 @@ mod tests {
         assert!(readiness.is_ready());
         readiness.start_draining();
         assert_eq!(readiness.pending(), vec!["draining"]);
+    }
+
+    #[test]
+    fn a_closed_gate_says_why() {
+        let readiness = Readiness::default();
+        let redis = readiness.gate("rate_limit_redis");
+        redis.explain("waiting for Redis");
+        assert_eq!(
+            readiness.waiting_for(),
+            vec![Pending {
+                name: "rate_limit_redis",
+                reason: Some("waiting for Redis".to_owned())
+            }]
+        );
+        redis.set(true);
+        assert!(readiness.waiting_for().is_empty());
     }
 }

@@ -147,4 +147,14 @@ impl RedisStore {
     pub fn connection(&self) -> Option<ConnectionManager> {
         self.connection.borrow().clone()
     }
+
+    /// Completes once the connection is open (at once if it is); never
+    /// while it cannot be, so a caller bounds the wait.
+    pub async fn connected(&self) {
+        let mut connection = self.connection.clone();
+        if connection.wait_for(Option::is_some).await.is_err() {
+            // The connecting task ended without a connection (shutdown).
+            std::future::pending::<()>().await;
+        }
+    }
 }

@@ -306,13 +306,137 @@ pub async fn start_bff<B: Bff>(
     shutdown: &Shutdown,
     configure: impl FnOnce(&mut BffConfig<B>),
 ) -> Running {
-    let mut config = bff_config::<B>(demo, &PlatformOptions::default());
-    configure(&mut config);
-    let running = bff::start(config, shutdown.clone())
-        .await
-        .expect("the BFF starts");
+    let running = start_bff_unready(demo, shutdown, configure).await;
     wait_until_ready(&running).await;
     running
+}
+
+/// [`start_bff`] without waiting for readiness: it returns once the
+/// listeners are open, as a load balancer first sees an instance.
+pub async fn start_bff_unready<B: Bff>(
+    demo: &DemoServices,
+    shutdown: &Shutdown,
+    configure: impl FnOnce(&mut BffConfig<B>),
+) -> Running {
+    let mut config = bff_config::<B>(demo, &PlatformOptions::default());
+    configure(&mut config);
+    bff::start(config, shutdown.clone())
+        .await
+        .expect("the BFF starts")
+}
+
+/// What a steady load against a rate limit got; see [`sustained_load`].
+#[derive(Debug)]
+pub struct SustainedLoad {
+    /// Answers 200.
+    pub admitted: u64,
+    /// Answers 429.
+    pub refused: u64,
+    /// From the first request sent to the last one sent.
+    pub sending: Duration,
+    /// The longest the limiter can have been deciding: from the first
+    /// request sent to the last answer received.
+    pub longest_window: Duration,
+    /// The shortest: from the first answer received to the last request sent.
+    pub shortest_window: Duration,
+}
+
+impl SustainedLoad {
+    /// Asserts that what was admitted is what token buckets of `capacity`
+    /// and `refill_per_second` in all (`buckets` of them, one per instance
+    /// deciding alone) allow while demand always exceeds supply: their
+    /// capacity plus their refill over the window the decisions fell in,
+    /// with both bounds, and within 1 % of capacity + rate × the time spent
+    /// sending.
+    pub fn assert_admitted_as_buckets(&self, capacity: f64, refill_per_second: f64, buckets: u64) {
+        let admitted = self.admitted as f64;
+        let most = capacity + refill_per_second * self.longest_window.as_secs_f64();
+        let least =
+            capacity + refill_per_second * self.shortest_window.as_secs_f64() - buckets as f64;
+        let due = capacity + refill_per_second * self.sending.as_secs_f64();
+        let summary = format!(
+            "{} admitted, {} refused over {:.2?}: due {due:.1} (ratio {:.4}), bounds {least:.1}..={most:.1}",
+            self.admitted,
+            self.refused,
+            self.sending,
+            admitted / due
+        );
+        println!("{summary}");
+        assert!(admitted <= most, "over the limit: {summary}");
+        assert!(admitted >= least, "under the limit: {summary}");
+        assert!(
+            (admitted - due).abs() <= due / 100.0,
+            "not within 1 % of capacity + rate x duration: {summary}"
+        );
+    }
+}
+
+/// Sends `rate` requests a second for `duration` to `path` with `token`,
+/// round robin over `instances`, each request on its own task (an open
+/// loop: a slow answer delays no other request), and counts the answers,
+/// every one of which must be a 200 or a 429.
+pub async fn sustained_load(
+    instances: &[Running],
+    path: &str,
+    token: &str,
+    rate: f64,
+    duration: Duration,
+) -> SustainedLoad {
+    let client = reqwest::Client::new();
+    let urls: Vec<String> = instances
+        .iter()
+        .map(|instance| format!("{}{path}", base_url(instance)))
+        .collect();
+    let total = (rate * duration.as_secs_f64()).round() as usize;
+    let mut ticks = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
+    let mut requests = Vec::with_capacity(total);
+    for index in 0..total {
+        ticks.tick().await;
+        let request = client.get(&urls[index % urls.len()]).bearer_auth(token);
+        requests.push(tokio::spawn(async move {
+            let sent = tokio::time::Instant::now();
+            let answer = send(request).await;
+            (sent, tokio::time::Instant::now(), answer)
+        }));
+    }
+    let mut answers = Vec::with_capacity(total);
+    for request in requests {
+        answers.push(
+            tokio::time::timeout(Duration::from_secs(20), request)
+                .await
+                .expect("every request is answered")
+                .expect("the request task runs to its end"),
+        );
+    }
+    let first_sent = answers.iter().map(|(sent, _, _)| *sent).min();
+    let last_sent = answers.iter().map(|(sent, _, _)| *sent).max();
+    let first_answered = answers.iter().map(|(_, answered, _)| *answered).min();
+    let last_answered = answers.iter().map(|(_, answered, _)| *answered).max();
+    let (Some(first_sent), Some(last_sent), Some(first_answered), Some(last_answered)) =
+        (first_sent, last_sent, first_answered, last_answered)
+    else {
+        panic!("no request was sent");
+    };
+    let status = |code| {
+        answers
+            .iter()
+            .filter(|(_, _, answer)| answer.status == code)
+            .count() as u64
+    };
+    let (admitted, refused) = (status(200), status(429));
+    if let Some((_, _, other)) = answers
+        .iter()
+        .find(|(_, _, answer)| ![200, 429].contains(&answer.status))
+    {
+        panic!("an answer neither admitted nor refused: {other:?}");
+    }
+    SustainedLoad {
+        admitted,
+        refused,
+        sending: last_sent - first_sent,
+        longest_window: last_answered - first_sent,
+        shortest_window: last_sent.saturating_duration_since(first_answered),
+    }
 }
 
 /// Rate limits with `plans` (name, capacity), the first the default, each
@@ -330,6 +454,28 @@ pub fn slow_limits(plans: &[(&str, u32)]) -> RateLimitConfig {
                 ((*name).to_owned(), plan)
             })
             .collect(),
+        ..RateLimitConfig::default()
+    }
+}
+
+/// The plan of the sustained-rate tests: a 60-token burst refilled at 20
+/// tokens a second. Three seconds of tokens in the bucket: demand paused by
+/// a busy machine for less than that is not lost.
+pub const STEADY_CAPACITY: u32 = 60;
+/// See [`STEADY_CAPACITY`].
+pub const STEADY_REFILL_PER_SECOND: f64 = 20.0;
+
+/// Rate limits whose default plan is [`STEADY_CAPACITY`] at
+/// [`STEADY_REFILL_PER_SECOND`].
+pub fn steady_limits() -> RateLimitConfig {
+    RateLimitConfig {
+        plans: BTreeMap::from([(
+            "standard".to_owned(),
+            PlanConfig {
+                capacity: STEADY_CAPACITY,
+                refill_per_second: STEADY_REFILL_PER_SECOND,
+            },
+        )]),
         ..RateLimitConfig::default()
     }
 }
@@ -470,6 +616,9 @@ pub fn base_url(running: &Running) -> String {
 pub struct RedisServer {
     port: u16,
     child: Option<Child>,
+    /// Holds the port while the server is stopped (bound, not listening:
+    /// connections are refused), so no other test's server can take it.
+    reserved: Option<tokio::net::TcpSocket>,
 }
 
 impl RedisServer {
@@ -479,7 +628,11 @@ impl RedisServer {
             .and_then(|listener| listener.local_addr())
             .expect("a free port")
             .port();
-        let mut server = Self { port, child: None };
+        let mut server = Self {
+            port,
+            child: None,
+            reserved: None,
+        };
         server.restart().await;
         server
     }
@@ -491,6 +644,7 @@ impl RedisServer {
 
     /// Starts it again on the same port (after [`Self::stop`]).
     pub async fn restart(&mut self) {
+        self.reserved = None;
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
@@ -518,11 +672,19 @@ impl RedisServer {
             .expect("redis-server answers within 10s");
     }
 
-    /// Kills it, as a crash would.
+    /// Kills it, as a crash would. Its port stays this server's: a client
+    /// is refused until [`Self::restart`].
     pub async fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             child.kill().await.expect("redis-server is killed");
         }
+        let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+        // The server's closed connections linger on the port (TIME_WAIT).
+        socket.set_reuseaddr(true).expect("SO_REUSEADDR");
+        socket
+            .bind(SocketAddr::from(([127, 0, 0, 1], self.port)))
+            .expect("the stopped server's port is free to hold");
+        self.reserved = Some(socket);
     }
 
     /// How many times each command ran since the last [`Self::reset_stats`]

@@ -1,7 +1,7 @@
 //! Rate limiting through real BFFs: buckets per caller, plans, route costs,
 //! client addresses behind proxies, and the answers a limited caller gets.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, time::Duration};
 
 use axum::{Extension, Router, routing::get};
 use gateway_core::{
@@ -13,8 +13,8 @@ use gateway_core::{
     server::Running,
 };
 use platform_tests::{
-    Answer, api_key, base_url, get_with_token, issue_token, send, slow_limits, start_bff,
-    start_demo,
+    Answer, STEADY_CAPACITY, STEADY_REFILL_PER_SECOND, api_key, base_url, get_with_token,
+    issue_token, send, slow_limits, start_bff, start_demo, steady_limits, sustained_load,
 };
 use serde::{Deserialize, Serialize};
 
@@ -38,6 +38,28 @@ async fn admitted_of(
         "nothing is admitted after the first refusal"
     );
     (admitted, answers)
+}
+
+#[tokio::test]
+async fn a_sustained_overload_is_admitted_at_the_plans_rate_in_process() {
+    let (demo, shutdown) = start_demo(Default::default()).await;
+    let web = start_bff::<bff_web::Web>(&demo, &shutdown, |config| {
+        config.rate_limit = steady_limits();
+    })
+    .await;
+    let token = issue_token(&demo, "user-1", "bff-web", "ES256");
+    // Five times the plan's rate for ten seconds, from the bucket's first request.
+    let load = sustained_load(
+        std::slice::from_ref(&web),
+        "/api/product-page/21",
+        &token,
+        5.0 * STEADY_REFILL_PER_SECOND,
+        Duration::from_secs(10),
+    )
+    .await;
+    load.assert_admitted_as_buckets(f64::from(STEADY_CAPACITY), STEADY_REFILL_PER_SECOND, 1);
+    shutdown.trigger();
+    web.wait().await;
 }
 
 #[tokio::test]

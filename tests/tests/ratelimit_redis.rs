@@ -1,20 +1,24 @@
 //! The shared limiter: several BFF instances deciding in one real Redis, and
 //! what they do while it is down or too slow.
 
-use std::{collections::BTreeMap, time::Duration};
+use std::{collections::BTreeMap, num::NonZeroU32, time::Duration};
 
 use demo_services::DemoServices;
 use gateway_core::{
     bff::{Bff, BffConfig},
-    config::HumanDuration,
-    lifecycle::Shutdown,
-    ratelimit::{OutagePolicy, RateLimitConfig, RedisUrl},
+    config::{Delay, HumanDuration},
+    lifecycle::{Readiness, Shutdown},
+    observability::Telemetry,
+    ratelimit::{OutagePolicy, PlanConfig, RateLimitConfig, RateLimiter, RedisUrl},
     server::Running,
+    stores::SharedStores,
 };
 use platform_tests::{
-    Answer, BffProcess, RedisServer, api_key, base_url, issue_token, send, slow_limits, start_bff,
-    start_demo,
+    Answer, BffProcess, RedisServer, STEADY_CAPACITY, STEADY_REFILL_PER_SECOND, api_key, base_url,
+    issue_token, send, slow_limits, start_bff, start_bff_unready, start_demo, steady_limits,
+    sustained_load, wait_until_ready,
 };
+use serde_json::json;
 
 /// Upper bound on any wait, so a hang fails the test instead of stalling it.
 const HANG_GUARD: Duration = Duration::from_secs(10);
@@ -34,6 +38,35 @@ fn shared_limits(
         decision_timeout: HumanDuration::from_secs(2),
         ..slow_limits(plans)
     }
+}
+
+/// [`steady_limits`] in `redis` under `policy`, with the same generous
+/// decision timeout as [`shared_limits`].
+fn steady_shared_limits(redis: &RedisServer, policy: OutagePolicy) -> RateLimitConfig {
+    RateLimitConfig {
+        redis_url: RedisUrl::parse(&redis.url()).expect("a valid URL"),
+        outage_policy: policy,
+        decision_timeout: HumanDuration::from_secs(2),
+        ..steady_limits()
+    }
+}
+
+/// Five times the steady plan's rate for ten seconds, spread over
+/// `instances`; asserts what `buckets` buckets of the plan admit in all.
+async fn assert_sustained_overload_holds(instances: &[Running], token: &str, buckets: u64) {
+    let load = sustained_load(
+        instances,
+        "/api/product-page/21",
+        token,
+        5.0 * STEADY_REFILL_PER_SECOND,
+        Duration::from_secs(10),
+    )
+    .await;
+    load.assert_admitted_as_buckets(
+        f64::from(STEADY_CAPACITY),
+        STEADY_REFILL_PER_SECOND,
+        buckets,
+    );
 }
 
 /// `count` instances of BFF `B`, configured by `configure`, each deciding in Redis.
@@ -175,6 +208,265 @@ async fn three_instances_admit_a_concurrent_burst_as_one_bucket_would() {
 }
 
 #[tokio::test]
+async fn a_sustained_overload_of_one_instance_is_admitted_at_the_plans_rate_in_redis() {
+    let redis = RedisServer::start().await;
+    let (demo, shutdown) = start_demo(Default::default()).await;
+    let web = instances::<bff_web::Web>(&demo, &shutdown, 1, |config| {
+        config.rate_limit = steady_shared_limits(&redis, OutagePolicy::Local);
+    })
+    .await;
+    let token = issue_token(&demo, "user-1", "bff-web", "ES256");
+    assert_sustained_overload_holds(&web, &token, 1).await;
+    assert_eq!(mode(&web[0]).await, "redis", "decided in Redis throughout");
+    shutdown.trigger();
+    web.into_iter().next().expect("one instance").wait().await;
+}
+
+#[tokio::test]
+async fn a_sustained_overload_spread_over_three_instances_is_admitted_at_one_plans_rate() {
+    let redis = RedisServer::start().await;
+    let (demo, shutdown) = start_demo(Default::default()).await;
+    let web = instances::<bff_web::Web>(&demo, &shutdown, 3, |config| {
+        config.rate_limit = steady_shared_limits(&redis, OutagePolicy::Local);
+    })
+    .await;
+    let token = issue_token(&demo, "user-1", "bff-web", "ES256");
+    assert_sustained_overload_holds(&web, &token, 1).await;
+    for instance in &web {
+        assert_eq!(mode(instance).await, "redis", "decided in Redis throughout");
+    }
+    shutdown.trigger();
+    for instance in web {
+        instance.wait().await;
+    }
+}
+
+#[tokio::test]
+async fn while_redis_is_down_three_instances_at_their_share_admit_one_plans_rate() {
+    let mut redis = RedisServer::start().await;
+    let (demo, shutdown) = start_demo(Default::default()).await;
+    let web = instances::<bff_web::Web>(&demo, &shutdown, 3, |config| {
+        config.rate_limit = steady_shared_limits(&redis, OutagePolicy::Local);
+    })
+    .await;
+    let token = issue_token(&demo, "user-1", "bff-web", "ES256");
+    redis.stop().await;
+    for instance in &web {
+        wait_for_mode(instance, "local").await;
+    }
+    // Each instance decides alone on a third of the plan, and gets a third
+    // of the requests.
+    assert_sustained_overload_holds(&web, &token, 3).await;
+    shutdown.trigger();
+    for instance in web {
+        instance.wait().await;
+    }
+}
+
+#[tokio::test]
+async fn decisions_as_fast_as_redis_answers_admit_exactly_the_plans_rate() {
+    // The limiter itself, without HTTP: many decisions a millisecond on one
+    // bucket, closer together than any HTTP client here sends them.
+    const CAPACITY: u32 = 100;
+    const RATE: f64 = 1000.0;
+    let redis = RedisServer::start().await;
+    let shutdown = Shutdown::new();
+    let mut config = RateLimitConfig {
+        redis_url: RedisUrl::parse(&redis.url()).expect("a valid URL"),
+        decision_timeout: HumanDuration::from_secs(2),
+        ..RateLimitConfig::default()
+    };
+    config.plans.insert(
+        "standard".to_owned(),
+        PlanConfig {
+            capacity: CAPACITY,
+            refill_per_second: RATE,
+        },
+    );
+    let stores = SharedStores::open(config.redis_url.expose(), &shutdown).expect("a Redis URL");
+    let readiness = Readiness::default();
+    let limiter = RateLimiter::start(
+        "bff-test",
+        &config,
+        &Telemetry::new("bff-test"),
+        &readiness,
+        &shutdown,
+        &stores,
+    )
+    .expect("a valid configuration");
+    platform_tests::eventually("the limiter has heard from Redis", async || {
+        readiness.is_ready()
+    })
+    .await;
+    let charge = limiter.charge_for(None, Some([10, 0, 0, 1].into()), &http::HeaderMap::new());
+    let started = tokio::time::Instant::now();
+    let deciders = (0..32).map(|_| {
+        let charge = charge.clone();
+        tokio::spawn(async move {
+            let (mut admitted, mut decided) = (0u64, 0u64);
+            while started.elapsed() < Duration::from_secs(3) {
+                let decision = charge.charge(1).await;
+                decided += 1;
+                admitted += u64::from(matches!(decision, Ok(Some(_))));
+            }
+            (admitted, decided)
+        })
+    });
+    let counts = futures_util::future::join_all(deciders).await;
+    let window = started.elapsed().as_secs_f64();
+    let (admitted, decided) = counts
+        .into_iter()
+        .map(|counts| counts.expect("a decider runs to its end"))
+        .fold((0, 0), |(a, d), (admitted, decided)| {
+            (a + admitted, d + decided)
+        });
+    let most = f64::from(CAPACITY) + RATE * window;
+    println!(
+        "{admitted} admitted of {decided} decisions in {window:.2}s ({:.0} a second): at most {most:.0}",
+        decided as f64 / window
+    );
+    assert!(
+        decided as f64 > 5.0 * most,
+        "demand exceeded supply: {decided} decisions"
+    );
+    assert!(
+        admitted as f64 <= most,
+        "{admitted} admitted, at most {most:.0}"
+    );
+    assert!(
+        admitted as f64 >= 0.99 * most,
+        "{admitted} admitted, at least 99 % of {most:.0}"
+    );
+    shutdown.trigger();
+}
+
+#[tokio::test]
+async fn three_fresh_instances_admit_one_bucket_as_soon_as_they_are_ready() {
+    let redis = RedisServer::start().await;
+    let (demo, shutdown) = start_demo(Default::default()).await;
+    let configure = |config: &mut BffConfig<bff_web::Web>| {
+        config.cache.shared = false;
+        config.rate_limit = shared_limits(&redis, &[("standard", 60)], OutagePolicy::Local);
+    };
+    // Started together; each is sent requests the moment it says it is ready.
+    let web = futures_util::future::join_all(
+        (0..3).map(|_| start_bff_unready::<bff_web::Web>(&demo, &shutdown, configure)),
+    )
+    .await;
+    futures_util::future::join_all(web.iter().map(wait_until_ready)).await;
+    let token = issue_token(&demo, "user-1", "bff-web", "ES256");
+    let answers = burst(&web, "/api/product-page/9", 180, |request| {
+        request.bearer_auth(&token)
+    })
+    .await;
+    assert_eq!(
+        count(&answers, 200) + count(&answers, 429),
+        180,
+        "every answer is a 200 or a 429"
+    );
+    assert_eq!(
+        count(&answers, 200),
+        60,
+        "one 60-token bucket for all three"
+    );
+    shutdown.trigger();
+    for instance in web {
+        instance.wait().await;
+    }
+}
+
+/// `/readyz` of `instance`: its status and body.
+async fn readyz(instance: &Running) -> Answer {
+    send(reqwest::Client::new().get(format!("http://{}/readyz", instance.admin_addr()))).await
+}
+
+#[tokio::test]
+async fn an_instance_that_cannot_reach_redis_says_why_then_is_ready_on_its_expected_share() {
+    let mut redis = RedisServer::start().await;
+    redis.stop().await;
+    let (demo, shutdown) = start_demo(Default::default()).await;
+    let web = start_bff_unready::<bff_web::Web>(&demo, &shutdown, |config| {
+        config.rate_limit = shared_limits(&redis, &[("standard", 60)], OutagePolicy::Local);
+        config.rate_limit.startup_wait = Delay::from_secs(1);
+        config.rate_limit.expected_instances = NonZeroU32::new(3).expect("not zero");
+    })
+    .await;
+    let waiting = readyz(&web).await;
+    assert_eq!(waiting.status, 503, "{}", waiting.body);
+    assert!(
+        waiting.body["waiting_for"]
+            .as_array()
+            .is_some_and(|gates| gates.contains(&json!("rate_limit_redis"))),
+        "{}",
+        waiting.body
+    );
+    let reason = waiting.body["reasons"]["rate_limit_redis"]
+        .as_str()
+        .unwrap_or_default();
+    let address = redis.url().replace("redis://", "");
+    assert!(
+        reason.contains(&format!("no answer from Redis at {address}"))
+            && reason.contains("1s")
+            && reason.contains("local"),
+        "{reason}"
+    );
+
+    // After startup_wait: ready, deciding in process on a third of the plan.
+    wait_until_ready(&web).await;
+    assert_eq!(mode(&web).await, "local");
+    let token = issue_token(&demo, "user-1", "bff-web", "ES256");
+    let answers = burst(
+        std::slice::from_ref(&web),
+        "/api/product-page/9",
+        60,
+        |request| request.bearer_auth(&token),
+    )
+    .await;
+    assert_eq!(
+        count(&answers, 200),
+        20,
+        "a third of 60: three instances expected"
+    );
+    shutdown.trigger();
+    web.wait().await;
+}
+
+#[tokio::test]
+async fn under_the_closed_policy_an_instance_is_ready_only_once_redis_answers() {
+    let mut redis = RedisServer::start().await;
+    redis.stop().await;
+    let (demo, shutdown) = start_demo(Default::default()).await;
+    let web = start_bff_unready::<bff_web::Web>(&demo, &shutdown, |config| {
+        config.rate_limit = shared_limits(&redis, &[("standard", 5)], OutagePolicy::Closed);
+        config.rate_limit.startup_wait = Delay::default();
+    })
+    .await;
+    let waiting = readyz(&web).await;
+    assert_eq!(waiting.status, 503, "{}", waiting.body);
+    let reason = waiting.body["reasons"]["rate_limit_redis"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(reason.contains("the outage policy is closed"), "{reason}");
+    // A startup_wait of 0s makes no difference under closed: still not ready
+    // after a heartbeat interval and more.
+    wait_for_mode(&web, "closed").await;
+    let heartbeats = async {
+        while mode(&web).await == "closed" {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let still_closed = tokio::time::timeout(Duration::from_millis(1500), heartbeats).await;
+    assert!(still_closed.is_err(), "closed while Redis never answered");
+    assert_eq!(readyz(&web).await.status, 503);
+
+    redis.restart().await;
+    wait_until_ready(&web).await;
+    assert_eq!(mode(&web).await, "redis");
+    shutdown.trigger();
+    web.wait().await;
+}
+
+#[tokio::test]
 async fn each_decision_is_one_round_trip_and_idle_buckets_expire() {
     let redis = RedisServer::start().await;
     let (demo, shutdown) = start_demo(Default::default()).await;
@@ -217,6 +509,26 @@ async fn each_decision_is_one_round_trip_and_idle_buckets_expire() {
         .await
         .expect("KEYS answers");
     assert_eq!(keys.len(), 1, "one bucket: {keys:?}");
+    // The bucket's clock is kept to the microsecond, as Redis's TIME gives it.
+    let (tokens, updated): (String, String) = redis::cmd("HMGET")
+        .arg(&keys[0])
+        .arg("t")
+        .arg("u")
+        .query_async(&mut connection)
+        .await
+        .expect("HMGET answers");
+    let updated: u64 = updated
+        .parse()
+        .unwrap_or_else(|_| panic!("whole microseconds: {updated}"));
+    assert!(
+        updated > 1_700_000_000_000_000,
+        "microseconds since 1970: {updated}"
+    );
+    let tokens: f64 = tokens.parse().expect("a number");
+    assert!(
+        (39.0..41.0).contains(&tokens),
+        "50 less 10 admitted: {tokens}"
+    );
     let ttl: i64 = redis::cmd("PTTL")
         .arg(&keys[0])
         .query_async(&mut connection)

@@ -1,12 +1,12 @@
 //! `[rate_limit]`: plans, who gets which, and where the buckets live.
 
-use std::{collections::BTreeMap, fmt};
+use std::{collections::BTreeMap, fmt, num::NonZeroU32};
 
 use ipnet::IpNet;
 use serde::{Deserialize, Deserializer, Serialize, Serializer, de};
 
 use crate::{
-    config::{ConfigError, HumanDuration, Validate},
+    config::{ConfigError, Delay, HumanDuration, Validate},
     stores::check_redis_url,
 };
 
@@ -20,6 +20,10 @@ const DEFAULT_REFILL_PER_SECOND: f64 = 50.0;
 const DEFAULT_DECISION_TIMEOUT: HumanDuration = HumanDuration::from_millis(50);
 /// Default most buckets kept in process (100,000: about 35 MB when full).
 const DEFAULT_MAX_LOCAL_BUCKETS: u64 = 100_000;
+/// Default longest wait for Redis before an instance is ready without it (`5s`).
+const DEFAULT_STARTUP_WAIT: Delay = Delay::from_secs(5);
+/// Default instances assumed to share a plan until Redis has counted them (1).
+const DEFAULT_EXPECTED_INSTANCES: NonZeroU32 = NonZeroU32::MIN;
 
 /// Where the shared buckets are: `redis://[:password@]host[:port][/db]`, or
 /// empty for none. Checked as the `redis` crate reads it while loading; its
@@ -92,6 +96,18 @@ pub enum OutagePolicy {
     Closed,
 }
 
+impl OutagePolicy {
+    /// Its name in configuration, also the `rate_limit_backend` mode it
+    /// shows while in force.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Local => "local",
+            Self::Open => "open",
+            Self::Closed => "closed",
+        }
+    }
+}
+
 /// One plan (`[rate_limit.plans.<name>]`): a token bucket.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -117,6 +133,15 @@ pub struct RateLimitConfig {
     pub decision_timeout: HumanDuration,
     /// `local` (default), `open` or `closed`: see [`OutagePolicy`].
     pub outage_policy: OutagePolicy,
+    /// How long a starting instance waits for its first answer from Redis
+    /// before it is ready without it, deciding by the outage policy
+    /// (default `5s`; `0s`: ready at once). Under `closed` it is not ready
+    /// until Redis answers, however long that takes.
+    pub startup_wait: Delay,
+    /// How many instances share a plan until Redis has counted them (default
+    /// 1): under the `local` policy an instance that has not heard from
+    /// Redis enforces this share of each plan.
+    pub expected_instances: NonZeroU32,
     /// Peers whose `X-Forwarded-For` is believed (CIDRs); empty (the
     /// default): the socket peer is the client.
     pub trusted_proxies: Vec<IpNet>,
@@ -138,6 +163,8 @@ impl Default for RateLimitConfig {
             default_plan: DEFAULT_PLAN.to_owned(),
             decision_timeout: DEFAULT_DECISION_TIMEOUT,
             outage_policy: OutagePolicy::default(),
+            startup_wait: DEFAULT_STARTUP_WAIT,
+            expected_instances: DEFAULT_EXPECTED_INSTANCES,
             trusted_proxies: Vec::new(),
             plans: BTreeMap::from([(
                 DEFAULT_PLAN.to_owned(),

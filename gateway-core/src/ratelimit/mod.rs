@@ -144,8 +144,10 @@ struct Inner {
 impl RateLimiter {
     /// The limiter of `bff` configured by `config`, recording into
     /// `telemetry`. With a `redis_url` its buckets are in the Redis of
-    /// `stores`, checked by a heartbeat until `shutdown`; under the `closed`
-    /// outage policy it adds a `rate_limit_redis` gate to `readiness`.
+    /// `stores`, checked by a heartbeat until `shutdown`, and it adds a
+    /// `rate_limit_redis` gate to `readiness`: closed until Redis first
+    /// answers (at most `startup_wait`), and under the `closed` outage
+    /// policy whenever Redis does not.
     pub fn start(
         bff: &'static str,
         config: &RateLimitConfig,
@@ -192,8 +194,7 @@ impl RateLimiter {
                     );
                     live_instances
                 },
-                (config.outage_policy == OutagePolicy::Closed)
-                    .then(|| readiness.gate("rate_limit_redis")),
+                readiness.gate("rate_limit_redis"),
                 shutdown,
             )),
             (false, None) => {

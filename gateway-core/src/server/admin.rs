@@ -41,17 +41,23 @@ async fn healthz() -> Json<serde_json::Value> {
     Json(json!({ "status": "ok" }))
 }
 
+/// 200 when ready; else 503 naming each closed gate in `waiting_for`, and
+/// in `reasons` why, for the gates whose owner said.
 async fn readyz(State(state): State<AdminState>) -> Response {
-    let pending = state.readiness.pending();
+    let pending = state.readiness.waiting_for();
     if pending.is_empty() {
-        (StatusCode::OK, Json(json!({ "status": "ready" }))).into_response()
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "status": "not_ready", "waiting_for": pending })),
-        )
-            .into_response()
+        return (StatusCode::OK, Json(json!({ "status": "ready" }))).into_response();
     }
+    let names: Vec<&str> = pending.iter().map(|pending| pending.name).collect();
+    let reasons: serde_json::Map<String, serde_json::Value> = pending
+        .into_iter()
+        .filter_map(|pending| Some((pending.name.to_owned(), pending.reason?.into())))
+        .collect();
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(json!({ "status": "not_ready", "waiting_for": names, "reasons": reasons })),
+    )
+        .into_response()
 }
 
 async fn metrics(State(state): State<AdminState>) -> Response {
