@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Turns bench/results/latest.json (written by bench/compare.py) into
 bench/results/latest.md and its charts (throughput.png, latency.png,
-memory.png, made with matplotlib) beside it.
+memory.png, made with matplotlib) beside it, with the rate limiter's
+tables of bench/ratelimit.sh (bench/results/ratelimit.md) at the end.
 
 Usage: bench/report.py [RESULTS.json]
 """
@@ -201,6 +202,11 @@ def main():
     lines += ["", "## Scenarios", ""]
     for name, systems in report["scenarios"].items():
         lines += scenario_table(name, systems) + [""]
+    # bench/ratelimit.sh's tables, when it ran with this report.
+    rate_limiter = os.path.join(directory, "ratelimit.md")
+    if os.path.exists(rate_limiter):
+        with open(rate_limiter) as tables:
+            lines += ["## Rate limiter: cost, and accuracy against nginx's limit_req", "", tables.read()]
     with open(os.path.join(directory, "latest.md"), "w") as out:
         out.write("\n".join(lines))
     charts(report, directory)

@@ -3,13 +3,14 @@
 # binaries, installs what the peers and the load need (Debian's nginx,
 # haproxy, wrk and redis-server; npm's express and @apollo/server with
 # their locked dependencies; oha from crates.io; matplotlib from PyPI), runs
-# every scenario against us and the peers (bench/compare.py), writes
-# bench/results/latest.md with its charts (bench/report.py), and prints the
-# criterion micro-benchmarks' summary.
+# every scenario against us and the peers (bench/compare.py), measures the
+# rate limiter's cost and accuracy against nginx's limit_req
+# (bench/ratelimit.sh), writes bench/results/latest.md with its charts
+# (bench/report.py), and prints the criterion micro-benchmarks' summary.
 #
 # Usage: bench/run.sh [-q] [-M] [-F] [compare.py options...]
-#   -q  quick: 3 s per closed-loop run and per open-loop rate (a smoke run, not a result)
-#   -M  skip the micro-benchmarks (cargo bench -p platform-tests)
+#   -q  quick: 3 s per closed-loop run, per open-loop rate and per rate-limit run (a smoke run, not a result)
+#   -M  skip the micro-benchmarks (cargo bench -p platform-tests --bench auth)
 #   -F  measure nothing: draw flame graphs of our systems under load into
 #       bench/results/flamegraphs/ (perf from Debian's linux-perf, inferno
 #       from crates.io), for the pass-through, page and mobile scenarios
@@ -20,11 +21,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 quick=()
+ratelimit_quick=()
 micro=true
 flamegraphs=false
 while getopts "qMF" option; do
     case "$option" in
-        q) quick=(-d 3 -o 3) ;;
+        q) quick=(-d 3 -o 3) ratelimit_quick=(-d 3) ;;
         M) micro=false ;;
         F) flamegraphs=true ;;
         *) exit 2 ;;
@@ -60,10 +62,11 @@ if $flamegraphs; then
     exit 0
 fi
 python3 bench/compare.py "${quick[@]}" "$@"
+bench/ratelimit.sh "${ratelimit_quick[@]}"
 python3 bench/report.py
 if $micro; then
-    # criterion's names and estimates and the rate limiter's table, without the progress lines
-    cargo bench -p platform-tests 2>&1 | awk '
+    # criterion's names and estimates, without the progress lines
+    cargo bench -p platform-tests --bench auth 2>&1 | awk '
         /^(Benchmarking|Found|Gnuplot|Warning|WARNING)|^ +(Running|Compiling|Finished)/ { next }
         /^ +(change|thrpt):|^ +[0-9]+ \(|^(Performance|No change|Change within)/ { next }
         { print }'

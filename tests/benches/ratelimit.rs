@@ -1,6 +1,11 @@
 //! Rate-limit decisions per second and their latency, in process and in a
-//! real Redis on loopback, and the memory a flood of distinct keys costs the
-//! in-process buckets.
+//! real Redis on loopback; how exactly one caller's bucket holds its plan
+//! when decided as fast as the limiters can, by one limiter or by three
+//! sharing one Redis (as three instances would); and the memory a flood of
+//! distinct keys costs the in-process buckets.
+//!
+//! `bench/ratelimit.sh before=REV` builds this file against the limiter of
+//! REV too and runs both in turn.
 //!
 //! `cargo bench -p platform-tests --bench ratelimit` (needs `redis-server`).
 //! Not criterion: the figures wanted are throughput under concurrency and
@@ -19,6 +24,12 @@ use platform_tests::RedisServer;
 
 /// How long each measurement runs.
 const RUN: Duration = Duration::from_secs(5);
+/// How long each accuracy run drives its one bucket.
+const ACCURACY_RUN: Duration = Duration::from_secs(10);
+/// Concurrent deciders per limiter in an accuracy run.
+const ACCURACY_TASKS: usize = 16;
+/// The burst of the accuracy runs' plans.
+const ACCURACY_CAPACITY: u32 = 100;
 
 fn config(redis_url: &str, max_local_buckets: u64) -> RateLimitConfig {
     let mut config = RateLimitConfig {
@@ -96,6 +107,87 @@ async fn measure(label: &str, limiter: &RateLimiter, tasks: usize) {
     );
 }
 
+/// `count` limiters deciding in `redis_url` (in process when empty), each
+/// with its own connection, like `count` instances of one BFF, under a plan
+/// of [`ACCURACY_CAPACITY`] tokens refilled at `rate` a second. Returns
+/// once every one decides in Redis, with the shutdown that stops them.
+async fn accuracy_limiters(
+    redis_url: &str,
+    count: usize,
+    rate: f64,
+) -> (Vec<RateLimiter>, Shutdown) {
+    let shutdown = Shutdown::new();
+    let mut config = config(redis_url, 1_000);
+    config.plans.insert(
+        "standard".to_owned(),
+        PlanConfig {
+            capacity: ACCURACY_CAPACITY,
+            refill_per_second: rate,
+        },
+    );
+    let mut limiters = Vec::new();
+    for _ in 0..count {
+        let stores = SharedStores::open(redis_url, &shutdown).expect("a valid URL");
+        let telemetry = Telemetry::new("bench-accuracy");
+        let limiter = RateLimiter::start(
+            "bench-accuracy",
+            &config,
+            &telemetry,
+            &Readiness::default(),
+            &shutdown,
+            &stores,
+        )
+        .expect("a valid configuration");
+        let in_redis = "mode=\"redis\"} 1";
+        while !redis_url.is_empty() && !telemetry.encode().contains(in_redis) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        limiters.push(limiter);
+    }
+    (limiters, shutdown)
+}
+
+/// One caller's bucket decided by [`ACCURACY_TASKS`] loops per limiter for
+/// [`ACCURACY_RUN`]; prints what was admitted against what was due:
+/// capacity + rate x the time from the first decision to the last.
+async fn accuracy(label: &str, limiters: &[RateLimiter], rate: f64, caller: u8) {
+    // Each run its own caller, so that each starts on a full bucket.
+    let caller = std::net::IpAddr::from([10, 9, 9, caller]);
+    let started = Instant::now();
+    let loops: Vec<_> = limiters
+        .iter()
+        .flat_map(|limiter| {
+            let charge = limiter.charge_for(None, Some(caller), &HeaderMap::new());
+            (0..ACCURACY_TASKS).map(move |_| {
+                let charge = charge.clone();
+                tokio::spawn(async move {
+                    let (mut admitted, mut decided) = (0u64, 0u64);
+                    while started.elapsed() < ACCURACY_RUN {
+                        decided += 1;
+                        admitted += u64::from(matches!(charge.charge(1).await, Ok(Some(_))));
+                    }
+                    (admitted, decided)
+                })
+            })
+        })
+        .collect();
+    let (mut admitted, mut decided) = (0, 0);
+    for handle in loops {
+        let (admitted_here, decided_here) = handle.await.expect("the loop completes");
+        admitted += admitted_here;
+        decided += decided_here;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let due = f64::from(ACCURACY_CAPACITY) + rate * elapsed;
+    println!(
+        "{label:<28} {:>9} {:>10} {:>14.0} {admitted:>9} {due:>9.0} {:>9.4}",
+        limiters.len(),
+        format!("{ACCURACY_CAPACITY}+{rate}/s"),
+        decided as f64 / elapsed,
+        admitted as f64 / due,
+    );
+}
+
 fn resident_kb() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -147,6 +239,23 @@ fn main() {
             measure("redis (loopback)", &shared, tasks).await;
         }
         shutdown.trigger();
+
+        println!(
+            "\n{:<28} {:>9} {:>10} {:>14} {:>9} {:>9} {:>9}",
+            "accuracy", "limiters", "plan", "decisions/s", "admitted", "due", "ratio"
+        );
+        let mut caller = 0;
+        for rate in [200.0, 1000.0] {
+            let (local, stop_local) = accuracy_limiters("", 1, rate).await;
+            accuracy("in process", &local, rate, caller).await;
+            stop_local.trigger();
+            for count in [1, 3] {
+                caller += 1;
+                let (shared, stop_shared) = accuracy_limiters(&redis.url(), count, rate).await;
+                accuracy("redis (loopback)", &shared, rate, caller).await;
+                stop_shared.trigger();
+            }
+        }
 
         // A flood of distinct callers: the in-process buckets stay bounded.
         let bounded = limiter(
