@@ -1,5 +1,5 @@
 # Shared by the load benchmarks (sourced, not run): demo-services on the
-# ports 17000-17006, a token from its issuer, bff-web on 18080 (admin 19080)
+# ports 17000-17007, a token from its issuer, bff-web on 18080 (admin 19080)
 # configured against them, and cleanup of every process started.
 
 demo_services=${DEMO_SERVICES:-target/release/demo-services}
@@ -39,7 +39,7 @@ wait_for() { # URL: waits until it answers 200 (up to a minute: callgrind starts
 start_demo_services() { # [PREFIX...]: runs demo-services under PREFIX (taskset...)
     env BFF_PORTS__AUTH=17000 BFF_PORTS__PRODUCTS=17001 BFF_PORTS__INVENTORY=17002 \
         BFF_PORTS__PRICING=17003 BFF_PORTS__REVIEWS=17004 BFF_PORTS__USERS=17005 \
-        BFF_PORTS__ORDERS=17006 BFF_OBSERVABILITY__LOG_LEVEL=warn \
+        BFF_PORTS__ORDERS=17006 BFF_PORTS__RECOMMENDATIONS=17007 BFF_OBSERVABILITY__LOG_LEVEL=warn \
         "$@" "$demo_services" >/dev/null &
     pids+=($!)
     wait_for http://127.0.0.1:17000/.well-known/jwks.json

@@ -58,7 +58,7 @@ MANY_CONNECTIONS = 1000
 # Node runs at a third of its rate for its first seconds (its JIT warming up).
 WARM_UP_SECONDS = 8
 SERVICE_PORTS = dict(auth=17000, products=17001, inventory=17002, pricing=17003,
-                     reviews=17004, users=17005, orders=17006)
+                     reviews=17004, users=17005, orders=17006, recommendations=17007)
 UNLIMITED_PLAN = {"BFF_RATE_LIMIT__PLANS__STANDARD__CAPACITY": "1000000000",
                   "BFF_RATE_LIMIT__PLANS__STANDARD__REFILL_PER_SECOND": "1000000000"}
 # The mobile product query: one product's name, price and stock.

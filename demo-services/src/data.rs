@@ -10,7 +10,7 @@ use std::{
     collections::BTreeMap,
     num::NonZeroU64,
     sync::{
-        RwLock,
+        OnceLock, RwLock,
         atomic::{AtomicU64, Ordering},
     },
 };
@@ -18,7 +18,10 @@ use std::{
 use serde::{Deserialize, Serialize};
 use shared_schema::{
     accounts::{NewOrder, Order, OrderLine, OrderStatus, User},
-    catalog::{Price, Product, ProductReviews, Review, StockLevel},
+    catalog::{
+        BrandCount, CategoryFacets, Price, PriceBand, Product, ProductReviews, ProductSort, Review,
+        StockLevel,
+    },
 };
 
 /// Size and seed of the generated data (`[data]`).
@@ -82,9 +85,21 @@ const NOUNS: [&str; 16] = [
     "Watch",
     "Water Bottle",
 ];
-const CATEGORIES: [&str; 8] = [
+/// The category slugs.
+pub const CATEGORIES: [&str; 8] = [
     "kitchen", "office", "outdoor", "audio", "home", "travel", "sports", "garden",
 ];
+/// Where the price bands of a category's facets start, minor units: under
+/// 25, 25 to 50, 50 to 100, 100 to 250, 250 and more.
+const PRICE_BANDS: [i64; 5] = [0, 2_500, 5_000, 10_000, 25_000];
+const RECOMMENDATION_REASONS: [&str; 4] = [
+    "Popular with customers like you",
+    "Bought together with your last order",
+    "New in a category you shop",
+    "Highly rated",
+];
+/// Most recommendations one call returns.
+pub const MAX_RECOMMENDATIONS: u64 = 50;
 const BRANDS: [&str; 8] = [
     "Acorn",
     "Borealis",
@@ -129,6 +144,8 @@ enum Kind {
     Review,
     User,
     Order,
+    Recommendation,
+    Relevance,
 }
 
 /// SplitMix64 over `(seed, kind, id, salt)`: cheap, stateless and well mixed.
@@ -163,12 +180,40 @@ pub enum OrderError {
     WrongTenant(u64),
 }
 
+/// One recommended product, from the recommendations service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recommendation {
+    /// The product recommended.
+    pub product_id: u64,
+    /// Why, in words the page can show.
+    pub reason: String,
+}
+
+/// A user's recommendations (`GET /recommendations?user=&limit=`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recommendations {
+    /// The user they are for.
+    pub user_id: u64,
+    /// Best first.
+    pub items: Vec<Recommendation>,
+}
+
+/// The products of one category in every listing order, and its facets:
+/// built once, on the first listing, since ordering needs every product.
+#[derive(Debug)]
+struct CategoryIndex {
+    orders: BTreeMap<ProductSort, Vec<u64>>,
+    facets: CategoryFacets,
+}
+
 /// The demo data set.
 #[derive(Debug)]
 pub struct Catalog {
     config: DataConfig,
     placed: RwLock<BTreeMap<u64, Order>>,
     next_order_id: AtomicU64,
+    /// By category slug; see [`CategoryIndex`].
+    categories: OnceLock<BTreeMap<&'static str, CategoryIndex>>,
 }
 
 impl Catalog {
@@ -178,6 +223,7 @@ impl Catalog {
             config,
             placed: RwLock::new(BTreeMap::new()),
             next_order_id: AtomicU64::new(FIRST_PLACED_ORDER_ID),
+            categories: OnceLock::new(),
         }
     }
 
@@ -249,9 +295,14 @@ impl Catalog {
         self.h(Kind::Review, product_id, 0) % (MAX_REVIEWS + 1)
     }
 
+    /// The stars of review `index` of product `product_id`, without the rest of it.
+    fn review_rating(&self, product_id: u64, index: u64) -> u8 {
+        1 + (self.h(Kind::Review, product_id * (MAX_REVIEWS + 1) + index, 1) % 5) as u8
+    }
+
     fn review(&self, product_id: u64, index: u64) -> Review {
         let h = |salt| self.h(Kind::Review, product_id * (MAX_REVIEWS + 1) + index, salt);
-        let rating = 1 + (h(1) % 5) as u8;
+        let rating = self.review_rating(product_id, index);
         Review {
             id: product_id * 100 + index + 1,
             product_id,
@@ -273,23 +324,199 @@ impl Catalog {
             return None;
         }
         let total = self.review_count(product_id);
-        let ratings: u64 = (0..total)
-            .map(|index| u64::from(self.review(product_id, index).rating))
-            .sum();
+        let histogram = self.rating_histogram(product_id);
         let end = total.min(offset.saturating_add(limit));
         Some(ProductReviews {
             product_id,
             total: total as u32,
-            average_rating: if total == 0 {
-                0.0
-            } else {
-                ratings as f32 / total as f32
-            },
+            average_rating: average_rating(&histogram),
+            histogram,
             items: (offset..end)
                 .map(|index| self.review(product_id, index))
                 .collect(),
             next_cursor: (end < total).then(|| end.to_string()),
         })
+    }
+
+    /// How many of product `id`'s reviews gave 1 to 5 stars.
+    fn rating_histogram(&self, product_id: u64) -> [u32; 5] {
+        let mut histogram = [0; 5];
+        for index in 0..self.review_count(product_id) {
+            histogram[usize::from(self.review_rating(product_id, index) - 1)] += 1;
+        }
+        histogram
+    }
+
+    fn category_index(&self) -> &BTreeMap<&'static str, CategoryIndex> {
+        self.categories.get_or_init(|| {
+            let mut members: BTreeMap<&'static str, Vec<Product>> = BTreeMap::new();
+            for id in 1..=self.product_count() {
+                if let Some(product) = self.product(id) {
+                    let slug = CATEGORIES
+                        .into_iter()
+                        .find(|slug| *slug == product.category)
+                        .expect("products are in a known category");
+                    members.entry(slug).or_default().push(product);
+                }
+            }
+            members
+                .into_iter()
+                .map(|(slug, products)| (slug, self.index_category(slug, &products)))
+                .collect()
+        })
+    }
+
+    fn index_category(&self, slug: &str, products: &[Product]) -> CategoryIndex {
+        /// What a listing is ordered by, computed once per product.
+        struct Keys {
+            id: u64,
+            relevance: u64,
+            price: i64,
+            rating: f32,
+            created_at: u64,
+        }
+        let keys: Vec<Keys> = products
+            .iter()
+            .map(|product| Keys {
+                id: product.id,
+                relevance: self.h(Kind::Relevance, product.id, 0),
+                price: self.price(product.id).map_or(0, |price| price.amount_minor),
+                rating: average_rating(&self.rating_histogram(product.id)),
+                created_at: product.created_at,
+            })
+            .collect();
+        let sorted = |order: &dyn Fn(&Keys, &Keys) -> std::cmp::Ordering| {
+            let mut keys: Vec<&Keys> = keys.iter().collect();
+            // Ties in id order, so every order is total and stable.
+            keys.sort_by(|a, b| order(a, b).then(a.id.cmp(&b.id)));
+            keys.into_iter().map(|keys| keys.id).collect()
+        };
+        let orders = BTreeMap::from([
+            (
+                ProductSort::Relevance,
+                sorted(&|a, b| b.relevance.cmp(&a.relevance)),
+            ),
+            (ProductSort::PriceAsc, sorted(&|a, b| a.price.cmp(&b.price))),
+            (
+                ProductSort::PriceDesc,
+                sorted(&|a, b| b.price.cmp(&a.price)),
+            ),
+            (
+                ProductSort::Rating,
+                sorted(&|a, b| b.rating.total_cmp(&a.rating)),
+            ),
+            (
+                ProductSort::Newest,
+                sorted(&|a, b| b.created_at.cmp(&a.created_at)),
+            ),
+        ]);
+        let mut brands: BTreeMap<&str, u32> = BTreeMap::new();
+        for product in products {
+            *brands.entry(&product.brand).or_default() += 1;
+        }
+        let mut brands: Vec<BrandCount> = brands
+            .into_iter()
+            .map(|(brand, count)| BrandCount {
+                brand: brand.to_owned(),
+                count,
+            })
+            .collect();
+        brands.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.brand.cmp(&b.brand)));
+        let price_bands = PRICE_BANDS
+            .iter()
+            .enumerate()
+            .map(|(index, &min_minor)| {
+                let max_minor = PRICE_BANDS.get(index + 1).copied();
+                PriceBand {
+                    min_minor,
+                    max_minor,
+                    count: keys
+                        .iter()
+                        .filter(|keys| {
+                            keys.price >= min_minor && max_minor.is_none_or(|max| keys.price < max)
+                        })
+                        .count() as u32,
+                }
+            })
+            .collect();
+        CategoryIndex {
+            orders,
+            facets: CategoryFacets {
+                category: slug.to_owned(),
+                total: keys.len() as u32,
+                brands,
+                price_bands,
+                in_stock: keys
+                    .iter()
+                    .filter(|keys| self.stock(keys.id).is_some_and(|stock| stock.available > 0))
+                    .count() as u32,
+            },
+        }
+    }
+
+    /// `limit` products of category `slug` in `sort` order from `offset`,
+    /// and the offset of the next page; `None` for an unknown category.
+    pub fn category_page(
+        &self,
+        slug: &str,
+        sort: ProductSort,
+        offset: u64,
+        limit: u64,
+    ) -> Option<(Vec<Product>, Option<u64>)> {
+        let ids = &self.category_index().get(slug)?.orders[&sort];
+        let start = usize::try_from(offset).unwrap_or(usize::MAX).min(ids.len());
+        let end = start
+            .saturating_add(usize::try_from(limit).unwrap_or(usize::MAX))
+            .min(ids.len());
+        let products = ids[start..end]
+            .iter()
+            .filter_map(|id| self.product(*id))
+            .collect();
+        Some((products, (end < ids.len()).then_some(end as u64)))
+    }
+
+    /// The facets of category `slug`, if it exists.
+    pub fn category_facets(&self, slug: &str) -> Option<CategoryFacets> {
+        Some(self.category_index().get(slug)?.facets.clone())
+    }
+
+    /// Up to `limit` products of product `id`'s category, `id` excluded: the
+    /// category's ranking from just after `id`, so neighbours differ.
+    pub fn related(&self, id: u64, limit: u64) -> Option<Vec<Product>> {
+        let product = self.product(id)?;
+        let ids =
+            &self.category_index().get(product.category.as_str())?.orders[&ProductSort::Relevance];
+        let at = ids.iter().position(|other| *other == id)?;
+        Some(
+            ids[at + 1..]
+                .iter()
+                .chain(&ids[..at])
+                .take(usize::try_from(limit).unwrap_or(usize::MAX))
+                .filter_map(|id| self.product(*id))
+                .collect(),
+        )
+    }
+
+    /// Up to `limit` (at most [`MAX_RECOMMENDATIONS`]) products for user
+    /// `user_id`, distinct, best first.
+    pub fn recommendations(&self, user_id: u64, limit: u64) -> Option<Recommendations> {
+        self.user(user_id)?;
+        let wanted = limit.min(MAX_RECOMMENDATIONS).min(self.product_count());
+        let mut items: Vec<Recommendation> = Vec::new();
+        let mut salt = 0;
+        while (items.len() as u64) < wanted {
+            let h = self.h(Kind::Recommendation, user_id, salt);
+            salt += 1;
+            let product_id = 1 + h % self.product_count();
+            if items.iter().any(|item| item.product_id == product_id) {
+                continue;
+            }
+            items.push(Recommendation {
+                product_id,
+                reason: pick(&RECOMMENDATION_REASONS, h >> 32).to_owned(),
+            });
+        }
+        Some(Recommendations { user_id, items })
     }
 
     /// User `id`, if it exists.
@@ -366,7 +593,7 @@ impl Catalog {
             .then(|| self.generated_order(&user, index))
     }
 
-    /// Every order of user `user_id`, oldest id first.
+    /// Every order of user `user_id`, newest first (ties: higher id first).
     pub fn orders_of(&self, user_id: u64) -> Vec<Order> {
         let Some(user) = self.user(user_id) else {
             return Vec::new();
@@ -385,6 +612,7 @@ impl Catalog {
                 .filter(|order| order.user_id == user_id)
                 .cloned(),
         );
+        orders.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
         orders
     }
 
@@ -439,6 +667,20 @@ impl Catalog {
             .insert(order.id, order.clone());
         Ok(order)
     }
+}
+
+/// The mean of a rating histogram, 0 without ratings.
+fn average_rating(histogram: &[u32; 5]) -> f32 {
+    let count: u32 = histogram.iter().sum();
+    if count == 0 {
+        return 0.0;
+    }
+    let stars: u32 = histogram
+        .iter()
+        .zip(1..)
+        .map(|(count, stars)| count * stars)
+        .sum();
+    stars as f32 / count as f32
 }
 
 #[cfg(test)]
@@ -546,5 +788,168 @@ mod tests {
             catalog.place_order(&empty, None, EPOCH),
             Err(OrderError::Empty)
         ));
+    }
+
+    #[test]
+    fn a_review_summary_counts_each_rating() {
+        let catalog = catalog();
+        let product = (1..100)
+            .find(|&id| catalog.review_count(id) > 12)
+            .expect("some product has many reviews");
+        let all = catalog.reviews(product, 0, MAX_REVIEWS).expect("exists");
+        let mut counted = [0; 5];
+        for review in &all.items {
+            counted[usize::from(review.rating - 1)] += 1;
+        }
+        assert_eq!(all.histogram, counted);
+        assert_eq!(all.histogram.iter().sum::<u32>(), all.total);
+        let stars: u32 = all
+            .items
+            .iter()
+            .map(|review| u32::from(review.rating))
+            .sum();
+        assert!((all.average_rating - stars as f32 / all.total as f32).abs() < 1e-6);
+    }
+
+    #[test]
+    fn a_category_lists_each_of_its_products_once_in_every_order() {
+        let catalog = catalog();
+        let facets = catalog.category_facets("kitchen").expect("a category");
+        for sort in ProductSort::ALL {
+            let mut seen = Vec::new();
+            let mut offset = 0;
+            loop {
+                let (page, next) = catalog
+                    .category_page("kitchen", sort, offset, 100)
+                    .expect("a category");
+                assert!(page.iter().all(|product| product.category == "kitchen"));
+                seen.extend(page.iter().map(|product| product.id));
+                match next {
+                    Some(next) => offset = next,
+                    None => break,
+                }
+            }
+            assert_eq!(seen.len() as u32, facets.total, "{sort:?}");
+            let mut unique = seen.clone();
+            unique.sort_unstable();
+            unique.dedup();
+            assert_eq!(unique.len(), seen.len(), "{sort:?}: no product twice");
+        }
+        let prices: Vec<i64> = catalog
+            .category_page("kitchen", ProductSort::PriceAsc, 0, 50)
+            .expect("a category")
+            .0
+            .iter()
+            .map(|product| catalog.price(product.id).expect("priced").amount_minor)
+            .collect();
+        assert!(
+            prices.windows(2).all(|pair| pair[0] <= pair[1]),
+            "{prices:?}"
+        );
+        let newest: Vec<u64> = catalog
+            .category_page("kitchen", ProductSort::Newest, 0, 50)
+            .expect("a category")
+            .0
+            .iter()
+            .map(|product| product.created_at)
+            .collect();
+        assert!(newest.windows(2).all(|pair| pair[0] >= pair[1]));
+        assert!(
+            catalog
+                .category_page("attic", ProductSort::Relevance, 0, 10)
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn facets_add_up_to_the_category() {
+        let catalog = catalog();
+        let total: u32 = CATEGORIES
+            .iter()
+            .map(|slug| {
+                let facets = catalog.category_facets(slug).expect("a category");
+                assert_eq!(
+                    facets.brands.iter().map(|brand| brand.count).sum::<u32>(),
+                    facets.total
+                );
+                assert_eq!(
+                    facets
+                        .price_bands
+                        .iter()
+                        .map(|band| band.count)
+                        .sum::<u32>(),
+                    facets.total
+                );
+                assert!(facets.in_stock <= facets.total && facets.in_stock > 0);
+                assert!(
+                    facets
+                        .brands
+                        .windows(2)
+                        .all(|pair| pair[0].count >= pair[1].count)
+                );
+                facets.total
+            })
+            .sum();
+        assert_eq!(u64::from(total), catalog.product_count());
+    }
+
+    #[test]
+    fn related_products_share_the_category_and_exclude_the_product() {
+        let catalog = catalog();
+        let product = catalog.product(42).expect("exists");
+        let related = catalog.related(42, 8).expect("exists");
+        assert_eq!(related.len(), 8);
+        assert!(
+            related
+                .iter()
+                .all(|other| other.category == product.category)
+        );
+        assert!(related.iter().all(|other| other.id != 42));
+        assert_ne!(
+            catalog.related(43, 8).expect("exists")[0].id,
+            related[0].id,
+            "neighbours differ"
+        );
+        assert!(catalog.related(0, 8).is_none());
+    }
+
+    #[test]
+    fn recommendations_are_distinct_existing_products() {
+        let catalog = catalog();
+        let recommended = catalog.recommendations(7, 12).expect("a user");
+        assert_eq!(recommended.items.len(), 12);
+        let mut ids: Vec<u64> = recommended
+            .items
+            .iter()
+            .map(|item| item.product_id)
+            .collect();
+        assert!(ids.iter().all(|id| catalog.product(*id).is_some()));
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), 12);
+        assert_eq!(catalog.recommendations(7, 12), Some(recommended));
+        assert_eq!(
+            catalog
+                .recommendations(7, 1_000)
+                .expect("a user")
+                .items
+                .len() as u64,
+            MAX_RECOMMENDATIONS
+        );
+        assert!(catalog.recommendations(0, 5).is_none());
+    }
+
+    #[test]
+    fn a_users_orders_come_newest_first() {
+        let catalog = catalog();
+        let user = (1..100)
+            .find(|&id| catalog.orders_of(id).len() >= 3)
+            .expect("a user with orders");
+        let orders = catalog.orders_of(user);
+        assert!(
+            orders
+                .windows(2)
+                .all(|pair| pair[0].created_at >= pair[1].created_at)
+        );
     }
 }

@@ -8,17 +8,21 @@
 //! | service   | default port | endpoints                                                   |
 //! |-----------|--------------|-------------------------------------------------------------|
 //! | auth      | 7000 | `GET /.well-known/jwks.json`, `POST /token`, `/admin/...`            |
-//! | products  | 7001 | `GET /products/{id}`, `GET /products?ids=1,2`, `GET /products?cursor=&limit=` |
+//! | products  | 7001 | `GET /products/{id}`, `GET /products?ids=1,2`, `GET /products?cursor=&limit=`, `GET /products?category=&sort=&cursor=&limit=`, `GET /products/{id}/related?limit=`, `GET /categories/{slug}/facets` |
 //! | inventory | 7002 | `GET /inventory/{id}`, `GET /inventory?ids=`                          |
 //! | pricing   | 7003 | `GET /prices/{id}`, `GET /prices?ids=`                                |
-//! | reviews   | 7004 | `GET /reviews?product={id}&limit=&cursor=`                            |
+//! | reviews   | 7004 | `GET /reviews?product={id}&limit=&cursor=` (with a rating histogram) |
 //! | users     | 7005 | `GET /users/{id}`                                                     |
-//! | orders    | 7006 | `GET /orders?user=`, `GET /orders/{id}`, `POST /orders`               |
+//! | orders    | 7006 | `GET /orders?user=&limit=` (newest first), `GET /orders/{id}`, `POST /orders` |
+//! | recommendations | 7007 | `GET /recommendations?user=&limit=`                             |
 //!
 //! Answers say how a gateway may cache them, as real services do: a product
 //! is `public, max-age=60, stale-while-revalidate=30, stale-if-error=600`
-//! and tagged `product:{id}` (`Cache-Tag`), a user `private, max-age=30`,
-//! an order `no-store`; the rest say nothing, so they are never cached.
+//! and tagged `product:{id}` (`Cache-Tag`); a category listing, its facets
+//! and a product's related products `public, max-age=60,
+//! stale-while-revalidate=30`, tagged `products`; a user `private,
+//! max-age=30`, recommendations `private, max-age=60`, an order
+//! `no-store`; the rest say nothing, so they are never cached.
 //!
 //! The data is generated deterministically from a seed ([`data`]); the
 //! issuer signs with RS256 and ES256 keys it publishes as a JWKS
@@ -92,11 +96,13 @@ pub enum ServiceName {
     Users,
     /// Orders.
     Orders,
+    /// Product recommendations.
+    Recommendations,
 }
 
 impl ServiceName {
     /// Every service, in port order.
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 8] = [
         Self::Auth,
         Self::Products,
         Self::Inventory,
@@ -104,6 +110,7 @@ impl ServiceName {
         Self::Reviews,
         Self::Users,
         Self::Orders,
+        Self::Recommendations,
     ];
 
     /// The service as the BFFs know it: its name and default port.
@@ -116,6 +123,7 @@ impl ServiceName {
             Self::Reviews => REVIEWS,
             Self::Users => USERS,
             Self::Orders => ORDERS,
+            Self::Recommendations => RECOMMENDATIONS,
         }
     }
 
@@ -135,6 +143,9 @@ impl ServiceName {
 /// The token issuer and admin API: not a downstream of any BFF (they reach
 /// its JWKS through `[auth.jwks]`), so it is declared here.
 const AUTH: ServiceSpec = ServiceSpec::new("auth", 7000);
+/// Product recommendations: only bff-web calls them, and declares them in
+/// its own crate; this is the service's side.
+const RECOMMENDATIONS: ServiceSpec = ServiceSpec::new("recommendations", 7007);
 
 /// Ports of the services (`[ports]`); 0 picks a free port.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -154,6 +165,8 @@ pub struct Ports {
     pub users: u16,
     /// Default 7006.
     pub orders: u16,
+    /// Default 7007.
+    pub recommendations: u16,
 }
 
 impl Default for Ports {
@@ -166,6 +179,7 @@ impl Default for Ports {
             reviews: REVIEWS.local_port,
             users: USERS.local_port,
             orders: ORDERS.local_port,
+            recommendations: RECOMMENDATIONS.local_port,
         }
     }
 }
@@ -181,6 +195,7 @@ impl Ports {
             reviews: 0,
             users: 0,
             orders: 0,
+            recommendations: 0,
         }
     }
 
@@ -193,6 +208,7 @@ impl Ports {
             ServiceName::Reviews => self.reviews,
             ServiceName::Users => self.users,
             ServiceName::Orders => self.orders,
+            ServiceName::Recommendations => self.recommendations,
         }
     }
 }
@@ -357,6 +373,7 @@ impl DemoServices {
                 ServiceName::Reviews => services::reviews(catalog.clone()),
                 ServiceName::Users => services::users(catalog.clone()),
                 ServiceName::Orders => services::orders(catalog.clone()),
+                ServiceName::Recommendations => services::recommendations(catalog.clone()),
             };
             let addr = SocketAddr::new(config.host, config.ports.of(service));
             let bind_error = |source| StartError::Bind {

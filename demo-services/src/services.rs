@@ -17,10 +17,13 @@ use serde::Deserialize;
 use shared_schema::{
     Batch, Page,
     accounts::{NewOrder, Order},
-    catalog::{Price, Product, ProductReviews, StockLevel},
+    catalog::{CategoryFacets, Price, Product, ProductReviews, ProductSort, StockLevel},
 };
 
-use crate::{Rejection, data::Catalog};
+use crate::{
+    Rejection,
+    data::{Catalog, Recommendations},
+};
 
 /// Most ids in one batch request.
 const MAX_BATCH: usize = 100;
@@ -29,6 +32,12 @@ const MAX_BATCH: usize = 100;
 /// of an error.
 const PRODUCT_CACHE: HeaderValue =
     HeaderValue::from_static("public, max-age=60, stale-while-revalidate=30, stale-if-error=600");
+/// Listings, facets and related products change with the catalog: shared,
+/// fresh for a minute, tagged `products`.
+const LISTING_CACHE: HeaderValue =
+    HeaderValue::from_static("public, max-age=60, stale-while-revalidate=30");
+/// Recommendations are the caller's own, and may be a minute old.
+const RECOMMENDATIONS_CACHE: HeaderValue = HeaderValue::from_static("private, max-age=60");
 /// A user is the caller's tenant's own: kept per caller, briefly.
 const USER_CACHE: HeaderValue = HeaderValue::from_static("private, max-age=30");
 /// Orders change as they are placed and paid: never kept.
@@ -136,6 +145,36 @@ struct ListQuery {
     ids: Option<String>,
     cursor: Option<String>,
     limit: Option<u64>,
+    category: Option<String>,
+    sort: Option<String>,
+}
+
+fn parse_sort(sort: Option<&str>) -> Result<ProductSort, Rejection> {
+    sort.map_or(Ok(ProductSort::default()), |sort| {
+        ProductSort::named(sort).ok_or_else(|| {
+            Rejection::new(
+                StatusCode::BAD_REQUEST,
+                "INVALID_SORT",
+                format!("{sort:?} is not an order of this listing"),
+            )
+        })
+    })
+}
+
+fn unknown_category(slug: &str) -> Rejection {
+    Rejection::new(
+        StatusCode::NOT_FOUND,
+        "NOT_FOUND",
+        format!("category {slug:?} does not exist"),
+    )
+}
+
+/// A listing's caching headers: [`LISTING_CACHE`], tagged `products`.
+fn listing_headers() -> [(header::HeaderName, HeaderValue); 2] {
+    [
+        (header::CACHE_CONTROL, LISTING_CACHE),
+        (CACHE_TAG, HeaderValue::from_static("products")),
+    ]
 }
 
 /// The answer of `GET /products`: a batch for `?ids=`, else a page.
@@ -146,7 +185,9 @@ enum ProductListing {
     Page(Page<Product>),
 }
 
-/// `GET /products/{id}`, `GET /products?ids=..`, `GET /products?cursor=..&limit=..`.
+/// `GET /products/{id}`, `GET /products?ids=..`, `GET /products?cursor=..&limit=..`,
+/// `GET /products?category=..&sort=..&cursor=..&limit=..`,
+/// `GET /products/{id}/related?limit=..`, `GET /categories/{slug}/facets`.
 pub(crate) fn products(catalog: Arc<Catalog>) -> Router {
     async fn one(
         State(catalog): Shared,
@@ -172,6 +213,16 @@ pub(crate) fn products(catalog: Arc<Catalog>) -> Router {
             }))));
         }
         let offset = parse_cursor(query.cursor.as_deref())?;
+        if let Some(slug) = query.category.as_deref() {
+            let sort = parse_sort(query.sort.as_deref())?;
+            let (items, next) = catalog
+                .category_page(slug, sort, offset, limit(query.limit))
+                .ok_or_else(|| unknown_category(slug))?;
+            return Ok(Json(ProductListing::Page(Page {
+                items,
+                next_cursor: next.map(|offset| offset.to_string()),
+            })));
+        }
         let end = catalog
             .product_count()
             .min(offset.saturating_add(limit(query.limit)));
@@ -182,9 +233,76 @@ pub(crate) fn products(catalog: Arc<Catalog>) -> Router {
             next_cursor: (end < catalog.product_count()).then(|| end.to_string()),
         })))
     }
+    async fn listing(
+        state: Shared,
+        query: Query<ListQuery>,
+    ) -> Result<impl IntoResponse, Rejection> {
+        // Only a category listing is cacheable; a batch is the caller's own mix.
+        let cacheable = query.category.is_some() && query.ids.is_none();
+        let listed = list(state, query).await?;
+        Ok((cacheable.then(listing_headers), listed))
+    }
+    async fn related(
+        State(catalog): Shared,
+        Path(id): Path<String>,
+        Query(query): Query<ListQuery>,
+    ) -> Result<impl IntoResponse, Rejection> {
+        let id = parse_id(&id)?;
+        let items = found(catalog.related(id, limit(query.limit)), "product", id)?.0;
+        Ok((
+            listing_headers(),
+            Json(Page {
+                items,
+                next_cursor: None,
+            }),
+        ))
+    }
+    async fn facets(
+        State(catalog): Shared,
+        Path(slug): Path<String>,
+    ) -> Result<impl IntoResponse, Rejection> {
+        let facets: CategoryFacets = catalog
+            .category_facets(&slug)
+            .ok_or_else(|| unknown_category(&slug))?;
+        Ok((listing_headers(), Json(facets)))
+    }
     Router::new()
-        .route("/products", get(list))
+        .route("/products", get(listing))
         .route("/products/{id}", get(one))
+        .route("/products/{id}/related", get(related))
+        .route("/categories/{slug}/facets", get(facets))
+        .with_state(catalog)
+}
+
+#[derive(Debug, Deserialize)]
+struct RecommendationsQuery {
+    user: Option<String>,
+    limit: Option<u64>,
+}
+
+/// `GET /recommendations?user=&limit=`; a user of another tenant than the
+/// caller's has none.
+pub(crate) fn recommendations(catalog: Arc<Catalog>) -> Router {
+    async fn of_user(
+        State(catalog): Shared,
+        headers: HeaderMap,
+        Query(query): Query<RecommendationsQuery>,
+    ) -> Result<impl IntoResponse, Rejection> {
+        let user = parse_id(&required(query.user, "user")?)?;
+        let tenant = caller_tenant(&headers);
+        let known = catalog
+            .user(user)
+            .is_some_and(|found| tenant.is_none_or(|tenant| tenant == found.tenant));
+        let recommended: Option<Recommendations> = known
+            .then(|| catalog.recommendations(user, limit(query.limit)))
+            .flatten();
+        Ok((
+            [(header::CACHE_CONTROL, RECOMMENDATIONS_CACHE)],
+            found(recommended, "user", user)?,
+        ))
+    }
+    Router::new()
+        .route("/recommendations", get(of_user))
         .with_state(catalog)
 }
 
@@ -274,9 +392,10 @@ pub(crate) fn users(catalog: Arc<Catalog>) -> Router {
 #[derive(Debug, Deserialize)]
 struct OrdersQuery {
     user: Option<String>,
+    limit: Option<u64>,
 }
 
-/// `GET /orders?user=`, `GET /orders/{id}`, `POST /orders`.
+/// `GET /orders?user=&limit=` (newest first), `GET /orders/{id}`, `POST /orders`.
 ///
 /// When the gateway sends `X-Auth-Tenant`, only that tenant's orders exist:
 /// this is the fine-grained check that belongs to the service.
@@ -307,6 +426,7 @@ pub(crate) fn orders(catalog: Arc<Catalog>) -> Router {
             .orders_of(user)
             .into_iter()
             .filter(|order| tenant.is_none_or(|tenant| tenant == order.tenant))
+            .take(usize::try_from(limit(query.limit)).unwrap_or(usize::MAX))
             .collect();
         Ok(Json(Page {
             items,

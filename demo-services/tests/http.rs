@@ -231,3 +231,72 @@ async fn a_down_service_closes_connections_and_the_admin_api_stays_up() {
     assert_eq!(status, 200);
     assert_eq!(faults["auth"]["down"], true);
 }
+
+#[tokio::test]
+async fn a_category_is_listed_in_the_order_asked_with_its_facets() {
+    let (demo, _shutdown) = start().await;
+    let base = demo.url(ServiceName::Products);
+    let (status, first) = get(format!(
+        "{base}/products?category=audio&sort=price_desc&limit=5"
+    ))
+    .await;
+    assert_eq!(status, 200, "{first}");
+    let items = first["items"].as_array().expect("items");
+    assert_eq!(items.len(), 5);
+    assert!(items.iter().all(|item| item["category"] == "audio"));
+    let cursor = first["next_cursor"].as_str().expect("a next page");
+    let (_, second) = get(format!(
+        "{base}/products?category=audio&sort=price_desc&limit=5&cursor={cursor}"
+    ))
+    .await;
+    assert_ne!(second["items"][0]["id"], items[0]["id"]);
+
+    let (status, facets) = get(format!("{base}/categories/audio/facets")).await;
+    assert_eq!(status, 200, "{facets}");
+    assert_eq!(facets["category"], "audio");
+    assert!(facets["total"].as_u64().is_some_and(|total| total > 0));
+    assert_eq!(facets["price_bands"].as_array().map(Vec::len), Some(5));
+
+    let (status, related) = get(format!("{base}/products/42/related?limit=4")).await;
+    assert_eq!(status, 200, "{related}");
+    assert_eq!(related["items"].as_array().map(Vec::len), Some(4));
+
+    for (path, status, code) in [
+        ("/products?category=attic", 404, "NOT_FOUND"),
+        ("/categories/attic/facets", 404, "NOT_FOUND"),
+        (
+            "/products?category=audio&sort=cheapest",
+            400,
+            "INVALID_SORT",
+        ),
+        ("/products/999999/related", 404, "NOT_FOUND"),
+    ] {
+        let (answered, problem) = get(format!("{base}{path}")).await;
+        assert_eq!(answered, status, "{path}: {problem}");
+        assert_eq!(problem["code"], code, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn recommendations_are_the_callers_tenants_users_only() {
+    let (demo, _shutdown) = start().await;
+    let base = demo.url(ServiceName::Recommendations);
+    let user = demo.catalog().user(7).expect("user 7");
+    let (status, recommended) = get_with(
+        format!("{base}/recommendations?user=7&limit=6"),
+        &[("x-auth-tenant", &user.tenant)],
+    )
+    .await;
+    assert_eq!(status, 200, "{recommended}");
+    assert_eq!(recommended["user_id"], 7);
+    assert_eq!(recommended["items"].as_array().map(Vec::len), Some(6));
+    let (status, _) = get_with(
+        format!("{base}/recommendations?user=7"),
+        &[("x-auth-tenant", "another-tenant")],
+    )
+    .await;
+    assert_eq!(status, 404, "another tenant's user has none");
+    let (status, problem) = get(format!("{base}/recommendations")).await;
+    assert_eq!(status, 400);
+    assert_eq!(problem["code"], "MISSING_PARAMETER");
+}

@@ -111,9 +111,95 @@ pub struct ProductReviews {
     pub total: u32,
     /// Mean rating over all reviews, 0 when there are none.
     pub average_rating: f32,
+    /// How many reviews gave 1, 2, 3, 4 and 5 stars.
+    #[serde(default)]
+    pub histogram: [u32; 5],
     /// Reviews of this page, newest first.
     pub items: Vec<Review>,
     /// Cursor of the next page; `None` on the last one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_cursor: Option<String>,
+}
+
+/// The order of a category listing (`GET /products?category=&sort=`).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum ProductSort {
+    /// The catalog's own ranking (the default).
+    #[default]
+    Relevance,
+    /// Cheapest first.
+    PriceAsc,
+    /// Dearest first.
+    PriceDesc,
+    /// Best rated first.
+    Rating,
+    /// Newest first.
+    Newest,
+}
+
+impl ProductSort {
+    /// Every order, the default first.
+    pub const ALL: [Self; 5] = [
+        Self::Relevance,
+        Self::PriceAsc,
+        Self::PriceDesc,
+        Self::Rating,
+        Self::Newest,
+    ];
+
+    /// Its name in a query string.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Relevance => "relevance",
+            Self::PriceAsc => "price_asc",
+            Self::PriceDesc => "price_desc",
+            Self::Rating => "rating",
+            Self::Newest => "newest",
+        }
+    }
+
+    /// The order named `name`.
+    pub fn named(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|sort| sort.as_str() == name)
+    }
+}
+
+/// What a category holds, for a listing's filters
+/// (`GET /categories/{slug}/facets`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CategoryFacets {
+    /// The category's slug.
+    pub category: String,
+    /// Products in the category.
+    pub total: u32,
+    /// Each brand in the category with its number of products, most first.
+    pub brands: Vec<BrandCount>,
+    /// Price bands of the category's products, cheapest first.
+    pub price_bands: Vec<PriceBand>,
+    /// Products in the category that can be sold now.
+    pub in_stock: u32,
+}
+
+/// One brand of a category and how many of its products it makes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrandCount {
+    /// Brand name.
+    pub brand: String,
+    /// Products of the brand in the category.
+    pub count: u32,
+}
+
+/// Products priced from `min_minor` up to, not including, `max_minor`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PriceBand {
+    /// Lowest price of the band, minor units.
+    pub min_minor: i64,
+    /// Price the band stops below, minor units; `None` for the last band.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_minor: Option<i64>,
+    /// Products priced in the band.
+    pub count: u32,
 }

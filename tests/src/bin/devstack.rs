@@ -37,7 +37,7 @@ async fn main() -> ExitCode {
         Err(error) => {
             eprintln!("devstack: cannot start: {error}");
             eprintln!(
-                "devstack: is another copy running, or are ports 7000-7006 / 8080-8082 / 9080-9082 taken?"
+                "devstack: is another copy running, or are ports 7000-7007 / 8080-8082 / 9080-9082 taken?"
             );
             return ExitCode::FAILURE;
         }
