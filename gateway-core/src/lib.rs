@@ -17,6 +17,8 @@
 //! - [`error`]: how requests fail: [`Error`], the [`error::ProblemDetails`]
 //!   every concern's error implements, and `application/problem+json`.
 //! - [`context`]: what a handler knows about the request it serves.
+//! - [`conditional`]: strong `ETag`s, `304 Not Modified` and each route's
+//!   `Cache-Control`.
 //! - [`stores`]: the Redis connection every instance shares, opened once.
 //! - [`auth`]: JWT (HS256, RS256, ES256 with a cached JWKS) and API keys,
 //!   and coarse scope checks.
@@ -87,6 +89,7 @@ pub mod auth;
 pub mod bff;
 pub mod cache;
 pub mod cli;
+pub mod conditional;
 pub mod config;
 pub mod context;
 pub mod downstream;

@@ -9,6 +9,7 @@ use axum::{
     routing::{self, post},
 };
 use gateway_core::{
+    conditional::ConditionalLayer,
     config::{Delay, HumanDuration},
     lifecycle::Shutdown,
     observability::Telemetry,
@@ -56,6 +57,19 @@ fn routes() -> Router {
             "/echo",
             post(|body: Bytes| async move { body.len().to_string() }),
         )
+        .route("/page", routing::get(|| async { axum::Json(big_page()) }))
+        .route(
+            "/tagged-page",
+            routing::get(|| async { axum::Json(big_page()) })
+                .route_layer(ConditionalLayer::new("private, max-age=30")),
+        )
+}
+
+/// A page of about 4 KiB of JSON.
+fn big_page() -> Value {
+    serde_json::json!({
+        "items": (0..64).map(|n| serde_json::json!({ "id": n, "name": format!("item number {n}") })).collect::<Vec<_>>()
+    })
 }
 
 async fn panicking() -> &'static str {
@@ -502,4 +516,146 @@ async fn a_drain_finishes_in_flight_requests_and_refuses_new_ones() {
     tokio::time::timeout(HANG_GUARD, server.running.wait())
         .await
         .expect("the server stops after the drain");
+}
+
+#[tokio::test]
+async fn every_answer_carries_the_security_headers() {
+    let server = Server::start().await;
+    for (path, status) in [("/ok", 200), ("/missing", 404), ("/panic", 500)] {
+        let answer = get(&server.url(path)).await;
+        assert_eq!(answer.status().as_u16(), status, "{path}");
+        let headers = answer.headers();
+        assert_eq!(headers["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(
+            headers["content-security-policy"], "default-src 'none'; frame-ancestors 'none'",
+            "{path}"
+        );
+        assert_eq!(headers["referrer-policy"], "no-referrer", "{path}");
+        assert!(headers.get("strict-transport-security").is_none());
+    }
+}
+
+/// GETs `url` asking for `encoding`; the status, headers and raw body.
+async fn get_encoded(
+    url: &str,
+    encoding: Option<&str>,
+    if_none_match: Option<&str>,
+) -> (u16, reqwest::header::HeaderMap, Vec<u8>) {
+    let mut request = reqwest::Client::new().get(url);
+    if let Some(encoding) = encoding {
+        request = request.header("accept-encoding", encoding);
+    }
+    if let Some(tag) = if_none_match {
+        request = request.header("if-none-match", tag);
+    }
+    let answer = tokio::time::timeout(HANG_GUARD, request.send())
+        .await
+        .expect("answered in time")
+        .expect("request succeeds");
+    let status = answer.status().as_u16();
+    let headers = answer.headers().clone();
+    (
+        status,
+        headers,
+        answer.bytes().await.expect("body").to_vec(),
+    )
+}
+
+fn decoded(encoding: Option<&str>, body: &[u8]) -> Value {
+    use std::io::Read;
+    let mut plain = Vec::new();
+    match encoding {
+        Some("br") => {
+            brotli::Decompressor::new(body, 4096)
+                .read_to_end(&mut plain)
+                .expect("valid brotli");
+        }
+        Some("gzip") => {
+            flate2::read::GzDecoder::new(body)
+                .read_to_end(&mut plain)
+                .expect("valid gzip");
+        }
+        _ => plain = body.to_vec(),
+    }
+    serde_json::from_slice(&plain).expect("json once decoded")
+}
+
+#[tokio::test]
+async fn answers_over_a_kilobyte_are_compressed_as_the_client_prefers() {
+    let server = Server::start().await;
+    let page = server.url("/page");
+    for (asked, chosen) in [
+        (Some("br, gzip"), Some("br")),
+        (Some("gzip;q=1, br;q=0.5"), Some("gzip")),
+        (Some("gzip"), Some("gzip")),
+        (Some("identity"), None),
+        (None, None),
+    ] {
+        let (status, headers, body) = get_encoded(&page, asked, None).await;
+        assert_eq!(status, 200);
+        let encoding = headers
+            .get("content-encoding")
+            .map(|value| value.to_str().expect("ascii"));
+        assert_eq!(encoding, chosen, "asked {asked:?}");
+        assert_eq!(decoded(encoding, &body), big_page(), "asked {asked:?}");
+        assert_eq!(headers["vary"], "accept-encoding", "asked {asked:?}");
+        if chosen.is_some() {
+            assert!(body.len() < 2048, "compressed: {} bytes", body.len());
+        }
+    }
+    // A small answer goes as it is.
+    let (_, headers, body) = get_encoded(&server.url("/ok"), Some("br, gzip"), None).await;
+    assert!(headers.get("content-encoding").is_none());
+    assert_eq!(body, b"ok");
+
+    let mut off = config();
+    off.compression = false;
+    let uncompressed = Server::start_with(off).await;
+    let (_, headers, body) = get_encoded(&uncompressed.url("/page"), Some("br"), None).await;
+    assert!(headers.get("content-encoding").is_none());
+    assert_eq!(decoded(None, &body), big_page());
+}
+
+#[tokio::test]
+async fn a_page_the_client_holds_is_a_304_in_every_encoding() {
+    let server = Server::start().await;
+    let page = server.url("/tagged-page");
+    for encoding in [None, Some("gzip"), Some("br")] {
+        let (status, headers, body) = get_encoded(&page, encoding, None).await;
+        assert_eq!(status, 200);
+        assert_eq!(headers["cache-control"], "private, max-age=30");
+        assert_eq!(
+            decoded(
+                headers
+                    .get("content-encoding")
+                    .map(|v| v.to_str().expect("ascii")),
+                &body
+            ),
+            big_page()
+        );
+        let tag = headers["etag"].to_str().expect("ascii").to_owned();
+        assert!(
+            tag.starts_with('"') && !tag.starts_with("W/"),
+            "strong: {tag}"
+        );
+        match encoding {
+            Some(coding) => assert!(tag.ends_with(&format!("-{coding}\"")), "{tag}"),
+            None => assert_eq!(tag.len(), 34, "{tag}"),
+        }
+
+        let (status, again, body) = get_encoded(&page, encoding, Some(&tag)).await;
+        assert_eq!(status, 304, "{encoding:?}");
+        assert!(body.is_empty());
+        assert_eq!(again["etag"], tag.as_str());
+        assert_eq!(again["cache-control"], "private, max-age=30");
+        assert_eq!(again["vary"], "accept-encoding");
+        assert!(again.get("content-encoding").is_none());
+        assert!(again.get("content-type").is_none());
+    }
+    // Another tag, or none: the page again.
+    let (status, _, _) = get_encoded(&page, None, Some("\"0123\"")).await;
+    assert_eq!(status, 200);
+    // Routes without the layer carry no validator.
+    let (_, headers, _) = get_encoded(&server.url("/page"), None, None).await;
+    assert!(headers.get("etag").is_none());
 }

@@ -32,7 +32,7 @@ pub use parts::BffParts;
 
 use std::{fmt::Debug, future::Future, process::ExitCode};
 
-use axum::Router;
+use axum::{Router, http::HeaderMap};
 use serde::{Serialize, de::DeserializeOwned};
 use tower::ServiceBuilder;
 
@@ -99,6 +99,13 @@ pub trait Bff: Debug + Clone + PartialEq + Send + Sync + 'static {
     fn layers(routes: Router, _config: &Self::Config, _parts: &BffParts) -> Router {
         routes
     }
+
+    /// Headers every answer carries, errors included, beside the security
+    /// headers the server sends for every BFF (bff-web's
+    /// `Strict-Transport-Security`). None by default.
+    fn response_headers(_config: &Self::Config) -> HeaderMap {
+        HeaderMap::new()
+    }
 }
 
 /// A BFF could not start.
@@ -153,8 +160,9 @@ pub async fn start<B: Bff>(
         &telemetry,
         Some(&cache),
     )?;
-    let gateway =
-        Gateway::new(B::NAME, config.server, telemetry.clone()).with_admin(cache.admin_routes());
+    let gateway = Gateway::new(B::NAME, config.server, telemetry.clone())
+        .with_admin(cache.admin_routes())
+        .with_response_headers(B::response_headers(&config.own));
     let parts = BffParts {
         downstreams,
         telemetry,
