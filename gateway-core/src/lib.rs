@@ -25,6 +25,8 @@
 //! - [`ratelimit`]: token buckets per caller, plans per tenant and API key.
 //! - [`cache`]: the response cache, in process and in Redis, with single
 //!   flight, stale answers and tag invalidation across instances.
+//! - [`idempotency`]: unsafe requests retried with the same
+//!   `Idempotency-Key` carried out once, across instances.
 //! - [`downstream`]: one pooled HTTP client per configured downstream service.
 //! - [`server`]: the public and admin listeners, connection hygiene, the
 //!   shared layer stack and graceful drain.
@@ -94,6 +96,7 @@ pub mod config;
 pub mod context;
 pub mod downstream;
 pub mod error;
+pub mod idempotency;
 pub mod identity;
 pub mod lifecycle;
 pub mod observability;

@@ -23,6 +23,7 @@ use crate::{
     cli::ServiceConfig,
     config::{ConfigError, Validate},
     downstream::DownstreamConfig,
+    idempotency::IdempotencyConfig,
     observability::ObservabilityConfig,
     proxy::RouteConfig,
     ratelimit::RateLimitConfig,
@@ -45,6 +46,8 @@ pub struct BffConfig<B: Bff> {
     pub client_tls: ClientTlsConfig,
     /// The response cache.
     pub cache: CacheConfig,
+    /// Idempotent requests (`Idempotency-Key`).
+    pub idempotency: IdempotencyConfig,
     /// The services this BFF calls, by name. Defaults point every one of
     /// [`Bff::SERVICES`] at `127.0.0.1` on its local port.
     pub downstream: BTreeMap<String, DownstreamConfig>,
@@ -63,6 +66,7 @@ impl<B: Bff> BffConfig<B> {
         "rate_limit",
         "client_tls",
         "cache",
+        "idempotency",
         "downstream",
         "routes",
         B::SECTION,
@@ -81,6 +85,7 @@ impl<B: Bff> Default for BffConfig<B> {
             rate_limit: RateLimitConfig::default(),
             client_tls: ClientTlsConfig::default(),
             cache: CacheConfig::default(),
+            idempotency: IdempotencyConfig::default(),
             downstream: B::SERVICES
                 .iter()
                 .map(|service| {
@@ -103,6 +108,7 @@ impl<B: Bff> Validate for BffConfig<B> {
         self.auth.validate()?;
         self.rate_limit.validate()?;
         self.client_tls.validate()?;
+        self.idempotency.validate()?;
         if let Some((index, key)) = self
             .auth
             .api_keys
@@ -197,6 +203,7 @@ impl<B: Bff> Serialize for BffConfig<B> {
         config.serialize_field("rate_limit", &self.rate_limit)?;
         config.serialize_field("client_tls", &self.client_tls)?;
         config.serialize_field("cache", &self.cache)?;
+        config.serialize_field("idempotency", &self.idempotency)?;
         config.serialize_field("downstream", &self.downstream)?;
         match self.routes.is_empty() {
             true => config.skip_field("routes")?,
@@ -225,6 +232,7 @@ enum Section {
     RateLimit,
     ClientTls,
     Cache,
+    Idempotency,
     Downstream,
     Routes,
     Own,
@@ -257,6 +265,7 @@ impl<B: Bff> Visitor<'_> for SectionName<B> {
             "rate_limit" => Section::RateLimit,
             "client_tls" => Section::ClientTls,
             "cache" => Section::Cache,
+            "idempotency" => Section::Idempotency,
             "downstream" => Section::Downstream,
             "routes" => Section::Routes,
             own if own == B::SECTION => Section::Own,
@@ -286,6 +295,7 @@ impl<'de, B: Bff> Visitor<'de> for ConfigVisitor<B> {
                 Section::RateLimit => config.rate_limit = map.next_value()?,
                 Section::ClientTls => config.client_tls = map.next_value()?,
                 Section::Cache => config.cache = map.next_value()?,
+                Section::Idempotency => config.idempotency = map.next_value()?,
                 Section::Downstream => config.downstream = map.next_value()?,
                 Section::Routes => config.routes = map.next_value()?,
                 Section::Own => config.own = map.next_value()?,

@@ -42,6 +42,7 @@ use crate::{
     cli,
     config::{ConfigError, Validate},
     downstream::{ClientBuildError, Downstreams, ServiceSpec},
+    idempotency::IdempotencyLayer,
     lifecycle::Shutdown,
     observability::Telemetry,
     proxy,
@@ -168,6 +169,7 @@ pub async fn start<B: Bff>(
         telemetry,
         readiness: gateway.readiness().clone(),
         shutdown: shutdown.clone(),
+        idempotency: IdempotencyLayer::new(B::NAME, &config.idempotency, &stores),
         stores,
     };
     let authenticator = Authenticator::start(

@@ -2,6 +2,7 @@
 
 use crate::{
     downstream::Downstreams,
+    idempotency::IdempotencyLayer,
     lifecycle::{Readiness, Shutdown},
     observability::Telemetry,
     stores::SharedStores,
@@ -16,6 +17,7 @@ pub struct BffParts {
     pub(super) readiness: Readiness,
     pub(super) shutdown: Shutdown,
     pub(super) stores: SharedStores,
+    pub(super) idempotency: IdempotencyLayer,
 }
 
 impl BffParts {
@@ -43,5 +45,12 @@ impl BffParts {
     /// The process's shared stores.
     pub fn stores(&self) -> &SharedStores {
         &self.stores
+    }
+
+    /// The route layer that makes a route's requests idempotent
+    /// (`Idempotency-Key`), over the records of `[idempotency]`: in Redis
+    /// when the process has one, else in process.
+    pub fn idempotency(&self) -> &IdempotencyLayer {
+        &self.idempotency
     }
 }
