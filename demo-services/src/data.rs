@@ -283,6 +283,7 @@ impl Catalog {
                 currency: "EUR".to_owned(),
                 amount_minor: list_amount_minor * (100 - discount_percent) / 100,
                 list_amount_minor,
+                discount_percent: discount_percent as u8,
             }
         })
     }

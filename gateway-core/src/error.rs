@@ -29,7 +29,7 @@ use axum::{
 };
 use futures_util::future::BoxFuture;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
-use shared_schema::{PROBLEM_JSON, Problem};
+use shared_schema::{InvalidParam, PROBLEM_JSON, Problem};
 use tower::{Layer, Service};
 
 use crate::observability::{TraceContext, TraceId};
@@ -95,6 +95,19 @@ pub enum Error {
     /// A bug: a handler panicked. The details are logged, never sent.
     #[error("internal error: {0}")]
     Internal(String),
+    /// Parts of the request are invalid: a query parameter (400
+    /// `INVALID_PARAMETER`) or fields of the body (422 `INVALID_BODY`).
+    #[error("{detail}")]
+    Invalid {
+        /// 400 or 422.
+        status: StatusCode,
+        /// `INVALID_PARAMETER` or `INVALID_BODY`.
+        code: &'static str,
+        /// The whole of it, in words.
+        detail: String,
+        /// Each invalid part.
+        params: Vec<InvalidParam>,
+    },
 }
 
 impl Error {
@@ -108,6 +121,36 @@ impl Error {
             Self::RequestTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             Self::Concern(error) => error.status(),
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Invalid { status, .. } => *status,
+        }
+    }
+
+    /// A 400 `INVALID_PARAMETER`: the query parameter `name` is wrong as `reason` says.
+    pub fn invalid_parameter(name: &str, reason: impl Into<String>) -> Self {
+        let reason = reason.into();
+        Self::Invalid {
+            status: StatusCode::BAD_REQUEST,
+            code: "INVALID_PARAMETER",
+            detail: format!("the query parameter {name} {reason}"),
+            params: vec![InvalidParam {
+                name: name.to_owned(),
+                reason,
+            }],
+        }
+    }
+
+    /// A 422 `INVALID_BODY`: each of `params` (JSON Pointers into the body)
+    /// is wrong as its reason says.
+    pub fn invalid_body(params: Vec<InvalidParam>) -> Self {
+        let detail = match params.as_slice() {
+            [one] => format!("{}: {}", one.name, one.reason),
+            many => format!("{} fields of the body are invalid", many.len()),
+        };
+        Self::Invalid {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            code: "INVALID_BODY",
+            detail,
+            params,
         }
     }
 
@@ -122,6 +165,7 @@ impl Error {
             Self::RequestTimeout(_) => "REQUEST_TIMEOUT",
             Self::Concern(error) => error.code(),
             Self::Internal(_) => "INTERNAL",
+            Self::Invalid { code, .. } => code,
         }
     }
 
@@ -140,18 +184,23 @@ impl Error {
             }
             Self::Concern(error) => error.client_detail(),
             Self::Internal(_) => "the gateway failed to handle the request".to_owned(),
+            Self::Invalid { detail, .. } => detail.clone(),
         }
     }
 
     /// The problem+json body (without `trace_id`, which [`ProblemLayer`] adds).
     pub fn problem(&self) -> Problem {
         let status = self.status();
-        Problem::new(
+        let mut problem = Problem::new(
             status.as_u16(),
             self.code(),
             status.canonical_reason().unwrap_or("Error"),
             Some(self.client_detail()),
-        )
+        );
+        if let Self::Invalid { params, .. } = self {
+            problem.invalid_params.clone_from(params);
+        }
+        problem
     }
 }
 

@@ -74,6 +74,10 @@ pub struct Price {
     pub amount_minor: i64,
     /// The list price before any discount, in minor units.
     pub list_amount_minor: i64,
+    /// The discount off the list price, whole percent, as the pricing
+    /// service grants it.
+    #[serde(default)]
+    pub discount_percent: u8,
 }
 
 impl Resource for Price {

@@ -19,7 +19,7 @@ mod problem;
 mod service;
 
 pub use identity::{AuthMethod, Identity};
-pub use problem::{PROBLEM_JSON, Problem};
+pub use problem::{InvalidParam, PROBLEM_JSON, Problem};
 pub use service::{Resource, ServiceSpec};
 
 use serde::{Deserialize, Serialize};

@@ -28,6 +28,20 @@ pub struct Problem {
     /// W3C trace id of the request, when one is known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace_id: Option<String>,
+    /// Each invalid part of the request, when the problem is that some are
+    /// (RFC 9457's `invalid-params`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub invalid_params: Vec<InvalidParam>,
+}
+
+/// One invalid part of a request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InvalidParam {
+    /// A query parameter's name (`sort`), or a JSON Pointer into the body
+    /// (`/lines/2/quantity`).
+    pub name: String,
+    /// What is wrong with it.
+    pub reason: String,
 }
 
 impl Problem {
@@ -43,6 +57,7 @@ impl Problem {
             detail: detail.into(),
             code: code.to_owned(),
             trace_id: None,
+            invalid_params: Vec::new(),
         }
     }
 }
