@@ -1,13 +1,19 @@
 //! `GET /api/product-page/{id}`: everything a product page shows, in one document.
 //!
-//! The page is assembled with gateway-core's `aggregate`: all four parts
-//! are fetched in parallel. The product itself is required: if it does not
-//! exist the page is a 404, and if the products service fails the page
-//! fails at once with its problem, without waiting for the other parts.
-//! Price, availability and reviews are optional: when one of them fails the
-//! page is still a 200, with that part `null` and named in `missing` with
-//! its cause (and in the `BFF-Partial` header), so the browser can render
-//! what it has.
+//! Three parts run in parallel with gateway-core's `aggregate`:
+//! - the product (required: if it does not exist the page is a 404, and
+//!   if the products service fails the page fails at once with its
+//!   problem);
+//! - its reviews with their rating summary (optional);
+//! - the products related to it (optional), then the prices and stock of
+//!   the product and of every related product, one batch call per service
+//!   ([`crate::views::offers`]). The product's id is in the path, so this
+//!   chain waits neither for the product nor for the reviews.
+//!
+//! Price, availability, reviews and related products are optional: when
+//! one fails the page is still a 200, with that part `null` and named in
+//! `missing` with its cause (and in the `BFF-Partial` header), so the
+//! browser can render what it has.
 
 use std::collections::BTreeMap;
 
@@ -24,7 +30,12 @@ use gateway_core::{
     },
 };
 use serde::{Deserialize, Serialize};
-use shared_schema::catalog::{Price, Product, ProductReviews, REVIEWS, StockLevel};
+use shared_schema::{
+    Page,
+    catalog::{PRODUCTS, Product, ProductReviews, REVIEWS},
+};
+
+use crate::views::{self, Availability, PriceView, ProductCard, ProductOffer};
 
 /// What the page is assembled from.
 #[derive(Debug, Clone)]
@@ -33,6 +44,8 @@ pub(crate) struct PageSources {
     pub(crate) services: Downstreams,
     /// Reviews shown on the page (`[web] product_page_reviews`).
     pub(crate) reviews: u32,
+    /// Related products shown (`[web] related_products`).
+    pub(crate) related: u32,
 }
 
 /// The product page document.
@@ -45,11 +58,14 @@ pub struct ProductPage {
     pub price: Option<PriceView>,
     /// Its availability; `null` when inventory failed.
     pub availability: Option<Availability>,
-    /// Its reviews; `null` when reviews failed.
+    /// Its rating summary and newest reviews; `null` when reviews failed.
     pub reviews: Option<ReviewDigest>,
+    /// Products of the same category, each with its price and
+    /// availability; `null` when they could not be listed.
+    pub related: Option<Vec<ProductOffer>>,
     /// Parts that could not be fetched (`price`, `availability`,
-    /// `reviews`), each with its cause (`timeout`, `circuit_open`...), as
-    /// in `BFF-Partial`; empty when the page is whole.
+    /// `reviews`, `related`), each with its cause (`timeout`,
+    /// `circuit_open`...), as in `BFF-Partial`; empty when the page is whole.
     pub missing: BTreeMap<String, String>,
 }
 
@@ -73,34 +89,6 @@ pub struct ProductSummary {
     pub image_url: String,
 }
 
-/// The price part of the page.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PriceView {
-    /// ISO 4217 currency.
-    pub currency: String,
-    /// Price to pay, minor units.
-    pub amount_minor: i64,
-    /// List price, minor units.
-    pub list_amount_minor: i64,
-    /// Discount off the list price, whole percent.
-    pub discount_percent: u8,
-    /// Ready to display, for example `12.99 EUR`.
-    pub formatted: String,
-}
-
-/// The availability part of the page.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Availability {
-    /// Whether it can be ordered now.
-    pub in_stock: bool,
-    /// Units available.
-    pub available: u32,
-    /// Shipping warehouse.
-    pub warehouse: String,
-}
-
 /// The reviews part of the page.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -109,6 +97,8 @@ pub struct ReviewDigest {
     pub average_rating: f32,
     /// Number of reviews.
     pub total: u32,
+    /// How many reviews gave each number of stars, `"1"` to `"5"`.
+    pub histogram: BTreeMap<String, u32>,
     /// The newest reviews.
     pub top: Vec<ReviewView>,
 }
@@ -141,43 +131,16 @@ impl From<Product> for ProductSummary {
     }
 }
 
-impl From<Price> for PriceView {
-    fn from(price: Price) -> Self {
-        let discount = if price.list_amount_minor > 0 {
-            100 - price.amount_minor * 100 / price.list_amount_minor
-        } else {
-            0
-        };
-        Self {
-            formatted: format!(
-                "{}.{:02} {}",
-                price.amount_minor / 100,
-                price.amount_minor % 100,
-                price.currency
-            ),
-            discount_percent: discount.clamp(0, 100) as u8,
-            currency: price.currency,
-            amount_minor: price.amount_minor,
-            list_amount_minor: price.list_amount_minor,
-        }
-    }
-}
-
-impl From<StockLevel> for Availability {
-    fn from(stock: StockLevel) -> Self {
-        Self {
-            in_stock: stock.available > 0,
-            available: stock.available,
-            warehouse: stock.warehouse,
-        }
-    }
-}
-
 impl From<ProductReviews> for ReviewDigest {
     fn from(reviews: ProductReviews) -> Self {
         Self {
+            // One decimal, as the page shows it.
             average_rating: (reviews.average_rating * 10.0).round() / 10.0,
             total: reviews.total,
+            histogram: (1..=5)
+                .zip(reviews.histogram)
+                .map(|(stars, count)| (stars.to_string(), count))
+                .collect(),
             top: reviews
                 .items
                 .into_iter()
@@ -193,24 +156,23 @@ impl From<ProductReviews> for ReviewDigest {
 }
 
 pub(crate) async fn get_product_page(
-    State(PageSources { services, reviews }): State<PageSources>,
+    State(PageSources {
+        services,
+        reviews,
+        related,
+    }): State<PageSources>,
     context: RequestContext,
     Path(id): Path<u64>,
 ) -> Result<Json<ProductPage>, Error> {
     let reviews_path = format!("/reviews?product={id}&limit={reviews}");
-    let (product, price, stock, reviews) = aggregate((
+    let related_path = format!("/products/{id}/related?limit={related}");
+    let (product, reviews, (related, offers)) = aggregate((
         required(async {
             services
                 .fetch::<Product>(id, &context)
                 .await
                 .map_err(fetching("product", id))
         }),
-        optional("price", &context, services.fetch::<Price>(id, &context)),
-        optional(
-            "availability",
-            &context,
-            services.fetch::<StockLevel>(id, &context),
-        ),
         optional(
             "reviews",
             &context,
@@ -218,17 +180,33 @@ pub(crate) async fn get_product_page(
                 .client(REVIEWS.name)
                 .get::<ProductReviews>(reviews_path, &context),
         ),
+        async {
+            let related: Option<Vec<ProductCard>> = match related {
+                0 => Some(Vec::new()),
+                _ => optional(
+                    "related",
+                    &context,
+                    services
+                        .client(PRODUCTS.name)
+                        .get::<Page<Product>>(related_path, &context),
+                )
+                .await?
+                .map(|page| page.items.into_iter().map(ProductCard::from).collect()),
+            };
+            let ids: Vec<u64> = std::iter::once(id)
+                .chain(related.iter().flatten().map(|card| card.id))
+                .collect();
+            let offers = views::offers(&services, &ids, &context).await?;
+            Ok((related, offers))
+        },
     ))
     .await?;
     Ok(Json(ProductPage {
+        price: offers.price(id),
+        availability: offers.availability(id),
         product: product.into(),
-        price: price.map(PriceView::from),
-        availability: stock.map(Availability::from),
         reviews: reviews.map(ReviewDigest::from),
-        missing: context
-            .degraded()
-            .into_iter()
-            .map(|degraded| (degraded.part.to_owned(), degraded.cause.to_owned()))
-            .collect(),
+        related: related.map(|cards| cards.into_iter().map(|card| offers.offer(card)).collect()),
+        missing: views::missing(&context),
     }))
 }

@@ -50,6 +50,8 @@ async fn web(
 ) -> Running {
     start_bff::<Web>(demo, shutdown, |config| {
         config.rate_limit.enabled = false;
+        // The product's own entry is watched: the page lists no related products.
+        config.own = platform_tests::web_without_related_products();
         configure(config);
     })
     .await

@@ -15,6 +15,8 @@ use serde_json::{Value, json};
 async fn platform() -> Platform {
     Platform::start_with(PlatformOptions {
         downstream_timeout: Some(HumanDuration::from_millis(300)),
+        // The product alone fails a page: it lists no related products.
+        web: platform_tests::web_without_related_products(),
         ..PlatformOptions::default()
     })
     .await

@@ -45,6 +45,7 @@ async fn a_sustained_overload_is_admitted_at_the_plans_rate_in_process() {
     let (demo, shutdown) = start_demo(Default::default()).await;
     let web = start_bff::<bff_web::Web>(&demo, &shutdown, |config| {
         config.rate_limit = steady_limits();
+        config.own = platform_tests::web_without_related_products();
     })
     .await;
     let token = issue_token(&demo, "user-1", "bff-web", "ES256");

@@ -16,7 +16,7 @@ use gateway_core::{
 use platform_tests::{
     Answer, BffProcess, RedisServer, STEADY_CAPACITY, STEADY_REFILL_PER_SECOND, api_key, base_url,
     issue_token, send, slow_limits, start_bff, start_bff_unready, start_demo, steady_limits,
-    sustained_load, wait_until_ready,
+    sustained_load, wait_until_ready, web_without_related_products,
 };
 use serde_json::json;
 
@@ -213,6 +213,7 @@ async fn a_sustained_overload_of_one_instance_is_admitted_at_the_plans_rate_in_r
     let (demo, shutdown) = start_demo(Default::default()).await;
     let web = instances::<bff_web::Web>(&demo, &shutdown, 1, |config| {
         config.rate_limit = steady_shared_limits(&redis, OutagePolicy::Local);
+        config.own = web_without_related_products();
     })
     .await;
     let token = issue_token(&demo, "user-1", "bff-web", "ES256");
@@ -228,6 +229,7 @@ async fn a_sustained_overload_spread_over_three_instances_is_admitted_at_one_pla
     let (demo, shutdown) = start_demo(Default::default()).await;
     let web = instances::<bff_web::Web>(&demo, &shutdown, 3, |config| {
         config.rate_limit = steady_shared_limits(&redis, OutagePolicy::Local);
+        config.own = web_without_related_products();
     })
     .await;
     let token = issue_token(&demo, "user-1", "bff-web", "ES256");
@@ -247,6 +249,7 @@ async fn while_redis_is_down_three_instances_at_their_share_admit_one_plans_rate
     let (demo, shutdown) = start_demo(Default::default()).await;
     let web = instances::<bff_web::Web>(&demo, &shutdown, 3, |config| {
         config.rate_limit = steady_shared_limits(&redis, OutagePolicy::Local);
+        config.own = web_without_related_products();
     })
     .await;
     let token = issue_token(&demo, "user-1", "bff-web", "ES256");

@@ -37,6 +37,8 @@ async fn start_web(
         // Every call must reach the stack measured here: none is answered from the cache.
         products.cache.enabled = false;
         configure(products);
+        // One products call per page: the page lists no related products.
+        config.own = platform_tests::web_without_related_products();
         for plan in config.rate_limit.plans.values_mut() {
             plan.capacity = 100_000;
             plan.refill_per_second = 100_000.0;

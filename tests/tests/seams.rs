@@ -32,12 +32,15 @@ use platform_tests::{
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use shared_schema::catalog::{INVENTORY, PRICING, PRODUCTS, REVIEWS};
+use shared_schema::{
+    accounts::{ORDERS, USERS},
+    catalog::{INVENTORY, PRICING, PRODUCTS, REVIEWS},
+};
 
 /// A service no other part of the platform knows: this file declares it.
-const RECOMMENDATIONS: ServiceSpec = ServiceSpec::new("recommendations", 7010);
+const SUGGESTIONS: ServiceSpec = ServiceSpec::new("suggestions", 7010);
 
-/// bff-web's pages plus product recommendations: the web BFF as a team
+/// bff-web's pages plus product suggestions: the web BFF as a team
 /// would grow it, with one more downstream service.
 #[derive(Debug, Clone, PartialEq)]
 struct Storefront;
@@ -46,18 +49,18 @@ struct Storefront;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 struct StorefrontSettings {
-    /// Recommendations shown per product, 1 to 10.
+    /// Suggestions shown per product, 1 to 10.
     shown: u32,
-    /// The key the recommendations service expects: a secret, never shown.
+    /// The key the suggestions service expects: a secret, never shown.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    recommendations_key: Option<Secret>,
+    suggestions_key: Option<Secret>,
 }
 
 impl Default for StorefrontSettings {
     fn default() -> Self {
         Self {
             shown: 3,
-            recommendations_key: None,
+            suggestions_key: None,
         }
     }
 }
@@ -73,28 +76,36 @@ impl Validate for StorefrontSettings {
 
 impl Bff for Storefront {
     const NAME: &'static str = "bff-storefront";
-    const ABOUT: &'static str = "bff-web with recommendations";
+    const ABOUT: &'static str = "bff-web with suggestions";
     const PUBLIC_PORT: u16 = 8090;
     const ADMIN_PORT: u16 = 9090;
-    const SERVICES: &'static [ServiceSpec] =
-        &[PRODUCTS, INVENTORY, PRICING, REVIEWS, RECOMMENDATIONS];
+    const SERVICES: &'static [ServiceSpec] = &[
+        PRODUCTS,
+        INVENTORY,
+        PRICING,
+        REVIEWS,
+        USERS,
+        ORDERS,
+        bff_web::RECOMMENDATIONS,
+        SUGGESTIONS,
+    ];
     const SECTION: &'static str = "storefront";
     /// A route whose author forgot that services need a caller.
-    const PUBLIC_ROUTES: &'static [&'static str] = &["/api/public/recommendations/{id}"];
+    const PUBLIC_ROUTES: &'static [&'static str] = &["/api/public/suggestions/{id}"];
     type Config = StorefrontSettings;
 
     fn routes(settings: &StorefrontSettings, parts: &BffParts) -> Router {
-        let recommendations = Router::new()
+        let suggestions = Router::new()
             .route(
-                "/api/recommendations/{id}",
-                get(recommend).route_layer(RequireScope::new("products:read")),
+                "/api/suggestions/{id}",
+                get(suggest).route_layer(RequireScope::new("products:read")),
             )
-            .route("/api/public/recommendations/{id}", get(recommend))
-            .with_state(Recommender {
+            .route("/api/public/suggestions/{id}", get(suggest))
+            .with_state(Suggester {
                 services: parts.downstreams().clone(),
                 shown: settings.shown,
             });
-        bff_web::app(parts.downstreams().clone(), &WebSettings::default()).merge(recommendations)
+        bff_web::app(parts, &WebSettings::default()).merge(suggestions)
     }
 
     /// Marks every answer, so the test sees where the BFF's layers sit.
@@ -111,26 +122,26 @@ impl Bff for Storefront {
 }
 
 #[derive(Debug, Clone)]
-struct Recommender {
+struct Suggester {
     services: Downstreams,
     shown: u32,
 }
 
-async fn recommend(
-    State(recommender): State<Recommender>,
+async fn suggest(
+    State(suggester): State<Suggester>,
     context: RequestContext,
     Path(id): Path<u64>,
 ) -> Result<Json<Value>, Error> {
-    let recommended: Vec<u64> = recommender
+    let suggested: Vec<u64> = suggester
         .services
-        .client(RECOMMENDATIONS.name)
+        .client(SUGGESTIONS.name)
         .get(
-            format!("/recommendations/{id}?limit={}", recommender.shown),
+            format!("/suggestions/{id}?limit={}", suggester.shown),
             &context,
         )
         .await
         .map_err(fetching("product", id))?;
-    Ok(Json(json!({ "product": id, "recommended": recommended })))
+    Ok(Json(json!({ "product": id, "suggested": suggested })))
 }
 
 #[derive(Debug, Deserialize)]
@@ -138,13 +149,13 @@ struct Limit {
     limit: u64,
 }
 
-/// A real recommendations service on a free port, keeping the headers of
+/// A real suggestions service on a free port, keeping the headers of
 /// every request it receives.
-async fn recommendations_service() -> (SocketAddr, Arc<Mutex<Vec<HeaderMap>>>) {
+async fn suggestions_service() -> (SocketAddr, Arc<Mutex<Vec<HeaderMap>>>) {
     let received = Arc::new(Mutex::new(Vec::new()));
     let router = Router::new()
         .route(
-            "/recommendations/{id}",
+            "/suggestions/{id}",
             get(
                 |State(received): State<Arc<Mutex<Vec<HeaderMap>>>>,
                  Path(id): Path<u64>,
@@ -159,10 +170,10 @@ async fn recommendations_service() -> (SocketAddr, Arc<Mutex<Vec<HeaderMap>>>) {
     (serve_on_free_port(router).await, received)
 }
 
-/// Starts the storefront against `demo` and the recommendations service at `recommendations`.
+/// Starts the storefront against `demo` and the suggestions service at `suggestions`.
 async fn start_storefront(
     demo: &demo_services::DemoServices,
-    recommendations: SocketAddr,
+    suggestions: SocketAddr,
     shutdown: &Shutdown,
 ) -> Running {
     start_bff::<Storefront>(demo, shutdown, |config| {
@@ -171,9 +182,9 @@ async fn start_storefront(
         config.own.shown = 2;
         config
             .downstream
-            .get_mut(RECOMMENDATIONS.name)
+            .get_mut(SUGGESTIONS.name)
             .expect("the storefront's own service has a section")
-            .url = ServiceUrl::parse(&format!("http://{recommendations}")).expect("a valid URL");
+            .url = ServiceUrl::parse(&format!("http://{suggestions}")).expect("a valid URL");
     })
     .await
 }
@@ -181,13 +192,13 @@ async fn start_storefront(
 #[tokio::test]
 async fn a_service_added_in_a_bffs_crate_is_called_with_the_platforms_guarantees() {
     let (demo, shutdown) = start_demo(Default::default()).await;
-    let (recommendations, received) = recommendations_service().await;
-    let storefront = start_storefront(&demo, recommendations, &shutdown).await;
+    let (suggestions, received) = suggestions_service().await;
+    let storefront = start_storefront(&demo, suggestions, &shutdown).await;
     let token = issue_token(&demo, "user-1", "bff-web", "ES256");
 
     let answer = send(
         reqwest::Client::new()
-            .get(format!("{}/api/recommendations/42", base_url(&storefront)))
+            .get(format!("{}/api/suggestions/42", base_url(&storefront)))
             .bearer_auth(&token)
             .header(
                 "traceparent",
@@ -197,10 +208,7 @@ async fn a_service_added_in_a_bffs_crate_is_called_with_the_platforms_guarantees
     )
     .await;
     assert_eq!(answer.status, 200, "{}", answer.body);
-    assert_eq!(
-        answer.body,
-        json!({ "product": 42, "recommended": [43, 44] })
-    );
+    assert_eq!(answer.body, json!({ "product": 42, "suggested": [43, 44] }));
 
     let headers = received.lock().expect("not poisoned").clone();
     assert_eq!(headers.len(), 1, "one call to the service");
@@ -242,7 +250,7 @@ async fn a_service_added_in_a_bffs_crate_is_called_with_the_platforms_guarantees
         .expect("text");
     assert!(
         metrics.contains(
-            r#"downstream_request_duration_seconds_count{bff="bff-storefront",service="recommendations",outcome="200"} 1"#
+            r#"downstream_request_duration_seconds_count{bff="bff-storefront",service="suggestions",outcome="200"} 1"#
         ),
         "{metrics}"
     );
@@ -253,9 +261,9 @@ async fn a_service_added_in_a_bffs_crate_is_called_with_the_platforms_guarantees
 #[tokio::test]
 async fn a_bffs_own_layers_see_every_routed_request_before_authentication() {
     let (demo, shutdown) = start_demo(Default::default()).await;
-    let (recommendations, received) = recommendations_service().await;
-    let storefront = start_storefront(&demo, recommendations, &shutdown).await;
-    let url = format!("{}/api/recommendations/7", base_url(&storefront));
+    let (suggestions, received) = suggestions_service().await;
+    let storefront = start_storefront(&demo, suggestions, &shutdown).await;
+    let url = format!("{}/api/suggestions/7", base_url(&storefront));
 
     let refused = send(reqwest::Client::new().get(&url)).await;
     refused.assert_problem(401, "AUTH_MISSING", "no credential");
@@ -285,26 +293,26 @@ fn load(name: &str, contents: &str) -> Result<BffConfig<Storefront>, String> {
 fn the_added_service_and_the_own_section_load_through_the_real_loader() {
     let defaults = BffConfig::<Storefront>::default();
     assert_eq!(
-        defaults.downstream[RECOMMENDATIONS.name].url.as_str(),
+        defaults.downstream[SUGGESTIONS.name].url.as_str(),
         "http://127.0.0.1:7010/",
         "a one-machine run finds the service on its local port"
     );
 
     let config = load(
         "valid.toml",
-        "[storefront]\nshown = 4\n\n[downstream.recommendations]\nurl = \"http://recs.internal:7010\"\ntimeout = \"300ms\"\n",
+        "[storefront]\nshown = 4\n\n[downstream.suggestions]\nurl = \"http://recs.internal:7010\"\ntimeout = \"300ms\"\n",
     )
     .expect("valid");
     assert_eq!(config.own.shown, 4);
-    let recommendations = &config.downstream[RECOMMENDATIONS.name];
-    assert_eq!(recommendations.url.as_str(), "http://recs.internal:7010/");
+    let suggestions = &config.downstream[SUGGESTIONS.name];
+    assert_eq!(suggestions.url.as_str(), "http://recs.internal:7010/");
     assert_eq!(
-        recommendations.timeout.get(),
+        suggestions.timeout.get(),
         std::time::Duration::from_millis(300)
     );
     assert_eq!(
         config.downstream.len(),
-        5,
+        8,
         "the other services keep their defaults"
     );
 }
@@ -332,7 +340,7 @@ fn a_bad_own_section_or_service_is_one_line_naming_the_key() {
     assert_eq!(
         error,
         "downstream.search: bff-storefront does not call a service named search \
-         (it calls products, inventory, pricing, reviews, recommendations) and no route forwards to it"
+         (it calls products, inventory, pricing, reviews, users, orders, recommendations, suggestions) and no route forwards to it"
     );
 }
 
@@ -340,20 +348,20 @@ fn a_bad_own_section_or_service_is_one_line_naming_the_key() {
 fn the_own_section_is_shown_with_its_secrets_masked() {
     let config = load(
         "secret.toml",
-        "[storefront]\nrecommendations_key = \"hunter2-hunter2\"\n",
+        "[storefront]\nsuggestions_key = \"hunter2-hunter2\"\n",
     )
     .expect("valid");
     assert_eq!(
-        config.own.recommendations_key.as_ref().map(Secret::expose),
+        config.own.suggestions_key.as_ref().map(Secret::expose),
         Some("hunter2-hunter2")
     );
     let shown = render_masked(&config);
     assert!(
-        shown.contains("[storefront]\nshown = 3\nrecommendations_key = \"***\"\n"),
+        shown.contains("[storefront]\nshown = 3\nsuggestions_key = \"***\"\n"),
         "{shown}"
     );
     assert!(!shown.contains("hunter2"), "{shown}");
-    assert!(shown.contains("[downstream.recommendations]"), "{shown}");
+    assert!(shown.contains("[downstream.suggestions]"), "{shown}");
 }
 
 #[tokio::test]
@@ -521,9 +529,9 @@ async fn bff_web_answers_cors_for_its_configured_origins_before_authentication()
 #[tokio::test]
 async fn no_service_is_called_for_a_request_without_a_verified_identity() {
     let (demo, shutdown) = start_demo(Default::default()).await;
-    let (recommendations, received) = recommendations_service().await;
-    let storefront = start_storefront(&demo, recommendations, &shutdown).await;
-    let public = format!("{}/api/public/recommendations/42", base_url(&storefront));
+    let (suggestions, received) = suggestions_service().await;
+    let storefront = start_storefront(&demo, suggestions, &shutdown).await;
+    let public = format!("{}/api/public/suggestions/42", base_url(&storefront));
 
     let anonymous = send(reqwest::Client::new().get(&public)).await;
     anonymous.assert_problem(500, "INTERNAL", "a public route calling a service");
@@ -548,7 +556,7 @@ async fn no_service_is_called_for_a_request_without_a_verified_identity() {
     assert!(
         metrics.lines().any(
             |line| line.starts_with("downstream_request_duration_seconds_count")
-                && line.contains("service=\"recommendations\"")
+                && line.contains("service=\"suggestions\"")
                 && line.contains("outcome=\"not_sent\"")
                 && line.ends_with(" 2")
         ),

@@ -92,6 +92,8 @@ async fn an_https_service_is_verified_with_its_own_or_the_shared_ca_file() {
     let products = tls_front(demo.addr(ServiceName::Products), ca.server_config(&[])).await;
     let configure = |service_ca: Option<PathBuf>, shared_ca: Option<PathBuf>| {
         let mut config = bff_config::<bff_web::Web>(&demo, &Default::default());
+        // Only the product itself comes from products.
+        config.own = platform_tests::web_without_related_products();
         let downstream = config
             .downstream
             .get_mut("products")
