@@ -19,3 +19,4 @@ mod resilience;
 mod seams;
 mod slice;
 mod tls;
+mod web;
