@@ -319,13 +319,18 @@ fn gateway_core_modules_use_only_those_above_them_in_the_architecture() {
     }
 }
 
-/// Every error code gateway-core can answer with: the string literals of the
-/// `code` functions of its errors (and of the code of undescribed errors).
+/// Every error code the BFFs can answer with: the string literals of the
+/// `code` functions of the errors of gateway-core and of each BFF (and of
+/// the code of undescribed errors), and the `code: "..."` of the errors
+/// that carry theirs.
 fn codes_in_the_code() -> BTreeSet<String> {
     let is_code =
         |text: &str| text.len() > 2 && text.bytes().all(|b| b.is_ascii_uppercase() || b == b'_');
     let mut codes = BTreeSet::new();
-    for file in text_files(&repository().join("gateway-core/src")) {
+    let sources = ["gateway-core", "bff-web", "bff-mobile", "bff-partner"]
+        .into_iter()
+        .flat_map(|krate| text_files(&repository().join(krate).join("src")));
+    for file in sources {
         let text = std::fs::read_to_string(&file).expect("readable");
         for signature in [
             "fn code(&self) -> &'static str {",
@@ -350,6 +355,15 @@ fn codes_in_the_code() -> BTreeSet<String> {
                         codes.insert(literal.to_owned());
                     }
                 }
+            }
+        }
+        for (at, _) in text.match_indices("code: \"") {
+            let literal = text[at + "code: \"".len()..]
+                .split('"')
+                .next()
+                .expect("a closed literal");
+            if is_code(literal) {
+                codes.insert(literal.to_owned());
             }
         }
     }
