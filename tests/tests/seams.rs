@@ -509,6 +509,46 @@ async fn bff_web_answers_cors_for_its_configured_origins_before_authentication()
         page.header("access-control-expose-headers")
             .contains("x-request-id")
     );
+    // Caches keep one answer per origin and per coding.
+    let vary: Vec<String> = page
+        .headers
+        .get_all("vary")
+        .iter()
+        .flat_map(|value| value.to_str().expect("ASCII").split(','))
+        .map(|name| name.trim().to_ascii_lowercase())
+        .collect();
+    assert!(
+        vary.iter().any(|name| name == "origin")
+            && vary.iter().any(|name| name == "accept-encoding"),
+        "{vary:?}"
+    );
+
+    // Checkout from the web app's origin: a POST with an Idempotency-Key.
+    let checkout = send(
+        reqwest::Client::new()
+            .request(
+                reqwest::Method::OPTIONS,
+                format!("{}/api/orders", base_url(&web)),
+            )
+            .header("origin", "https://shop.example.com")
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "authorization,content-type,idempotency-key",
+            ),
+    )
+    .await;
+    assert_eq!(checkout.status, 200, "{}", checkout.body);
+    assert!(
+        checkout
+            .header("access-control-allow-methods")
+            .contains("POST")
+    );
+    assert!(
+        checkout
+            .header("access-control-allow-headers")
+            .contains("idempotency-key")
+    );
 
     let refused = send(
         reqwest::Client::new()
