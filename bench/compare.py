@@ -7,9 +7,24 @@ Scenarios (see bench/README.md, "Peers"):
 - passthrough: GET /products/42 straight to the service, through nginx
   (no auth), haproxy 2.6 verifying RS256 and HS256 tokens with a stick-table
   limit, and bff-web's [[routes]] entry (RS256, in-process and Redis limiter);
-- page and page-20ms: bff-web's product page (four legs, at 0 and 20 ms of
-  service latency) against an Express BFF doing the same fan-out;
+- page and page-20ms: bff-web's product page (the product, its reviews, 8
+  related products, then one batch call each for the prices and the stock of
+  all nine), at 0 and 20 ms of service latency, against an Express BFF
+  serving the same page (bench/peers/express-bff);
+- listing and listing-20ms: a category's listing page (24 products with
+  their prices and stock, the category's facets, a signed next cursor),
+  bff-web against the same Express BFF;
+- dashboard and dashboard-20ms: the signed-in user's dashboard (profile, five
+  newest orders, six recommendations, then one batch call for their products
+  and one for the recommendations' prices), bff-web against Express;
 - mobile: bff-mobile's product query against Apollo Server with DataLoader.
+
+In the web page scenarios ours runs with every service's response cache off
+(`bff-web-no-cache`: every call made afresh, as the peer, which has no cache,
+makes it); `page` also runs it with the cache on (`bff-web`). Every system of
+a page scenario must answer the same JSON document (compared once per system,
+the listing's cursor aside), and for each system one request with
+`Accept-Encoding: br` records the bytes of its answer on the wire.
 
 Pinning: every system under test runs alone on CPU 0 with one worker (nginx
 worker_processes 1, haproxy nbthread 1, Node's one event loop, our tokio
@@ -17,7 +32,10 @@ runtime sizing itself from the affinity mask to one worker); the load
 generators, demo-services and Redis share CPU 1.
 
 For each system: idle RSS, then closed-loop wrk (-t1, CONNECTIONS) for the
-maximum rate and the CPU time the system's processes spent per request;
+maximum rate and the CPU time the system's processes spent per request
+(`cpu_us_per_request`: user + system seconds of its process tree over the run,
+per request); then one request with `Accept-Encoding: br` for the bytes on the
+wire (`wire`);
 then oha open-loop at 25/50/75 % of the weakest system's maximum in the
 scenario, with latency correction (coordinated omission), for p50/p99/p99.9;
 then 1,000 open connections, each sending a request a second, for RSS. Any non-2xx answer
@@ -31,6 +49,8 @@ with DIR/README.md listing them.
 
 import argparse
 import datetime
+import http.client
+import io
 import json
 import os
 import platform
@@ -38,10 +58,12 @@ import re
 import resource
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -63,10 +85,25 @@ UNLIMITED_PLAN = {"BFF_RATE_LIMIT__PLANS__STANDARD__CAPACITY": "1000000000",
                   "BFF_RATE_LIMIT__PLANS__STANDARD__REFILL_PER_SECOND": "1000000000"}
 # The mobile product query: one product's name, price and stock.
 MOBILE_QUERY = json.dumps({"query": "{ product(id: 42) { name price stock } }"})
-WEB_SERVICES = ("products", "inventory", "pricing", "reviews")
+# bff-web's services: every one its pages call.
+WEB_SERVICES = ("products", "inventory", "pricing", "reviews", "users", "orders", "recommendations")
 MOBILE_SERVICES = ("products", "inventory", "pricing")
 # Every call made afresh, as the Node peers make them (the services mark products cacheable).
 CACHE_OFF = {"BFF_DOWNSTREAM__PRODUCTS__CACHE__ENABLED": "false"}
+# bff-web's response cache off for every service: products, listings, facets and related products are
+# `public, max-age=60`, users and recommendations `private`; the Express peer keeps nothing.
+WEB_CACHE_OFF = {f"BFF_DOWNSTREAM__{name.upper()}__CACHE__ENABLED": "false" for name in WEB_SERVICES}
+# The pages of bff-web measured against the Express peer, each at 0 ms and (SCENARIO-20ms) at 20 ms of
+# service latency: the scenario, its path on both.
+WEB_PAGES = {"page": "/api/product-page/42",
+             "listing": "/api/categories/audio/products?limit=24",
+             "dashboard": "/api/me/dashboard"}
+# The dashboard's user: five orders with twelve lines in all (the five the dashboard shows) and six
+# recommendations, so its second round asks for 18 products and six prices (seed 42, the default).
+DASHBOARD_USER = "user-14"
+# What the dashboard needs, and nothing more.
+DASHBOARD_SCOPES = "profile:read orders:read"
+LATENCY_SUFFIX = "-20ms"
 
 
 class Failure(Exception):
@@ -218,6 +255,67 @@ def oha(target, seconds, rate, connections):
     }
 
 
+class _Received(io.RawIOBase):
+    """A socket read through http.client, counting the bytes received."""
+
+    def __init__(self, sock):
+        self.sock, self.count = sock, 0
+
+    def readable(self):
+        return True
+
+    def readinto(self, buffer):
+        received = self.sock.recv_into(buffer)
+        self.count += received
+        return received
+
+    def makefile(self, _mode):
+        return io.BufferedReader(self)
+
+
+def on_the_wire(target, encoding):
+    """One request for TARGET with Accept-Encoding: ENCODING: what its answer took on the wire.
+
+    `bytes` counts every byte received (status line, headers, body as sent:
+    still compressed, with any chunk framing); `body_bytes` the body alone,
+    as sent. Returns that record and the body.
+    """
+    url = urllib.parse.urlsplit(target["url"])
+    body = target.get("body", "").encode()
+    head = [f"{'POST' if body else 'GET'} {url.path}{'?' + url.query if url.query else ''} HTTP/1.1",
+            f"Host: {url.netloc}", f"Accept-Encoding: {encoding}",
+            *(f"{name}: {value}" for name, value in target["headers"].items())]
+    if body:
+        head.append(f"Content-Length: {len(body)}")
+    with socket.create_connection((url.hostname, url.port), timeout=10) as sock:
+        sock.sendall("\r\n".join(head + ["", ""]).encode() + body)
+        received = _Received(sock)
+        answer = http.client.HTTPResponse(received, method="POST" if body else "GET")
+        answer.begin()
+        content = answer.read()
+        if answer.status != 200:
+            raise Failure(f"{target['url']} answered {answer.status} to one request")
+        return {"accept_encoding": encoding, "bytes": received.count, "body_bytes": len(content),
+                "content_encoding": answer.getheader("Content-Encoding", "identity")}, content
+
+
+def wire(target):
+    """The bytes of one answer on the wire with br (`bytes`, `body_bytes`), and its JSON's size
+    uncompressed (`identity_body_bytes`); with the uncompressed body."""
+    record, _ = on_the_wire(target, "br")
+    plain, content = on_the_wire(target, "identity")
+    return {**record, "identity_body_bytes": plain["body_bytes"]}, content
+
+
+def comparable(content):
+    """A page's JSON as systems must agree on it: a listing's cursor is each system's own (signed with
+    its key), so only whether there is one is compared."""
+    document = json.loads(content)
+    if isinstance(document, dict) and isinstance(document.get("pageInfo"), dict):
+        document["pageInfo"]["nextCursor"] = document["pageInfo"].get("nextCursor") is not None
+    return document
+
+
 def check(label, run):
     if run["non_2xx"] or run["socket_errors"]:
         raise Failure(f"{label}: {run['non_2xx']} non-2xx answers, {run['socket_errors']} socket errors"
@@ -255,9 +353,13 @@ class Setup:
         with open(os.path.join(self.run_dir, name), "w") as config:
             config.write(text)
 
-    def token(self, audience, alg):
-        body = json.dumps({"subject": "user-1", "audience": audience, "alg": alg}).encode()
-        with urllib.request.urlopen(f"http://127.0.0.1:{SERVICE_PORTS['auth']}/token", body) as answer:
+    def token(self, audience, alg, subject="user-1", scope=None):
+        """A token for SUBJECT from the demo issuer, with SCOPE (space-separated) or every scope the subject has."""
+        request = {"subject": subject, "audience": audience, "alg": alg}
+        if scope:
+            request["scope"] = scope
+        with urllib.request.urlopen(f"http://127.0.0.1:{SERVICE_PORTS['auth']}/token",
+                                    json.dumps(request).encode()) as answer:
             return json.load(answer)["access_token"]
 
 
@@ -304,14 +406,17 @@ def systems(setup, scenario):
              lambda: start([bff_web], {**bff_env(WEB_SERVICES), "BFF_CONFIG": setup.routes, **redis}),
              {"url": f"http://127.0.0.1:18080{path}", "headers": rs256}),
         ]
-    if scenario in ("page", "page-20ms"):
-        web = {"Authorization": f"Bearer {setup.token('bff-web', 'ES256')}"}
-        page = {"url": "http://127.0.0.1:18080/api/product-page/42", "headers": web}
-        return [
-            ("bff-web", lambda: start([bff_web], bff_env(WEB_SERVICES)), page),
-            ("bff-web-no-cache", lambda: start([bff_web], {**bff_env(WEB_SERVICES), **CACHE_OFF}), page),
+    if scenario.removesuffix(LATENCY_SUFFIX) in WEB_PAGES:
+        name = scenario.removesuffix(LATENCY_SUFFIX)
+        path = WEB_PAGES[name]
+        token = (setup.token("bff-web", "ES256", DASHBOARD_USER, DASHBOARD_SCOPES) if name == "dashboard"
+                 else setup.token("bff-web", "ES256"))
+        page = {"url": f"http://127.0.0.1:18080{path}", "headers": {"Authorization": f"Bearer {token}"}}
+        cached = [("bff-web", lambda: start([bff_web], bff_env(WEB_SERVICES)), page)] if scenario == "page" else []
+        return cached + [
+            ("bff-web-no-cache", lambda: start([bff_web], {**bff_env(WEB_SERVICES), **WEB_CACHE_OFF}), page),
             ("express", lambda: start(node, node_env(), cwd=os.path.join(PEERS, "express-bff")),
-             {**page, "url": "http://127.0.0.1:18094/api/product-page/42"}),
+             {**page, "url": f"http://127.0.0.1:18094{path}"}),
         ]
     if scenario == "mobile":
         mobile = {"Authorization": f"Bearer {setup.token('bff-mobile', 'ES256')}",
@@ -373,25 +478,39 @@ def open_loop(target, options, rates):
     return [oha(target, options.open_duration, rate, options.connections) for rate in rates]
 
 
+def measure_system(target, options, pids):
+    """closed_loop, then the bytes of one answer on the wire; with the answer's body."""
+    result = closed_loop(target, options, pids)
+    result["wire"], content = wire(target)
+    return result, content
+
+
 def run_scenario(setup, scenario, options):
     """Every system of SCENARIO, one at a time on CPU 0: closed loop, then open loop."""
     results = {}
+    reference = None  # the first system's page, which every other must answer too
     for label, launch, target in systems(setup, scenario):
-        result = with_system(launch, target, lambda pids: closed_loop(target, options, pids))
+        result, content = with_system(launch, target, lambda pids: measure_system(target, options, pids))
         closed = result["closed"]
-        print(f"{scenario:<12}{label:<21}{closed['rps']:>9.0f} req/s  p50 {closed['p50_ms']:6.2f} ms"
-              f"  p99 {closed['p99_ms']:6.2f} ms  CPU {result.get('cpu_us_per_request', 0):5.0f} µs/req",
-              flush=True)
+        print(f"{scenario:<16}{label:<21}{closed['rps']:>9.0f} req/s  p50 {closed['p50_ms']:6.2f} ms"
+              f"  p99 {closed['p99_ms']:6.2f} ms  CPU {result.get('cpu_us_per_request', 0):5.0f} µs/req"
+              f"  {result['wire']['bytes']:>6} B with br", flush=True)
         check(f"{scenario}/{label}", closed)
         if "many_connections" in result:
             check(f"{scenario}/{label} at {MANY_CONNECTIONS} connections", result["many_connections"])
+        if scenario.removesuffix(LATENCY_SUFFIX) in WEB_PAGES:
+            if reference is None:
+                reference = (label, comparable(content))
+            elif comparable(content) != reference[1]:
+                raise Failure(f"{scenario}: {label} answers another page than {reference[0]}:"
+                              f" {content[:300]!r}")
         results[label] = result
     weakest = min(result["closed"]["rps"] for result in results.values())
     rates = [max(1, round(weakest * fraction)) for fraction in LOAD_FRACTIONS]
     for label, launch, target in systems(setup, scenario):
         runs = with_system(launch, target, lambda _pids: open_loop(target, options, rates))
         for run in runs:
-            print(f"{scenario:<12}{label:<21}{run['rate']:>7} req/s offered: p50 {run['p50_ms']:6.2f}"
+            print(f"{scenario:<16}{label:<21}{run['rate']:>7} req/s offered: p50 {run['p50_ms']:6.2f}"
                   f"  p99 {run['p99_ms']:6.2f}  p99.9 {run['p999_ms']:6.2f} ms", flush=True)
             check(f"{scenario}/{label} at {run['rate']} req/s", run)
         results[label]["open"] = runs
@@ -466,11 +585,25 @@ def write_flamegraph_index(options, drawn, commit, date):
 
 
 def set_latency(latency):
-    for service in ("products", "inventory", "pricing", "reviews"):
+    """Every service the BFFs call answers after LATENCY (None: at once)."""
+    for service in WEB_SERVICES:
         req = urllib.request.Request(f"http://127.0.0.1:{SERVICE_PORTS['auth']}/admin/faults/{service}",
                                      data=json.dumps({"latency": latency} if latency else {}).encode(),
                                      method="PUT", headers={"Content-Type": "application/json"})
         urllib.request.urlopen(req).read()
+
+
+def service_call_ms(calls=20):
+    """The median of CALLS GETs of /products/42 straight to the service, in ms: what one round of
+    calls costs at the services' injected latency (demo-services sleeps on tokio's 1 ms timer)."""
+    times = []
+    for _ in range(calls):
+        started = time.perf_counter()
+        status, _ = request(f"http://127.0.0.1:{SERVICE_PORTS['products']}/products/42")
+        if status != 200:
+            raise Failure(f"the products service answered {status} straight")
+        times.append((time.perf_counter() - started) * 1000)
+    return sorted(times)[len(times) // 2]
 
 
 def machine():
@@ -498,7 +631,8 @@ def main():
     parser.add_argument("-d", "--duration", type=int, default=10, help="closed-loop seconds per system")
     parser.add_argument("-o", "--open-duration", type=int, default=10, help="open-loop seconds per rate")
     parser.add_argument("-c", "--connections", type=int, default=32)
-    parser.add_argument("-s", "--scenarios", default="passthrough,page,page-20ms,mobile")
+    parser.add_argument("-s", "--scenarios",
+                        default="passthrough,page,page-20ms,listing,listing-20ms,dashboard,dashboard-20ms,mobile")
     parser.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "latest.json"))
     parser.add_argument("--flamegraphs", metavar="DIR",
                         help="draw flame graphs of our systems into DIR instead of measuring")
@@ -522,9 +656,12 @@ def main():
         start(["redis-server", "--port", "16379", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
               cpu=LOAD_CPU)
         wait_ok(f"http://127.0.0.1:{SERVICE_PORTS['auth']}/.well-known/jwks.json")
-        scenarios, drawn = {}, []
+        scenarios, drawn, direct_calls = {}, [], {}
         for scenario in options.scenarios.split(","):
-            set_latency("20ms" if scenario == "page-20ms" else None)
+            slow = scenario.endswith(LATENCY_SUFFIX)
+            set_latency("20ms" if slow else None)
+            if slow and not options.flamegraphs:
+                direct_calls[scenario] = service_call_ms()
             if options.flamegraphs:
                 os.makedirs(options.flamegraphs, exist_ok=True)
                 drawn += draw_flamegraphs(setup, scenario, options)
@@ -543,7 +680,9 @@ def main():
         return 0
     report = {"date": date, "commit": commit, "machine": machine(),
               "versions": versions(), "pinning": {"systems": SYSTEM_CPU, "load": LOAD_CPU},
-              "options": vars(options) | {"out": None}, "scenarios": scenarios}
+              "options": vars(options) | {"out": None}, "scenarios": scenarios,
+              # One call straight to a service during each 20 ms scenario, median in ms.
+              "service_call_ms": direct_calls}
     os.makedirs(os.path.dirname(options.out), exist_ok=True)
     with open(options.out, "w") as out:
         json.dump(report, out, indent=1)
