@@ -26,12 +26,12 @@ use gateway_core::{
 use serde::{Deserialize, Serialize};
 use shared_schema::{
     Page,
-    catalog::{CategoryFacets, PRODUCTS, Product, ProductSort},
+    catalog::{CategoryFacets, PRODUCTS, ProductSort},
 };
 
 use crate::{
     cursor::CursorSigner,
-    views::{self, ProductCard, ProductOffer},
+    views::{self, ListedProduct, ProductCard, ProductOffer},
 };
 
 /// Products on a page unless `limit` says otherwise.
@@ -243,7 +243,7 @@ pub(crate) async fn get_listing(
         required(async {
             services
                 .client(PRODUCTS.name)
-                .get::<Page<Product>>(listing_path, &context)
+                .get::<Page<ListedProduct>>(listing_path, &context)
                 .await
                 .map_err(fetching("category", &slug))
         }),

@@ -35,7 +35,7 @@ use shared_schema::{
     catalog::{PRODUCTS, Product, ProductReviews, REVIEWS},
 };
 
-use crate::views::{self, Availability, PriceView, ProductCard, ProductOffer};
+use crate::views::{self, Availability, ListedProduct, PriceView, ProductCard, ProductOffer};
 
 /// What the page is assembled from.
 #[derive(Debug, Clone)]
@@ -188,7 +188,7 @@ pub(crate) async fn get_product_page(
                     &context,
                     services
                         .client(PRODUCTS.name)
-                        .get::<Page<Product>>(related_path, &context),
+                        .get::<Page<ListedProduct>>(related_path, &context),
                 )
                 .await?
                 .map(|page| page.items.into_iter().map(ProductCard::from).collect()),

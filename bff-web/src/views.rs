@@ -18,7 +18,7 @@ use gateway_core::{
 use serde::{Deserialize, Serialize};
 use shared_schema::{
     Batch,
-    catalog::{INVENTORY, PRICING, PRODUCTS, Price, Product, StockLevel},
+    catalog::{INVENTORY, PRICING, PRODUCTS, Price, StockLevel},
 };
 
 /// A price as a page shows it.
@@ -117,8 +117,20 @@ pub struct ProductCard {
     pub image_url: String,
 }
 
-impl From<Product> for ProductCard {
-    fn from(product: Product) -> Self {
+/// A product as the products service lists it, read for a card: the fields
+/// a card shows. The others (SKU, description) are skipped as they are
+/// parsed instead of being copied into strings the page drops.
+#[derive(Debug, Deserialize)]
+pub(crate) struct ListedProduct {
+    id: u64,
+    name: String,
+    brand: String,
+    category: String,
+    image_url: String,
+}
+
+impl From<ListedProduct> for ProductCard {
+    fn from(product: ListedProduct) -> Self {
         Self {
             id: product.id,
             name: product.name,
@@ -263,7 +275,7 @@ pub(crate) async fn product_cards(
         context,
         services
             .client(PRODUCTS.name)
-            .get::<Batch<Product>>(ids_query("/products", ids), context),
+            .get::<Batch<ListedProduct>>(ids_query("/products", ids), context),
     )
     .await?;
     Ok(products.map(|batch| {
