@@ -252,7 +252,7 @@ impl Service<Request> for Faulty {
                 delay += jitter.get().mul_f64(fastrand::f64());
             }
             if !delay.is_zero() {
-                tokio::time::sleep(delay).await;
+                sleep_precisely(delay).await;
             }
             if faults.error_rate > 0.0 && fastrand::f64() < faults.error_rate {
                 let failure = Rejection::new(
@@ -271,6 +271,26 @@ impl Service<Request> for Faulty {
                 None => response,
             })
         })
+    }
+}
+
+/// How early tokio's timer hands a precise wait over to a thread.
+const TIMER_TICK_MARGIN: Duration = Duration::from_millis(2);
+
+/// Waits `delay` to within tens of microseconds. tokio's timer ticks every
+/// millisecond and rounds a deadline up to the next tick, so a 20 ms latency
+/// took 20 to 22 ms and a benchmark's critical path grew by a millisecond
+/// per round: the bulk of the wait is on tokio's timer, the last
+/// milliseconds on a blocking-pool thread's `nanosleep`.
+async fn sleep_precisely(delay: Duration) {
+    let deadline = tokio::time::Instant::now() + delay;
+    if delay > TIMER_TICK_MARGIN {
+        tokio::time::sleep_until(deadline - TIMER_TICK_MARGIN).await;
+    }
+    let rest = deadline.saturating_duration_since(tokio::time::Instant::now());
+    if !rest.is_zero() {
+        // The thread only sleeps; if the pool is gone (shutdown), so is the wait.
+        let _ = tokio::task::spawn_blocking(move || std::thread::sleep(rest)).await;
     }
 }
 
