@@ -666,6 +666,20 @@ async fn checkout_is_carried_out_once_across_two_instances_sharing_redis() {
     let placed = checkout(&first, &token, "retry-1", &body).await;
     assert_eq!(placed.status, 201, "{}", placed.body);
     assert_eq!(posted_orders(&demo), 1);
+    // Placed for the verified caller, who is the order's user.
+    let posted = demo
+        .last_request(ServiceName::Orders)
+        .expect("the order was posted");
+    assert_eq!(posted.method, "POST");
+    assert_eq!(
+        posted.header_values("x-auth-subject"),
+        [format!("user-{user}").as_str()]
+    );
+    let order_id = placed.body["id"].as_u64().expect("an order id");
+    assert_eq!(
+        demo.catalog().order(order_id).map(|order| order.user_id),
+        Some(user)
+    );
     let retried = checkout(&second, &token, "retry-1", &body).await;
     assert_eq!(retried.status, 201, "{}", retried.body);
     assert_eq!(retried.body, placed.body);
