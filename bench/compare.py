@@ -595,7 +595,7 @@ def set_latency(latency):
 
 def service_call_ms(calls=20):
     """The median of CALLS GETs of /products/42 straight to the service, in ms: what one round of
-    calls costs at the services' injected latency (demo-services sleeps on tokio's 1 ms timer)."""
+    calls costs at the services' injected latency, as a client sees it from here."""
     times = []
     for _ in range(calls):
         started = time.perf_counter()

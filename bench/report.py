@@ -214,7 +214,7 @@ def page_tables(report):
             direct = report.get("service_call_ms", {}).get(page + SLOW)
             if direct is not None:
                 lines += ["", f"One call straight to a service took {direct:.2f} ms (median) in this scenario "
-                          f"(demo-services sleeps {LEG_MS} ms on tokio's 1 ms timer): the services alone make the "
+                          f"(timed from Python, its own overhead included): the services alone make the "
                           f"path {rounds} × {direct:.2f} = {rounds * direct:.2f} ms."]
         lines.append("")
     return lines
