@@ -3,7 +3,7 @@
 //! A page showing many products (a listing, related products, the
 //! dashboard's recommendations) gets their prices and stock from the
 //! services' batch endpoints, one call per service per page, never one per
-//! item ([`offers`]). Both parts are optional: when one fails the products
+//! item (`offers`). Both parts are optional: when one fails the products
 //! are shown without it, named in `missing` (`price`, `availability`).
 
 use std::collections::HashMap;
