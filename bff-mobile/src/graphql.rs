@@ -4,10 +4,11 @@
 //! request always gets a GraphQL response (200), whose `errors` say what
 //! failed.
 //!
-//! Apps send the same few query texts over and over, so parsed documents
-//! are kept by their text ([`ParsedQueries`]): a repeated query skips the
-//! parser (a tenth of the product query's CPU) and is still validated, with
-//! the depth and complexity limits, on every request.
+//! Every request is checked against the limits of `[mobile]` before the
+//! schema sees it ([`QueryLimits`]). Apps send the same few query texts over
+//! and over, so parsed documents are kept by their text ([`ParsedQueries`]):
+//! a repeated query skips the parser (a tenth of the product query's CPU)
+//! and is still checked and validated, limits included, on every request.
 
 use async_graphql::{Variables, parser::types::ExecutableDocument};
 use axum::{
@@ -20,7 +21,7 @@ use gateway_core::{Error, RequestContext};
 use moka::sync::Cache;
 use serde::Deserialize;
 
-use crate::MobileSchema;
+use crate::{MobileSchema, limits::QueryLimits};
 
 /// Parsed query documents by query text, bounded by the bytes of text they
 /// were parsed from (`[mobile] parsed_query_cache_bytes`; 0 keeps none).
@@ -56,15 +57,29 @@ impl ParsedQueries {
 pub(crate) struct Graphql {
     pub(crate) schema: MobileSchema,
     pub(crate) parsed: ParsedQueries,
+    pub(crate) limits: QueryLimits,
 }
 
+/// Checks `request` against the limits (the text, then the parsed
+/// document), then executes it; at most `max_errors` errors come back.
 async fn execute(
     graphql: &Graphql,
     mut request: async_graphql::Request,
     context: RequestContext,
 ) -> Response {
+    if let Err(refused) = graphql.limits.check_text(&request.query) {
+        return Json(refused.response()).into_response();
+    }
     graphql.parsed.prepare(&mut request);
-    Json(graphql.schema.execute(request.data(context)).await).into_response()
+    // A query that does not parse is left for the schema to report.
+    if let Ok(document) = request.parsed_query()
+        && let Err(refused) = graphql.limits.check_document(document)
+    {
+        return Json(refused.response()).into_response();
+    }
+    let mut response = graphql.schema.execute(request.data(context)).await;
+    graphql.limits.cap_errors(&mut response);
+    Json(response).into_response()
 }
 
 pub(crate) async fn post(

@@ -7,8 +7,14 @@
 //! over HTTP at `/graphql` (`POST` with a JSON body, or `GET` with the query
 //! in the URL); errors carry a stable `extensions.code`. Callers send a
 //! bearer token for the audience `bff-mobile` with the scope `products:read`.
+//!
+//! The endpoint faces the internet: every query is checked against hard
+//! limits (size, tokens, depth, aliases, root fields, directives) before it
+//! runs, answers carry at most `max_errors` errors, and introspection and
+//! field suggestions are off unless `[mobile]` turns them on.
 
 mod graphql;
+mod limits;
 mod schema;
 
 use axum::{Router, routing::get};
@@ -45,10 +51,12 @@ impl Bff for Mobile {
 /// The configuration of `bff-mobile`.
 pub type MobileConfig = BffConfig<Mobile>;
 
-/// `bff-mobile`'s own section, `[mobile]`: how much a query may ask for.
+/// `bff-mobile`'s own section, `[mobile]`: how much a query may ask for,
+/// and what the endpoint tells about itself.
 ///
-/// The schema is shallow, so deep or wide queries are abuse; both limits
-/// are checked before anything is resolved.
+/// The app's queries are small and shallow, so large, deep or wide ones
+/// are abuse; every limit is checked before anything is resolved
+/// (`limits`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MobileSettings {
@@ -56,6 +64,24 @@ pub struct MobileSettings {
     pub max_query_depth: usize,
     /// Most expensive query accepted, one point per field (default 200).
     pub max_query_complexity: usize,
+    /// Longest query text accepted, in bytes (default 16 KiB).
+    pub max_query_bytes: usize,
+    /// Most lexical tokens in a query (default 2,000).
+    pub max_query_tokens: usize,
+    /// Most aliases in a query (default 15).
+    pub max_aliases: usize,
+    /// Most fields an operation selects at its root (default 10).
+    pub max_root_fields: usize,
+    /// Most directives in a query (default 10).
+    pub max_directives: usize,
+    /// Most errors in one answer; the rest are dropped (default 20).
+    pub max_errors: usize,
+    /// Whether the schema answers introspection (`__schema`, `__type`);
+    /// off by default, for an endpoint that faces the internet.
+    pub introspection: bool,
+    /// Whether a misspelt field gets "did you mean" suggestions, which
+    /// tell the schema; off by default.
+    pub suggestions: bool,
     /// Parsed queries kept, in bytes of query text (default 64 KiB; 0: none).
     pub parsed_query_cache_bytes: u64,
 }
@@ -65,6 +91,14 @@ impl Default for MobileSettings {
         Self {
             max_query_depth: 8,
             max_query_complexity: 200,
+            max_query_bytes: 16 * 1024,
+            max_query_tokens: 2_000,
+            max_aliases: 15,
+            max_root_fields: 10,
+            max_directives: 10,
+            max_errors: 20,
+            introspection: false,
+            suggestions: false,
             parsed_query_cache_bytes: 64 * 1024,
         }
     }
@@ -72,15 +106,18 @@ impl Default for MobileSettings {
 
 impl Validate for MobileSettings {
     fn validate(&self) -> Result<(), ConfigError> {
-        // `{ product(id: 1) { name } }` is depth 2 and costs 2.
-        if self.max_query_depth < 2 {
-            return Err(ConfigError::rule("max_query_depth", "must be at least 2"));
-        }
-        if self.max_query_complexity < 2 {
-            return Err(ConfigError::rule(
-                "max_query_complexity",
-                "must be at least 2",
-            ));
+        // `{ product(id: 1) { name } }` is depth 2, costs 2 and has 11 tokens.
+        for (key, value, least) in [
+            ("max_query_depth", self.max_query_depth, 2),
+            ("max_query_complexity", self.max_query_complexity, 2),
+            ("max_query_bytes", self.max_query_bytes, 32),
+            ("max_query_tokens", self.max_query_tokens, 11),
+            ("max_root_fields", self.max_root_fields, 1),
+            ("max_errors", self.max_errors, 1),
+        ] {
+            if value < least {
+                return Err(ConfigError::rule(key, format!("must be at least {least}")));
+            }
         }
         Ok(())
     }
@@ -98,5 +135,6 @@ pub fn app(downstreams: Downstreams, settings: &MobileSettings) -> Router {
         .with_state(graphql::Graphql {
             schema: build_schema(downstreams, settings),
             parsed: graphql::ParsedQueries::new(settings.parsed_query_cache_bytes),
+            limits: limits::QueryLimits::new(settings),
         })
 }

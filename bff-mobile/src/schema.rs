@@ -20,13 +20,20 @@ use crate::MobileSettings;
 /// The schema served at `/graphql`.
 pub type MobileSchema = Schema<Query, EmptyMutation, EmptySubscription>;
 
-/// Builds the schema over the downstream clients, with the query limits of `settings`.
+/// Builds the schema over the downstream clients, with the complexity
+/// limit, introspection and suggestions of `settings` (the other limits are
+/// checked before the schema sees a query: `limits`).
 pub fn build_schema(downstreams: Downstreams, settings: &MobileSettings) -> MobileSchema {
-    Schema::build(Query, EmptyMutation, EmptySubscription)
+    let mut schema = Schema::build(Query, EmptyMutation, EmptySubscription)
         .data(downstreams)
-        .limit_depth(settings.max_query_depth)
-        .limit_complexity(settings.max_query_complexity)
-        .finish()
+        .limit_complexity(settings.max_query_complexity);
+    if !settings.introspection {
+        schema = schema.disable_introspection();
+    }
+    if !settings.suggestions {
+        schema = schema.disable_suggestions();
+    }
+    schema.finish()
 }
 
 /// A gateway error as a GraphQL error: the client-safe message and the

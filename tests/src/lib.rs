@@ -72,6 +72,8 @@ pub struct PlatformOptions {
     pub jwks_max_stale: Option<HumanDuration>,
     /// bff-web's own section.
     pub web: bff_web::WebSettings,
+    /// bff-mobile's own section.
+    pub mobile: bff_mobile::MobileSettings,
 }
 
 impl Default for PlatformOptions {
@@ -87,15 +89,22 @@ impl Default for PlatformOptions {
             jwks_min_refetch_interval: None,
             jwks_max_stale: None,
             web: bff_web::WebSettings::default(),
+            mobile: bff_mobile::MobileSettings::default(),
         }
     }
 }
 
 impl PlatformOptions {
-    /// The documented ports and the demo partner API key, as `devstack` uses.
+    /// The documented ports, the demo partner API key and a GraphQL schema
+    /// that answers introspection and suggests fields, as `devstack` uses.
     pub fn dev() -> Self {
         Self {
             layout: Layout::Dev,
+            mobile: bff_mobile::MobileSettings {
+                introspection: true,
+                suggestions: true,
+                ..bff_mobile::MobileSettings::default()
+            },
             issuer: IssuerConfig::default(),
             partner_api_keys: vec![api_key(
                 "demo-acme",
@@ -191,7 +200,8 @@ impl Platform {
         let demo = DemoServices::start(demo_config, shutdown.clone()).await?;
         let mut web = bff_config::<bff_web::Web>(&demo, &options);
         web.own = options.web.clone();
-        let mobile = bff_config::<bff_mobile::Mobile>(&demo, &options);
+        let mut mobile = bff_config::<bff_mobile::Mobile>(&demo, &options);
+        mobile.own = options.mobile.clone();
         let mut partner = bff_config::<bff_partner::Partner>(&demo, &options);
         partner.auth.api_keys = options.partner_api_keys.clone();
 

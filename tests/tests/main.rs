@@ -9,6 +9,7 @@ mod auth;
 mod cache;
 mod configs;
 mod degradation;
+mod mobile;
 mod otlp;
 mod passthrough;
 mod process;

@@ -373,6 +373,7 @@ async fn each_bffs_own_section_changes_what_it_serves() {
     .await;
     let mobile = start_bff::<bff_mobile::Mobile>(&demo, &shutdown, |mobile| {
         mobile.own.max_query_depth = 3;
+        mobile.own.introspection = true;
     })
     .await;
     let partner = start_bff::<bff_partner::Partner>(&demo, &shutdown, |partner| {

@@ -200,9 +200,7 @@ fn too_deep_query() -> String {
 }
 
 fn refused_as_too_deep(body: &Value) -> bool {
-    body["errors"][0]["message"]
-        .as_str()
-        .is_some_and(|message| message.contains("nested too deep"))
+    body["errors"][0]["extensions"]["code"] == "QUERY_TOO_DEEP" && body["data"].is_null()
 }
 
 #[tokio::test]
