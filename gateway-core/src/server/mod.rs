@@ -150,6 +150,18 @@ pub struct ServerConfig {
 /// bytes saves less than it costs.
 pub const COMPRESS_ABOVE_BYTES: u16 = 1024;
 
+/// Whether a request says its body is JSON: `Content-Type:
+/// application/json`, with or without parameters such as a charset. A
+/// route that reads JSON refuses anything else with a 415, which also keeps
+/// browsers' simple cross-site requests (`text/plain`, forms) out.
+pub fn has_json_body(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"))
+}
+
 /// Headers every answer carries unless its route set its own: a JSON API
 /// is never sniffed as another type, framed, loaded as a document's
 /// resources or told where the caller came from.
@@ -509,5 +521,25 @@ impl Running {
         if let Err(error) = self.task.await {
             tracing::error!(%error, "server task failed");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_json_content_type_says_json() {
+        let with = |value: &'static str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(value));
+            headers
+        };
+        assert!(has_json_body(&with("application/json")));
+        assert!(has_json_body(&with("Application/JSON; charset=utf-8")));
+        assert!(!has_json_body(&with("text/plain")));
+        assert!(!has_json_body(&with("application/x-www-form-urlencoded")));
+        assert!(!has_json_body(&with("multipart/form-data; boundary=x")));
+        assert!(!has_json_body(&HeaderMap::new()));
     }
 }
