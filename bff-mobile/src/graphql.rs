@@ -1,8 +1,19 @@
-//! GraphQL over HTTP: `POST /graphql` with a JSON body, `GET /graphql?query=`.
+//! GraphQL over HTTP (the GraphQL-over-HTTP specification): `POST /graphql`
+//! with a JSON body, `GET /graphql?query=` for queries only.
 //!
-//! A body that is not a GraphQL request is a problem+json 400; a well-formed
-//! request always gets a GraphQL response (200), whose `errors` say what
-//! failed.
+//! - A POST must say `Content-Type: application/json`: without one, or
+//!   with another (`text/plain`, a form: what a browser may send cross-site
+//!   without a preflight), it is a 415. A GET needs no content type; it
+//!   always carries `Authorization`, which no cross-site page can send
+//!   without a preflight.
+//! - A mutation over GET is a 405 with `Allow: POST`: GET must be safe.
+//! - A client that accepts `application/graphql-response+json` gets it, with
+//!   the specification's status codes: 400 for a request that cannot run (it
+//!   does not parse, fails validation or is over a limit), with no `data`;
+//!   200 once it ran. Others get `application/json` and a 200 for every
+//!   well-formed request, as before the specification. An `Accept` that
+//!   allows neither is a 406.
+//! - A body that is not a GraphQL request is a problem+json 400.
 //!
 //! Every request is checked against the limits of `[mobile]` before the
 //! schema sees it ([`QueryLimits`]). Apps send the same few query texts over
@@ -10,14 +21,18 @@
 //! a repeated query skips the parser (a tenth of the product query's CPU)
 //! and is still checked and validated, limits included, on every request.
 
-use async_graphql::{Variables, parser::types::ExecutableDocument};
+use async_graphql::{
+    Variables,
+    parser::types::{DocumentOperations, ExecutableDocument, OperationType},
+};
 use axum::{
     Json,
     body::Bytes,
     extract::{Query, State},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
-use gateway_core::{Error, RequestContext};
+use gateway_core::{Error, RequestContext, error::ProtocolError, server::has_json_body};
 use moka::sync::Cache;
 use serde::Deserialize;
 
@@ -60,37 +75,150 @@ pub(crate) struct Graphql {
     pub(crate) limits: QueryLimits,
 }
 
+/// The GraphQL-over-HTTP media type of a response.
+const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
+
+/// How a response is sent, from the request's `Accept`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Answering {
+    /// `application/graphql-response+json`, with the specification's status codes.
+    GraphqlResponse,
+    /// `application/json`, 200 for every well-formed request.
+    Json,
+}
+
+impl Answering {
+    /// The first acceptable of the two, or none (a 406). A missing `Accept`
+    /// is `application/json`, as the specification asks.
+    fn from_accept(headers: &HeaderMap) -> Option<Self> {
+        let Some(accept) = headers.get(header::ACCEPT) else {
+            return Some(Self::Json);
+        };
+        let mut json = false;
+        for range in accept.to_str().ok()?.split(',') {
+            let mut parts = range.split(';').map(str::trim);
+            let media = parts.next().unwrap_or_default();
+            let refused = parts.any(|parameter| {
+                parameter
+                    .strip_prefix("q=")
+                    .and_then(|q| q.parse::<f32>().ok())
+                    .is_some_and(|q| q == 0.0)
+            });
+            if refused {
+                continue;
+            }
+            if media.eq_ignore_ascii_case(GRAPHQL_RESPONSE_JSON) {
+                return Some(Self::GraphqlResponse);
+            }
+            if ["application/json", "application/*", "*/*"]
+                .iter()
+                .any(|allowed| media.eq_ignore_ascii_case(allowed))
+            {
+                json = true;
+            }
+        }
+        json.then_some(Self::Json)
+    }
+
+    /// `response` as this media type. A request that never ran (no data,
+    /// no error at a path: it did not parse, failed validation or was over a
+    /// limit) has no `data` entry, as the GraphQL specification asks, and
+    /// under `application/graphql-response+json` is a 400.
+    fn send(self, response: &async_graphql::Response) -> Response {
+        let never_ran = response.data == async_graphql::Value::Null
+            && !response.errors.is_empty()
+            && response.errors.iter().all(|error| error.path.is_empty());
+        let mut answer = if never_ran {
+            Json(serde_json::json!({ "errors": response.errors })).into_response()
+        } else {
+            Json(response).into_response()
+        };
+        if self == Self::GraphqlResponse {
+            if never_ran {
+                *answer.status_mut() = StatusCode::BAD_REQUEST;
+                answer.extensions_mut().insert(ProtocolError);
+            }
+            answer.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/graphql-response+json; charset=utf-8"),
+            );
+        }
+        answer
+    }
+}
+
+/// Whether the operation of `document` that runs (the one named, or the
+/// only one) is a mutation.
+fn is_mutation(document: &ExecutableDocument, operation_name: Option<&str>) -> bool {
+    let operation = match (&document.operations, operation_name) {
+        (DocumentOperations::Single(operation), _) => Some(operation),
+        (DocumentOperations::Multiple(operations), Some(name)) => operations.get(name),
+        (DocumentOperations::Multiple(operations), None) if operations.len() == 1 => {
+            operations.values().next()
+        }
+        (DocumentOperations::Multiple(_), None) => None,
+    };
+    operation.is_some_and(|operation| operation.node.ty == OperationType::Mutation)
+}
+
 /// Checks `request` against the limits (the text, then the parsed
-/// document), then executes it; at most `max_errors` errors come back.
+/// document; over GET, that it is no mutation), then executes it; at most
+/// `max_errors` errors come back.
 async fn execute(
     graphql: &Graphql,
     mut request: async_graphql::Request,
     context: RequestContext,
+    headers: &HeaderMap,
+    over_get: bool,
 ) -> Response {
+    let Some(answering) = Answering::from_accept(headers) else {
+        return (
+            StatusCode::NOT_ACCEPTABLE,
+            "GraphQL answers are application/graphql-response+json or application/json",
+        )
+            .into_response();
+    };
     if let Err(refused) = graphql.limits.check_text(&request.query) {
-        return Json(refused.response()).into_response();
+        return answering.send(&refused.response());
     }
     graphql.parsed.prepare(&mut request);
+    let operation_name = request.operation_name.clone();
     // A query that does not parse is left for the schema to report.
-    if let Ok(document) = request.parsed_query()
-        && let Err(refused) = graphql.limits.check_document(document)
-    {
-        return Json(refused.response()).into_response();
+    if let Ok(document) = request.parsed_query() {
+        if over_get && is_mutation(document, operation_name.as_deref()) {
+            return (
+                StatusCode::METHOD_NOT_ALLOWED,
+                [(header::ALLOW, HeaderValue::from_static("POST"))],
+                "a mutation is sent with POST",
+            )
+                .into_response();
+        }
+        if let Err(refused) = graphql.limits.check_document(document) {
+            return answering.send(&refused.response());
+        }
     }
     let mut response = graphql.schema.execute(request.data(context)).await;
     graphql.limits.cap_errors(&mut response);
-    Json(response).into_response()
+    answering.send(&response)
 }
 
 pub(crate) async fn post(
     State(graphql): State<Graphql>,
     context: RequestContext,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, Error> {
+    if !has_json_body(&headers) {
+        return Ok((
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "a GraphQL request is sent as application/json",
+        )
+            .into_response());
+    }
     let request: async_graphql::Request = serde_json::from_slice(&body).map_err(|error| {
         Error::BadRequest(format!("the body is not a GraphQL request: {error}"))
     })?;
-    Ok(execute(&graphql, request, context).await)
+    Ok(execute(&graphql, request, context, &headers, false).await)
 }
 
 #[derive(Debug, Deserialize)]
@@ -104,6 +232,7 @@ pub(crate) struct GetParams {
 pub(crate) async fn get(
     State(graphql): State<Graphql>,
     context: RequestContext,
+    headers: HeaderMap,
     Query(params): Query<GetParams>,
 ) -> Result<Response, Error> {
     let mut request = async_graphql::Request::new(params.query);
@@ -115,7 +244,7 @@ pub(crate) async fn get(
             .map_err(|error| Error::BadRequest(format!("variables are not JSON: {error}")))?;
         request = request.variables(Variables::from_json(variables));
     }
-    Ok(execute(&graphql, request, context).await)
+    Ok(execute(&graphql, request, context, &headers, true).await)
 }
 
 #[cfg(test)]

@@ -14,8 +14,10 @@
 //! outside every other layer, renders it as the body with the request's
 //! `trace_id`. The same layer turns any other error response (an axum
 //! extractor rejection, a 405, a panic) into problem+json, so a client never
-//! sees another error format; the one exception is a service's own 4xx on
-//! a pass-through route ([`PassedThrough`]), which is that service's API.
+//! sees another error format; the exceptions are a service's own 4xx on a
+//! pass-through route ([`PassedThrough`]), which is that service's API, and
+//! an error in a protocol's own format ([`ProtocolError`]: GraphQL over
+//! HTTP's 400), which that protocol's clients read.
 
 use std::{
     task::{Context, Poll},
@@ -240,6 +242,12 @@ pub fn problem_response(problem: Problem) -> Response {
 #[derive(Debug, Clone, Copy)]
 pub struct PassedThrough;
 
+/// Marks an error response whose body is its protocol's own error document
+/// (a GraphQL response with `errors` and a 400, as GraphQL over HTTP asks),
+/// which [`ProblemLayer`] keeps.
+#[derive(Debug, Clone, Copy)]
+pub struct ProtocolError;
+
 /// Renders every error response as `application/problem+json`; see the module docs.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ProblemLayer;
@@ -290,7 +298,10 @@ async fn render(mut response: Response, trace_id: Option<TraceId>) -> Response {
     let problem = match response.extensions_mut().remove::<Problem>() {
         Some(problem) => problem,
         None if response.status().is_client_error() || response.status().is_server_error() => {
-            if is_problem_json(&response) || response.extensions().get::<PassedThrough>().is_some()
+            let extensions = response.extensions();
+            if is_problem_json(&response)
+                || extensions.get::<PassedThrough>().is_some()
+                || extensions.get::<ProtocolError>().is_some()
             {
                 return response;
             }
@@ -422,6 +433,27 @@ mod tests {
         let problem: Problem = serde_json::from_slice(&body).expect("problem json");
         assert_eq!(problem.code, "UNSUPPORTED_MEDIA_TYPE");
         assert!(problem.detail.expect("detail").contains("application/json"));
+    }
+
+    #[tokio::test]
+    async fn a_protocols_own_error_document_and_a_services_answer_are_kept() {
+        for marked in [
+            |response: &mut Response| {
+                response.extensions_mut().insert(ProtocolError);
+            },
+            |response: &mut Response| {
+                response.extensions_mut().insert(PassedThrough);
+            },
+        ] {
+            let mut response = (StatusCode::BAD_REQUEST, r#"{"errors":[]}"#).into_response();
+            marked(&mut response);
+            let rendered = render(response, None).await;
+            assert_eq!(rendered.status(), StatusCode::BAD_REQUEST);
+            let body = axum::body::to_bytes(rendered.into_body(), 4096)
+                .await
+                .expect("body");
+            assert_eq!(&body[..], br#"{"errors":[]}"#);
+        }
     }
 
     #[tokio::test]

@@ -224,3 +224,156 @@ async fn the_schema_tells_nothing_about_itself_unless_configured_to() {
         running.wait().await;
     }
 }
+
+/// `path` with `method`, `headers` and `body` on bff-mobile.
+async fn request(
+    running: &Running,
+    demo: &DemoServices,
+    method: reqwest::Method,
+    path_and_query: &str,
+    headers: &[(&str, &str)],
+    body: Option<String>,
+) -> Answer {
+    let mut request = reqwest::Client::new()
+        .request(method, format!("{}{path_and_query}", base_url(running)))
+        .bearer_auth(issue_token(demo, "user-1", "bff-mobile", "ES256"));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    if let Some(body) = body {
+        request = request.body(body);
+    }
+    send(request).await
+}
+
+#[tokio::test]
+async fn graphql_over_http_follows_the_specification() {
+    let (demo, shutdown) = start_demo(Default::default()).await;
+    let running = mobile(&demo, &shutdown, |_| {}).await;
+    let query = json!({ "query": "{ product(id: 42) { name } }" }).to_string();
+    let post = |headers: &'static [(&'static str, &'static str)], body: String| {
+        request(
+            &running,
+            &demo,
+            reqwest::Method::POST,
+            "/graphql",
+            headers,
+            Some(body),
+        )
+    };
+    const JSON: (&str, &str) = ("content-type", "application/json");
+    const GRAPHQL_RESPONSE: (&str, &str) = ("accept", "application/graphql-response+json");
+
+    // POST reads JSON only: no content type, text/plain or a form (what a
+    // page may send cross-site without a preflight) is a 415.
+    for headers in [
+        &[][..],
+        &[("content-type", "text/plain")][..],
+        &[("content-type", "application/x-www-form-urlencoded")][..],
+    ] {
+        post(headers, query.clone()).await.assert_problem(
+            415,
+            "UNSUPPORTED_MEDIA_TYPE",
+            &format!("{headers:?}"),
+        );
+    }
+
+    // GET runs queries, never mutations.
+    let get_path = |query: &str| {
+        let url = reqwest::Url::parse_with_params("http://bff/graphql", [("query", query)])
+            .expect("a URL");
+        format!("/graphql?{}", url.query().unwrap_or_default())
+    };
+    let get = |path_and_query: String| {
+        let (running, demo) = (&running, &demo);
+        async move {
+            request(
+                running,
+                demo,
+                reqwest::Method::GET,
+                &path_and_query,
+                &[],
+                None,
+            )
+            .await
+        }
+    };
+    let read = get(get_path("{ product(id: 42) { name } }")).await;
+    assert_eq!(read.status, 200, "{}", read.body);
+    assert!(read.body["data"]["product"]["name"].is_string());
+    let mutation = get(get_path("mutation { __typename }")).await;
+    mutation.assert_problem(405, "METHOD_NOT_ALLOWED", "a mutation over GET");
+    assert_eq!(mutation.header("allow"), "POST");
+
+    // application/graphql-response+json: 400 for a request that cannot
+    // run, with no data entry; 200 once it ran, field errors included.
+    let answered = post(&[JSON, GRAPHQL_RESPONSE], query.clone()).await;
+    assert_eq!(answered.status, 200, "{}", answered.body);
+    assert_eq!(
+        answered.content_type(),
+        "application/graphql-response+json; charset=utf-8"
+    );
+    for (case, query) in [
+        ("does not parse", "{ product(id: 42) { name }"),
+        ("fails validation", "{ product(id: 42) { nam } }"),
+        (
+            "over a limit",
+            &format!("{{ {} }}", "product(id: 1) { name } ".repeat(11)) as &str,
+        ),
+    ] {
+        let refused = post(
+            &[JSON, GRAPHQL_RESPONSE],
+            json!({ "query": query }).to_string(),
+        )
+        .await;
+        assert_eq!(refused.status, 400, "{case}: {}", refused.body);
+        assert!(
+            refused.body.get("data").is_none(),
+            "{case}: {}",
+            refused.body
+        );
+        assert!(
+            refused.body["errors"][0]["message"].is_string(),
+            "{case}: {}",
+            refused.body
+        );
+        // As application/json, the same answer with a 200.
+        let legacy = post(&[JSON], json!({ "query": query }).to_string()).await;
+        assert_eq!(legacy.status, 200, "{case}");
+        assert_eq!(legacy.content_type(), "application/json");
+        assert_eq!(legacy.body, refused.body, "{case}");
+    }
+    demo.faults(ServiceName::Pricing).set(FaultConfig {
+        down: true,
+        ..FaultConfig::default()
+    });
+    let partial = post(
+        &[JSON, GRAPHQL_RESPONSE],
+        json!({ "query": "{ product(id: 42) { name price } }" }).to_string(),
+    )
+    .await;
+    assert_eq!(partial.status, 200, "it ran: {}", partial.body);
+    assert!(partial.body["data"]["product"]["name"].is_string());
+    assert!(partial.body["errors"][0]["path"].is_array());
+
+    post(&[JSON, ("accept", "text/html")], query.clone())
+        .await
+        .assert_problem(406, "NOT_ACCEPTABLE", "neither media type accepted");
+    let preferred = post(
+        &[
+            JSON,
+            (
+                "accept",
+                "application/json;q=0.5, application/graphql-response+json",
+            ),
+        ],
+        query,
+    )
+    .await;
+    assert_eq!(
+        preferred.content_type(),
+        "application/graphql-response+json; charset=utf-8"
+    );
+    shutdown.trigger();
+    running.wait().await;
+}

@@ -179,6 +179,7 @@ async fn mobile_malformed_body_is_a_problem_400() {
     let response = reqwest::Client::new()
         .post(format!("{}/graphql", base_url(platform.mobile())))
         .bearer_auth(platform.token("bff-mobile"))
+        .header("content-type", "application/json")
         .body("{not json")
         .send()
         .await
