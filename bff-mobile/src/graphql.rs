@@ -14,6 +14,10 @@
 //!   well-formed request, as before the specification. An `Accept` that
 //!   allows neither is a 406.
 //! - A body that is not a GraphQL request is a problem+json 400.
+//! - A POST may carry a batch, a JSON array of up to `max_batch_operations`
+//!   requests: each is checked and run on its own, concurrently, and the
+//!   answer is the array of their responses, in order (200). A larger batch
+//!   runs none (`BATCH_TOO_LARGE`).
 //!
 //! Every request is checked against the limits of `[mobile]` before the
 //! schema sees it ([`QueryLimits`]). Apps send the same few query texts over
@@ -125,26 +129,56 @@ impl Answering {
     /// limit) has no `data` entry, as the GraphQL specification asks, and
     /// under `application/graphql-response+json` is a 400.
     fn send(self, response: &async_graphql::Response) -> Response {
-        let never_ran = response.data == async_graphql::Value::Null
-            && !response.errors.is_empty()
-            && response.errors.iter().all(|error| error.path.is_empty());
-        let mut answer = if never_ran {
-            Json(serde_json::json!({ "errors": response.errors })).into_response()
-        } else {
-            Json(response).into_response()
-        };
-        if self == Self::GraphqlResponse {
-            if never_ran {
+        let mut answer = if never_ran(response) {
+            let mut answer = Json(without_data(response)).into_response();
+            if self == Self::GraphqlResponse {
                 *answer.status_mut() = StatusCode::BAD_REQUEST;
                 answer.extensions_mut().insert(ProtocolError);
             }
+            answer
+        } else {
+            Json(response).into_response()
+        };
+        self.label(&mut answer);
+        answer
+    }
+
+    /// The responses of a batch, in order, as this media type: a 200, each
+    /// response as [`Self::send`] writes its body.
+    fn send_batch(self, responses: &[async_graphql::Response]) -> Response {
+        let bodies: Vec<serde_json::Value> = responses
+            .iter()
+            .map(|response| match never_ran(response) {
+                true => without_data(response),
+                false => serde_json::to_value(response).unwrap_or_default(),
+            })
+            .collect();
+        let mut answer = Json(bodies).into_response();
+        self.label(&mut answer);
+        answer
+    }
+
+    fn label(self, answer: &mut Response) {
+        if self == Self::GraphqlResponse {
             answer.headers_mut().insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("application/graphql-response+json; charset=utf-8"),
             );
         }
-        answer
     }
+}
+
+/// Whether `response` is of a request that never ran: no data, and no
+/// error at a path (it did not parse, failed validation or was over a limit).
+fn never_ran(response: &async_graphql::Response) -> bool {
+    response.data == async_graphql::Value::Null
+        && !response.errors.is_empty()
+        && response.errors.iter().all(|error| error.path.is_empty())
+}
+
+/// The body of a response that never ran: its errors, without `data`.
+fn without_data(response: &async_graphql::Response) -> serde_json::Value {
+    serde_json::json!({ "errors": response.errors })
 }
 
 /// Whether the operation of `document` that runs (the one named, or the
@@ -161,47 +195,52 @@ fn is_mutation(document: &ExecutableDocument, operation_name: Option<&str>) -> b
     operation.is_some_and(|operation| operation.node.ty == OperationType::Mutation)
 }
 
+/// The answer to an `Accept` that allows neither GraphQL media type.
+fn not_acceptable() -> Response {
+    (
+        StatusCode::NOT_ACCEPTABLE,
+        "GraphQL answers are application/graphql-response+json or application/json",
+    )
+        .into_response()
+}
+
 /// Checks `request` against the limits (the text, then the parsed
 /// document; over GET, that it is no mutation), then executes it; at most
-/// `max_errors` errors come back.
-async fn execute(
+/// `max_errors` errors come back. A refusal by a limit is a GraphQL
+/// response; a mutation over GET is refused over HTTP (the `Err`).
+async fn run(
     graphql: &Graphql,
     mut request: async_graphql::Request,
     context: RequestContext,
-    headers: &HeaderMap,
     over_get: bool,
-) -> Response {
-    let Some(answering) = Answering::from_accept(headers) else {
-        return (
-            StatusCode::NOT_ACCEPTABLE,
-            "GraphQL answers are application/graphql-response+json or application/json",
-        )
-            .into_response();
-    };
+) -> Result<async_graphql::Response, Response> {
     if let Err(refused) = graphql.limits.check_text(&request.query) {
-        return answering.send(&refused.response());
+        return Ok(refused.response());
     }
     graphql.parsed.prepare(&mut request);
     let operation_name = request.operation_name.clone();
     // A query that does not parse is left for the schema to report.
     if let Ok(document) = request.parsed_query() {
         if over_get && is_mutation(document, operation_name.as_deref()) {
-            return (
+            return Err((
                 StatusCode::METHOD_NOT_ALLOWED,
                 [(header::ALLOW, HeaderValue::from_static("POST"))],
                 "a mutation is sent with POST",
             )
-                .into_response();
+                .into_response());
         }
         if let Err(refused) = graphql.limits.check_document(document) {
-            return answering.send(&refused.response());
+            return Ok(refused.response());
         }
     }
     let mut response = graphql.schema.execute(request.data(context)).await;
     graphql.limits.cap_errors(&mut response);
-    answering.send(&response)
+    Ok(response)
 }
 
+/// `POST /graphql`: one operation, or a batch of them (a JSON array, each
+/// checked and run on its own, concurrently, answered in order) of at most
+/// `max_batch_operations`.
 pub(crate) async fn post(
     State(graphql): State<Graphql>,
     context: RequestContext,
@@ -215,10 +254,42 @@ pub(crate) async fn post(
         )
             .into_response());
     }
-    let request: async_graphql::Request = serde_json::from_slice(&body).map_err(|error| {
+    let Some(answering) = Answering::from_accept(&headers) else {
+        return Ok(not_acceptable());
+    };
+    let not_a_request = |error: serde_json::Error| {
         Error::BadRequest(format!("the body is not a GraphQL request: {error}"))
-    })?;
-    Ok(execute(&graphql, request, context, &headers, false).await)
+    };
+    // A batch is a JSON array; anything else is one request.
+    let is_batch = body.iter().find(|byte| !byte.is_ascii_whitespace()) == Some(&b'[');
+    if !is_batch {
+        let request: async_graphql::Request =
+            serde_json::from_slice(&body).map_err(not_a_request)?;
+        return Ok(match run(&graphql, request, context, false).await {
+            Ok(response) => answering.send(&response),
+            Err(refused) => refused,
+        });
+    }
+    let requests: Vec<async_graphql::Request> =
+        serde_json::from_slice(&body).map_err(not_a_request)?;
+    if requests.is_empty() {
+        return Err(Error::BadRequest("an empty batch".to_owned()));
+    }
+    if let Err(refused) = graphql.limits.check_batch(requests.len()) {
+        return Ok(answering.send(&refused.response()));
+    }
+    let responses = futures_util::future::join_all(
+        requests
+            .into_iter()
+            .map(|request| run(&graphql, request, context.clone(), false)),
+    )
+    .await
+    .into_iter()
+    .collect::<Result<Vec<_>, Response>>();
+    Ok(match responses {
+        Ok(responses) => answering.send_batch(&responses),
+        Err(refused) => refused,
+    })
 }
 
 #[derive(Debug, Deserialize)]
@@ -244,7 +315,13 @@ pub(crate) async fn get(
             .map_err(|error| Error::BadRequest(format!("variables are not JSON: {error}")))?;
         request = request.variables(Variables::from_json(variables));
     }
-    Ok(execute(&graphql, request, context, &headers, true).await)
+    let Some(answering) = Answering::from_accept(&headers) else {
+        return Ok(not_acceptable());
+    };
+    Ok(match run(&graphql, request, context, true).await {
+        Ok(response) => answering.send(&response),
+        Err(refused) => refused,
+    })
 }
 
 #[cfg(test)]

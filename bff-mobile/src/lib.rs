@@ -76,6 +76,8 @@ pub struct MobileSettings {
     pub max_directives: usize,
     /// Most errors in one answer; the rest are dropped (default 20).
     pub max_errors: usize,
+    /// Most operations in one batch (a JSON array of requests; default 5).
+    pub max_batch_operations: usize,
     /// Whether the schema answers introspection (`__schema`, `__type`);
     /// off by default, for an endpoint that faces the internet.
     pub introspection: bool,
@@ -97,6 +99,7 @@ impl Default for MobileSettings {
             max_root_fields: 10,
             max_directives: 10,
             max_errors: 20,
+            max_batch_operations: 5,
             introspection: false,
             suggestions: false,
             parsed_query_cache_bytes: 64 * 1024,
@@ -114,6 +117,7 @@ impl Validate for MobileSettings {
             ("max_query_tokens", self.max_query_tokens, 11),
             ("max_root_fields", self.max_root_fields, 1),
             ("max_errors", self.max_errors, 1),
+            ("max_batch_operations", self.max_batch_operations, 1),
         ] {
             if value < least {
                 return Err(ConfigError::rule(key, format!("must be at least {least}")));

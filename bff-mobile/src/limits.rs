@@ -41,6 +41,9 @@ pub(crate) enum LimitExceeded {
     /// An operation selects too many fields at its root.
     #[error("an operation selects {count} root fields; at most {max} are accepted")]
     RootFields { count: usize, max: usize },
+    /// A batch holds too many operations.
+    #[error("the batch holds {count} operations; at most {max} are accepted")]
+    Operations { count: usize, max: usize },
     /// The query carries too many directives.
     #[error("the query has {count} directives; at most {max} are accepted")]
     Directives { count: usize, max: usize },
@@ -56,6 +59,7 @@ impl LimitExceeded {
             Self::Aliases { .. } => "QUERY_TOO_MANY_ALIASES",
             Self::RootFields { .. } => "QUERY_TOO_MANY_ROOT_FIELDS",
             Self::Directives { .. } => "QUERY_TOO_MANY_DIRECTIVES",
+            Self::Operations { .. } => "BATCH_TOO_LARGE",
         }
     }
 
@@ -79,6 +83,7 @@ pub(crate) struct QueryLimits {
     max_root_fields: usize,
     max_directives: usize,
     max_errors: usize,
+    max_batch_operations: usize,
 }
 
 impl QueryLimits {
@@ -91,7 +96,19 @@ impl QueryLimits {
             max_root_fields: settings.max_root_fields,
             max_directives: settings.max_directives,
             max_errors: settings.max_errors,
+            max_batch_operations: settings.max_batch_operations,
         }
+    }
+
+    /// Checks the number of operations of a batch, before any runs.
+    pub(crate) fn check_batch(&self, operations: usize) -> Result<(), LimitExceeded> {
+        if operations > self.max_batch_operations {
+            return Err(LimitExceeded::Operations {
+                count: operations,
+                max: self.max_batch_operations,
+            });
+        }
+        Ok(())
     }
 
     /// Checks the text before it is parsed: its bytes, then its tokens.

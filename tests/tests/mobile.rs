@@ -377,3 +377,56 @@ async fn graphql_over_http_follows_the_specification() {
     shutdown.trigger();
     running.wait().await;
 }
+
+#[tokio::test]
+async fn a_batch_runs_each_operation_on_its_own_up_to_its_limit() {
+    let (demo, shutdown) = start_demo(Default::default()).await;
+    let running = mobile(&demo, &shutdown, |_| {}).await;
+    let max = bff_mobile::MobileSettings::default().max_batch_operations;
+    let post = |body: Value| {
+        request(
+            &running,
+            &demo,
+            reqwest::Method::POST,
+            "/graphql",
+            &[("content-type", "application/json")],
+            Some(body.to_string()),
+        )
+    };
+    let over_a_limit = format!("{{ {} }}", "product(id: 1) { name } ".repeat(11));
+    let batch = post(json!([
+        { "query": "{ product(id: 7) { name } }" },
+        { "query": over_a_limit },
+        { "query": "query P($id: ID!) { product(id: $id) { name } }", "variables": { "id": "3" } },
+    ]))
+    .await;
+    assert_eq!(batch.status, 200, "{}", batch.body);
+    let answers = batch.body.as_array().expect("one answer per operation");
+    assert_eq!(answers.len(), 3);
+    assert_eq!(
+        answers[0]["data"]["product"]["name"],
+        demo.catalog().product(7).expect("exists").name
+    );
+    assert_eq!(codes(&answers[1]), ["QUERY_TOO_MANY_ROOT_FIELDS"]);
+    assert!(answers[1].get("data").is_none(), "{}", answers[1]);
+    assert_eq!(
+        answers[2]["data"]["product"]["name"],
+        demo.catalog().product(3).expect("exists").name
+    );
+
+    let before = calls_to_services(&demo);
+    let too_many = post(Value::Array(vec![
+        json!({ "query": "{ product(id: 7) { name } }" });
+        max + 1
+    ]))
+    .await;
+    assert_eq!(too_many.status, 200, "{}", too_many.body);
+    assert_eq!(codes(&too_many.body), ["BATCH_TOO_LARGE"]);
+    assert_eq!(calls_to_services(&demo), before, "none of it ran");
+
+    post(json!([]))
+        .await
+        .assert_problem(400, "BAD_REQUEST", "an empty batch");
+    shutdown.trigger();
+    running.wait().await;
+}
