@@ -40,7 +40,7 @@ use gateway_core::{Error, RequestContext, error::ProtocolError, server::has_json
 use moka::sync::Cache;
 use serde::Deserialize;
 
-use crate::{MobileSchema, limits::QueryLimits};
+use crate::{MobileSchema, limits::QueryLimits, persisted::PersistedQueries};
 
 /// Parsed query documents by query text, bounded by the bytes of text they
 /// were parsed from (`[mobile] parsed_query_cache_bytes`; 0 keeps none).
@@ -77,6 +77,7 @@ pub(crate) struct Graphql {
     pub(crate) schema: MobileSchema,
     pub(crate) parsed: ParsedQueries,
     pub(crate) limits: QueryLimits,
+    pub(crate) persisted: PersistedQueries,
 }
 
 /// The GraphQL-over-HTTP media type of a response.
@@ -204,8 +205,9 @@ fn not_acceptable() -> Response {
         .into_response()
 }
 
-/// Checks `request` against the limits (the text, then the parsed
-/// document; over GET, that it is no mutation), then executes it; at most
+/// Resolves `request`'s persisted query, checks it against the limits (the
+/// text, then the parsed document; over GET, that it is no mutation),
+/// registers a new persisted query that passed them, then executes it; at most
 /// `max_errors` errors come back. A refusal by a limit is a GraphQL
 /// response; a mutation over GET is refused over HTTP (the `Err`).
 async fn run(
@@ -214,6 +216,15 @@ async fn run(
     context: RequestContext,
     over_get: bool,
 ) -> Result<async_graphql::Response, Response> {
+    let tenant = context
+        .identity
+        .as_ref()
+        .map(|identity| identity.tenant.clone())
+        .unwrap_or_default();
+    let register = match graphql.persisted.resolve(&mut request, &tenant).await {
+        Ok(register) => register,
+        Err(refused) => return Ok(refused.response()),
+    };
     if let Err(refused) = graphql.limits.check_text(&request.query) {
         return Ok(refused.response());
     }
@@ -231,6 +242,12 @@ async fn run(
         }
         if let Err(refused) = graphql.limits.check_document(document) {
             return Ok(refused.response());
+        }
+        if let Some(hash) = register {
+            graphql
+                .persisted
+                .register(&tenant, hash, &request.query)
+                .await;
         }
     }
     let mut response = graphql.schema.execute(request.data(context)).await;
@@ -295,9 +312,12 @@ pub(crate) async fn post(
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct GetParams {
+    /// Absent when `extensions` names a persisted query.
+    #[serde(default)]
     query: String,
     operation_name: Option<String>,
     variables: Option<String>,
+    extensions: Option<String>,
 }
 
 pub(crate) async fn get(
@@ -314,6 +334,11 @@ pub(crate) async fn get(
         let variables: serde_json::Value = serde_json::from_str(&variables)
             .map_err(|error| Error::BadRequest(format!("variables are not JSON: {error}")))?;
         request = request.variables(Variables::from_json(variables));
+    }
+    if let Some(extensions) = params.extensions {
+        request.extensions = serde_json::from_str(&extensions).map_err(|error| {
+            Error::BadRequest(format!("extensions are not a JSON object: {error}"))
+        })?;
     }
     let Some(answering) = Answering::from_accept(&headers) else {
         return Ok(not_acceptable());

@@ -11,22 +11,25 @@
 //! The endpoint faces the internet: every query is checked against hard
 //! limits (size, tokens, depth, aliases, root fields, directives) before it
 //! runs, answers carry at most `max_errors` errors, and introspection and
-//! field suggestions are off unless `[mobile]` turns them on.
+//! field suggestions are off unless `[mobile]` turns them on. Apps may send
+//! a query's hash instead of its text (persisted queries, `persisted`).
 
 mod graphql;
 mod limits;
+mod persisted;
 mod schema;
 
 use axum::{Router, routing::get};
 use gateway_core::{
     auth::RequireScope,
     bff::{Bff, BffConfig, BffParts},
-    config::{ConfigError, Validate},
-    downstream::{Downstreams, ServiceSpec},
+    config::{ConfigError, HumanDuration, Validate},
+    downstream::ServiceSpec,
 };
 use serde::{Deserialize, Serialize};
 use shared_schema::catalog::{INVENTORY, PRICING, PRODUCTS};
 
+pub use persisted::PersistedQueryMode;
 pub use schema::{MobileSchema, build_schema};
 
 /// `bff-mobile` as a [`Bff`]: its name, ports, services and routes.
@@ -44,7 +47,7 @@ impl Bff for Mobile {
     type Config = MobileSettings;
 
     fn routes(settings: &MobileSettings, parts: &BffParts) -> Router {
-        app(parts.downstreams().clone(), settings)
+        app(parts, settings)
     }
 }
 
@@ -86,6 +89,16 @@ pub struct MobileSettings {
     pub suggestions: bool,
     /// Parsed queries kept, in bytes of query text (default 64 KiB; 0: none).
     pub parsed_query_cache_bytes: u64,
+    /// Persisted queries: `off`, `automatic` (the default) or `safelist`.
+    pub persisted_queries: PersistedQueryMode,
+    /// The operations that run in `safelist` mode: a JSON object of
+    /// SHA-256 (hex) to document.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub safelist_file: Option<std::path::PathBuf>,
+    /// How long Redis keeps a registered persisted query (default `24h`).
+    pub persisted_query_ttl: HumanDuration,
+    /// Bytes of persisted queries kept in process without Redis (default 4 MiB).
+    pub persisted_query_cache_bytes: u64,
 }
 
 impl Default for MobileSettings {
@@ -103,6 +116,10 @@ impl Default for MobileSettings {
             introspection: false,
             suggestions: false,
             parsed_query_cache_bytes: 64 * 1024,
+            persisted_queries: PersistedQueryMode::Automatic,
+            safelist_file: None,
+            persisted_query_ttl: HumanDuration::from_secs(24 * 3600),
+            persisted_query_cache_bytes: 4 * 1024 * 1024,
         }
     }
 }
@@ -123,12 +140,24 @@ impl Validate for MobileSettings {
                 return Err(ConfigError::rule(key, format!("must be at least {least}")));
             }
         }
+        match (self.persisted_queries, &self.safelist_file) {
+            (PersistedQueryMode::Safelist, Some(file)) => {
+                persisted::load_safelist("safelist_file", file)?;
+            }
+            (PersistedQueryMode::Safelist, None) => {
+                return Err(ConfigError::rule(
+                    "safelist_file",
+                    "is required when persisted_queries is safelist",
+                ));
+            }
+            _ => {}
+        }
         Ok(())
     }
 }
 
-/// The routes of `bff-mobile` over its downstream clients.
-pub fn app(downstreams: Downstreams, settings: &MobileSettings) -> Router {
+/// The routes of `bff-mobile` over its parts.
+pub fn app(parts: &BffParts, settings: &MobileSettings) -> Router {
     Router::new()
         .route(
             "/graphql",
@@ -137,7 +166,8 @@ pub fn app(downstreams: Downstreams, settings: &MobileSettings) -> Router {
                 .route_layer(RequireScope::new("products:read")),
         )
         .with_state(graphql::Graphql {
-            schema: build_schema(downstreams, settings),
+            schema: build_schema(parts.downstreams().clone(), settings),
+            persisted: persisted::PersistedQueries::new(settings, parts.stores()),
             parsed: graphql::ParsedQueries::new(settings.parsed_query_cache_bytes),
             limits: limits::QueryLimits::new(settings),
         })

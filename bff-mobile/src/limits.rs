@@ -65,12 +65,18 @@ impl LimitExceeded {
 
     /// The refusal as a GraphQL response: this one error, no `data`.
     pub(crate) fn response(&self) -> async_graphql::Response {
-        let mut extensions = ErrorExtensionValues::default();
-        extensions.set("code", self.code());
-        let mut error = ServerError::new(self.to_string(), None);
-        error.extensions = Some(extensions);
-        async_graphql::Response::from_errors(vec![error])
+        refusal(self.code(), &self.to_string())
     }
+}
+
+/// A request refused before it ran, as a GraphQL response: one error with
+/// `message` and `code` in `extensions.code`, no `data`.
+pub(crate) fn refusal(code: &'static str, message: &str) -> async_graphql::Response {
+    let mut extensions = ErrorExtensionValues::default();
+    extensions.set("code", code);
+    let mut error = ServerError::new(message, None);
+    error.extensions = Some(extensions);
+    async_graphql::Response::from_errors(vec![error])
 }
 
 /// The limits of `[mobile]`, as the requests are checked against them.

@@ -4,8 +4,10 @@
 //! about itself unless configured to.
 
 use demo_services::{DemoServices, FaultConfig, ServiceName};
-use gateway_core::{lifecycle::Shutdown, server::Running};
-use platform_tests::{Answer, base_url, issue_token, send, start_bff, start_demo};
+use gateway_core::{lifecycle::Shutdown, ratelimit::RedisUrl, server::Running};
+use platform_tests::{
+    Answer, RedisServer, base_url, issue_token, send, start_bff, start_demo, write_temp_file,
+};
 use serde_json::{Value, json};
 
 async fn mobile(
@@ -429,4 +431,187 @@ async fn a_batch_runs_each_operation_on_its_own_up_to_its_limit() {
         .assert_problem(400, "BAD_REQUEST", "an empty batch");
     shutdown.trigger();
     running.wait().await;
+}
+
+fn sha256_hex(text: &str) -> String {
+    ring::digest::digest(&ring::digest::SHA256, text.as_bytes())
+        .as_ref()
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
+/// `body` posted to `running` with `token`.
+async fn post_as(running: &Running, token: &str, body: &Value) -> Answer {
+    send(
+        reqwest::Client::new()
+            .post(format!("{}/graphql", base_url(running)))
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .body(body.to_string()),
+    )
+    .await
+}
+
+fn persisted(hash: &str, query: Option<&str>) -> Value {
+    let mut body =
+        json!({ "extensions": { "persistedQuery": { "version": 1, "sha256Hash": hash } } });
+    if let Some(query) = query {
+        body["query"] = json!(query);
+    }
+    body
+}
+
+#[tokio::test]
+async fn automatic_persisted_queries_round_trip_per_tenant_and_across_instances() {
+    let redis = RedisServer::start().await;
+    let (demo, shutdown) = start_demo(Default::default()).await;
+    let mut instances = Vec::new();
+    for _ in 0..2 {
+        instances.push(
+            start_bff::<bff_mobile::Mobile>(&demo, &shutdown, |config| {
+                config.rate_limit.redis_url =
+                    RedisUrl::parse(&redis.url()).expect("a valid Redis URL");
+            })
+            .await,
+        );
+    }
+    let tenant_of = |id: u64| demo.catalog().user(id).expect("a demo user").tenant;
+    let other_tenants_user = (2..100)
+        .find(|id| tenant_of(*id) != tenant_of(1))
+        .expect("users of two tenants");
+    let token = issue_token(&demo, "user-1", "bff-mobile", "ES256");
+    let other_token = issue_token(
+        &demo,
+        &format!("user-{other_tenants_user}"),
+        "bff-mobile",
+        "ES256",
+    );
+    let query = "{ product(id: 42) { name } }";
+    let hash = sha256_hex(query);
+    let name = demo.catalog().product(42).expect("exists").name;
+
+    let unknown = post_as(&instances[0], &token, &persisted(&hash, None)).await;
+    assert_eq!(
+        codes(&unknown.body),
+        ["PERSISTED_QUERY_NOT_FOUND"],
+        "{}",
+        unknown.body
+    );
+    let mismatch = post_as(
+        &instances[0],
+        &token,
+        &persisted(&hash, Some("{ product(id: 43) { name } }")),
+    )
+    .await;
+    assert_eq!(codes(&mismatch.body), ["PERSISTED_QUERY_HASH_MISMATCH"]);
+    let still_unknown = post_as(&instances[0], &token, &persisted(&hash, None)).await;
+    assert_eq!(
+        codes(&still_unknown.body),
+        ["PERSISTED_QUERY_NOT_FOUND"],
+        "a mismatch registers nothing"
+    );
+
+    let registered = post_as(&instances[0], &token, &persisted(&hash, Some(query))).await;
+    assert_eq!(
+        registered.body["data"]["product"]["name"], name,
+        "{}",
+        registered.body
+    );
+    // Every instance knows it now, by its hash alone, over POST and GET.
+    let elsewhere = post_as(&instances[1], &token, &persisted(&hash, None)).await;
+    assert_eq!(
+        elsewhere.body["data"]["product"]["name"], name,
+        "{}",
+        elsewhere.body
+    );
+    let extensions = persisted(&hash, None)["extensions"].to_string();
+    let url = reqwest::Url::parse_with_params(
+        &format!("{}/graphql", base_url(&instances[1])),
+        [("extensions", extensions.as_str())],
+    )
+    .expect("a URL");
+    let over_get = send(reqwest::Client::new().get(url).bearer_auth(&token)).await;
+    assert_eq!(
+        over_get.body["data"]["product"]["name"], name,
+        "{}",
+        over_get.body
+    );
+
+    // Another tenant does not see it.
+    let other = post_as(&instances[1], &other_token, &persisted(&hash, None)).await;
+    assert_eq!(
+        codes(&other.body),
+        ["PERSISTED_QUERY_NOT_FOUND"],
+        "{}",
+        other.body
+    );
+    shutdown.trigger();
+    for running in instances {
+        running.wait().await;
+    }
+}
+
+#[tokio::test]
+async fn the_safelist_runs_only_its_operations_and_hashes_can_be_turned_off() {
+    let (demo, shutdown) = start_demo(Default::default()).await;
+    let listed = "{ product(id: 42) { name } }";
+    let safelist = write_temp_file(
+        "safelist.json",
+        &json!({ sha256_hex(listed): listed }).to_string(),
+    );
+    let safelisted = mobile(&demo, &shutdown, |settings| {
+        settings.persisted_queries = bff_mobile::PersistedQueryMode::Safelist;
+        settings.safelist_file = Some(safelist);
+    })
+    .await;
+    let off = mobile(&demo, &shutdown, |settings| {
+        settings.persisted_queries = bff_mobile::PersistedQueryMode::Off;
+    })
+    .await;
+    let in_process = mobile(&demo, &shutdown, |_| {}).await;
+    let token = issue_token(&demo, "user-1", "bff-mobile", "ES256");
+    let name = demo.catalog().product(42).expect("exists").name;
+
+    let runs = post_as(&safelisted, &token, &persisted(&sha256_hex(listed), None)).await;
+    assert_eq!(runs.body["data"]["product"]["name"], name, "{}", runs.body);
+    let before = calls_to_services(&demo);
+    for (case, body) in [
+        ("a query as text", json!({ "query": listed })),
+        (
+            "another hash",
+            persisted(&sha256_hex("{ product(id: 1) { name } }"), None),
+        ),
+        (
+            "a listed hash with another text",
+            persisted(&sha256_hex(listed), Some("{ product(id: 1) { name } }")),
+        ),
+    ] {
+        let refused = post_as(&safelisted, &token, &body).await;
+        assert_eq!(
+            codes(&refused.body),
+            ["PERSISTED_QUERY_REQUIRED"],
+            "{case}: {}",
+            refused.body
+        );
+    }
+    assert_eq!(calls_to_services(&demo), before, "nothing else ran");
+
+    let not_supported = post_as(&off, &token, &persisted(&sha256_hex(listed), None)).await;
+    assert_eq!(
+        codes(&not_supported.body),
+        ["PERSISTED_QUERY_NOT_SUPPORTED"]
+    );
+    let plain = post_as(&off, &token, &json!({ "query": listed })).await;
+    assert_eq!(plain.body["data"]["product"]["name"], name);
+
+    // Without Redis, texts are kept in process.
+    let hash = sha256_hex(listed);
+    post_as(&in_process, &token, &persisted(&hash, Some(listed))).await;
+    let kept = post_as(&in_process, &token, &persisted(&hash, None)).await;
+    assert_eq!(kept.body["data"]["product"]["name"], name, "{}", kept.body);
+    shutdown.trigger();
+    for running in [safelisted, off, in_process] {
+        running.wait().await;
+    }
 }
