@@ -30,13 +30,15 @@ use async_graphql::{
     parser::types::{DocumentOperations, ExecutableDocument, OperationType},
 };
 use axum::{
-    Json,
+    Extension, Json,
     body::Bytes,
     extract::{Query, State},
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
-use gateway_core::{Error, RequestContext, error::ProtocolError, server::has_json_body};
+use gateway_core::{
+    Error, RequestContext, error::ProtocolError, ratelimit::RateLimitCharge, server::has_json_body,
+};
 use moka::sync::Cache;
 use serde::Deserialize;
 
@@ -207,13 +209,16 @@ fn not_acceptable() -> Response {
 
 /// Resolves `request`'s persisted query, checks it against the limits (the
 /// text, then the parsed document; over GET, that it is no mutation),
-/// registers a new persisted query that passed them, then executes it; at most
-/// `max_errors` errors come back. A refusal by a limit is a GraphQL
-/// response; a mutation over GET is refused over HTTP (the `Err`).
+/// registers a new persisted query that passed them, charges what it costs
+/// beyond the route's one token to the caller's rate limit, then executes
+/// it; at most `max_errors` errors come back. A refusal by a limit is a
+/// GraphQL response; a mutation over GET and an empty bucket are refused
+/// over HTTP (the `Err`: 405, 429).
 async fn run(
     graphql: &Graphql,
     mut request: async_graphql::Request,
     context: RequestContext,
+    charge: Option<&RateLimitCharge>,
     over_get: bool,
 ) -> Result<async_graphql::Response, Response> {
     let tenant = context
@@ -230,6 +235,8 @@ async fn run(
     }
     graphql.parsed.prepare(&mut request);
     let operation_name = request.operation_name.clone();
+    // Held aside while the document is borrowed; given back before it runs.
+    let variables = std::mem::take(&mut request.variables);
     // A query that does not parse is left for the schema to report.
     if let Ok(document) = request.parsed_query() {
         if over_get && is_mutation(document, operation_name.as_deref()) {
@@ -240,8 +247,18 @@ async fn run(
             )
                 .into_response());
         }
-        if let Err(refused) = graphql.limits.check_document(document) {
-            return Ok(refused.response());
+        let cost = match graphql.limits.check_document(document, &variables) {
+            Ok(cost) => cost,
+            Err(refused) => return Ok(refused.response()),
+        };
+        if let Some(charge) = charge
+            && cost > 1
+        {
+            let extra = u32::try_from(cost - 1).unwrap_or(u32::MAX);
+            charge
+                .charge(extra)
+                .await
+                .map_err(|refused| Error::from(refused).into_response())?;
         }
         if let Some(hash) = register {
             graphql
@@ -250,6 +267,7 @@ async fn run(
                 .await;
         }
     }
+    request.variables = variables;
     let mut response = graphql.schema.execute(request.data(context)).await;
     graphql.limits.cap_errors(&mut response);
     Ok(response)
@@ -261,9 +279,11 @@ async fn run(
 pub(crate) async fn post(
     State(graphql): State<Graphql>,
     context: RequestContext,
+    charge: Option<Extension<RateLimitCharge>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, Error> {
+    let charge = charge.as_ref().map(|Extension(charge)| charge);
     if !has_json_body(&headers) {
         return Ok((
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -282,7 +302,7 @@ pub(crate) async fn post(
     if !is_batch {
         let request: async_graphql::Request =
             serde_json::from_slice(&body).map_err(not_a_request)?;
-        return Ok(match run(&graphql, request, context, false).await {
+        return Ok(match run(&graphql, request, context, charge, false).await {
             Ok(response) => answering.send(&response),
             Err(refused) => refused,
         });
@@ -298,7 +318,7 @@ pub(crate) async fn post(
     let responses = futures_util::future::join_all(
         requests
             .into_iter()
-            .map(|request| run(&graphql, request, context.clone(), false)),
+            .map(|request| run(&graphql, request, context.clone(), charge, false)),
     )
     .await
     .into_iter()
@@ -323,9 +343,11 @@ pub(crate) struct GetParams {
 pub(crate) async fn get(
     State(graphql): State<Graphql>,
     context: RequestContext,
+    charge: Option<Extension<RateLimitCharge>>,
     headers: HeaderMap,
     Query(params): Query<GetParams>,
 ) -> Result<Response, Error> {
+    let charge = charge.as_ref().map(|Extension(charge)| charge);
     let mut request = async_graphql::Request::new(params.query);
     if let Some(name) = params.operation_name {
         request = request.operation_name(name);
@@ -343,7 +365,7 @@ pub(crate) async fn get(
     let Some(answering) = Answering::from_accept(&headers) else {
         return Ok(not_acceptable());
     };
-    Ok(match run(&graphql, request, context, true).await {
+    Ok(match run(&graphql, request, context, charge, true).await {
         Ok(response) => answering.send(&response),
         Err(refused) => refused,
     })

@@ -11,13 +11,16 @@
 //! capped at `max_errors`, so a flood of failing fields cannot make the
 //! answer itself large.
 //!
+//! A query's cost (one point per field, a list's selection once per item of
+//! its `first`) is also what it takes from the caller's rate-limit bucket.
+//!
 //! async-graphql counts depth and complexity only while validating, and
 //! neither tokens, aliases, root fields nor a document's directives, with
-//! messages but no codes: these checks are written here, on its parsed
-//! document types.
+//! messages but no codes and no cost to charge: these checks are written
+//! here, on its parsed document types.
 
 use async_graphql::{
-    ErrorExtensionValues, ServerError,
+    ErrorExtensionValues, ServerError, Value, Variables,
     parser::types::{ExecutableDocument, Field, Selection, SelectionSet},
 };
 
@@ -32,6 +35,9 @@ pub(crate) enum LimitExceeded {
     /// The query has too many lexical tokens.
     #[error("the query has more than {max} tokens")]
     Tokens { max: usize },
+    /// The query costs too much.
+    #[error("the query costs {cost}; at most {max} is accepted")]
+    Complexity { cost: usize, max: usize },
     /// The query nests fields too deep.
     #[error("the query is nested {depth} fields deep; at most {max} are accepted")]
     Depth { depth: usize, max: usize },
@@ -56,6 +62,7 @@ impl LimitExceeded {
             Self::Size { .. } => "QUERY_TOO_LARGE",
             Self::Tokens { .. } => "QUERY_TOO_MANY_TOKENS",
             Self::Depth { .. } => "QUERY_TOO_DEEP",
+            Self::Complexity { .. } => "QUERY_TOO_COMPLEX",
             Self::Aliases { .. } => "QUERY_TOO_MANY_ALIASES",
             Self::RootFields { .. } => "QUERY_TOO_MANY_ROOT_FIELDS",
             Self::Directives { .. } => "QUERY_TOO_MANY_DIRECTIVES",
@@ -85,6 +92,7 @@ pub(crate) struct QueryLimits {
     max_bytes: usize,
     max_tokens: usize,
     max_depth: usize,
+    max_complexity: usize,
     max_aliases: usize,
     max_root_fields: usize,
     max_directives: usize,
@@ -98,6 +106,7 @@ impl QueryLimits {
             max_bytes: settings.max_query_bytes,
             max_tokens: settings.max_query_tokens,
             max_depth: settings.max_query_depth,
+            max_complexity: settings.max_query_complexity,
             max_aliases: settings.max_aliases,
             max_root_fields: settings.max_root_fields,
             max_directives: settings.max_directives,
@@ -133,13 +142,16 @@ impl QueryLimits {
         Ok(())
     }
 
-    /// Checks the parsed document: every operation's depth and root fields
-    /// (fragments expanded), and the aliases and directives of the whole
-    /// document.
+    /// Checks the parsed document: every operation's depth, cost and root
+    /// fields (fragments expanded), and the aliases and directives of the
+    /// whole document. Returns what the costliest operation costs, to be
+    /// charged to the caller's rate limit.
     pub(crate) fn check_document(
         &self,
         document: &ExecutableDocument,
-    ) -> Result<(), LimitExceeded> {
+        variables: &Variables,
+    ) -> Result<usize, LimitExceeded> {
+        let mut costliest = 0;
         let mut shape = Shape::default();
         for (_, operation) in document.operations.iter() {
             shape.directives += operation.node.directives.len();
@@ -162,6 +174,19 @@ impl QueryLimits {
                     max: self.max_depth,
                 });
             }
+            let cost = cost(
+                document,
+                &operation.node.selection_set.node,
+                variables,
+                &mut Vec::new(),
+            );
+            if cost > self.max_complexity {
+                return Err(LimitExceeded::Complexity {
+                    cost,
+                    max: self.max_complexity,
+                });
+            }
+            costliest = costliest.max(cost);
         }
         for fragment in document.fragments.values() {
             shape.directives += fragment.node.directives.len();
@@ -179,7 +204,7 @@ impl QueryLimits {
                 max: self.max_directives,
             });
         }
-        Ok(())
+        Ok(costliest)
     }
 
     /// Keeps the first `max_errors` errors of an executed request.
@@ -274,6 +299,40 @@ fn depth<'a>(
     deepest
 }
 
+/// What `set` costs: one point per field, a field's selection counted
+/// once per item when the field takes `first` (a list of that many),
+/// fragments expanded; as async-graphql counts complexity.
+fn cost<'a>(
+    document: &'a ExecutableDocument,
+    set: &'a SelectionSet,
+    variables: &Variables,
+    spreading: &mut Vec<&'a str>,
+) -> usize {
+    let mut total = 0usize;
+    for_each_field(document, set, spreading, &mut |field, spreading| {
+        let items = first_argument(field, variables).unwrap_or(1);
+        let nested = cost(document, &field.selection_set.node, variables, spreading);
+        total = total.saturating_add(1 + items.saturating_mul(nested));
+    });
+    total
+}
+
+/// The `first` argument of a list field, written or in a variable.
+fn first_argument(field: &Field, variables: &Variables) -> Option<usize> {
+    let value = field
+        .get_argument("first")?
+        .node
+        .clone()
+        .into_const_with(|name| variables.get(&name).cloned().ok_or(()))
+        .ok()?;
+    match value {
+        Value::Number(number) => number
+            .as_u64()
+            .and_then(|first| usize::try_from(first).ok()),
+        _ => None,
+    }
+}
+
 /// The lexical tokens of a GraphQL document (names, numbers, strings,
 /// punctuators; whitespace, commas and comments are not tokens), counted up
 /// to `stop_after + 1`. Hand-written: async-graphql's parser has no token
@@ -350,7 +409,9 @@ mod tests {
     fn check(query: &str) -> Result<(), LimitExceeded> {
         let limits = limits();
         limits.check_text(query)?;
-        limits.check_document(&parse_query(query).expect("parses"))
+        limits
+            .check_document(&parse_query(query).expect("parses"), &Variables::default())
+            .map(|_| ())
     }
 
     #[test]
@@ -432,6 +493,43 @@ mod tests {
             assert_eq!(response.errors.len(), 1);
             assert!(response.data == async_graphql::Value::Null);
         }
+    }
+
+    #[test]
+    fn a_query_costs_a_point_per_field_and_lists_per_item() {
+        let cost_of = |query: &str, variables: serde_json::Value| {
+            limits()
+                .check_document(
+                    &parse_query(query).expect("parses"),
+                    &Variables::from_json(variables),
+                )
+                .expect("within the limits")
+        };
+        let none = serde_json::json!({});
+        assert_eq!(
+            cost_of("{ product(id: 1) { name price } }", none.clone()),
+            3
+        );
+        assert_eq!(
+            cost_of(
+                "{ product(id: 1) { ...F } } fragment F on Product { name stock }",
+                none.clone()
+            ),
+            3
+        );
+        assert_eq!(cost_of("{ products(first: 10) { name price } }", none), 21);
+        assert_eq!(
+            cost_of(
+                "query L($n: Int) { products(first: $n) { name } }",
+                serde_json::json!({ "n": 5 })
+            ),
+            6
+        );
+        let too_costly = format!("{{ products(first: 100) {{ {} }} }}", "name ".repeat(3));
+        assert_eq!(
+            check(&too_costly).map_err(|refused| refused.code()),
+            Err("QUERY_TOO_COMPLEX")
+        );
     }
 
     #[test]

@@ -20,13 +20,11 @@ use crate::MobileSettings;
 /// The schema served at `/graphql`.
 pub type MobileSchema = Schema<Query, EmptyMutation, EmptySubscription>;
 
-/// Builds the schema over the downstream clients, with the complexity
-/// limit, introspection and suggestions of `settings` (the other limits are
-/// checked before the schema sees a query: `limits`).
+/// Builds the schema over the downstream clients, with the introspection
+/// and suggestions of `settings` (the limits are checked before the schema
+/// sees a query: `limits`).
 pub fn build_schema(downstreams: Downstreams, settings: &MobileSettings) -> MobileSchema {
-    let mut schema = Schema::build(Query, EmptyMutation, EmptySubscription)
-        .data(downstreams)
-        .limit_complexity(settings.max_query_complexity);
+    let mut schema = Schema::build(Query, EmptyMutation, EmptySubscription).data(downstreams);
     if !settings.introspection {
         schema = schema.disable_introspection();
     }

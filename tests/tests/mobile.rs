@@ -6,7 +6,8 @@
 use demo_services::{DemoServices, FaultConfig, ServiceName};
 use gateway_core::{lifecycle::Shutdown, ratelimit::RedisUrl, server::Running};
 use platform_tests::{
-    Answer, RedisServer, base_url, issue_token, send, start_bff, start_demo, write_temp_file,
+    Answer, RedisServer, base_url, issue_token, send, slow_limits, start_bff, start_demo,
+    write_temp_file,
 };
 use serde_json::{Value, json};
 
@@ -614,4 +615,34 @@ async fn the_safelist_runs_only_its_operations_and_hashes_can_be_turned_off() {
     for running in [safelisted, off, in_process] {
         running.wait().await;
     }
+}
+
+#[tokio::test]
+async fn a_query_takes_what_it_costs_from_the_callers_rate_limit() {
+    let (demo, shutdown) = start_demo(Default::default()).await;
+    let running = start_bff::<bff_mobile::Mobile>(&demo, &shutdown, |config| {
+        config.rate_limit = slow_limits(&[("standard", 10)]);
+    })
+    .await;
+    // Three fields: three tokens, one by the route and two by the query.
+    let costing_three = "{ product(id: 42) { name price } }";
+    let mut admitted = 0;
+    let refused = loop {
+        let answer = graphql(&running, &demo, costing_three).await;
+        if answer.status != 200 {
+            break answer;
+        }
+        assert!(
+            answer.body["data"]["product"]["name"].is_string(),
+            "{}",
+            answer.body
+        );
+        admitted += 1;
+        assert!(admitted <= 10, "the bucket never ran out");
+    };
+    assert_eq!(admitted, 3, "10 tokens buy three queries of three");
+    refused.assert_problem(429, "RATE_LIMITED", "the fourth costs more than is left");
+    assert!(!refused.header("retry-after").is_empty());
+    shutdown.trigger();
+    running.wait().await;
 }
