@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 use shared_schema::catalog::{INVENTORY, PRICING, PRODUCTS};
 
 pub use persisted::PersistedQueryMode;
-pub use schema::{MobileSchema, build_schema};
+pub use schema::{MobileSchema, build_schema, sdl};
 
 /// `bff-mobile` as a [`Bff`]: its name, ports, services and routes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

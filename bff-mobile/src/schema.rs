@@ -34,6 +34,13 @@ pub fn build_schema(downstreams: Downstreams, settings: &MobileSettings) -> Mobi
     schema.finish()
 }
 
+/// The schema's SDL, as committed in `bff-mobile/schema.graphql`.
+pub fn sdl() -> String {
+    Schema::build(Query, EmptyMutation, EmptySubscription)
+        .finish()
+        .sdl()
+}
+
 /// A gateway error as a GraphQL error: the client-safe message and the
 /// stable code in `extensions.code`, the same code problem+json carries.
 pub(crate) fn graphql_error(error: Error) -> async_graphql::Error {
@@ -177,5 +184,25 @@ impl ProductNode {
     async fn in_stock(&self, ctx: &Context<'_>) -> Option<bool> {
         let stock = self.stock(ctx).await;
         or_null(ctx, stock.map(|stock| stock.available > 0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The committed SDL, which the app team reads and generates its client
+    /// code from, is the schema served. `BFF_MOBILE_WRITE_SDL=1 cargo test -p
+    /// bff-mobile` writes it after a deliberate change.
+    #[test]
+    fn the_committed_sdl_is_the_schema_served() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/schema.graphql");
+        let served = super::sdl();
+        if std::env::var_os("BFF_MOBILE_WRITE_SDL").is_some() {
+            std::fs::write(path, &served).expect("schema.graphql written");
+        }
+        let committed = std::fs::read_to_string(path).expect("bff-mobile/schema.graphql");
+        assert_eq!(
+            committed, served,
+            "bff-mobile/schema.graphql differs from the schema served; after a deliberate change run BFF_MOBILE_WRITE_SDL=1 cargo test -p bff-mobile"
+        );
     }
 }
