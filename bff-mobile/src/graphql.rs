@@ -37,12 +37,14 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use gateway_core::{
-    Error, RequestContext, error::ProtocolError, ratelimit::RateLimitCharge, server::has_json_body,
+    Error, RequestContext, downstream::Downstreams, error::ProtocolError,
+    ratelimit::RateLimitCharge, server::has_json_body,
 };
 use moka::sync::Cache;
 use serde::Deserialize;
+use shared_schema::catalog::{Price, Product, StockLevel};
 
-use crate::{MobileSchema, limits::QueryLimits, persisted::PersistedQueries};
+use crate::{MobileSchema, limits::QueryLimits, loaders::loader, persisted::PersistedQueries};
 
 /// Parsed query documents by query text, bounded by the bytes of text they
 /// were parsed from (`[mobile] parsed_query_cache_bytes`; 0 keeps none).
@@ -80,6 +82,7 @@ pub(crate) struct Graphql {
     pub(crate) parsed: ParsedQueries,
     pub(crate) limits: QueryLimits,
     pub(crate) persisted: PersistedQueries,
+    pub(crate) services: Downstreams,
 }
 
 /// The GraphQL-over-HTTP media type of a response.
@@ -268,7 +271,12 @@ async fn run(
         }
     }
     request.variables = variables;
-    let mut response = graphql.schema.execute(request.data(context)).await;
+    let request = request
+        .data(loader::<Product>(&graphql.services, &context))
+        .data(loader::<Price>(&graphql.services, &context))
+        .data(loader::<StockLevel>(&graphql.services, &context))
+        .data(context);
+    let mut response = graphql.schema.execute(request).await;
     graphql.limits.cap_errors(&mut response);
     Ok(response)
 }

@@ -16,6 +16,7 @@
 
 mod graphql;
 mod limits;
+mod loaders;
 mod persisted;
 mod schema;
 
@@ -166,7 +167,8 @@ pub fn app(parts: &BffParts, settings: &MobileSettings) -> Router {
                 .route_layer(RequireScope::new("products:read")),
         )
         .with_state(graphql::Graphql {
-            schema: build_schema(parts.downstreams().clone(), settings),
+            schema: build_schema(settings),
+            services: parts.downstreams().clone(),
             persisted: persisted::PersistedQueries::new(settings, parts.stores()),
             parsed: graphql::ParsedQueries::new(settings.parsed_query_cache_bytes),
             limits: limits::QueryLimits::new(settings),

@@ -3,28 +3,31 @@
 //! `Product` fields are resolved lazily: `name` comes with the product
 //! itself, `price`/`currency` from the pricing service and `stock`/`inStock`
 //! from the inventory service, each fetched at most once per product and only
-//! when a selected field needs it. Sibling fields resolve concurrently.
+//! when a selected field needs it. Sibling fields resolve concurrently, and
+//! every fetch goes through the request's loaders (`loaders`): one batch
+//! call per service, however many products the query names.
 
 use async_graphql::{
     Context, EmptyMutation, EmptySubscription, ErrorExtensions, ID, Object, Schema,
+    dataloader::DataLoader,
 };
-use gateway_core::{
-    Error, RequestContext,
-    downstream::{DownstreamError, Downstreams, Resource, aggregate::record_degraded},
-};
+use gateway_core::{Error, RequestContext};
 use shared_schema::catalog::{Price, Product, StockLevel};
 use tokio::sync::OnceCell;
 
-use crate::MobileSettings;
+use crate::{
+    MobileSettings,
+    loaders::{BatchLoader, Batched, not_found},
+};
 
 /// The schema served at `/graphql`.
 pub type MobileSchema = Schema<Query, EmptyMutation, EmptySubscription>;
 
-/// Builds the schema over the downstream clients, with the introspection
-/// and suggestions of `settings` (the limits are checked before the schema
-/// sees a query: `limits`).
-pub fn build_schema(downstreams: Downstreams, settings: &MobileSettings) -> MobileSchema {
-    let mut schema = Schema::build(Query, EmptyMutation, EmptySubscription).data(downstreams);
+/// Builds the schema with the introspection and suggestions of `settings`
+/// (the limits are checked before the schema sees a query: `limits`; the
+/// services are reached through each request's loaders).
+pub fn build_schema(settings: &MobileSettings) -> MobileSchema {
+    let mut schema = Schema::build(Query, EmptyMutation, EmptySubscription);
     if !settings.introspection {
         schema = schema.disable_introspection();
     }
@@ -52,12 +55,6 @@ pub(crate) fn graphql_error(error: Error) -> async_graphql::Error {
         .extend_with(|_, extensions| extensions.set("code", code))
 }
 
-fn request_parts<'a>(
-    ctx: &'a Context<'_>,
-) -> async_graphql::Result<(&'a Downstreams, &'a RequestContext)> {
-    Ok((ctx.data::<Downstreams>()?, ctx.data::<RequestContext>()?))
-}
-
 /// The root query.
 #[derive(Debug)]
 pub struct Query;
@@ -76,16 +73,12 @@ impl Query {
                 id.as_str()
             )))
         })?;
-        let (services, request) = request_parts(ctx)?;
-        match services.fetch::<Product>(id, request).await {
-            Ok(product) => Ok(Some(ProductNode {
-                product,
-                price: OnceCell::new(),
-                stock: OnceCell::new(),
-            })),
-            Err(DownstreamError::NotFound { .. }) => Ok(None),
-            Err(error) => Err(graphql_error(error.into())),
-        }
+        let products = ctx.data::<DataLoader<BatchLoader<Product>>>()?;
+        Ok(products.load_one(id).await?.map(|product| ProductNode {
+            product,
+            price: OnceCell::new(),
+            stock: OnceCell::new(),
+        }))
     }
 }
 
@@ -97,21 +90,21 @@ pub(crate) struct ProductNode {
     stock: OnceCell<Result<StockLevel, async_graphql::Error>>,
 }
 
-/// Fetches resource `T` of the product once per node, however many of its
-/// fields the query selects; every field sees the same answer or error. A
-/// failure is recorded as the degraded `part` of the answer (`BFF-Partial`).
-async fn fetch_once<'a, T: Resource>(
+/// Loads resource `T` of the product once per node, however many of its
+/// fields the query selects, through the request's loader (one batch call
+/// for every product of the query); every field sees the same answer or
+/// error. A failure is recorded as the degraded part (`BFF-Partial`).
+async fn fetch_once<'a, T: Batched>(
     cell: &'a OnceCell<Result<T, async_graphql::Error>>,
-    part: &'static str,
     id: u64,
     ctx: &Context<'_>,
 ) -> async_graphql::Result<&'a T> {
     cell.get_or_init(|| async move {
-        let (services, request) = request_parts(ctx)?;
-        services.fetch::<T>(id, request).await.map_err(|error| {
-            record_degraded(request, part, &error);
-            graphql_error(error.into())
-        })
+        let request = ctx.data::<RequestContext>()?;
+        ctx.data::<DataLoader<BatchLoader<T>>>()?
+            .load_one(id)
+            .await?
+            .ok_or_else(|| not_found::<T>(request))
     })
     .await
     .as_ref()
@@ -129,11 +122,11 @@ fn or_null<T>(ctx: &Context<'_>, value: async_graphql::Result<T>) -> Option<T> {
 
 impl ProductNode {
     async fn price(&self, ctx: &Context<'_>) -> async_graphql::Result<&Price> {
-        fetch_once(&self.price, "price", self.product.id, ctx).await
+        fetch_once(&self.price, self.product.id, ctx).await
     }
 
     async fn stock(&self, ctx: &Context<'_>) -> async_graphql::Result<&StockLevel> {
-        fetch_once(&self.stock, "stock", self.product.id, ctx).await
+        fetch_once(&self.stock, self.product.id, ctx).await
     }
 }
 

@@ -646,3 +646,42 @@ async fn a_query_takes_what_it_costs_from_the_callers_rate_limit() {
     shutdown.trigger();
     running.wait().await;
 }
+
+#[tokio::test]
+async fn every_product_of_a_query_comes_from_one_batch_call_per_service() {
+    let (demo, shutdown) = start_demo(Default::default()).await;
+    let running = mobile(&demo, &shutdown, |_| {}).await;
+    let received = |service: ServiceName| demo.requests(service).received();
+    let before = [
+        received(ServiceName::Products),
+        received(ServiceName::Pricing),
+        received(ServiceName::Inventory),
+    ];
+    let products = (1..=8)
+        .map(|id| format!("p{id}: product(id: {id}) {{ name price currency stock inStock }}"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let answer = graphql(&running, &demo, &format!("{{ {products} }}")).await;
+    assert_eq!(answer.body["errors"], Value::Null, "{}", answer.body);
+    for id in 1..=8 {
+        assert_eq!(
+            answer.body["data"][format!("p{id}")]["name"],
+            demo.catalog().product(id).expect("exists").name
+        );
+        assert!(answer.body["data"][format!("p{id}")]["stock"].is_u64());
+    }
+    let calls = [
+        received(ServiceName::Products) - before[0],
+        received(ServiceName::Pricing) - before[1],
+        received(ServiceName::Inventory) - before[2],
+    ];
+    assert_eq!(calls, [1, 1, 1], "eight products, one call per service");
+    let priced = demo
+        .last_request(ServiceName::Pricing)
+        .expect("pricing was called")
+        .uri;
+    assert!(priced.starts_with("/prices?ids="), "{priced}");
+    assert_eq!(priced.split(',').count(), 8, "{priced}");
+    shutdown.trigger();
+    running.wait().await;
+}

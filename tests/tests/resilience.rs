@@ -550,12 +550,14 @@ async fn a_failed_required_part_fails_the_page_at_once_and_cancels_the_rest() {
     shutdown.trigger();
 }
 
-/// A query for products 1 to 8 under aliases, resolved concurrently.
-fn eight_products_query() -> String {
-    let fields: Vec<String> = (1..=8)
-        .map(|id| format!("p{id}: product(id: {id}) {{ name }}"))
+/// A batch of eight operations, one per product 1 to 8, run concurrently:
+/// eight calls of one request (within one operation the products would
+/// come from one batch call).
+fn eight_products_batch() -> String {
+    let operations: Vec<serde_json::Value> = (1..=8)
+        .map(|id| serde_json::json!({ "query": format!("{{ product(id: {id}) {{ name }} }}") }))
         .collect();
-    serde_json::json!({ "query": format!("{{ {} }}", fields.join(" ")) }).to_string()
+    serde_json::Value::Array(operations).to_string()
 }
 
 async fn eight_products(mobile: &Running, token: &str) -> Answer {
@@ -564,7 +566,7 @@ async fn eight_products(mobile: &Running, token: &str) -> Answer {
             .post(format!("{}/graphql", base_url(mobile)))
             .bearer_auth(token)
             .header("content-type", "application/json")
-            .body(eight_products_query()),
+            .body(eight_products_batch()),
     )
     .await
 }
@@ -579,13 +581,14 @@ async fn one_request_has_at_most_max_fan_out_calls_under_way() {
     let token = issue_token(&demo, "user-1", "bff-mobile", "RS256");
     let bounded = start_bff::<bff_mobile::Mobile>(&demo, &shutdown, |config| {
         config.server.max_fan_out = 2.try_into().expect("non-zero");
+        config.own.max_batch_operations = 8;
     })
     .await;
     let answer = eight_products(&bounded, &token).await;
     assert_eq!(answer.status, 200);
-    for id in 1..=8 {
+    for index in 0..8 {
         assert!(
-            answer.body["data"][format!("p{id}")]["name"].is_string(),
+            answer.body[index]["data"]["product"]["name"].is_string(),
             "every product resolved: {}",
             answer.body
         );
@@ -599,7 +602,10 @@ async fn one_request_has_at_most_max_fan_out_calls_under_way() {
     );
 
     // The same query with the default bound has its eight calls under way together.
-    let unbounded = start_bff::<bff_mobile::Mobile>(&demo, &shutdown, |_| {}).await;
+    let unbounded = start_bff::<bff_mobile::Mobile>(&demo, &shutdown, |config| {
+        config.own.max_batch_operations = 8;
+    })
+    .await;
     assert_eq!(eight_products(&unbounded, &token).await.status, 200);
     assert!(
         products.peak_in_flight() > 2,
