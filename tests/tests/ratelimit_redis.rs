@@ -302,17 +302,19 @@ async fn decisions_as_fast_as_redis_answers_admit_exactly_the_plans_rate() {
     })
     .await;
     let charge = limiter.charge_for(None, Some([10, 0, 0, 1].into()), &http::HeaderMap::new());
+    // A fixed number of decisions, each decider asking again as soon as it
+    // is answered; the window is however long they took.
+    const DECISIONS_PER_DECIDER: u64 = 2_000;
     let started = tokio::time::Instant::now();
     let deciders = (0..32).map(|_| {
         let charge = charge.clone();
         tokio::spawn(async move {
-            let (mut admitted, mut decided) = (0u64, 0u64);
-            while started.elapsed() < Duration::from_secs(3) {
+            let mut admitted = 0u64;
+            for _ in 0..DECISIONS_PER_DECIDER {
                 let decision = charge.charge(1).await;
-                decided += 1;
                 admitted += u64::from(matches!(decision, Ok(Some(_))));
             }
-            (admitted, decided)
+            (admitted, DECISIONS_PER_DECIDER)
         })
     });
     let counts = futures_util::future::join_all(deciders).await;
@@ -328,9 +330,10 @@ async fn decisions_as_fast_as_redis_answers_admit_exactly_the_plans_rate() {
         "{admitted} admitted of {decided} decisions in {window:.2}s ({:.0} a second): at most {most:.0}",
         decided as f64 / window
     );
+    // Demand exceeded supply throughout: most decisions were refusals.
     assert!(
-        decided as f64 > 5.0 * most,
-        "demand exceeded supply: {decided} decisions"
+        decided > 2 * admitted,
+        "demand exceeded supply: {admitted} admitted of {decided} decisions"
     );
     assert!(
         admitted as f64 <= most,
