@@ -207,31 +207,27 @@ async fn three_instances_admit_a_concurrent_burst_as_one_bucket_would() {
     }
 }
 
-#[tokio::test]
-async fn a_sustained_overload_of_one_instance_is_admitted_at_the_plans_rate_in_redis() {
-    let redis = RedisServer::start().await;
-    let (demo, shutdown) = start_demo(Default::default()).await;
-    let web = instances::<bff_web::Web>(&demo, &shutdown, 1, |config| {
-        config.rate_limit = steady_shared_limits(&redis, OutagePolicy::Local);
+/// `count` bff-web instances on the steady plan shared through `redis`,
+/// their product pages four calls each.
+async fn steady_web(
+    demo: &DemoServices,
+    shutdown: &Shutdown,
+    redis: &RedisServer,
+    count: usize,
+) -> Vec<Running> {
+    instances::<bff_web::Web>(demo, shutdown, count, |config| {
+        config.rate_limit = steady_shared_limits(redis, OutagePolicy::Local);
         config.own = web_without_related_products();
     })
-    .await;
-    let token = issue_token(&demo, "user-1", "bff-web", "ES256");
-    assert_sustained_overload_holds(&web, &token, 1).await;
-    assert_eq!(mode(&web[0]).await, "redis", "decided in Redis throughout");
-    shutdown.trigger();
-    web.into_iter().next().expect("one instance").wait().await;
+    .await
 }
 
-#[tokio::test]
-async fn a_sustained_overload_spread_over_three_instances_is_admitted_at_one_plans_rate() {
+/// A sustained overload spread over `count` instances deciding in Redis
+/// is admitted as one bucket, and they stay in Redis throughout.
+async fn assert_overload_in_redis_holds(count: usize) {
     let redis = RedisServer::start().await;
     let (demo, shutdown) = start_demo(Default::default()).await;
-    let web = instances::<bff_web::Web>(&demo, &shutdown, 3, |config| {
-        config.rate_limit = steady_shared_limits(&redis, OutagePolicy::Local);
-        config.own = web_without_related_products();
-    })
-    .await;
+    let web = steady_web(&demo, &shutdown, &redis, count).await;
     let token = issue_token(&demo, "user-1", "bff-web", "ES256");
     assert_sustained_overload_holds(&web, &token, 1).await;
     for instance in &web {
@@ -244,14 +240,20 @@ async fn a_sustained_overload_spread_over_three_instances_is_admitted_at_one_pla
 }
 
 #[tokio::test]
+async fn a_sustained_overload_of_one_instance_is_admitted_at_the_plans_rate_in_redis() {
+    assert_overload_in_redis_holds(1).await;
+}
+
+#[tokio::test]
+async fn a_sustained_overload_spread_over_three_instances_is_admitted_at_one_plans_rate() {
+    assert_overload_in_redis_holds(3).await;
+}
+
+#[tokio::test]
 async fn while_redis_is_down_three_instances_at_their_share_admit_one_plans_rate() {
     let mut redis = RedisServer::start().await;
     let (demo, shutdown) = start_demo(Default::default()).await;
-    let web = instances::<bff_web::Web>(&demo, &shutdown, 3, |config| {
-        config.rate_limit = steady_shared_limits(&redis, OutagePolicy::Local);
-        config.own = web_without_related_products();
-    })
-    .await;
+    let web = steady_web(&demo, &shutdown, &redis, 3).await;
     let token = issue_token(&demo, "user-1", "bff-web", "ES256");
     redis.stop().await;
     for instance in &web {
