@@ -224,12 +224,13 @@ async fn run(
     charge: Option<&RateLimitCharge>,
     over_get: bool,
 ) -> Result<async_graphql::Response, Response> {
-    let tenant = context
-        .identity
-        .as_ref()
-        .map(|identity| identity.tenant.clone())
-        .unwrap_or_default();
-    let register = match graphql.persisted.resolve(&mut request, &tenant).await {
+    // The caller's identity, shared (not copied) while the context is moved
+    // into the request's data below.
+    let identity = context.identity.clone();
+    let tenant = identity
+        .as_deref()
+        .map_or("", |identity| identity.tenant.as_str());
+    let register = match graphql.persisted.resolve(&mut request, tenant).await {
         Ok(register) => register,
         Err(refused) => return Ok(refused.response()),
     };
@@ -266,7 +267,7 @@ async fn run(
         if let Some(hash) = register {
             graphql
                 .persisted
-                .register(&tenant, hash, &request.query)
+                .register(tenant, hash, &request.query)
                 .await;
         }
     }
