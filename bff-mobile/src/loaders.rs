@@ -19,7 +19,7 @@ use gateway_core::{
     downstream::{DownstreamError, Downstreams, Resource, aggregate::record_degraded},
 };
 use shared_schema::{
-    Batch,
+    Batch, batch_path,
     catalog::{Price, Product, StockLevel},
 };
 
@@ -78,8 +78,7 @@ impl<T: Batched> Loader<u64> for BatchLoader<T> {
                 Err(error) => Err(failed::<T>(&self.context, error)),
             };
         }
-        let ids: Vec<String> = ids.iter().map(u64::to_string).collect();
-        let path = format!("{}?ids={}", T::COLLECTION, ids.join(","));
+        let path = batch_path(T::COLLECTION, ids);
         let loaded = self
             .services
             .client(T::SERVICE.name)

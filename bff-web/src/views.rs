@@ -17,7 +17,7 @@ use gateway_core::{
 };
 use serde::{Deserialize, Serialize};
 use shared_schema::{
-    Batch,
+    Batch, batch_path,
     catalog::{INVENTORY, PRICING, PRODUCTS, Price, StockLevel},
 };
 
@@ -181,20 +181,6 @@ impl Offers {
     }
 }
 
-/// `?ids=1,2,3` for a batch endpoint.
-pub(crate) fn ids_query(path: &str, ids: &[u64]) -> String {
-    let mut query = String::with_capacity(path.len() + 5 + ids.len() * 6);
-    query.push_str(path);
-    query.push_str("?ids=");
-    for (index, id) in ids.iter().enumerate() {
-        if index > 0 {
-            query.push(',');
-        }
-        query.push_str(&id.to_string());
-    }
-    query
-}
-
 /// Prices (part `price`) and stock (part `availability`) of `ids`: one
 /// batch call to each service, in parallel; none for no ids.
 pub(crate) async fn offers(
@@ -225,7 +211,7 @@ pub(crate) async fn prices(
         context,
         services
             .client(PRICING.name)
-            .get::<Batch<Price>>(ids_query("/prices", ids), context),
+            .get::<Batch<Price>>(batch_path("/prices", ids), context),
     )
     .await?;
     Ok(batch
@@ -250,7 +236,7 @@ async fn stock(
         context,
         services
             .client(INVENTORY.name)
-            .get::<Batch<StockLevel>>(ids_query("/inventory", ids), context),
+            .get::<Batch<StockLevel>>(batch_path("/inventory", ids), context),
     )
     .await?;
     Ok(batch
@@ -275,7 +261,7 @@ pub(crate) async fn product_cards(
         context,
         services
             .client(PRODUCTS.name)
-            .get::<Batch<ListedProduct>>(ids_query("/products", ids), context),
+            .get::<Batch<ListedProduct>>(batch_path("/products", ids), context),
     )
     .await?;
     Ok(products.map(|batch| {
@@ -305,10 +291,5 @@ mod tests {
         assert_eq!(formatted(1299, "EUR"), "12.99 EUR");
         assert_eq!(formatted(5, "EUR"), "0.05 EUR");
         assert_eq!(formatted(-250, "EUR"), "-2.50 EUR");
-    }
-
-    #[test]
-    fn a_batch_query_lists_the_ids() {
-        assert_eq!(ids_query("/prices", &[3, 1, 42]), "/prices?ids=3,1,42");
     }
 }

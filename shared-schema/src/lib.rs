@@ -49,3 +49,30 @@ pub struct Batch<T> {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub missing: Vec<u64>,
 }
+
+/// The path of a batch lookup: `collection?ids=1,2,3` (`/prices?ids=3,1,42`).
+pub fn batch_path(collection: &str, ids: &[u64]) -> String {
+    use std::fmt::Write as _;
+    let mut path = String::with_capacity(collection.len() + 5 + ids.len() * 6);
+    path.push_str(collection);
+    path.push_str("?ids=");
+    for (index, id) in ids.iter().enumerate() {
+        if index > 0 {
+            path.push(',');
+        }
+        write!(path, "{id}").expect("writing to a String cannot fail");
+    }
+    path
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_batch_path_lists_the_ids_in_order() {
+        assert_eq!(
+            super::batch_path("/prices", &[3, 1, 42]),
+            "/prices?ids=3,1,42"
+        );
+        assert_eq!(super::batch_path("/prices", &[7]), "/prices?ids=7");
+    }
+}
