@@ -42,9 +42,11 @@ use gateway_core::{
 };
 use moka::sync::Cache;
 use serde::Deserialize;
-use shared_schema::catalog::{Price, Product, StockLevel};
+use shared_schema::catalog::{Price, Product, ProductReviews, StockLevel};
 
-use crate::{MobileSchema, limits::QueryLimits, loaders::loader, persisted::PersistedQueries};
+use crate::{
+    MobileSchema, limits::QueryLimits, loaders::loader, money::Locale, persisted::PersistedQueries,
+};
 
 /// Parsed query documents by query text, bounded by the bytes of text they
 /// were parsed from (`[mobile] parsed_query_cache_bytes`; 0 keeps none).
@@ -83,6 +85,8 @@ pub(crate) struct Graphql {
     pub(crate) limits: QueryLimits,
     pub(crate) persisted: PersistedQueries,
     pub(crate) services: Downstreams,
+    /// Points of complexity one rate-limit token pays for.
+    pub(crate) complexity_per_token: usize,
 }
 
 /// The GraphQL-over-HTTP media type of a response.
@@ -221,6 +225,7 @@ async fn run(
     graphql: &Graphql,
     mut request: async_graphql::Request,
     context: RequestContext,
+    locale: Locale,
     charge: Option<&RateLimitCharge>,
     over_get: bool,
 ) -> Result<async_graphql::Response, Response> {
@@ -255,10 +260,11 @@ async fn run(
             Ok(cost) => cost,
             Err(refused) => return Ok(refused.response()),
         };
+        let tokens = cost.div_ceil(graphql.complexity_per_token);
         if let Some(charge) = charge
-            && cost > 1
+            && tokens > 1
         {
-            let extra = u32::try_from(cost - 1).unwrap_or(u32::MAX);
+            let extra = u32::try_from(tokens - 1).unwrap_or(u32::MAX);
             charge
                 .charge(extra)
                 .await
@@ -276,6 +282,8 @@ async fn run(
         .data(loader::<Product>(&graphql.services, &context))
         .data(loader::<Price>(&graphql.services, &context))
         .data(loader::<StockLevel>(&graphql.services, &context))
+        .data(loader::<ProductReviews>(&graphql.services, &context))
+        .data(locale)
         .data(context);
     let mut response = graphql.schema.execute(request).await;
     graphql.limits.cap_errors(&mut response);
@@ -293,6 +301,7 @@ pub(crate) async fn post(
     body: Bytes,
 ) -> Result<Response, Error> {
     let charge = charge.as_ref().map(|Extension(charge)| charge);
+    let locale = Locale::from_headers(&headers);
     if !has_json_body(&headers) {
         return Ok((
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -311,10 +320,12 @@ pub(crate) async fn post(
     if !is_batch {
         let request: async_graphql::Request =
             serde_json::from_slice(&body).map_err(not_a_request)?;
-        return Ok(match run(&graphql, request, context, charge, false).await {
-            Ok(response) => answering.send(&response),
-            Err(refused) => refused,
-        });
+        return Ok(
+            match run(&graphql, request, context, locale, charge, false).await {
+                Ok(response) => answering.send(&response),
+                Err(refused) => refused,
+            },
+        );
     }
     let requests: Vec<async_graphql::Request> =
         serde_json::from_slice(&body).map_err(not_a_request)?;
@@ -327,7 +338,7 @@ pub(crate) async fn post(
     let responses = futures_util::future::join_all(
         requests
             .into_iter()
-            .map(|request| run(&graphql, request, context.clone(), charge, false)),
+            .map(|request| run(&graphql, request, context.clone(), locale, charge, false)),
     )
     .await
     .into_iter()
@@ -374,10 +385,21 @@ pub(crate) async fn get(
     let Some(answering) = Answering::from_accept(&headers) else {
         return Ok(not_acceptable());
     };
-    Ok(match run(&graphql, request, context, charge, true).await {
-        Ok(response) => answering.send(&response),
-        Err(refused) => refused,
-    })
+    Ok(
+        match run(
+            &graphql,
+            request,
+            context,
+            Locale::from_headers(&headers),
+            charge,
+            true,
+        )
+        .await
+        {
+            Ok(response) => answering.send(&response),
+            Err(refused) => refused,
+        },
+    )
 }
 
 #[cfg(test)]

@@ -1,12 +1,16 @@
 //! `bff-mobile`: the mobile apps' backend-for-frontend, a trimmed GraphQL API.
 //!
-//! Phones pay for every byte and every round trip, so the app asks for
-//! exactly the fields a screen shows (`query { product(id: 42) { name price
-//! stock } }`) and the BFF calls only the services those fields need: a
-//! query without `price` never touches the pricing service. GraphQL is served
-//! over HTTP at `/graphql` (`POST` with a JSON body, or `GET` with the query
-//! in the URL); errors carry a stable `extensions.code`. Callers send a
-//! bearer token for the audience `bff-mobile` with the scope `products:read`.
+//! Phones pay for every byte and every round trip, so each screen is one
+//! query asking for exactly the fields it shows (`query { product(id: 42) {
+//! name price { formatted } stock } }`), and the BFF calls only the services
+//! those fields need: a query without `price` never touches the pricing
+//! service. The schema is the app's screens (`schema`): the product, a
+//! category's listing, the signed-in user's profile and orders, and
+//! checkout. GraphQL is served over HTTP at `/graphql` (`POST` with a JSON
+//! body, or `GET` with the query in the URL); errors carry a stable
+//! `extensions.code`. Callers send a bearer token for the audience
+//! `bff-mobile` with the scope `products:read` (and `profile:read`,
+//! `orders:read`, `orders:write` for what is the user's own).
 //!
 //! The endpoint faces the internet: every query is checked against hard
 //! limits (size, tokens, depth, aliases, root fields, directives) before it
@@ -14,24 +18,33 @@
 //! field suggestions are off unless `[mobile]` turns them on. Apps may send
 //! a query's hash instead of its text (persisted queries, `persisted`).
 
+mod account;
+mod checkout;
 mod graphql;
 mod limits;
 mod loaders;
+mod money;
+mod pages;
 mod persisted;
+mod product;
 mod schema;
 
 use axum::{Router, routing::get};
 use gateway_core::{
     auth::RequireScope,
     bff::{Bff, BffConfig, BffParts},
-    config::{ConfigError, HumanDuration, Validate},
+    config::{ConfigError, HumanDuration, Secret, Validate},
+    cursor::CursorSigner,
     downstream::ServiceSpec,
 };
 use serde::{Deserialize, Serialize};
-use shared_schema::catalog::{INVENTORY, PRICING, PRODUCTS};
+use shared_schema::{
+    accounts::{ORDERS, USERS},
+    catalog::{INVENTORY, PRICING, PRODUCTS, REVIEWS},
+};
 
 pub use persisted::PersistedQueryMode;
-pub use schema::{MobileSchema, build_schema, sdl};
+pub use schema::{MobileSchema, sdl};
 
 /// `bff-mobile` as a [`Bff`]: its name, ports, services and routes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,7 +56,8 @@ impl Bff for Mobile {
         "Backend-for-frontend of the mobile apps: trimmed GraphQL at /graphql";
     const PUBLIC_PORT: u16 = 8081;
     const ADMIN_PORT: u16 = 9081;
-    const SERVICES: &'static [ServiceSpec] = &[PRODUCTS, INVENTORY, PRICING];
+    const SERVICES: &'static [ServiceSpec] =
+        &[PRODUCTS, INVENTORY, PRICING, REVIEWS, USERS, ORDERS];
     const SECTION: &'static str = "mobile";
     type Config = MobileSettings;
 
@@ -66,8 +80,13 @@ pub type MobileConfig = BffConfig<Mobile>;
 pub struct MobileSettings {
     /// Deepest query accepted (default 8).
     pub max_query_depth: usize,
-    /// Most expensive query accepted, one point per field (default 200).
+    /// Most expensive query accepted, one point per field, a list's
+    /// fields once per item it asks for (`first`; default 1,000).
     pub max_query_complexity: usize,
+    /// Points of complexity one rate-limit token pays for: a query takes
+    /// its complexity divided by this, rounded up, from the caller's bucket
+    /// (default 10: a product screen takes 1 token, a 20-item listing 21).
+    pub complexity_per_token: usize,
     /// Longest query text accepted, in bytes (default 16 KiB).
     pub max_query_bytes: usize,
     /// Most lexical tokens in a query (default 2,000).
@@ -100,13 +119,18 @@ pub struct MobileSettings {
     pub persisted_query_ttl: HumanDuration,
     /// Bytes of persisted queries kept in process without Redis (default 4 MiB).
     pub persisted_query_cache_bytes: u64,
+    /// The key list cursors are signed with, the same on every instance;
+    /// unset (the default): each process makes its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor_secret: Option<Secret>,
 }
 
 impl Default for MobileSettings {
     fn default() -> Self {
         Self {
             max_query_depth: 8,
-            max_query_complexity: 200,
+            max_query_complexity: 1_000,
+            complexity_per_token: 10,
             max_query_bytes: 16 * 1024,
             max_query_tokens: 2_000,
             max_aliases: 15,
@@ -121,6 +145,7 @@ impl Default for MobileSettings {
             safelist_file: None,
             persisted_query_ttl: HumanDuration::from_secs(24 * 3600),
             persisted_query_cache_bytes: 4 * 1024 * 1024,
+            cursor_secret: None,
         }
     }
 }
@@ -136,6 +161,7 @@ impl Validate for MobileSettings {
             ("max_root_fields", self.max_root_fields, 1),
             ("max_errors", self.max_errors, 1),
             ("max_batch_operations", self.max_batch_operations, 1),
+            ("complexity_per_token", self.complexity_per_token, 1),
         ] {
             if value < least {
                 return Err(ConfigError::rule(key, format!("must be at least {least}")));
@@ -153,7 +179,7 @@ impl Validate for MobileSettings {
             }
             _ => {}
         }
-        Ok(())
+        CursorSigner::check_secret("cursor_secret", self.cursor_secret.as_ref())
     }
 }
 
@@ -167,10 +193,21 @@ pub fn app(parts: &BffParts, settings: &MobileSettings) -> Router {
                 .route_layer(RequireScope::new("products:read")),
         )
         .with_state(graphql::Graphql {
-            schema: build_schema(settings),
+            schema: schema::build_schema(
+                settings,
+                schema::Services {
+                    downstreams: parts.downstreams().clone(),
+                    cursors: CursorSigner::new(
+                        settings.cursor_secret.as_ref().map(Secret::expose),
+                        "[mobile] cursor_secret",
+                    ),
+                    idempotency: parts.idempotency().clone(),
+                },
+            ),
             services: parts.downstreams().clone(),
             persisted: persisted::PersistedQueries::new(settings, parts.stores()),
             parsed: graphql::ParsedQueries::new(settings.parsed_query_cache_bytes),
             limits: limits::QueryLimits::new(settings),
+            complexity_per_token: settings.complexity_per_token,
         })
 }

@@ -525,7 +525,7 @@ mod tests {
             ),
             6
         );
-        let too_costly = format!("{{ products(first: 100) {{ {} }} }}", "name ".repeat(3));
+        let too_costly = format!("{{ products(first: 100) {{ {} }} }}", "name ".repeat(10));
         assert_eq!(
             check(&too_costly).map_err(|refused| refused.code()),
             Err("QUERY_TOO_COMPLEX")

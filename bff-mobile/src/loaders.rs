@@ -1,6 +1,6 @@
-//! Per-request DataLoaders: every product, price and stock level a query
-//! needs comes from one batch call per service (`?ids=1,2,3`), however
-//! many products the query names.
+//! Per-request DataLoaders: every product, price, stock level and review
+//! summary a query needs comes from one batch call per service
+//! (`?ids=1,2,3`), however many products the query names.
 //!
 //! A loader is made for each request (nothing crosses callers) and
 //! batches the keys its resolvers ask for while they run concurrently. A
@@ -16,44 +16,67 @@ use std::{collections::HashMap, marker::PhantomData, time::Duration};
 use async_graphql::dataloader::{DataLoader, Loader};
 use gateway_core::{
     RequestContext,
-    downstream::{DownstreamError, Downstreams, Resource, aggregate::record_degraded},
+    downstream::{DownstreamError, Downstreams, Resource, ServiceSpec, aggregate::record_degraded},
 };
+use serde::de::DeserializeOwned;
 use shared_schema::{
     Batch, batch_path,
-    catalog::{Price, Product, StockLevel},
+    catalog::{Price, Product, ProductReviews, REVIEWS, StockLevel},
 };
 
 use crate::schema::graphql_error;
 
+/// Reviews fetched with each product's summary: the most `topReviews` shows.
+pub(crate) const TOP_REVIEWS: usize = 10;
+
 /// A resource a batch endpoint serves by product id.
-pub(crate) trait Batched: Resource + Clone + Send + Sync + 'static {
-    /// The service's batch endpoint.
-    const COLLECTION: &'static str;
+pub(crate) trait Batched: DeserializeOwned + Clone + Send + Sync + 'static {
+    /// The service that serves it.
+    const SERVICE: ServiceSpec;
     /// The degraded part its failure is named as.
     const PART: &'static str;
+    /// The path of one product's.
+    fn item_path(id: u64) -> String;
+    /// The path of several products'.
+    fn batch_path(ids: &[u64]) -> String;
     /// The product it belongs to.
     fn product_id(&self) -> u64;
 }
 
-impl Batched for Product {
-    const COLLECTION: &'static str = "/products";
-    const PART: &'static str = "product";
-    fn product_id(&self) -> u64 {
-        self.id
-    }
+/// `Batched` for a `Resource` whose service answers `{collection}?ids=`.
+macro_rules! batched_resource {
+    ($resource:ty, $collection:literal, $part:literal, $id:ident) => {
+        impl Batched for $resource {
+            const SERVICE: ServiceSpec = <$resource as Resource>::SERVICE;
+            const PART: &'static str = $part;
+            fn item_path(id: u64) -> String {
+                <$resource as Resource>::path(id)
+            }
+            fn batch_path(ids: &[u64]) -> String {
+                batch_path($collection, ids)
+            }
+            fn product_id(&self) -> u64 {
+                self.$id
+            }
+        }
+    };
 }
 
-impl Batched for Price {
-    const COLLECTION: &'static str = "/prices";
-    const PART: &'static str = "price";
-    fn product_id(&self) -> u64 {
-        self.product_id
-    }
-}
+batched_resource!(Product, "/products", "product", id);
+batched_resource!(Price, "/prices", "price", product_id);
+batched_resource!(StockLevel, "/inventory", "stock", product_id);
 
-impl Batched for StockLevel {
-    const COLLECTION: &'static str = "/inventory";
-    const PART: &'static str = "stock";
+impl Batched for ProductReviews {
+    const SERVICE: ServiceSpec = REVIEWS;
+    const PART: &'static str = "reviews";
+    fn item_path(id: u64) -> String {
+        format!("/reviews?product={id}&limit={TOP_REVIEWS}")
+    }
+    fn batch_path(ids: &[u64]) -> String {
+        let mut path = batch_path("/reviews", ids);
+        path.push_str(&format!("&limit={TOP_REVIEWS}"));
+        path
+    }
     fn product_id(&self) -> u64 {
         self.product_id
     }
@@ -71,18 +94,16 @@ impl<T: Batched> Loader<u64> for BatchLoader<T> {
     type Error = async_graphql::Error;
 
     async fn load(&self, ids: &[u64]) -> Result<HashMap<u64, T>, Self::Error> {
+        let client = self.services.client(T::SERVICE.name);
         if let [id] = ids {
-            return match self.services.fetch::<T>(*id, &self.context).await {
+            return match client.get::<T>(T::item_path(*id), &self.context).await {
                 Ok(item) => Ok(HashMap::from([(*id, item)])),
                 Err(DownstreamError::NotFound { .. }) => Ok(HashMap::new()),
                 Err(error) => Err(failed::<T>(&self.context, error)),
             };
         }
-        let path = batch_path(T::COLLECTION, ids);
-        let loaded = self
-            .services
-            .client(T::SERVICE.name)
-            .get::<Batch<T>>(path, &self.context)
+        let loaded = client
+            .get::<Batch<T>>(T::batch_path(ids), &self.context)
             .await;
         match loaded {
             Ok(batch) => Ok(batch

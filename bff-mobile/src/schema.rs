@@ -1,33 +1,57 @@
-//! The GraphQL schema and its resolvers.
+//! The GraphQL schema: the app's screens as root fields, and how a failure
+//! becomes a GraphQL error.
 //!
-//! `Product` fields are resolved lazily: `name` comes with the product
-//! itself, `price`/`currency` from the pricing service and `stock`/`inStock`
-//! from the inventory service, each fetched at most once per product and only
-//! when a selected field needs it. Sibling fields resolve concurrently, and
-//! every fetch goes through the request's loaders (`loaders`): one batch
-//! call per service, however many products the query names.
+//! - `product(id)`: the product screen (`product`);
+//! - `products(first, after, category, sort)`: a category's listing, a
+//!   Relay connection (`pages`);
+//! - `me`: the signed-in user's profile and orders (`account`);
+//! - `placeOrder(input, idempotencyKey)`: checkout (`checkout`).
+//!
+//! Every error carries a stable `extensions.code`, the code problem+json
+//! carries for the same failure, and a wrong argument or input also lists
+//! each wrong part in `extensions.invalidParams`.
 
 use async_graphql::{
-    Context, EmptyMutation, EmptySubscription, ErrorExtensions, ID, Object, Schema,
+    Context, EmptySubscription, Enum, ErrorExtensions, ID, Object, Schema, Value,
     dataloader::DataLoader,
 };
-use gateway_core::{Error, RequestContext};
-use shared_schema::catalog::{Price, Product, StockLevel};
-use tokio::sync::OnceCell;
+use gateway_core::{
+    Error, RequestContext,
+    auth::require_scope,
+    cursor::CursorSigner,
+    downstream::{Downstreams, fetching},
+    idempotency::IdempotencyLayer,
+};
+use shared_schema::{
+    InvalidParam, Page,
+    catalog::{PRODUCTS, Product, ProductSort},
+};
 
 use crate::{
     MobileSettings,
-    loaders::{BatchLoader, Batched, not_found},
+    account::Me,
+    checkout::{PlaceOrderInput, PlaceOrderPayload},
+    loaders::BatchLoader,
+    pages::{PageRequest, Paged},
+    product::ProductNode,
 };
 
 /// The schema served at `/graphql`.
-pub type MobileSchema = Schema<Query, EmptyMutation, EmptySubscription>;
+pub type MobileSchema = Schema<Query, Mutation, EmptySubscription>;
 
-/// Builds the schema with the introspection and suggestions of `settings`
-/// (the limits are checked before the schema sees a query: `limits`; the
-/// services are reached through each request's loaders).
-pub fn build_schema(settings: &MobileSettings) -> MobileSchema {
-    let mut schema = Schema::build(Query, EmptyMutation, EmptySubscription);
+/// What every resolver may reach: the services, the cursor signer and the
+/// idempotency records.
+pub(crate) struct Services {
+    pub(crate) downstreams: Downstreams,
+    pub(crate) cursors: CursorSigner,
+    pub(crate) idempotency: IdempotencyLayer,
+}
+
+/// Builds the schema over `services`, with the introspection and
+/// suggestions of `settings` (the limits are checked before the schema sees
+/// a query: `limits`).
+pub(crate) fn build_schema(settings: &MobileSettings, services: Services) -> MobileSchema {
+    let mut schema = Schema::build(Query, Mutation, EmptySubscription).data(services);
     if !settings.introspection {
         schema = schema.disable_introspection();
     }
@@ -39,20 +63,129 @@ pub fn build_schema(settings: &MobileSettings) -> MobileSchema {
 
 /// The schema's SDL, as committed in `bff-mobile/schema.graphql`.
 pub fn sdl() -> String {
-    Schema::build(Query, EmptyMutation, EmptySubscription)
+    Schema::build(Query, Mutation, EmptySubscription)
         .finish()
         .sdl()
 }
 
-/// A gateway error as a GraphQL error: the client-safe message and the
-/// stable code in `extensions.code`, the same code problem+json carries.
+/// A failure of bff-mobile's own: an argument or input it refuses, an
+/// order the orders service refuses. It is not `Display`, so `?` cannot
+/// turn it into a GraphQL error without its code: `into_graphql` does.
+#[derive(Debug)]
+pub(crate) enum MobileError {
+    /// An argument out of its range.
+    InvalidArgument {
+        /// The argument.
+        name: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Fields of a mutation's input that are wrong.
+    InvalidInput(Vec<InvalidParam>),
+    /// The orders service refused the order.
+    OrderRejected,
+}
+
+impl MobileError {
+    /// The stable code in `extensions.code`.
+    fn code(&self) -> &'static str {
+        match self {
+            Self::InvalidArgument { .. } => "INVALID_ARGUMENT",
+            Self::InvalidInput(_) => "INVALID_INPUT",
+            Self::OrderRejected => "ORDER_REJECTED",
+        }
+    }
+
+    /// The GraphQL error: a message, the code and the invalid parts.
+    pub(crate) fn into_graphql(self) -> async_graphql::Error {
+        let code = self.code();
+        let (message, params) = match self {
+            Self::InvalidArgument { name, reason } => (
+                format!("the argument {name} {reason}"),
+                vec![InvalidParam {
+                    name: name.to_owned(),
+                    reason,
+                }],
+            ),
+            Self::InvalidInput(params) => (
+                format!("{} field(s) of the input are invalid", params.len()),
+                params,
+            ),
+            Self::OrderRejected => (
+                "the order was refused: a product does not exist or cannot be ordered".to_owned(),
+                Vec::new(),
+            ),
+        };
+        coded(message, code, &params)
+    }
+}
+
+/// The error of argument `name`, wrong as `reason` says.
+pub(crate) fn invalid_argument(name: &'static str, reason: String) -> async_graphql::Error {
+    MobileError::InvalidArgument { name, reason }.into_graphql()
+}
+
+/// A gateway error as a GraphQL error: the client-safe message, the stable
+/// code (the code problem+json carries) and the invalid parts.
 pub(crate) fn graphql_error(error: Error) -> async_graphql::Error {
     let code = error.code();
     if error.status().is_server_error() {
         tracing::warn!(%error, code, "GraphQL field failed");
     }
-    async_graphql::Error::new(error.client_detail())
-        .extend_with(|_, extensions| extensions.set("code", code))
+    let params = match &error {
+        Error::Invalid { params, .. } => params.as_slice(),
+        _ => &[],
+    };
+    coded(error.client_detail(), code, params)
+}
+
+/// An error saying `message`, with `code` in `extensions.code` and each of
+/// `params` in `extensions.invalidParams`.
+fn coded(message: String, code: &'static str, params: &[InvalidParam]) -> async_graphql::Error {
+    let params: Vec<Value> = params
+        .iter()
+        .map(|param| {
+            Value::from_json(serde_json::json!({ "name": param.name, "reason": param.reason }))
+                .expect("JSON is a GraphQL value")
+        })
+        .collect();
+    async_graphql::Error::new(message).extend_with(|_, extensions| {
+        extensions.set("code", code);
+        if !params.is_empty() {
+            extensions.set("invalidParams", Value::List(params.clone()));
+        }
+    })
+}
+
+/// The value of a field backed by an optional part, or `null` with the
+/// error added at the field's own path. Returning the error instead would
+/// null the nearest nullable parent, the whole product.
+pub(crate) fn or_null<T>(ctx: &Context<'_>, value: async_graphql::Result<T>) -> Option<T> {
+    value
+        .map_err(|error| ctx.add_error(ctx.set_error_path(error.into_server_error(ctx.item.pos))))
+        .ok()
+}
+
+/// `scope`, or the error of a caller without it (`AUTH_INSUFFICIENT_SCOPE`).
+pub(crate) fn require(ctx: &Context<'_>, scope: &'static str) -> async_graphql::Result<()> {
+    let request = ctx.data::<RequestContext>()?;
+    require_scope(request.identity.as_deref(), scope).map_err(|error| graphql_error(error.into()))
+}
+
+/// The order of a listing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[graphql(name = "ProductSort", remote = "shared_schema::catalog::ProductSort")]
+pub(crate) enum ListingSort {
+    /// The catalog's own ranking.
+    Relevance,
+    /// Cheapest first.
+    PriceAsc,
+    /// Dearest first.
+    PriceDesc,
+    /// Best rated first.
+    Rating,
+    /// Newest first.
+    Newest,
 }
 
 /// The root query.
@@ -67,116 +200,87 @@ impl Query {
         ctx: &Context<'_>,
         id: ID,
     ) -> async_graphql::Result<Option<ProductNode>> {
-        let id: u64 = id.parse().map_err(|_| {
-            graphql_error(Error::BadRequest(format!(
-                "product id {:?} is not numeric",
-                id.as_str()
-            )))
-        })?;
+        let id: u64 = id
+            .parse()
+            .map_err(|_| invalid_argument("id", "must be a numeric product id".to_owned()))?;
         let products = ctx.data::<DataLoader<BatchLoader<Product>>>()?;
-        Ok(products.load_one(id).await?.map(|product| ProductNode {
-            product,
-            price: OnceCell::new(),
-            stock: OnceCell::new(),
-        }))
+        Ok(products.load_one(id).await?.map(ProductNode::from))
+    }
+
+    /// The products of a category in `sort` order, `first` (1 to 50) after
+    /// the cursor `after`.
+    async fn products(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 20)] first: i32,
+        after: Option<String>,
+        category: String,
+        #[graphql(default_with = "ListingSort::Relevance")] sort: ListingSort,
+    ) -> async_graphql::Result<Paged<ProductNode>> {
+        let services = ctx.data::<Services>()?;
+        let context = ctx.data::<RequestContext>()?;
+        let sort: ProductSort = sort.into();
+        // The slug goes into the service's query: one made of letters,
+        // digits and dashes cannot smuggle a parameter in; any other names
+        // no category.
+        let slug_is_plain = !category.is_empty()
+            && category
+                .bytes()
+                .all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'-');
+        if !slug_is_plain {
+            return Err(graphql_error(Error::NotFound {
+                resource: "category",
+                id: category,
+            }));
+        }
+        let list = format!("products {category} {}", sort.as_str());
+        let page = PageRequest::new(&services.cursors, &list, first, after.as_deref())?;
+        let path = format!(
+            "/products?category={category}&sort={}&{}",
+            sort.as_str(),
+            page.query()
+        );
+        let found: Page<Product> = services
+            .downstreams
+            .client(PRODUCTS.name)
+            .get(path, context)
+            .await
+            .map_err(|error| graphql_error(fetching("category", &category)(error)))?;
+        let has_next = found.next_cursor.is_some();
+        Ok(page.connection(
+            &services.cursors,
+            &list,
+            found.items.into_iter().map(ProductNode::from),
+            has_next,
+        ))
+    }
+
+    /// The signed-in user; `null`, with `USER_REQUIRED`, for a caller that
+    /// is not a user of the shop.
+    async fn me(&self, ctx: &Context<'_>) -> async_graphql::Result<Me> {
+        let context = ctx.data::<RequestContext>()?;
+        let user_id = context.user_id().map_err(graphql_error)?;
+        Ok(Me::new(user_id))
     }
 }
 
-/// A product, trimmed for a phone screen.
+/// The root mutation.
 #[derive(Debug)]
-pub(crate) struct ProductNode {
-    product: Product,
-    price: OnceCell<Result<Price, async_graphql::Error>>,
-    stock: OnceCell<Result<StockLevel, async_graphql::Error>>,
-}
+pub struct Mutation;
 
-/// Loads resource `T` of the product once per node, however many of its
-/// fields the query selects, through the request's loader (one batch call
-/// for every product of the query); every field sees the same answer or
-/// error. A failure is recorded as the degraded part (`BFF-Partial`).
-async fn fetch_once<'a, T: Batched>(
-    cell: &'a OnceCell<Result<T, async_graphql::Error>>,
-    id: u64,
-    ctx: &Context<'_>,
-) -> async_graphql::Result<&'a T> {
-    cell.get_or_init(|| async move {
-        let request = ctx.data::<RequestContext>()?;
-        ctx.data::<DataLoader<BatchLoader<T>>>()?
-            .load_one(id)
-            .await?
-            .ok_or_else(|| not_found::<T>(request))
-    })
-    .await
-    .as_ref()
-    .map_err(Clone::clone)
-}
-
-/// The value of a field backed by an optional part, or `null` with the
-/// error added at the field's own path. Returning the error instead would
-/// null the nearest nullable parent, the whole product.
-fn or_null<T>(ctx: &Context<'_>, value: async_graphql::Result<T>) -> Option<T> {
-    value
-        .map_err(|error| ctx.add_error(ctx.set_error_path(error.into_server_error(ctx.item.pos))))
-        .ok()
-}
-
-impl ProductNode {
-    async fn price(&self, ctx: &Context<'_>) -> async_graphql::Result<&Price> {
-        fetch_once(&self.price, self.product.id, ctx).await
-    }
-
-    async fn stock(&self, ctx: &Context<'_>) -> async_graphql::Result<&StockLevel> {
-        fetch_once(&self.stock, self.product.id, ctx).await
-    }
-}
-
-#[Object(name = "Product")]
-impl ProductNode {
-    /// Product id.
-    async fn id(&self) -> ID {
-        ID(self.product.id.to_string())
-    }
-
-    /// Display name.
-    async fn name(&self) -> &str {
-        &self.product.name
-    }
-
-    /// Brand.
-    async fn brand(&self) -> &str {
-        &self.product.brand
-    }
-
-    /// Main image URL.
-    async fn image_url(&self) -> &str {
-        &self.product.image_url
-    }
-
-    /// Price to pay, in major units of `currency` (for display only);
-    /// `null`, with an error, when pricing failed.
-    #[graphql(name = "price")]
-    async fn price_amount(&self, ctx: &Context<'_>) -> Option<f64> {
-        let price = self.price(ctx).await;
-        or_null(ctx, price.map(|price| price.amount_minor as f64 / 100.0))
-    }
-
-    /// ISO 4217 currency of `price`; `null`, with an error, when pricing failed.
-    async fn currency(&self, ctx: &Context<'_>) -> Option<&str> {
-        let price = self.price(ctx).await;
-        or_null(ctx, price.map(|price| price.currency.as_str()))
-    }
-
-    /// Units available now; `null`, with an error, when inventory failed.
-    #[graphql(name = "stock")]
-    async fn stock_available(&self, ctx: &Context<'_>) -> Option<u32> {
-        let stock = self.stock(ctx).await;
-        or_null(ctx, stock.map(|stock| stock.available))
-    }
-
-    /// Whether it can be ordered now; `null`, with an error, when inventory failed.
-    async fn in_stock(&self, ctx: &Context<'_>) -> Option<bool> {
-        let stock = self.stock(ctx).await;
-        or_null(ctx, stock.map(|stock| stock.available > 0))
+#[Object]
+impl Mutation {
+    /// Places an order for the signed-in user (scope `orders:write`). The
+    /// same `idempotencyKey` with the same input places it once: a retry
+    /// gets the same order with `replayed: true`; with another input it is
+    /// refused (`IDEMPOTENCY_KEY_REUSED`).
+    async fn place_order(
+        &self,
+        ctx: &Context<'_>,
+        input: PlaceOrderInput,
+        idempotency_key: String,
+    ) -> async_graphql::Result<PlaceOrderPayload> {
+        crate::checkout::place_order(ctx, input, &idempotency_key).await
     }
 }
 

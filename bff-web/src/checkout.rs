@@ -32,12 +32,12 @@ use shared_schema::{
     accounts::{NewOrder, NewOrderLine, ORDERS, Order},
 };
 
-use crate::orders::{OrderView, user_id};
+use crate::orders::OrderView;
 
 /// Most lines in one order.
-pub const MAX_LINES: usize = 50;
+pub const MAX_LINES: usize = NewOrder::MAX_LINES;
 /// Most units of one product in one line.
-pub const MAX_QUANTITY: u64 = 99;
+pub const MAX_QUANTITY: u64 = NewOrderLine::MAX_QUANTITY as u64;
 
 /// Why a checkout was refused before or by the orders service.
 #[derive(Debug, thiserror::Error)]
@@ -205,7 +205,7 @@ pub(crate) async fn post_order(
         return Err(CheckoutError::NotJson.into());
     }
     let lines = order_lines(&body)?;
-    let user = user_id(&context)?;
+    let user = context.user_id()?;
     let order: Order = services
         .client(ORDERS.name)
         .post(

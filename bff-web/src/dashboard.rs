@@ -31,7 +31,7 @@ use shared_schema::{
 
 use crate::{
     RECOMMENDATIONS,
-    orders::{OrderView, user_id},
+    orders::OrderView,
     views::{self, PriceView, ProductCard},
 };
 
@@ -118,7 +118,7 @@ pub(crate) async fn get_dashboard(
     }): State<DashboardSources>,
     context: RequestContext,
 ) -> Result<Json<Dashboard>, Error> {
-    let user = user_id(&context)?;
+    let user = context.user_id()?;
     let orders_path = format!("/orders?user={user}&limit={orders}");
     let recommendations_path = format!("/recommendations?user={user}&limit={recommendations}");
     let (profile, orders, recommended) = aggregate((

@@ -26,7 +26,6 @@
 //! ([`views`]); no handler computes a price or a total, the services do.
 
 mod checkout;
-mod cursor;
 mod dashboard;
 mod listing;
 mod orders;
@@ -45,6 +44,7 @@ use gateway_core::{
     bff::{Bff, BffConfig, BffParts},
     conditional::ConditionalLayer,
     config::{ConfigError, HumanDuration, Origin, Secret, Validate},
+    cursor::CursorSigner,
     downstream::ServiceSpec,
     idempotency::IDEMPOTENCY_KEY,
 };
@@ -58,7 +58,7 @@ use tower_http::cors::CorsLayer;
 pub use checkout::{CheckoutError, MAX_LINES, MAX_QUANTITY};
 pub use dashboard::{Dashboard, Profile, RecommendationView};
 pub use listing::{BrandFacet, Facets, ListingPage, PageInfo, PriceBandFacet};
-pub use orders::{NotAUser, OrderLineView, OrderView};
+pub use orders::{OrderLineView, OrderView};
 pub use product_page::{ProductPage, ProductSummary, ReviewDigest, ReviewView};
 
 /// Product recommendations for a user: only bff-web calls them, so they
@@ -234,17 +234,7 @@ impl Validate for WebSettings {
                 ));
             }
         }
-        if self
-            .cursor_secret
-            .as_ref()
-            .is_some_and(|secret| secret.expose().len() < 32)
-        {
-            return Err(ConfigError::rule(
-                "cursor_secret",
-                "must be at least 32 characters",
-            ));
-        }
-        Ok(())
+        CursorSigner::check_secret("cursor_secret", self.cursor_secret.as_ref())
     }
 }
 
@@ -274,7 +264,10 @@ pub fn app(parts: &BffParts, settings: &WebSettings) -> Router {
         )
         .with_state(listing::ListingSources {
             services: services.clone(),
-            cursors: cursor::CursorSigner::new(settings.cursor_secret.as_ref().map(Secret::expose)),
+            cursors: CursorSigner::new(
+                settings.cursor_secret.as_ref().map(Secret::expose),
+                "[web] cursor_secret",
+            ),
         });
     let dashboard = Router::new()
         .route(

@@ -17,6 +17,7 @@ use axum::{
 };
 use gateway_core::{
     Error, RequestContext,
+    cursor::CursorSigner,
     downstream::{
         Downstreams,
         aggregate::{aggregate, optional, required},
@@ -29,10 +30,7 @@ use shared_schema::{
     catalog::{CategoryFacets, PRODUCTS, ProductSort},
 };
 
-use crate::{
-    cursor::CursorSigner,
-    views::{self, ListedProduct, ProductCard, ProductOffer},
-};
+use crate::views::{self, ListedProduct, ProductCard, ProductOffer};
 
 /// Products on a page unless `limit` says otherwise.
 const DEFAULT_LIMIT: u32 = 24;
@@ -291,7 +289,7 @@ mod tests {
 
     #[test]
     fn defaults_and_each_bad_parameter_named() {
-        let cursors = CursorSigner::new(Some("secret"));
+        let cursors = CursorSigner::new(Some("secret"), "cursor_secret");
         assert_eq!(
             ListingQuery::parse(&[], "audio", &cursors).expect("defaults"),
             ListingQuery {

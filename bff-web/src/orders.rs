@@ -11,9 +11,7 @@ use axum::{
 use gateway_core::{
     Error, RequestContext,
     downstream::{Downstreams, fetching},
-    error::ProblemDetails,
 };
-use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use shared_schema::accounts::{Order, OrderStatus};
 
@@ -86,46 +84,12 @@ impl OrderView {
     }
 }
 
-/// A page for signed-in users asked for by a caller who is not one.
-#[derive(Debug, thiserror::Error)]
-#[error("this page is for signed-in users of the shop; the caller is {0:?}")]
-pub struct NotAUser(String);
-
-impl ProblemDetails for NotAUser {
-    fn status(&self) -> StatusCode {
-        StatusCode::FORBIDDEN
-    }
-
-    fn code(&self) -> &'static str {
-        "USER_REQUIRED"
-    }
-
-    fn client_detail(&self) -> String {
-        "this page is for signed-in users of the shop".to_owned()
-    }
-}
-
-/// The user id of the verified caller (`user-{id}`): the only user a page
-/// may be about.
-pub(crate) fn user_id(context: &RequestContext) -> Result<u64, Error> {
-    let identity = context
-        .identity
-        .as_ref()
-        .ok_or_else(|| Error::Internal("a user's page without a verified caller".to_owned()))?;
-    identity
-        .subject
-        .strip_prefix("user-")
-        .and_then(|id| id.parse::<u64>().ok())
-        .filter(|id| *id > 0)
-        .ok_or_else(|| NotAUser(identity.subject.clone()).into())
-}
-
 pub(crate) async fn get_order(
     State(services): State<Downstreams>,
     context: RequestContext,
     Path(id): Path<u64>,
 ) -> Result<Json<OrderView>, Error> {
-    let user = user_id(&context)?;
+    let user = context.user_id()?;
     let order = services
         .fetch::<Order>(id, &context)
         .await

@@ -344,16 +344,26 @@ pub(crate) fn pricing(catalog: Arc<Catalog>) -> Router {
 #[derive(Debug, Deserialize)]
 struct ReviewQuery {
     product: Option<String>,
+    ids: Option<String>,
     cursor: Option<String>,
     limit: Option<u64>,
 }
 
-/// `GET /reviews?product={id}&limit=&cursor=`.
+/// `GET /reviews?product={id}&limit=&cursor=`; `GET /reviews?ids=..&limit=`:
+/// the summary and first `limit` reviews of each product.
 pub(crate) fn reviews(catalog: Arc<Catalog>) -> Router {
     async fn list(
         State(catalog): Shared,
         Query(query): Query<ReviewQuery>,
-    ) -> Answer<ProductReviews> {
+    ) -> Result<axum::response::Response, Rejection> {
+        if query.ids.is_some() {
+            let ids = parse_ids(query.ids.as_deref())?;
+            let limit = limit(query.limit);
+            return Ok(Json(batch(&ids, |id| catalog.reviews(id, 0, limit))).into_response());
+        }
+        Ok(of_product(&catalog, query)?.into_response())
+    }
+    fn of_product(catalog: &Catalog, query: ReviewQuery) -> Answer<ProductReviews> {
         let product = parse_id(&required(query.product, "product")?)?;
         let offset = parse_cursor(query.cursor.as_deref())?;
         found(
@@ -393,9 +403,10 @@ pub(crate) fn users(catalog: Arc<Catalog>) -> Router {
 struct OrdersQuery {
     user: Option<String>,
     limit: Option<u64>,
+    cursor: Option<String>,
 }
 
-/// `GET /orders?user=&limit=` (newest first), `GET /orders/{id}`, `POST /orders`.
+/// `GET /orders?user=&limit=&cursor=` (newest first), `GET /orders/{id}`, `POST /orders`.
 ///
 /// When the gateway sends `X-Auth-Tenant`, only that tenant's orders exist:
 /// this is the fine-grained check that belongs to the service.
@@ -421,16 +432,22 @@ pub(crate) fn orders(catalog: Arc<Catalog>) -> Router {
         Query(query): Query<OrdersQuery>,
     ) -> Answer<Page<Order>> {
         let user = parse_id(&required(query.user, "user")?)?;
+        let offset = usize::try_from(parse_cursor(query.cursor.as_deref())?).unwrap_or(usize::MAX);
+        let limit = usize::try_from(limit(query.limit)).unwrap_or(usize::MAX);
         let tenant = caller_tenant(&headers);
-        let items = catalog
+        let mut orders: Vec<Order> = catalog
             .orders_of(user)
             .into_iter()
             .filter(|order| tenant.is_none_or(|tenant| tenant == order.tenant))
-            .take(usize::try_from(limit(query.limit)).unwrap_or(usize::MAX))
+            .skip(offset)
+            .take(limit.saturating_add(1))
             .collect();
+        let more = orders.len() > limit;
+        orders.truncate(limit);
+        let next_cursor = more.then(|| (offset + limit).to_string());
         Ok(Json(Page {
-            items,
-            next_cursor: None,
+            items: orders,
+            next_cursor,
         }))
     }
     async fn place(

@@ -13,13 +13,15 @@ use std::{
 };
 
 use axum::extract::FromRequestParts;
-use http::{HeaderValue, request::Parts};
+use http::{HeaderValue, StatusCode, request::Parts};
 use tokio::{
     sync::{Semaphore, SemaphorePermit},
     time::Instant,
 };
 
 use crate::{
+    Error,
+    error::ProblemDetails,
     identity::VerifiedIdentity,
     observability::{RequestId, ServerTiming, TraceContext},
 };
@@ -86,6 +88,25 @@ impl FanOut {
     }
 }
 
+/// An answer about a user of the shop asked for by a caller who is not one.
+#[derive(Debug, thiserror::Error)]
+#[error("this is for signed-in users of the shop; the caller is {0:?}")]
+pub struct NotAUser(String);
+
+impl ProblemDetails for NotAUser {
+    fn status(&self) -> StatusCode {
+        StatusCode::FORBIDDEN
+    }
+
+    fn code(&self) -> &'static str {
+        "USER_REQUIRED"
+    }
+
+    fn client_detail(&self) -> String {
+        "this is for signed-in users of the shop".to_owned()
+    }
+}
+
 /// The trace, request id and caller of one request.
 #[derive(Debug, Clone)]
 pub struct RequestContext {
@@ -119,6 +140,21 @@ impl RequestContext {
             timing: None,
             fan_out: None,
         }
+    }
+
+    /// The user id of the verified caller, a user of the shop (`user-{id}`):
+    /// the only user an answer about a user may be about. A caller that is
+    /// not a user (a partner client) gets [`NotAUser`].
+    pub fn user_id(&self) -> Result<u64, Error> {
+        let identity = self.identity.as_ref().ok_or_else(|| {
+            Error::Internal("a user's answer without a verified caller".to_owned())
+        })?;
+        identity
+            .subject
+            .strip_prefix("user-")
+            .and_then(|id| id.parse::<u64>().ok())
+            .filter(|id| *id > 0)
+            .ok_or_else(|| NotAUser(identity.subject.clone()).into())
     }
 
     /// The optional parts of this request's answer that failed, in the

@@ -94,6 +94,7 @@ pub mod cli;
 pub mod conditional;
 pub mod config;
 pub mod context;
+pub mod cursor;
 pub mod downstream;
 pub mod error;
 pub mod idempotency;

@@ -96,6 +96,16 @@ pub struct NewOrderLine {
     pub quantity: u32,
 }
 
+impl NewOrderLine {
+    /// Most units of one product in one line.
+    pub const MAX_QUANTITY: u32 = 99;
+}
+
+impl NewOrder {
+    /// Most lines in one order.
+    pub const MAX_LINES: usize = 50;
+}
+
 /// The body of `POST /orders`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

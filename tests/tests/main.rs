@@ -10,6 +10,7 @@ mod cache;
 mod configs;
 mod degradation;
 mod mobile;
+mod mobile_screens;
 mod otlp;
 mod passthrough;
 mod process;

@@ -58,7 +58,7 @@ async fn each_limit_refuses_its_query_with_its_code_before_any_service_is_called
     let (demo, shutdown) = start_demo(Default::default()).await;
     let running = mobile(&demo, &shutdown, |_| {}).await;
     let defaults = bff_mobile::MobileSettings::default();
-    let product = "product(id: 42) { name price }";
+    let product = "product(id: 42) { name price { amountMinor } }";
     let aliased = |count: usize| {
         (0..count)
             .map(|n| format!("p{n}: {product}"))
@@ -157,7 +157,7 @@ async fn an_answer_carries_at_most_max_errors_errors() {
     });
     // Ten products, each with a price that fails on its own: ten errors.
     let products = (1..=10)
-        .map(|id| format!("p{id}: product(id: {id}) {{ name price }}"))
+        .map(|id| format!("p{id}: product(id: {id}) {{ name price {{ formatted }} }}"))
         .collect::<Vec<_>>()
         .join(" ");
     let answer = graphql(&running, &demo, &format!("{{ {products} }}")).await;
@@ -352,7 +352,7 @@ async fn graphql_over_http_follows_the_specification() {
     });
     let partial = post(
         &[JSON, GRAPHQL_RESPONSE],
-        json!({ "query": "{ product(id: 42) { name price } }" }).to_string(),
+        json!({ "query": "{ product(id: 42) { name price { formatted } } }" }).to_string(),
     )
     .await;
     assert_eq!(partial.status, 200, "it ran: {}", partial.body);
@@ -621,28 +621,45 @@ async fn the_safelist_runs_only_its_operations_and_hashes_can_be_turned_off() {
 async fn a_query_takes_what_it_costs_from_the_callers_rate_limit() {
     let (demo, shutdown) = start_demo(Default::default()).await;
     let running = start_bff::<bff_mobile::Mobile>(&demo, &shutdown, |config| {
-        config.rate_limit = slow_limits(&[("standard", 10)]);
+        config.rate_limit = slow_limits(&[("standard", 20)]);
     })
     .await;
-    // Three fields: three tokens, one by the route and two by the query.
-    let costing_three = "{ product(id: 42) { name price } }";
+    // 1 + 20 × (edges 1 + node 1 + name 1) = 61 points: 7 tokens at 10
+    // points a token, one by the route and six by the query.
+    let listing = r#"{ products(first: 20, category: "audio") { edges { node { name } } } }"#;
     let mut admitted = 0;
     let refused = loop {
-        let answer = graphql(&running, &demo, costing_three).await;
+        let answer = graphql(&running, &demo, listing).await;
         if answer.status != 200 {
             break answer;
         }
-        assert!(
-            answer.body["data"]["product"]["name"].is_string(),
+        assert_eq!(
+            answer.body["data"]["products"]["edges"]
+                .as_array()
+                .map(Vec::len),
+            Some(20),
             "{}",
             answer.body
         );
         admitted += 1;
-        assert!(admitted <= 10, "the bucket never ran out");
+        assert!(admitted <= 20, "the bucket never ran out");
     };
-    assert_eq!(admitted, 3, "10 tokens buy three queries of three");
-    refused.assert_problem(429, "RATE_LIMITED", "the fourth costs more than is left");
+    assert_eq!(admitted, 2, "20 tokens buy two listings of 7");
+    refused.assert_problem(429, "RATE_LIMITED", "the third costs more than is left");
     assert!(!refused.header("retry-after").is_empty());
+    // The refused listing took its route's token; what is left (5 tokens)
+    // still buys five product screens of one token each.
+    for _ in 0..5 {
+        let small = graphql(
+            &running,
+            &demo,
+            "{ product(id: 42) { name price { formatted } } }",
+        )
+        .await;
+        assert_eq!(small.status, 200, "{}", small.body);
+    }
+    let empty = graphql(&running, &demo, "{ product(id: 42) { name } }").await;
+    empty.assert_problem(429, "RATE_LIMITED", "the bucket is empty");
     shutdown.trigger();
     running.wait().await;
 }
@@ -656,9 +673,10 @@ async fn every_product_of_a_query_comes_from_one_batch_call_per_service() {
         received(ServiceName::Products),
         received(ServiceName::Pricing),
         received(ServiceName::Inventory),
+        received(ServiceName::Reviews),
     ];
     let products = (1..=8)
-        .map(|id| format!("p{id}: product(id: {id}) {{ name price currency stock inStock }}"))
+        .map(|id| format!("p{id}: product(id: {id}) {{ name price {{ amountMinor currency }} stock rating {{ average }} }}"))
         .collect::<Vec<_>>()
         .join(" ");
     let answer = graphql(&running, &demo, &format!("{{ {products} }}")).await;
@@ -668,14 +686,15 @@ async fn every_product_of_a_query_comes_from_one_batch_call_per_service() {
             answer.body["data"][format!("p{id}")]["name"],
             demo.catalog().product(id).expect("exists").name
         );
-        assert!(answer.body["data"][format!("p{id}")]["stock"].is_u64());
+        assert!(answer.body["data"][format!("p{id}")]["stock"].is_string());
     }
     let calls = [
         received(ServiceName::Products) - before[0],
         received(ServiceName::Pricing) - before[1],
         received(ServiceName::Inventory) - before[2],
+        received(ServiceName::Reviews) - before[3],
     ];
-    assert_eq!(calls, [1, 1, 1], "eight products, one call per service");
+    assert_eq!(calls, [1, 1, 1, 1], "eight products, one call per service");
     let priced = demo
         .last_request(ServiceName::Pricing)
         .expect("pricing was called")

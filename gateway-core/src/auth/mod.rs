@@ -550,6 +550,19 @@ where
     }
 }
 
+/// Whether `identity` was granted `scope`: the check of [`RequireScope`],
+/// for a handler whose parts need scopes of their own (a GraphQL field).
+pub fn require_scope(
+    identity: Option<&VerifiedIdentity>,
+    scope: &'static str,
+) -> Result<(), AuthError> {
+    match identity {
+        Some(identity) if identity.has_scope(scope) => Ok(()),
+        Some(_) => Err(AuthError::InsufficientScope(scope)),
+        None => Err(AuthError::MissingCredentials),
+    }
+}
+
 /// Lets a request through only if its identity has `scope` (else 403).
 #[derive(Debug, Clone, Copy)]
 pub struct RequireScope {
@@ -594,12 +607,8 @@ where
     }
 
     fn call(&mut self, request: Request) -> Self::Future {
-        let verdict = match request.extensions().get::<Arc<VerifiedIdentity>>() {
-            Some(identity) if identity.has_scope(self.scope) => Ok(()),
-            Some(_) => Err(AuthError::InsufficientScope(self.scope)),
-            None => Err(AuthError::MissingCredentials),
-        };
-        match verdict {
+        let identity = request.extensions().get::<Arc<VerifiedIdentity>>();
+        match require_scope(identity.map(AsRef::as_ref), self.scope) {
             Ok(()) => Either::Left(self.inner.call(request)),
             Err(error) => Either::Right(ready(Ok(Error::from(error).into_response()))),
         }

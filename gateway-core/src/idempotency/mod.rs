@@ -180,6 +180,77 @@ impl IdempotencyLayer {
     }
 }
 
+/// What [`IdempotencyLayer::once`] answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replayable<T> {
+    /// The operation's answer, carried out now or kept from the first time.
+    pub value: T,
+    /// Whether it was kept from the first time (the operation did not run).
+    pub replayed: bool,
+}
+
+impl IdempotencyLayer {
+    /// Carries out `operation` once for `caller`'s `key` and `request` (the
+    /// bytes that make two requests the same), with the rules of the module
+    /// docs, for an operation whose key is not a header (a GraphQL
+    /// mutation's `idempotencyKey` argument). Its `Ok` answer is kept and
+    /// given again to a retry; an `Err` frees the key, so a retry runs again.
+    pub async fn once<T, E, F>(
+        &self,
+        caller: &VerifiedIdentity,
+        key: &str,
+        request: &[u8],
+        operation: F,
+    ) -> Result<Replayable<T>, E>
+    where
+        T: Serialize + serde::de::DeserializeOwned,
+        E: From<IdempotencyError>,
+        F: Future<Output = Result<T, E>>,
+    {
+        let key = caller_key(self.bff, caller, key.as_bytes())?;
+        let fingerprint = sha256_hex(&[request]);
+        let claim = match self.store.claim(&key, &fingerprint).await {
+            Ok(Claim::Claimed(claim)) => claim,
+            Ok(Claim::Kept(kept)) if kept.fingerprint == fingerprint => {
+                let value = serde_json::from_slice(&kept.body).map_err(|error| {
+                    IdempotencyError::Unavailable(format!("an unreadable answer: {error}"))
+                })?;
+                return Ok(Replayable {
+                    value,
+                    replayed: true,
+                });
+            }
+            Ok(Claim::Kept(_) | Claim::InFlight { same: false }) => {
+                return Err(IdempotencyError::Reused.into());
+            }
+            Ok(Claim::InFlight { same: true }) => return Err(IdempotencyError::InProgress.into()),
+            Err(error) => {
+                tracing::warn!(%error, "idempotency store unavailable");
+                return Err(IdempotencyError::Unavailable(error.to_string()).into());
+            }
+        };
+        match operation.await {
+            Ok(value) => {
+                let kept = Kept {
+                    fingerprint,
+                    status: StatusCode::OK.as_u16(),
+                    headers: Vec::new(),
+                    body: serde_json::to_vec(&value).expect("an answer serialises"),
+                };
+                self.store.complete(claim, &kept).await;
+                Ok(Replayable {
+                    value,
+                    replayed: false,
+                })
+            }
+            Err(error) => {
+                self.store.release(claim).await;
+                Err(error)
+            }
+        }
+    }
+}
+
 impl<S> Layer<S> for IdempotencyLayer {
     type Service = Idempotent<S>;
 
@@ -273,15 +344,25 @@ fn record_key(
         (None, _) => return Err(IdempotencyError::Missing.into()),
         (Some(_), Some(_)) => return Err(IdempotencyError::Invalid.into()),
     };
+    let caller = caller.ok_or_else(|| {
+        Error::Internal("an idempotent route without a verified caller".to_owned())
+    })?;
+    Ok(caller_key(bff, caller, key)?)
+}
+
+/// The record key of `caller`'s `key`, if `key` is 1 to 255 visible ASCII
+/// characters.
+fn caller_key(
+    bff: &str,
+    caller: &VerifiedIdentity,
+    key: &[u8],
+) -> Result<String, IdempotencyError> {
     if key.is_empty()
         || key.len() > MAX_KEY_LENGTH
         || !key.iter().all(|byte| byte.is_ascii_graphic())
     {
-        return Err(IdempotencyError::Invalid.into());
+        return Err(IdempotencyError::Invalid);
     }
-    let caller = caller.ok_or_else(|| {
-        Error::Internal("an idempotent route without a verified caller".to_owned())
-    })?;
     let key = std::str::from_utf8(key).expect("visible ASCII is UTF-8");
     // Tenant and subject are visible ASCII without ':' (identity rules), so
     // the parts cannot run into one another.
@@ -293,18 +374,22 @@ fn record_key(
 
 /// SHA-256 of what makes two requests the same: method, path and query, body.
 fn fingerprint(parts: &http::request::Parts, body: &Bytes) -> String {
+    let target = parts.uri.path_and_query().map_or("/", |path| path.as_str());
+    sha256_hex(&[
+        parts.method.as_str().as_bytes(),
+        b" ",
+        target.as_bytes(),
+        b"\n",
+        body,
+    ])
+}
+
+/// The SHA-256 of `parts` one after the other, in hex.
+fn sha256_hex(parts: &[&[u8]]) -> String {
     let mut context = ring::digest::Context::new(&ring::digest::SHA256);
-    context.update(parts.method.as_str().as_bytes());
-    context.update(b" ");
-    context.update(
-        parts
-            .uri
-            .path_and_query()
-            .map_or("/", |path| path.as_str())
-            .as_bytes(),
-    );
-    context.update(b"\n");
-    context.update(body);
+    for part in parts {
+        context.update(part);
+    }
     context
         .finish()
         .as_ref()

@@ -97,7 +97,7 @@ fn print_banner(platform: &Platform) {
         "  curl -s http://127.0.0.1:{web}/api/product-page/42 -H \"Authorization: Bearer $WEB_TOKEN\""
     );
     println!(
-        "  curl -s http://127.0.0.1:{mobile}/graphql -H \"Authorization: Bearer $MOBILE_TOKEN\" -H 'content-type: application/json' -d '{{\"query\":\"{{ product(id: 42) {{ name price stock }} }}\"}}'"
+        "  curl -s http://127.0.0.1:{mobile}/graphql -H \"Authorization: Bearer $MOBILE_TOKEN\" -H 'content-type: application/json' -d '{{\"query\":\"{{ product(id: 42) {{ name price {{ formatted }} stock }} }}\"}}'"
     );
     println!(
         "  curl -s http://127.0.0.1:{partner}/v1/products/42 -H \"Authorization: Bearer $PARTNER_TOKEN\""

@@ -1,22 +1,26 @@
-//! Listing cursors the client cannot forge.
+//! Pagination cursors the client cannot forge.
 //!
-//! A listing's `nextCursor` wraps the products service's own cursor with
-//! an HMAC-SHA256 tag over it and the listing it belongs to (category and
-//! order), so a cursor that was altered, or taken from another listing, is
-//! refused with a 400 instead of reaching the service. The key is
-//! `[web] cursor_secret`, shared by every instance; without one each
+//! A cursor a BFF hands out wraps a service's own cursor (an offset, say)
+//! with an HMAC-SHA256 tag over it and the list it belongs to (a category
+//! and order, a user's orders), so a cursor that was altered, or taken from
+//! another list, is refused instead of reaching the service. The key is the
+//! BFF's `cursor_secret`, shared by every instance; without one each
 //! process makes its own, and a cursor only works on the instance that
 //! issued it.
 
+use crate::config::{ConfigError, Secret};
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use ring::{
     hmac,
     rand::{SecureRandom, SystemRandom},
 };
 
-/// Signs and checks listing cursors; see the module docs.
+/// Shortest `cursor_secret` accepted.
+const MIN_SECRET_LEN: usize = 32;
+
+/// Signs and checks cursors; see the module docs.
 #[derive(Clone)]
-pub(crate) struct CursorSigner {
+pub struct CursorSigner {
     key: hmac::Key,
 }
 
@@ -27,8 +31,9 @@ impl std::fmt::Debug for CursorSigner {
 }
 
 impl CursorSigner {
-    /// Signs with `secret`, or with a key of this process when there is none.
-    pub(crate) fn new(secret: Option<&str>) -> Self {
+    /// Signs with `secret`, or with a key of this process when there is
+    /// none (`setting` names the missing setting in the warning).
+    pub fn new(secret: Option<&str>, setting: &str) -> Self {
         let key = match secret {
             Some(secret) => hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes()),
             None => {
@@ -37,7 +42,7 @@ impl CursorSigner {
                     .fill(&mut bytes)
                     .expect("the system's random generator works");
                 tracing::warn!(
-                    "[web] cursor_secret is not set: listing cursors work only on the instance that issued them"
+                    "{setting} is not set: cursors work only on the instance that issued them"
                 );
                 hmac::Key::new(hmac::HMAC_SHA256, &bytes)
             }
@@ -45,8 +50,20 @@ impl CursorSigner {
         Self { key }
     }
 
+    /// Refuses a configured `key` (a BFF's `cursor_secret`) too short to
+    /// be a secret.
+    pub fn check_secret(key: &str, secret: Option<&Secret>) -> Result<(), ConfigError> {
+        if secret.is_some_and(|secret| secret.expose().len() < MIN_SECRET_LEN) {
+            return Err(ConfigError::rule(
+                key,
+                format!("must be at least {MIN_SECRET_LEN} characters"),
+            ));
+        }
+        Ok(())
+    }
+
     /// The cursor of the service's `cursor` in `listing`.
-    pub(crate) fn sign(&self, listing: &str, cursor: &str) -> String {
+    pub fn sign(&self, listing: &str, cursor: &str) -> String {
         let tag = hmac::sign(&self.key, &Self::message(listing, cursor));
         format!(
             "{}.{}",
@@ -56,7 +73,7 @@ impl CursorSigner {
     }
 
     /// The service's cursor inside `signed`, if `signed` was issued for `listing`.
-    pub(crate) fn open(&self, listing: &str, signed: &str) -> Option<String> {
+    pub fn open(&self, listing: &str, signed: &str) -> Option<String> {
         let (cursor, tag) = signed.split_once('.')?;
         let cursor = String::from_utf8(URL_SAFE_NO_PAD.decode(cursor).ok()?).ok()?;
         let tag = URL_SAFE_NO_PAD.decode(tag).ok()?;
@@ -76,7 +93,7 @@ mod tests {
 
     #[test]
     fn a_cursor_opens_only_unaltered_and_in_its_own_listing() {
-        let signer = CursorSigner::new(Some("a shared secret"));
+        let signer = CursorSigner::new(Some("a shared secret"), "cursor_secret");
         let cursor = signer.sign("audio price_asc", "24");
         assert_eq!(
             signer.open("audio price_asc", &cursor).as_deref(),
@@ -98,14 +115,14 @@ mod tests {
         for garbage in ["", "24", "MjQ", "MjQ.", ".abc", "MjQ.!!!", "MjQ.YWJj"] {
             assert_eq!(signer.open("audio price_asc", garbage), None, "{garbage:?}");
         }
-        let other_instance = CursorSigner::new(Some("a shared secret"));
+        let other_instance = CursorSigner::new(Some("a shared secret"), "cursor_secret");
         assert_eq!(
             other_instance.open("audio price_asc", &cursor).as_deref(),
             Some("24"),
             "every instance with the secret opens it"
         );
         assert_eq!(
-            CursorSigner::new(None).open("audio price_asc", &cursor),
+            CursorSigner::new(None, "cursor_secret").open("audio price_asc", &cursor),
             None
         );
     }
