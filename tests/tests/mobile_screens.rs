@@ -495,6 +495,29 @@ const PLACE_ORDER: &str = "mutation Place($input: PlaceOrderInput!, $key: String
     placeOrder(input: $input, idempotencyKey: $key) { replayed order { id status total { amountMinor currency } \
     lines { quantity product { name } } } } }";
 
+/// `placeOrder` of `input` with `key`, as `token`'s caller.
+async fn place(running: &Running, token: &str, key: &str, input: Value) -> Answer {
+    ask(
+        running,
+        token,
+        None,
+        PLACE_ORDER,
+        json!({ "key": key, "input": input }),
+    )
+    .await
+}
+
+/// Whether the answer to `placeOrder` is a replay, and its order's id.
+fn placed(answer: &Answer) -> (bool, String) {
+    let payload = &answer.body["data"]["placeOrder"];
+    (
+        payload["replayed"]
+            .as_bool()
+            .unwrap_or_else(|| panic!("placed: {}", answer.body)),
+        payload["order"]["id"].as_str().expect("an id").to_owned(),
+    )
+}
+
 #[tokio::test]
 async fn place_order_runs_once_per_key_and_answers_typed_errors() {
     let (demo, shutdown) = start_demo(Default::default()).await;
@@ -504,17 +527,11 @@ async fn place_order_runs_once_per_key_and_answers_typed_errors() {
 
     // Every wrong field, in one typed error, before the orders service.
     let before = orders_received();
-    let invalid = ask(
-        &running,
-        &token,
-        None,
-        PLACE_ORDER,
-        json!({ "key": "k-invalid", "input": { "lines": [
-            { "productId": "x", "quantity": 1 },
-            { "productId": "7", "quantity": 100 },
-        ] } }),
-    )
-    .await;
+    let wrong = json!({ "lines": [
+        { "productId": "x", "quantity": 1 },
+        { "productId": "7", "quantity": 100 },
+    ] });
+    let invalid = place(&running, &token, "k-invalid", wrong).await;
     assert_eq!(codes(&invalid.body), ["INVALID_INPUT"], "{}", invalid.body);
     let params: Vec<&str> = invalid.body["errors"][0]["extensions"]["invalidParams"]
         .as_array()
@@ -523,14 +540,7 @@ async fn place_order_runs_once_per_key_and_answers_typed_errors() {
         .map(|param| param["name"].as_str().expect("a name"))
         .collect();
     assert_eq!(params, ["lines.0.productId", "lines.1.quantity"]);
-    let empty = ask(
-        &running,
-        &token,
-        None,
-        PLACE_ORDER,
-        json!({ "key": "k-empty", "input": { "lines": [] } }),
-    )
-    .await;
+    let empty = place(&running, &token, "k-empty", json!({ "lines": [] })).await;
     assert_eq!(codes(&empty.body), ["INVALID_INPUT"]);
     assert_eq!(
         orders_received(),
@@ -540,17 +550,11 @@ async fn place_order_runs_once_per_key_and_answers_typed_errors() {
 
     // Placed once; the retry with the same key and input is the same order.
     let input = json!({ "lines": [{ "productId": "42", "quantity": 2 }, { "productId": "7", "quantity": 1 }] });
-    let placed = ask(
-        &running,
-        &token,
-        None,
-        PLACE_ORDER,
-        json!({ "key": "k-1", "input": input }),
-    )
-    .await;
-    assert_eq!(placed.body["errors"], Value::Null, "{}", placed.body);
-    let order = &placed.body["data"]["placeOrder"];
-    assert_eq!(order["replayed"], false);
+    let first = place(&running, &token, "k-1", input.clone()).await;
+    assert_eq!(first.body["errors"], Value::Null, "{}", first.body);
+    let (replayed, id) = placed(&first);
+    assert!(!replayed);
+    let order = &first.body["data"]["placeOrder"];
     let catalog = demo.catalog();
     let total = 2 * catalog.price(42).expect("priced").amount_minor
         + catalog.price(7).expect("priced").amount_minor;
@@ -561,49 +565,20 @@ async fn place_order_runs_once_per_key_and_answers_typed_errors() {
         catalog.product(42).expect("exists").name
     );
     let posts = orders_received();
-    let retried = ask(
-        &running,
-        &token,
-        None,
-        PLACE_ORDER,
-        json!({ "key": "k-1", "input": input }),
-    )
-    .await;
-    assert_eq!(
-        retried.body["data"]["placeOrder"]["replayed"], true,
-        "{}",
-        retried.body
-    );
-    assert_eq!(
-        retried.body["data"]["placeOrder"]["order"]["id"],
-        order["order"]["id"]
-    );
+    let retried = place(&running, &token, "k-1", input).await;
+    assert_eq!(placed(&retried), (true, id.clone()), "the same order again");
     assert_eq!(orders_received(), posts, "the retry placed nothing");
 
     // The same key with another input, a key that is no key, a refused order.
     let other = json!({ "lines": [{ "productId": "42", "quantity": 3 }] });
-    let reused = ask(
-        &running,
-        &token,
-        None,
-        PLACE_ORDER,
-        json!({ "key": "k-1", "input": other }),
-    )
-    .await;
+    let reused = place(&running, &token, "k-1", other.clone()).await;
     assert_eq!(
         codes(&reused.body),
         ["IDEMPOTENCY_KEY_REUSED"],
         "{}",
         reused.body
     );
-    let bad_key = ask(
-        &running,
-        &token,
-        None,
-        PLACE_ORDER,
-        json!({ "key": "", "input": other }),
-    )
-    .await;
+    let bad_key = place(&running, &token, "", other.clone()).await;
     assert_eq!(
         codes(&bad_key.body),
         ["IDEMPOTENCY_KEY_INVALID"],
@@ -611,14 +586,7 @@ async fn place_order_runs_once_per_key_and_answers_typed_errors() {
         bad_key.body
     );
     let unknown = json!({ "lines": [{ "productId": "999999999", "quantity": 1 }] });
-    let rejected = ask(
-        &running,
-        &token,
-        None,
-        PLACE_ORDER,
-        json!({ "key": "k-2", "input": unknown }),
-    )
-    .await;
+    let rejected = place(&running, &token, "k-2", unknown).await;
     assert_eq!(
         codes(&rejected.body),
         ["ORDER_REJECTED"],
@@ -628,23 +596,10 @@ async fn place_order_runs_once_per_key_and_answers_typed_errors() {
 
     // Another user's same key is their own.
     let someone_else = user_token(&demo, 2);
-    let theirs = ask(
-        &running,
-        &someone_else,
-        None,
-        PLACE_ORDER,
-        json!({ "key": "k-1", "input": other }),
-    )
-    .await;
-    assert_eq!(
-        theirs.body["data"]["placeOrder"]["replayed"], false,
-        "{}",
-        theirs.body
-    );
-    assert_ne!(
-        theirs.body["data"]["placeOrder"]["order"]["id"],
-        order["order"]["id"]
-    );
+    let theirs = place(&running, &someone_else, "k-1", other).await;
+    let (replayed, their_id) = placed(&theirs);
+    assert!(!replayed, "{}", theirs.body);
+    assert_ne!(their_id, id);
     shutdown.trigger();
     running.wait().await;
 }
