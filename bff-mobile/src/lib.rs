@@ -20,6 +20,7 @@
 
 mod account;
 mod checkout;
+mod graphiql;
 mod graphql;
 mod limits;
 mod loaders;
@@ -58,6 +59,7 @@ impl Bff for Mobile {
     const ADMIN_PORT: u16 = 9081;
     const SERVICES: &'static [ServiceSpec] =
         &[PRODUCTS, INVENTORY, PRICING, REVIEWS, USERS, ORDERS];
+    const PUBLIC_ROUTES: &'static [&'static str] = &[graphiql::PAGE, graphiql::FILES];
     const SECTION: &'static str = "mobile";
     type Config = MobileSettings;
 
@@ -107,6 +109,8 @@ pub struct MobileSettings {
     /// Whether a misspelt field gets "did you mean" suggestions, which
     /// tell the schema; off by default.
     pub suggestions: bool,
+    /// Whether GraphiQL is served at `/graphiql`; off by default.
+    pub graphiql: bool,
     /// Parsed queries kept, in bytes of query text (default 64 KiB; 0: none).
     pub parsed_query_cache_bytes: u64,
     /// Persisted queries: `off`, `automatic` (the default) or `safelist`.
@@ -140,6 +144,7 @@ impl Default for MobileSettings {
             max_batch_operations: 5,
             introspection: false,
             suggestions: false,
+            graphiql: false,
             parsed_query_cache_bytes: 64 * 1024,
             persisted_queries: PersistedQueryMode::Automatic,
             safelist_file: None,
@@ -185,7 +190,12 @@ impl Validate for MobileSettings {
 
 /// The routes of `bff-mobile` over its parts.
 pub fn app(parts: &BffParts, settings: &MobileSettings) -> Router {
-    Router::new()
+    let graphiql = if settings.graphiql {
+        graphiql::routes()
+    } else {
+        Router::new()
+    };
+    let graphql = Router::new()
         .route(
             "/graphql",
             get(graphql::get)
@@ -209,5 +219,6 @@ pub fn app(parts: &BffParts, settings: &MobileSettings) -> Router {
             parsed: graphql::ParsedQueries::new(settings.parsed_query_cache_bytes),
             limits: limits::QueryLimits::new(settings),
             complexity_per_token: settings.complexity_per_token,
-        })
+        });
+    graphql.merge(graphiql)
 }

@@ -103,6 +103,7 @@ impl PlatformOptions {
             mobile: bff_mobile::MobileSettings {
                 introspection: true,
                 suggestions: true,
+                graphiql: true,
                 ..bff_mobile::MobileSettings::default()
             },
             issuer: IssuerConfig::default(),

@@ -188,6 +188,7 @@ async fn the_schema_tells_nothing_about_itself_unless_configured_to() {
     let open = mobile(&demo, &shutdown, |settings| {
         settings.introspection = true;
         settings.suggestions = true;
+        settings.graphiql = true;
     })
     .await;
     let introspection = "{ __schema { queryType { name } } }";
@@ -222,6 +223,64 @@ async fn the_schema_tells_nothing_about_itself_unless_configured_to() {
         .as_str()
         .expect("an error");
     assert!(message.contains("Did you mean \"name\""), "{message}");
+
+    // GraphiQL: only when configured, its page and files without a
+    // credential, from the binary itself, under a policy allowing nothing
+    // but this origin's scripts.
+    let get = |running: &Running, path: &str| {
+        let url = format!("{}{path}", base_url(running));
+        async move { reqwest::get(url).await.expect("sent") }
+    };
+    for path in ["/graphiql", "/graphiql/graphiql.min.js"] {
+        assert_eq!(get(&closed, path).await.status(), 404, "{path}");
+    }
+    for (path, media_type, contains) in [
+        ("/graphiql", "text/html", "/graphiql/graphiql-init.js"),
+        (
+            "/graphiql/graphiql-init.js",
+            "text/javascript",
+            "createFetcher({ url: '/graphql' })",
+        ),
+        ("/graphiql/graphiql.min.js", "text/javascript", "GraphiQL"),
+        (
+            "/graphiql/graphiql.min.css",
+            "text/css",
+            ".graphiql-container",
+        ),
+        (
+            "/graphiql/react.production.min.js",
+            "text/javascript",
+            "React",
+        ),
+        (
+            "/graphiql/react-dom.production.min.js",
+            "text/javascript",
+            "react-dom",
+        ),
+    ] {
+        let served = get(&open, path).await;
+        assert_eq!(served.status(), 200, "{path}");
+        let header = |name: &str| {
+            served
+                .headers()
+                .get(name)
+                .and_then(|value| value.to_str().ok())
+                .unwrap_or_default()
+                .to_owned()
+        };
+        assert!(header("content-type").starts_with(media_type), "{path}");
+        let policy = header("content-security-policy");
+        assert!(policy.contains("script-src 'self';"), "{path}: {policy}");
+        assert!(!policy.contains("unsafe-eval"), "{path}: {policy}");
+        let text = served.text().await.expect("a body");
+        assert!(text.contains(contains), "{path}");
+        assert!(
+            !text.contains("https://unpkg.com"),
+            "{path}: nothing from a CDN"
+        );
+    }
+    let unknown = get(&open, "/graphiql/secrets.txt").await;
+    assert_eq!(unknown.status(), 404);
     shutdown.trigger();
     for running in [closed, open] {
         running.wait().await;

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use demo_services::ServiceName;
 use gateway_core::observability::{LogFormat, ObservabilityConfig, logging};
-use platform_tests::{DEMO_PARTNER_API_KEY, Platform, PlatformOptions};
+use platform_tests::{DEMO_PARTNER_API_KEY, Layout, Platform, PlatformOptions};
 
 /// Runs demo-services, bff-web, bff-mobile and bff-partner locally.
 #[derive(Debug, Parser)]
@@ -19,6 +19,10 @@ struct Args {
     /// Log filter, for example `debug` or `info,access=warn`.
     #[arg(long, default_value = "info")]
     log: String,
+    /// Free ports on 127.0.0.1 instead of the documented ones, so that it
+    /// runs beside another copy (the browser checks use it).
+    #[arg(long)]
+    free_ports: bool,
 }
 
 #[tokio::main]
@@ -32,7 +36,11 @@ async fn main() -> ExitCode {
         },
         "devstack",
     );
-    let platform = match Platform::start_with(PlatformOptions::dev()).await {
+    let mut options = PlatformOptions::dev();
+    if args.free_ports {
+        options.layout = Layout::Ephemeral;
+    }
+    let platform = match Platform::start_with(options).await {
         Ok(platform) => platform,
         Err(error) => {
             eprintln!("devstack: cannot start: {error}");
@@ -91,6 +99,10 @@ fn print_banner(platform: &Platform) {
         platform.token_for("partner-acme", "bff-partner", "RS256")
     );
     println!("  PARTNER_API_KEY={DEMO_PARTNER_API_KEY}");
+    println!();
+    println!(
+        "GraphiQL: http://127.0.0.1:{mobile}/graphiql (put {{\"Authorization\": \"Bearer $MOBILE_TOKEN\"}} in its Headers tab)"
+    );
     println!();
     println!("Try:");
     println!(
