@@ -2,7 +2,7 @@
 //! it on): the in-browser IDE for `/graphql`, for the app's developers.
 //!
 //! Its files are built into the binary (`bff-mobile/graphiql/`, licences in
-//! `LICENSES.md`), so the page works where no CDN can be reached. The page
+//! `bff-mobile/graphiql/LICENSES.md`), so the page works where no CDN can be reached. The page
 //! itself needs no credential; the queries it sends do: the bearer token
 //! goes in GraphiQL's Headers tab. Its own Content-Security-Policy allows
 //! only this origin's scripts (no inline script) and GraphiQL's inline
