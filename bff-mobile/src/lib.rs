@@ -87,7 +87,7 @@ pub struct MobileSettings {
     pub max_query_complexity: usize,
     /// Points of complexity one rate-limit token pays for: a query takes
     /// its complexity divided by this, rounded up, from the caller's bucket
-    /// (default 10: a product screen takes 1 token, a 20-item listing 21).
+    /// (default 10: a product screen takes 1 to 3 tokens, a 20-item listing 29).
     pub complexity_per_token: usize,
     /// Longest query text accepted, in bytes (default 16 KiB).
     pub max_query_bytes: usize,

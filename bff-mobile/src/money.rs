@@ -3,8 +3,9 @@
 //!
 //! The amount is always the service's, in minor units; `formatted` is
 //! presentation only. The patterns of the few languages the app ships in
-//! are a table here: an ICU currency formatter (ICU4X) would bring dozens
-//! of crates and a data blob for six rows.
+//! are a table here, as CLDR (and so `Intl.NumberFormat`) writes them: an
+//! ICU currency formatter (ICU4X) would bring dozens of crates and a data
+//! blob for six rows.
 
 use async_graphql::{Context, Object};
 use axum::http::{HeaderMap, header};
@@ -21,9 +22,9 @@ pub(crate) enum Locale {
     French,
     /// `1234,56 €`, `12.345,67 €`
     Spanish,
-    /// `1.234,56 €`
+    /// `1234,56 €`, `12.345,67 €`
     Italian,
-    /// `€ 1.234,56`
+    /// `€ 1.234,56`, `€ -0,05`
     Dutch,
 }
 
@@ -36,6 +37,9 @@ struct Pattern {
     symbol_first: bool,
     /// Between the symbol and the number.
     gap: &'static str,
+    /// Whether a minus goes between the symbol and the number (`€ -0,05`)
+    /// rather than before both (`-€0.05`).
+    sign_after_symbol: bool,
 }
 
 impl Locale {
@@ -83,9 +87,9 @@ impl Locale {
         const NBSP: &str = "\u{a0}";
         let (group, decimal, min_grouping_digits, symbol_first, gap) = match self {
             Self::English => (",", '.', 4, true, ""),
-            Self::German | Self::Italian => (".", ',', 4, false, NBSP),
+            Self::German => (".", ',', 4, false, NBSP),
             Self::French => ("\u{202f}", ',', 4, false, NBSP),
-            Self::Spanish => (".", ',', 5, false, NBSP),
+            Self::Spanish | Self::Italian => (".", ',', 5, false, NBSP),
             Self::Dutch => (".", ',', 4, true, NBSP),
         };
         Pattern {
@@ -94,6 +98,7 @@ impl Locale {
             min_grouping_digits,
             symbol_first,
             gap,
+            sign_after_symbol: self == Self::Dutch,
         }
     }
 
@@ -123,11 +128,17 @@ impl Locale {
             ));
         }
         let symbol = symbol(currency);
-        let sign = if amount_minor < 0 { "-" } else { "" };
-        if pattern.symbol_first {
-            format!("{sign}{symbol}{}{number}", pattern.gap)
+        // A code written out (`CHF`) is always set apart from the number.
+        let gap = if symbol.chars().all(|c| c.is_ascii_alphabetic()) && pattern.gap.is_empty() {
+            "\u{a0}"
         } else {
-            format!("{sign}{number}{}{symbol}", pattern.gap)
+            pattern.gap
+        };
+        let sign = if amount_minor < 0 { "-" } else { "" };
+        match (pattern.symbol_first, pattern.sign_after_symbol) {
+            (true, true) => format!("{symbol}{gap}{sign}{number}"),
+            (true, false) => format!("{sign}{symbol}{gap}{number}"),
+            (false, _) => format!("{sign}{number}{gap}{symbol}"),
         }
     }
 }
@@ -216,8 +227,13 @@ mod tests {
             (Locale::Spanish, 123_456, "EUR", "1234,56\u{a0}€"),
             (Locale::Spanish, 1_234_567, "EUR", "12.345,67\u{a0}€"),
             (Locale::Italian, 99, "GBP", "0,99\u{a0}£"),
+            (Locale::Italian, 190_234, "EUR", "1902,34\u{a0}€"),
+            (Locale::Italian, 1_234_567, "EUR", "12.345,67\u{a0}€"),
             (Locale::Dutch, 123_456, "EUR", "€\u{a0}1.234,56"),
+            (Locale::Dutch, -5, "EUR", "€\u{a0}-0,05"),
+            (Locale::French, -123_450, "EUR", "-1\u{202f}234,50\u{a0}€"),
             (Locale::English, 1500, "JPY", "¥1,500"),
+            (Locale::English, 100_000, "CHF", "CHF\u{a0}1,000.00"),
             (Locale::German, 100_000, "CHF", "1.000,00\u{a0}CHF"),
         ];
         for (locale, amount, currency, written) in cases {

@@ -69,7 +69,7 @@ impl From<&StockLevel> for StockState {
 #[derive(Debug, SimpleObject)]
 pub(crate) struct RatingSummary {
     /// Mean stars, 1 to 5; 0 when there are no reviews.
-    average: f32,
+    average: f64,
     /// Number of reviews.
     count: u32,
 }
@@ -153,7 +153,13 @@ impl ProductNode {
         or_null(
             ctx,
             reviews.map(|reviews| RatingSummary {
-                average: reviews.average_rating,
+                // The service's decimal as it wrote it (3.047619), not the
+                // binary f32 widened (3.047619104385376).
+                average: reviews
+                    .average_rating
+                    .to_string()
+                    .parse()
+                    .unwrap_or_default(),
                 count: reviews.total,
             }),
         )
@@ -165,13 +171,16 @@ impl ProductNode {
         &self,
         ctx: &Context<'_>,
         #[graphql(default = 3)] first: i32,
-    ) -> async_graphql::Result<Option<Vec<Review>>> {
-        let first = usize::try_from(first)
+    ) -> Option<Vec<Review>> {
+        let Some(first) = usize::try_from(first)
             .ok()
             .filter(|first| (1..=TOP_REVIEWS).contains(first))
-            .ok_or_else(|| invalid_argument("first", format!("must be 1 to {TOP_REVIEWS}")))?;
+        else {
+            let refused = invalid_argument("first", format!("must be 1 to {TOP_REVIEWS}"));
+            return or_null(ctx, Err(refused));
+        };
         let reviews = fetch_once(&self.reviews, self.product.id, ctx).await;
-        Ok(or_null(
+        or_null(
             ctx,
             reviews.map(|reviews| {
                 reviews
@@ -185,6 +194,6 @@ impl ProductNode {
                     })
                     .collect()
             }),
-        ))
+        )
     }
 }

@@ -157,9 +157,11 @@ fn coded(message: String, code: &'static str, params: &[InvalidParam]) -> async_
     })
 }
 
-/// The value of a field backed by an optional part, or `null` with the
-/// error added at the field's own path. Returning the error instead would
-/// null the nearest nullable parent, the whole product.
+/// The value of a nullable field, or `null` with the error added at the
+/// field's own path, as the GraphQL specification asks. Returning the
+/// error from the resolver instead would null its parent too (async-graphql
+/// propagates a resolver's error one level up): a failed price would null
+/// the whole product.
 pub(crate) fn or_null<T>(ctx: &Context<'_>, value: async_graphql::Result<T>) -> Option<T> {
     value
         .map_err(|error| ctx.add_error(ctx.set_error_path(error.into_server_error(ctx.item.pos))))
@@ -194,17 +196,17 @@ pub struct Query;
 
 #[Object]
 impl Query {
-    /// A product by id; `null` when it does not exist.
-    async fn product(
-        &self,
-        ctx: &Context<'_>,
-        id: ID,
-    ) -> async_graphql::Result<Option<ProductNode>> {
-        let id: u64 = id
-            .parse()
-            .map_err(|_| invalid_argument("id", "must be a numeric product id".to_owned()))?;
-        let products = ctx.data::<DataLoader<BatchLoader<Product>>>()?;
-        Ok(products.load_one(id).await?.map(ProductNode::from))
+    /// A product by id; `null` when it does not exist (or, with an error,
+    /// when it could not be fetched).
+    async fn product(&self, ctx: &Context<'_>, id: ID) -> Option<ProductNode> {
+        let product = async {
+            let id: u64 = id
+                .parse()
+                .map_err(|_| invalid_argument("id", "must be a numeric product id".to_owned()))?;
+            let products = ctx.data::<DataLoader<BatchLoader<Product>>>()?;
+            products.load_one(id).await
+        };
+        or_null(ctx, product.await).flatten().map(ProductNode::from)
     }
 
     /// The products of a category in `sort` order, `first` (1 to 50) after
@@ -257,10 +259,11 @@ impl Query {
 
     /// The signed-in user; `null`, with `USER_REQUIRED`, for a caller that
     /// is not a user of the shop.
-    async fn me(&self, ctx: &Context<'_>) -> async_graphql::Result<Me> {
-        let context = ctx.data::<RequestContext>()?;
-        let user_id = context.user_id().map_err(graphql_error)?;
-        Ok(Me::new(user_id))
+    async fn me(&self, ctx: &Context<'_>) -> Option<Me> {
+        let user_id = ctx
+            .data::<RequestContext>()
+            .and_then(|context| context.user_id().map_err(graphql_error));
+        or_null(ctx, user_id).map(Me::new)
     }
 }
 

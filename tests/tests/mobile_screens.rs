@@ -203,6 +203,31 @@ async fn the_product_screen_shows_money_in_the_callers_language_stock_state_and_
     let bad = ask(&running, &token, None, PRODUCT_SCREEN, json!({ "id": "x" })).await;
     assert_eq!(codes(&bad.body), ["INVALID_ARGUMENT"]);
     assert_eq!(
+        bad.body["data"],
+        json!({ "product": null }),
+        "only the field is null"
+    );
+    assert_eq!(bad.body["errors"][0]["path"], json!(["product"]));
+    let too_many = ask(
+        &running,
+        &token,
+        None,
+        "{ product(id: 42) { name topReviews(first: 11) { title } } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(codes(&too_many.body), ["INVALID_ARGUMENT"]);
+    assert_eq!(
+        too_many.body["data"]["product"]["topReviews"],
+        Value::Null,
+        "{}",
+        too_many.body
+    );
+    assert!(
+        too_many.body["data"]["product"]["name"].is_string(),
+        "the rest of the product is kept"
+    );
+    assert_eq!(
         bad.body["errors"][0]["extensions"]["invalidParams"][0]["name"],
         "id"
     );
@@ -462,7 +487,7 @@ async fn me_is_always_the_verified_user_with_their_orders_paged_and_batched() {
     let partner = issue_token(&demo, "partner-acme", "bff-mobile", "ES256");
     let refused = ask(&running, &partner, None, ME, json!({ "first": 1 })).await;
     assert_eq!(codes(&refused.body), ["USER_REQUIRED"], "{}", refused.body);
-    assert_eq!(refused.body["data"]["me"], Value::Null);
+    assert_eq!(refused.body["data"], json!({ "me": null }));
     let narrow = demo
         .token(&TokenRequest {
             subject: format!("user-{user}"),
