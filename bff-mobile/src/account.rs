@@ -7,7 +7,7 @@
 //! request's product loader: every product of every order on the page in
 //! one batch call.
 
-use async_graphql::{Context, Enum, ID, Object, dataloader::DataLoader};
+use async_graphql::{Context, Enum, ID, Object};
 use gateway_core::{RequestContext, downstream::fetching};
 use shared_schema::{
     Page,
@@ -168,7 +168,7 @@ impl OrderLineNode<'_> {
     /// The product ordered; `null`, with an error, when products failed or
     /// it no longer exists.
     async fn product(&self, ctx: &Context<'_>) -> Option<ProductNode> {
-        let loaded = match ctx.data::<DataLoader<BatchLoader<Product>>>() {
+        let loaded = match ctx.data::<BatchLoader<Product>>() {
             Ok(products) => products.load_one(self.0.product_id).await,
             Err(error) => Err(error),
         };

@@ -96,7 +96,7 @@ async fn fetch_once<'a, T: Batched>(
 ) -> async_graphql::Result<&'a T> {
     cell.get_or_init(|| async move {
         let request = ctx.data::<gateway_core::RequestContext>()?;
-        ctx.data::<async_graphql::dataloader::DataLoader<BatchLoader<T>>>()?
+        ctx.data::<BatchLoader<T>>()?
             .load_one(id)
             .await?
             .ok_or_else(|| not_found::<T>(request))

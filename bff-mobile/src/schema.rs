@@ -11,10 +11,7 @@
 //! carries for the same failure, and a wrong argument or input also lists
 //! each wrong part in `extensions.invalidParams`.
 
-use async_graphql::{
-    Context, EmptySubscription, Enum, ErrorExtensions, ID, Object, Schema, Value,
-    dataloader::DataLoader,
-};
+use async_graphql::{Context, EmptySubscription, Enum, ErrorExtensions, ID, Object, Schema, Value};
 use gateway_core::{
     Error, RequestContext,
     auth::require_scope,
@@ -203,7 +200,7 @@ impl Query {
             let id: u64 = id
                 .parse()
                 .map_err(|_| invalid_argument("id", "must be a numeric product id".to_owned()))?;
-            let products = ctx.data::<DataLoader<BatchLoader<Product>>>()?;
+            let products = ctx.data::<BatchLoader<Product>>()?;
             products.load_one(id).await
         };
         or_null(ctx, product.await).flatten().map(ProductNode::from)
