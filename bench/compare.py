@@ -17,14 +17,25 @@ Scenarios (see bench/README.md, "Peers"):
 - dashboard and dashboard-20ms: the signed-in user's dashboard (profile, five
   newest orders, six recommendations, then one batch call for their products
   and one for the recommendations' prices), bff-web against Express;
-- mobile: bff-mobile's product query against Apollo Server with DataLoader.
+- mobile, mobile-listing and mobile-me: bff-mobile's three screens as GraphQL
+  queries (the product screen with its price, stock, rating and 3 reviews; a
+  listing of 20 products with their prices and stock, a Relay connection; the
+  signed-in user's profile and 10 orders with their lines' products), against
+  Apollo Server with DataLoader serving the same schema
+  (bench/peers/apollo-mobile); each sent with its text, and as an automatic
+  persisted query (APQ: the SHA-256 alone, the text registered once before
+  measuring).
 
-In the web page scenarios ours runs with every service's response cache off
-(`bff-web-no-cache`: every call made afresh, as the peer, which has no cache,
-makes it); `page` also runs it with the cache on (`bff-web`). Every system of
-a page scenario must answer the same JSON document (compared once per system,
-the listing's cursor aside), and for each system one request with
-`Accept-Encoding: br` records the bytes of its answer on the wire.
+In the web page and mobile scenarios ours runs with every service's response
+cache off (`bff-web-no-cache`, `bff-mobile-no-cache`: every call made afresh,
+as the peer, which has no cache, makes it); `page` also runs it with the cache
+on (`bff-web`). Every system of a page or screen scenario must answer the same
+JSON document (compared once per system, cursors aside, which each system
+signs with its own key; a GraphQL answer must carry no `errors`), and for each
+system one request with `Accept-Encoding: br` records the bytes of its answer
+on the wire. With the `mobile` scenario the run also records the bytes of the
+mobile product screen against the web product page of the same product
+(`screen_bytes`: one request each, uncompressed and with gzip).
 
 Pinning: every system under test runs alone on CPU 0 with one worker (nginx
 worker_processes 1, haproxy nbthread 1, Node's one event loop, our tokio
@@ -49,6 +60,7 @@ with DIR/README.md listing them.
 
 import argparse
 import datetime
+import hashlib
 import http.client
 import io
 import json
@@ -81,15 +93,34 @@ MANY_CONNECTIONS = 1000
 WARM_UP_SECONDS = 8
 SERVICE_PORTS = dict(auth=17000, products=17001, inventory=17002, pricing=17003,
                      reviews=17004, users=17005, orders=17006, recommendations=17007)
+# A plan no run reaches: the limiter decides every request and lets it through. bff-mobile also charges a
+# query its cost beyond the route's token (`[mobile] complexity_per_token = 10` points a token: the 20-item
+# listing below costs 281 points, 29 tokens); a bucket of 10^9 refilled at 10^9 a second pays for that too.
 UNLIMITED_PLAN = {"BFF_RATE_LIMIT__PLANS__STANDARD__CAPACITY": "1000000000",
                   "BFF_RATE_LIMIT__PLANS__STANDARD__REFILL_PER_SECOND": "1000000000"}
-# The mobile product query: one product's name, price and stock.
-MOBILE_QUERY = json.dumps({"query": "{ product(id: 42) { name price stock } }"})
+# bff-mobile's screens against Apollo: the scenario, its GraphQL query (bff-mobile/schema.graphql).
+MOBILE_SCREENS = {
+    # The product screen: one product with its price, stock, rating and 3 newest reviews.
+    "mobile": "{ product(id: 42) { name images price { amountMinor currency formatted } stock"
+              " rating { average count } topReviews(first: 3) { rating title body } } }",
+    # A category's listing: 20 products with their prices and stock, cheapest first.
+    "mobile-listing": '{ products(first: 20, category: "audio", sort: PRICE_ASC) { edges { cursor node { id name'
+                      " image price { amountMinor currency formatted } stock } }"
+                      " pageInfo { hasNextPage endCursor } } }",
+    # The account screen: the profile and the 10 newest orders, with their lines' products.
+    "mobile-me": "{ me { profile { name email tier } orders(first: 10) { edges { node { id status"
+                 " total { formatted } lines { quantity product { name image } } } } } } }",
+}
+# What a phone sends: amounts come back written out in German (money.rs; Intl.NumberFormat in Apollo's).
+MOBILE_LANGUAGE = "de-DE,de;q=0.9,en;q=0.8"
+# The account screen's user is the dashboard's (DASHBOARD_USER, below); every query needs products:read.
+MOBILE_ME_SCOPES = "products:read profile:read orders:read"
 # bff-web's services: every one its pages call.
 WEB_SERVICES = ("products", "inventory", "pricing", "reviews", "users", "orders", "recommendations")
-MOBILE_SERVICES = ("products", "inventory", "pricing")
-# Every call made afresh, as the Node peers make them (the services mark products cacheable).
-CACHE_OFF = {"BFF_DOWNSTREAM__PRODUCTS__CACHE__ENABLED": "false"}
+MOBILE_SERVICES = ("products", "inventory", "pricing", "reviews", "users", "orders")
+# bff-mobile's response cache off for every service: every call made afresh, as Apollo, which keeps
+# nothing, makes it (the services mark products and listings cacheable).
+MOBILE_CACHE_OFF = {f"BFF_DOWNSTREAM__{name.upper()}__CACHE__ENABLED": "false" for name in MOBILE_SERVICES}
 # bff-web's response cache off for every service: products, listings, facets and related products are
 # `public, max-age=60`, users and recommendations `private`; the Express peer keeps nothing.
 WEB_CACHE_OFF = {f"BFF_DOWNSTREAM__{name.upper()}__CACHE__ENABLED": "false" for name in WEB_SERVICES}
@@ -278,7 +309,8 @@ def on_the_wire(target, encoding):
 
     `bytes` counts every byte received (status line, headers, body as sent:
     still compressed, with any chunk framing); `body_bytes` the body alone,
-    as sent. Returns that record and the body.
+    as sent; `request_bytes` what was sent (request line, headers, body).
+    Returns that record and the body.
     """
     url = urllib.parse.urlsplit(target["url"])
     body = target.get("body", "").encode()
@@ -287,8 +319,9 @@ def on_the_wire(target, encoding):
             *(f"{name}: {value}" for name, value in target["headers"].items())]
     if body:
         head.append(f"Content-Length: {len(body)}")
+    sent = "\r\n".join(head + ["", ""]).encode() + body
     with socket.create_connection((url.hostname, url.port), timeout=10) as sock:
-        sock.sendall("\r\n".join(head + ["", ""]).encode() + body)
+        sock.sendall(sent)
         received = _Received(sock)
         answer = http.client.HTTPResponse(received, method="POST" if body else "GET")
         answer.begin()
@@ -296,7 +329,8 @@ def on_the_wire(target, encoding):
         if answer.status != 200:
             raise Failure(f"{target['url']} answered {answer.status} to one request")
         return {"accept_encoding": encoding, "bytes": received.count, "body_bytes": len(content),
-                "content_encoding": answer.getheader("Content-Encoding", "identity")}, content
+                "content_encoding": answer.getheader("Content-Encoding", "identity"),
+                "request_bytes": len(sent)}, content
 
 
 def wire(target):
@@ -314,6 +348,24 @@ def comparable(content):
     if isinstance(document, dict) and isinstance(document.get("pageInfo"), dict):
         document["pageInfo"]["nextCursor"] = document["pageInfo"].get("nextCursor") is not None
     return document
+
+
+def comparable_graphql(label, content):
+    """A GraphQL answer as systems must agree on it. It must carry no `errors`. Cursors are each system's
+    own (signed with its key), so only whether there is one is compared."""
+    document = json.loads(content)
+    if document.get("errors"):
+        raise Failure(f"{label} answered with errors: {content[:300]!r}")
+
+    def normal(value, key=None):
+        if key in ("cursor", "startCursor", "endCursor"):
+            return value is not None
+        if isinstance(value, dict):
+            return {name: normal(item, name) for name, item in value.items()}
+        if isinstance(value, list):
+            return [normal(item) for item in value]
+        return value
+    return normal(document)
 
 
 def check(label, run):
@@ -418,23 +470,40 @@ def systems(setup, scenario):
             ("express", lambda: start(node, node_env(), cwd=os.path.join(PEERS, "express-bff")),
              {**page, "url": f"http://127.0.0.1:18094{path}"}),
         ]
-    if scenario == "mobile":
-        mobile = {"Authorization": f"Bearer {setup.token('bff-mobile', 'ES256')}",
-                  "Content-Type": "application/json"}
-        graphql = {"url": "http://127.0.0.1:18080/graphql", "headers": mobile, "body": MOBILE_QUERY,
-                   "lua": post_script(setup.run_dir, MOBILE_QUERY)}
-        return [
-            ("bff-mobile", lambda: start([bff_mobile], bff_env(MOBILE_SERVICES)), graphql),
-            ("bff-mobile-no-cache", lambda: start([bff_mobile], {**bff_env(MOBILE_SERVICES), **CACHE_OFF}), graphql),
-            ("apollo", lambda: start(node, node_env(), cwd=os.path.join(PEERS, "apollo-mobile")),
-             {**graphql, "url": "http://127.0.0.1:18094/graphql"}),
-        ]
+    if scenario in MOBILE_SCREENS:
+        token = (setup.token("bff-mobile", "ES256", DASHBOARD_USER, MOBILE_ME_SCOPES) if scenario == "mobile-me"
+                 else setup.token("bff-mobile", "ES256"))
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json",
+                   "Accept-Language": MOBILE_LANGUAGE}
+        query = MOBILE_SCREENS[scenario]
+        # Apollo's automatic persisted queries, which bff-mobile implements too: the hash alone, once the
+        # text has been sent with it (`register`, before measuring).
+        persisted = {"persistedQuery": {"version": 1, "sha256Hash": hashlib.sha256(query.encode()).hexdigest()}}
+
+        def graphql(url, body, register=None):
+            return {"url": url, "headers": headers, "body": body, "lua": post_script(setup.run_dir, body),
+                    **({"register": register} if register else {})}
+
+        def pair(url):
+            text, registering = compact({"query": query}), compact({"query": query, "extensions": persisted})
+            return graphql(url, text), graphql(url, compact({"extensions": persisted}), registering)
+        ours_text, ours_apq = pair("http://127.0.0.1:18080/graphql")
+        apollo_text, apollo_apq = pair("http://127.0.0.1:18094/graphql")
+        bff = lambda: start([bff_mobile], {**bff_env(MOBILE_SERVICES), **MOBILE_CACHE_OFF})  # noqa: E731
+        apollo = lambda: start(node, node_env(), cwd=os.path.join(PEERS, "apollo-mobile"))  # noqa: E731
+        return [("bff-mobile-no-cache", bff, ours_text), ("apollo", apollo, apollo_text),
+                ("bff-mobile-no-cache-apq", bff, ours_apq), ("apollo-apq", apollo, apollo_apq)]
     raise ValueError(scenario)
 
 
+def compact(document):
+    """DOCUMENT as a client sends it: JSON without blanks."""
+    return json.dumps(document, separators=(",", ":"))
+
+
 def post_script(run_dir, body):
-    """A wrk script sending BODY as a JSON POST (oha takes it with -d)."""
-    path = os.path.join(run_dir, "post.lua")
+    """A wrk script sending BODY as a JSON POST (oha takes it with -d), one file per body."""
+    path = os.path.join(run_dir, f"post-{hashlib.sha256(body.encode()).hexdigest()[:16]}.lua")
     with open(path, "w") as script:
         script.write(f'wrk.method = "POST"\nwrk.body = {json.dumps(body)}\n')
     return path
@@ -446,6 +515,8 @@ def with_system(launch, target, measure):
     """Starts a system (none for the direct path), waits for it, runs MEASURE(pids), stops it."""
     process = launch() if launch else None
     try:
+        if target.get("register"):  # a persisted query's text, sent once with its hash
+            wait_ok(target["url"], target["headers"], target["register"].encode())
         wait_ok(target["url"], target["headers"], target.get("body", "").encode() or None)
         if process:
             time.sleep(1)  # the idle figure is taken after start-up work, not during it
@@ -492,16 +563,18 @@ def run_scenario(setup, scenario, options):
     for label, launch, target in systems(setup, scenario):
         result, content = with_system(launch, target, lambda pids: measure_system(target, options, pids))
         closed = result["closed"]
-        print(f"{scenario:<16}{label:<21}{closed['rps']:>9.0f} req/s  p50 {closed['p50_ms']:6.2f} ms"
+        print(f"{scenario:<16}{label:<24}{closed['rps']:>9.0f} req/s  p50 {closed['p50_ms']:6.2f} ms"
               f"  p99 {closed['p99_ms']:6.2f} ms  CPU {result.get('cpu_us_per_request', 0):5.0f} µs/req"
               f"  {result['wire']['bytes']:>6} B with br", flush=True)
         check(f"{scenario}/{label}", closed)
         if "many_connections" in result:
             check(f"{scenario}/{label} at {MANY_CONNECTIONS} connections", result["many_connections"])
-        if scenario.removesuffix(LATENCY_SUFFIX) in WEB_PAGES:
+        if scenario.removesuffix(LATENCY_SUFFIX) in WEB_PAGES or scenario in MOBILE_SCREENS:
+            document = (comparable_graphql(f"{scenario}/{label}", content) if scenario in MOBILE_SCREENS
+                        else comparable(content))
             if reference is None:
-                reference = (label, comparable(content))
-            elif comparable(content) != reference[1]:
+                reference = (label, document)
+            elif document != reference[1]:
                 raise Failure(f"{scenario}: {label} answers another page than {reference[0]}:"
                               f" {content[:300]!r}")
         results[label] = result
@@ -510,7 +583,7 @@ def run_scenario(setup, scenario, options):
     for label, launch, target in systems(setup, scenario):
         runs = with_system(launch, target, lambda _pids: open_loop(target, options, rates))
         for run in runs:
-            print(f"{scenario:<16}{label:<21}{run['rate']:>7} req/s offered: p50 {run['p50_ms']:6.2f}"
+            print(f"{scenario:<16}{label:<24}{run['rate']:>7} req/s offered: p50 {run['p50_ms']:6.2f}"
                   f"  p99 {run['p99_ms']:6.2f}  p99.9 {run['p999_ms']:6.2f} ms", flush=True)
             check(f"{scenario}/{label} at {run['rate']} req/s", run)
         results[label]["open"] = runs
@@ -519,6 +592,30 @@ def run_scenario(setup, scenario, options):
 
 def ours(label):
     return label.startswith("bff-")
+
+
+def screen_bytes(setup):
+    """The bytes on the wire of the mobile product screen (bff-mobile, the `mobile` query with its text)
+    against the web product page of the same product (bff-web, `GET /api/product-page/42`), both with
+    their response cache off: one request each, uncompressed (`identity`) and with `gzip`, and the ratios
+    mobile / web of the whole answer (`bytes`: status line, headers, body) and of the body alone."""
+    encodings = ("identity", "gzip")
+    chosen = {"web": next(system for system in systems(setup, "page") if system[0] == "bff-web-no-cache"),
+              "mobile": next(system for system in systems(setup, "mobile") if system[0] == "bff-mobile-no-cache")}
+    result = {}
+    for name, (label, launch, target) in chosen.items():
+        records = with_system(launch, target, lambda _pids, target=target: {
+            encoding: on_the_wire(target, encoding)[0] for encoding in encodings})
+        result[name] = {"system": label, "request": f"POST /graphql {target['body']}" if target.get("body")
+                        else f"GET {urllib.parse.urlsplit(target['url']).path}", **records}
+    result["ratio"] = {encoding: {measure: result["mobile"][encoding][measure] / result["web"][encoding][measure]
+                                  for measure in ("bytes", "body_bytes")} for encoding in encodings}
+    for encoding in encodings:
+        web, mobile, ratio = result["web"][encoding], result["mobile"][encoding], result["ratio"][encoding]
+        print(f"bytes, {encoding:<8} web page {web['bytes']:>6} B (body {web['body_bytes']:>6}), mobile screen"
+              f" {mobile['bytes']:>5} B (body {mobile['body_bytes']:>5}): mobile / web"
+              f" {ratio['bytes']:.3f} ({ratio['body_bytes']:.3f} of the body)", flush=True)
+    return result
 
 
 def flamegraph(target, options, pids, name, run_dir):
@@ -632,7 +729,8 @@ def main():
     parser.add_argument("-o", "--open-duration", type=int, default=10, help="open-loop seconds per rate")
     parser.add_argument("-c", "--connections", type=int, default=32)
     parser.add_argument("-s", "--scenarios",
-                        default="passthrough,page,page-20ms,listing,listing-20ms,dashboard,dashboard-20ms,mobile")
+                        default="passthrough,page,page-20ms,listing,listing-20ms,dashboard,dashboard-20ms,"
+                                "mobile,mobile-listing,mobile-me")
     parser.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "latest.json"))
     parser.add_argument("--flamegraphs", metavar="DIR",
                         help="draw flame graphs of our systems into DIR instead of measuring")
@@ -656,7 +754,7 @@ def main():
         start(["redis-server", "--port", "16379", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
               cpu=LOAD_CPU)
         wait_ok(f"http://127.0.0.1:{SERVICE_PORTS['auth']}/.well-known/jwks.json")
-        scenarios, drawn, direct_calls = {}, [], {}
+        scenarios, drawn, direct_calls, screens = {}, [], {}, None
         for scenario in options.scenarios.split(","):
             slow = scenario.endswith(LATENCY_SUFFIX)
             set_latency("20ms" if slow else None)
@@ -667,6 +765,9 @@ def main():
                 drawn += draw_flamegraphs(setup, scenario, options)
             else:
                 scenarios[scenario] = run_scenario(setup, scenario, options)
+        if "mobile" in scenarios:
+            set_latency(None)
+            screens = screen_bytes(setup)
     except Failure as failure:
         print(f"not a result: {failure}", file=sys.stderr)
         return 1
@@ -683,6 +784,9 @@ def main():
               "options": vars(options) | {"out": None}, "scenarios": scenarios,
               # One call straight to a service during each 20 ms scenario, median in ms.
               "service_call_ms": direct_calls}
+    if screens:
+        # The mobile product screen against the web product page of product 42, one request each.
+        report["screen_bytes"] = screens
     os.makedirs(os.path.dirname(options.out), exist_ok=True)
     with open(options.out, "w") as out:
         json.dump(report, out, indent=1)

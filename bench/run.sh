@@ -3,7 +3,8 @@
 # binaries, installs what the peers and the load need (Debian's nginx,
 # haproxy, wrk and redis-server; npm's express and @apollo/server with
 # their locked dependencies; oha from crates.io; matplotlib from PyPI), runs
-# every scenario against us and the peers (bench/compare.py), measures the
+# every scenario against us and the peers (bench/compare.py: the web pages
+# against Express, bff-mobile's three screens against Apollo), measures the
 # rate limiter's cost and accuracy against nginx's limit_req
 # (bench/ratelimit.sh), writes bench/results/latest.md with its charts
 # (bench/report.py), and prints the criterion micro-benchmarks' summary.
@@ -13,10 +14,11 @@
 #   -M  skip the micro-benchmarks (cargo bench -p platform-tests --bench auth)
 #   -F  measure nothing: draw flame graphs of our systems under load into
 #       bench/results/flamegraphs/ (perf from Debian's linux-perf, inferno
-#       from crates.io), for the pass-through, page and mobile scenarios
-#       unless -s names others
+#       from crates.io), for the pass-through, the product page and the
+#       mobile product screen (`mobile`, with the query's text and as a
+#       persisted query) unless -s names others (mobile-listing, mobile-me)
 # Runs as root (apt-get) on a machine with two cores or more; takes about
-# 15 minutes, plus the first build of oha.
+# 25 minutes, plus the first build of oha.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
