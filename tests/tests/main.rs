@@ -9,6 +9,7 @@ mod auth;
 mod cache;
 mod configs;
 mod degradation;
+mod encoding;
 mod mobile;
 mod mobile_screens;
 mod otlp;

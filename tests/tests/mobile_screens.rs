@@ -10,6 +10,8 @@ use gateway_core::{lifecycle::Shutdown, server::Running};
 use platform_tests::{Answer, base_url, issue_token, send, start_bff, start_demo};
 use serde_json::{Value, json};
 
+use crate::encoding::{as_sent, decoded};
+
 async fn mobile(
     demo: &DemoServices,
     shutdown: &Shutdown,
@@ -767,6 +769,50 @@ async fn money_is_never_a_float_anywhere_in_the_schema() {
         .map(|(_, type_name)| type_name)
         .collect();
     assert_eq!(money_fields, ["Money", "Money!"]);
+    shutdown.trigger();
+    running.wait().await;
+}
+
+/// `query`'s answer with `Accept-Encoding: accept`: its `Content-Encoding`
+/// and its body as sent.
+async fn encoded(running: &Running, token: &str, query: &str, accept: &str) -> (String, Vec<u8>) {
+    let response = reqwest::Client::new()
+        .post(format!("{}/graphql", base_url(running)))
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .header("accept-encoding", accept)
+        .body(json!({ "query": query }).to_string())
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(response.status(), 200, "{accept}");
+    as_sent(response).await
+}
+
+#[tokio::test]
+async fn answers_are_compressed_as_the_client_accepts() {
+    let (demo, shutdown) = start_demo(Default::default()).await;
+    let running = mobile(&demo, &shutdown, |_| {}).await;
+    let token = user_token(&demo, 1);
+    let listing = r#"{ products(first: 20, category: "audio") { edges { node { name image price { formatted } } } } }"#;
+    let (coding, identity) = encoded(&running, &token, listing, "identity").await;
+    assert_eq!(coding, "");
+    assert!(identity.len() > 1024, "a listing is worth compressing");
+    let answer: Value = serde_json::from_slice(&identity).expect("plain JSON");
+    assert_eq!(answer["errors"], Value::Null, "{answer}");
+
+    let (coding, br) = encoded(&running, &token, listing, "gzip;q=0.5, br").await;
+    assert_eq!(coding, "br");
+    assert_eq!(decoded(&coding, &br), identity);
+    assert!(br.len() * 2 < identity.len(), "br: {} bytes", br.len());
+
+    let (coding, gzip) = encoded(&running, &token, listing, "gzip").await;
+    assert_eq!(coding, "gzip");
+    assert_eq!(decoded(&coding, &gzip), identity);
+
+    // A small answer is not worth it.
+    let (coding, _) = encoded(&running, &token, "{ product(id: 42) { name } }", "br").await;
+    assert_eq!(coding, "", "under 1 KiB, sent as it is");
     shutdown.trigger();
     running.wait().await;
 }

@@ -3,7 +3,7 @@
 //! their user, partial when an optional service fails, and checkout carried
 //! out once across two instances sharing Redis.
 
-use std::{collections::BTreeMap, io::Read};
+use std::collections::BTreeMap;
 
 use demo_services::{DemoServices, FaultConfig, ServiceName, TokenRequest};
 use gateway_core::{lifecycle::Shutdown, ratelimit::RedisUrl, server::Running};
@@ -12,6 +12,8 @@ use platform_tests::{
     issue_token, repository, send, start_bff, start_demo,
 };
 use serde_json::{Value, json};
+
+use crate::encoding::{as_sent, decoded};
 
 /// The listing's default page size.
 const LISTING_LIMIT: usize = 24;
@@ -434,13 +436,7 @@ async fn raw(platform: &Platform, token: &str, path: &str, accept: &str) -> (Str
         .await
         .expect("answered");
     assert_eq!(response.status(), 200, "{path} with {accept}");
-    let coding = response
-        .headers()
-        .get("content-encoding")
-        .map(|value| value.to_str().expect("ASCII").to_owned())
-        .unwrap_or_default();
-    let body = response.bytes().await.expect("read").to_vec();
-    (coding, body)
+    as_sent(response).await
 }
 
 #[tokio::test]
@@ -457,20 +453,12 @@ async fn br_gzip_and_identity_are_each_negotiated() {
 
     let (coding, br) = raw(&platform, &token, &path, "gzip;q=0.5, br").await;
     assert_eq!(coding, "br");
-    let mut decoded = Vec::new();
-    brotli::Decompressor::new(br.as_slice(), 4096)
-        .read_to_end(&mut decoded)
-        .expect("valid br");
-    assert_eq!(decoded, identity);
+    assert_eq!(decoded(&coding, &br), identity);
     assert!(br.len() * 3 < identity.len(), "br: {} bytes", br.len());
 
     let (coding, gzip) = raw(&platform, &token, &path, "gzip").await;
     assert_eq!(coding, "gzip");
-    let mut decoded = Vec::new();
-    flate2::read::GzDecoder::new(gzip.as_slice())
-        .read_to_end(&mut decoded)
-        .expect("valid gzip");
-    assert_eq!(decoded, identity);
+    assert_eq!(decoded(&coding, &gzip), identity);
 
     // Under 1 KiB nothing is compressed, whatever the client accepts.
     let small = format!("/api/categories/{category}/products?limit=1");
