@@ -12,10 +12,7 @@
 
 use std::{
     path::{Path, PathBuf},
-    sync::{
-        RwLock,
-        atomic::{AtomicU64, Ordering},
-    },
+    sync::{Mutex, RwLock},
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
@@ -315,7 +312,8 @@ struct Claims<'a> {
 pub struct Issuer {
     config: IssuerConfig,
     keys: RwLock<KeyRing>,
-    jwks_fetches: AtomicU64,
+    /// When each JWKS fetch arrived.
+    jwks_fetches: Mutex<Vec<Instant>>,
 }
 
 impl std::fmt::Debug for Issuer {
@@ -350,7 +348,7 @@ impl Issuer {
                 ec,
                 retired: Vec::new(),
             }),
-            jwks_fetches: AtomicU64::new(0),
+            jwks_fetches: Mutex::new(Vec::new()),
         })
     }
 
@@ -366,7 +364,10 @@ impl Issuer {
 
     /// The public keys, counting the fetch.
     pub fn jwks(&self) -> Value {
-        self.jwks_fetches.fetch_add(1, Ordering::Relaxed);
+        self.jwks_fetches
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(Instant::now());
         let mut ring = self
             .keys
             .write()
@@ -380,7 +381,15 @@ impl Issuer {
 
     /// How many times the JWKS has been fetched.
     pub fn jwks_fetches(&self) -> u64 {
-        self.jwks_fetches.load(Ordering::Relaxed)
+        self.jwks_fetch_times().len() as u64
+    }
+
+    /// When each JWKS fetch arrived, oldest first.
+    pub fn jwks_fetch_times(&self) -> Vec<Instant> {
+        self.jwks_fetches
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// The `kid`s of the signing keys in use: RSA, then EC.

@@ -139,8 +139,11 @@ async fn accuracy_limiters(
         )
         .expect("a valid configuration");
         let in_redis = "mode=\"redis\"} 1";
-        while !redis_url.is_empty() && !telemetry.encode().contains(in_redis) {
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        if !redis_url.is_empty() {
+            platform_tests::eventually("the limiter decides in Redis", async || {
+                telemetry.encode().contains(in_redis)
+            })
+            .await;
         }
         limiters.push(limiter);
     }
@@ -232,9 +235,10 @@ fn main() {
             &stores,
         );
         let in_redis = "rate_limit_backend{bff=\"bench-redis\",mode=\"redis\"} 1";
-        while !telemetry.encode().contains(in_redis) {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        platform_tests::eventually("the limiter decides in Redis", async || {
+            telemetry.encode().contains(in_redis)
+        })
+        .await;
         for tasks in [1, 2, 32] {
             measure("redis (loopback)", &shared, tasks).await;
         }

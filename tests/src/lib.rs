@@ -549,20 +549,12 @@ pub async fn wait_until_ready(running: &Running) {
 
 async fn wait_for_readyz(admin: SocketAddr) {
     let url = format!("http://{admin}/readyz");
-    let ready = async {
-        loop {
-            if reqwest::get(&url)
-                .await
-                .is_ok_and(|response| response.status() == 200)
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(20), ready)
-        .await
-        .expect("ready within 20s");
+    eventually_within("/readyz answers 200", Duration::from_secs(20), async || {
+        reqwest::get(&url)
+            .await
+            .is_ok_and(|response| response.status() == 200)
+    })
+    .await;
 }
 
 /// An HTTP answer with its body parsed as JSON (`Null` when it is not JSON).
@@ -679,22 +671,16 @@ impl RedisServer {
             .expect("redis-server runs (install Debian's redis-server, as .ci/run does)");
         self.child = Some(child);
         let client = redis::Client::open(self.url()).expect("a valid URL");
-        let answers = async {
-            loop {
-                if let Ok(mut connection) = client.get_multiplexed_async_connection().await
-                    && redis::cmd("PING")
-                        .query_async::<String>(&mut connection)
-                        .await
-                        .is_ok()
-                {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        };
-        tokio::time::timeout(Duration::from_secs(10), answers)
-            .await
-            .expect("redis-server answers within 10s");
+        eventually("redis-server answers PING", async || {
+            let Ok(mut connection) = client.get_multiplexed_async_connection().await else {
+                return false;
+            };
+            redis::cmd("PING")
+                .query_async::<String>(&mut connection)
+                .await
+                .is_ok()
+        })
+        .await;
     }
 
     /// Kills it, as a crash would. Its port stays this server's: a client
@@ -800,8 +786,18 @@ pub async fn metric(admin: SocketAddr, name: &str, labels: &[(&str, &str)]) -> O
 }
 
 /// Polls `check` every 50 ms until it holds, failing after ten seconds.
-pub async fn eventually<F: AsyncFnMut() -> bool>(what: &str, mut check: F) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+pub async fn eventually<F: AsyncFnMut() -> bool>(what: &str, check: F) {
+    eventually_within(what, Duration::from_secs(10), check).await;
+}
+
+/// Polls `check` every 50 ms until it holds, failing after `patience`: the
+/// one way the tests wait for a state they cannot be told of.
+pub async fn eventually_within<F: AsyncFnMut() -> bool>(
+    what: &str,
+    patience: Duration,
+    mut check: F,
+) {
+    let deadline = tokio::time::Instant::now() + patience;
     while !check().await {
         assert!(
             tokio::time::Instant::now() < deadline,
