@@ -10,7 +10,6 @@
 use async_graphql::{Context, Enum, ID, Object};
 use gateway_core::{RequestContext, downstream::fetching};
 use shared_schema::{
-    Page,
     accounts::{ORDERS, Order, OrderLine, User},
     catalog::Product,
 };
@@ -18,7 +17,7 @@ use shared_schema::{
 use crate::{
     loaders::BatchLoader,
     money::Money,
-    pages::{PageRequest, Paged},
+    pages::{self, ListSource, Paged},
     product::ProductNode,
     schema::{Services, graphql_error, or_null, require},
 };
@@ -77,28 +76,18 @@ impl Me {
         after: Option<String>,
     ) -> async_graphql::Result<Paged<OrderNode>> {
         require(ctx, "orders:read")?;
-        let services = ctx.data::<Services>()?;
         let context = ctx.data::<RequestContext>()?;
         let tenant = context
             .identity
             .as_ref()
             .map_or("", |identity| identity.tenant.as_str());
-        let list = format!("orders {tenant} {}", self.user_id);
-        let page = PageRequest::new(&services.cursors, &list, first, after.as_deref())?;
-        let path = format!("/orders?user={}&{}", self.user_id, page.query());
-        let found: Page<Order> = services
-            .downstreams
-            .client(ORDERS.name)
-            .get(path, context)
-            .await
-            .map_err(|error| graphql_error(fetching("user", self.user_id)(error)))?;
-        let has_next = found.next_cursor.is_some();
-        Ok(page.connection(
-            &services.cursors,
-            &list,
-            found.items.into_iter().map(OrderNode::from),
-            has_next,
-        ))
+        let source = ListSource {
+            service: ORDERS.name,
+            path: format!("/orders?user={}", self.user_id),
+            list: format!("orders {tenant} {}", self.user_id),
+            owner: ("user", self.user_id.to_string()),
+        };
+        pages::connection::<Order, OrderNode>(ctx, source, first, after.as_deref()).await
     }
 }
 

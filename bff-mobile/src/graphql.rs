@@ -45,7 +45,11 @@ use serde::Deserialize;
 use shared_schema::catalog::{Price, Product, ProductReviews, StockLevel};
 
 use crate::{
-    MobileSchema, limits::QueryLimits, loaders::loader, money::Locale, persisted::PersistedQueries,
+    MobileSchema,
+    limits::QueryLimits,
+    loaders::{Caller, loader},
+    money::Locale,
+    persisted::PersistedQueries,
 };
 
 /// Parsed query documents by query text, bounded by the bytes of text they
@@ -278,11 +282,12 @@ async fn run(
         }
     }
     request.variables = variables;
+    let caller = Caller::new(&graphql.services, &context);
     let request = request
-        .data(loader::<Product>(&graphql.services, &context))
-        .data(loader::<Price>(&graphql.services, &context))
-        .data(loader::<StockLevel>(&graphql.services, &context))
-        .data(loader::<ProductReviews>(&graphql.services, &context))
+        .data(loader::<Product>(&caller))
+        .data(loader::<Price>(&caller))
+        .data(loader::<StockLevel>(&caller))
+        .data(loader::<ProductReviews>(&caller))
         .data(locale)
         .data(context);
     let mut response = graphql.schema.execute(request).await;

@@ -101,8 +101,8 @@ type Answer<T> = Result<Arc<HashMap<u64, T>>, async_graphql::Error>;
 
 /// Loads `T` for a request's products, a batch call at a time.
 pub(crate) struct BatchLoader<T> {
-    services: Downstreams,
-    context: RequestContext,
+    /// What every loader of the request calls with, shared by them.
+    caller: Arc<Caller>,
     /// The batch still taking keys, if there is one.
     open: Mutex<Option<OpenBatch<T>>>,
 }
@@ -134,8 +134,7 @@ impl<T: Batched> BatchLoader<T> {
             }
         }
         let keys = Arc::new(Mutex::new(Some(vec![id])));
-        let (services, context, taken) =
-            (self.services.clone(), self.context.clone(), keys.clone());
+        let (caller, taken) = (self.caller.clone(), keys.clone());
         // A task of its own, which starts once the request's task has let
         // every resolver it can run now ask for its keys (tokio runs a
         // task spawned by a worker after the current one, on that worker).
@@ -145,7 +144,9 @@ impl<T: Batched> BatchLoader<T> {
                 .unwrap_or_else(PoisonError::into_inner)
                 .take()
                 .unwrap_or_default();
-            fetch::<T>(&services, &context, &ids).await.map(Arc::new)
+            fetch::<T>(&caller.services, &caller.context, &ids)
+                .await
+                .map(Arc::new)
         });
         let answer = batch
             .map(|joined| {
@@ -216,14 +217,25 @@ pub(crate) fn not_found<T: Batched>(context: &RequestContext) -> async_graphql::
     )
 }
 
+/// What a request's loaders call with: the services and the request.
+pub(crate) struct Caller {
+    services: Downstreams,
+    context: RequestContext,
+}
+
+impl Caller {
+    pub(crate) fn new(services: &Downstreams, context: &RequestContext) -> Arc<Self> {
+        Arc::new(Self {
+            services: services.clone(),
+            context: context.clone(),
+        })
+    }
+}
+
 /// A request's loader of `T`.
-pub(crate) fn loader<T: Batched>(
-    services: &Downstreams,
-    context: &RequestContext,
-) -> BatchLoader<T> {
+pub(crate) fn loader<T: Batched>(caller: &Arc<Caller>) -> BatchLoader<T> {
     BatchLoader {
-        services: services.clone(),
-        context: context.clone(),
+        caller: caller.clone(),
         open: Mutex::new(None),
     }
 }

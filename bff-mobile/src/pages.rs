@@ -9,14 +9,16 @@
 //! category, order or user): such a cursor is an `INVALID_ARGUMENT`.
 
 use async_graphql::{
-    OutputType,
+    Context, OutputType,
     connection::{
         Connection, DefaultConnectionName, DefaultEdgeName, DisableNodesField, Edge, EmptyFields,
     },
 };
-use gateway_core::cursor::CursorSigner;
+use gateway_core::{RequestContext, cursor::CursorSigner, downstream::fetching};
+use serde::de::DeserializeOwned;
+use shared_schema::Page;
 
-use crate::schema::invalid_argument;
+use crate::schema::{Services, graphql_error, invalid_argument};
 
 /// Most items one page gives.
 pub(crate) const MAX_FIRST: u32 = 50;
@@ -31,6 +33,49 @@ pub(crate) type Paged<Node> = Connection<
     DefaultEdgeName,
     DisableNodesField,
 >;
+
+/// Which service list a connection pages through.
+pub(crate) struct ListSource {
+    /// The service serving it.
+    pub(crate) service: &'static str,
+    /// Its path and query, without the page's `limit` and `cursor`.
+    pub(crate) path: String,
+    /// What its cursors are bound to (`products audio price_asc`).
+    pub(crate) list: String,
+    /// What a 404 of the service means is missing, and its id.
+    pub(crate) owner: (&'static str, String),
+}
+
+/// The page of `source` a query asks for (`first` after `after`), as a
+/// connection of `Node`s.
+pub(crate) async fn connection<Item, Node>(
+    ctx: &Context<'_>,
+    source: ListSource,
+    first: i32,
+    after: Option<&str>,
+) -> async_graphql::Result<Paged<Node>>
+where
+    Item: DeserializeOwned,
+    Node: OutputType + From<Item>,
+{
+    let services = ctx.data::<Services>()?;
+    let context = ctx.data::<RequestContext>()?;
+    let page = PageRequest::new(&services.cursors, &source.list, first, after)?;
+    let (resource, id) = source.owner;
+    let found: Page<Item> = services
+        .downstreams
+        .client(source.service)
+        .get(format!("{}&{}", source.path, page.query()), context)
+        .await
+        .map_err(|error| graphql_error(fetching(resource, id)(error)))?;
+    let has_next = found.next_cursor.is_some();
+    Ok(page.connection(
+        &services.cursors,
+        &source.list,
+        found.items.into_iter().map(Node::from),
+        has_next,
+    ))
+}
 
 /// Which page of a list a query asks for, checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -13,14 +13,11 @@
 
 use async_graphql::{Context, EmptySubscription, Enum, ErrorExtensions, ID, Object, Schema, Value};
 use gateway_core::{
-    Error, RequestContext,
-    auth::require_scope,
-    cursor::CursorSigner,
-    downstream::{Downstreams, fetching},
+    Error, RequestContext, auth::require_scope, cursor::CursorSigner, downstream::Downstreams,
     idempotency::IdempotencyLayer,
 };
 use shared_schema::{
-    InvalidParam, Page,
+    InvalidParam,
     catalog::{PRODUCTS, Product, ProductSort},
 };
 
@@ -29,7 +26,7 @@ use crate::{
     account::Me,
     checkout::{PlaceOrderInput, PlaceOrderPayload},
     loaders::BatchLoader,
-    pages::{PageRequest, Paged},
+    pages::{self, ListSource, Paged},
     product::ProductNode,
 };
 
@@ -216,8 +213,6 @@ impl Query {
         category: String,
         #[graphql(default_with = "ListingSort::Relevance")] sort: ListingSort,
     ) -> async_graphql::Result<Paged<ProductNode>> {
-        let services = ctx.data::<Services>()?;
-        let context = ctx.data::<RequestContext>()?;
         let sort: ProductSort = sort.into();
         // The slug goes into the service's query: one made of letters,
         // digits and dashes cannot smuggle a parameter in; any other names
@@ -232,26 +227,13 @@ impl Query {
                 id: category,
             }));
         }
-        let list = format!("products {category} {}", sort.as_str());
-        let page = PageRequest::new(&services.cursors, &list, first, after.as_deref())?;
-        let path = format!(
-            "/products?category={category}&sort={}&{}",
-            sort.as_str(),
-            page.query()
-        );
-        let found: Page<Product> = services
-            .downstreams
-            .client(PRODUCTS.name)
-            .get(path, context)
-            .await
-            .map_err(|error| graphql_error(fetching("category", &category)(error)))?;
-        let has_next = found.next_cursor.is_some();
-        Ok(page.connection(
-            &services.cursors,
-            &list,
-            found.items.into_iter().map(ProductNode::from),
-            has_next,
-        ))
+        let source = ListSource {
+            service: PRODUCTS.name,
+            path: format!("/products?category={category}&sort={}", sort.as_str()),
+            list: format!("products {category} {}", sort.as_str()),
+            owner: ("category", category),
+        };
+        pages::connection::<Product, ProductNode>(ctx, source, first, after.as_deref()).await
     }
 
     /// The signed-in user; `null`, with `USER_REQUIRED`, for a caller that

@@ -2,8 +2,8 @@
 //!
 //! The body is checked here, field by field, before anything is called:
 //! `{"lines": [{"productId": 42, "quantity": 1}]}` with 1 to
-//! [`MAX_LINES`] lines, each a product id and a quantity of 1 to
-//! [`MAX_QUANTITY`], and nothing else. Another content type is a 415,
+//! [`NewOrder::MAX_LINES`] lines, each a product id and a quantity of 1 to
+//! [`NewOrderLine::MAX_QUANTITY`], and nothing else. Another content type is a 415,
 //! JSON that does not parse a 400 naming where it broke, and a body of
 //! the wrong shape a 422 listing every invalid field (`invalid_params`,
 //! JSON Pointers). The order then goes to the orders service for the
@@ -33,11 +33,6 @@ use shared_schema::{
 };
 
 use crate::orders::OrderView;
-
-/// Most lines in one order.
-pub const MAX_LINES: usize = NewOrder::MAX_LINES;
-/// Most units of one product in one line.
-pub const MAX_QUANTITY: u64 = NewOrderLine::MAX_QUANTITY as u64;
 
 /// Why a checkout was refused before or by the orders service.
 #[derive(Debug, thiserror::Error)]
@@ -116,10 +111,10 @@ fn order_lines(body: &[u8]) -> Result<Vec<NewOrderLine>, Error> {
             &Vec::new()
         }
         Some(Value::Array(lines)) => {
-            if lines.is_empty() || lines.len() > MAX_LINES {
+            if lines.is_empty() || lines.len() > NewOrder::MAX_LINES {
                 problem(
                     "/lines".to_owned(),
-                    &format!("must have 1 to {MAX_LINES} lines"),
+                    &format!("must have 1 to {} lines", NewOrder::MAX_LINES),
                 );
             }
             lines
@@ -164,13 +159,16 @@ fn order_lines(body: &[u8]) -> Result<Vec<NewOrderLine>, Error> {
                 None
             }
             Some(quantity) => {
-                let quantity = quantity
-                    .as_u64()
-                    .filter(|quantity| (1..=MAX_QUANTITY).contains(quantity));
+                let quantity = quantity.as_u64().filter(|quantity| {
+                    (1..=u64::from(NewOrderLine::MAX_QUANTITY)).contains(quantity)
+                });
                 if quantity.is_none() {
                     problem(
                         at("/quantity"),
-                        &format!("must be a whole number from 1 to {MAX_QUANTITY}"),
+                        &format!(
+                            "must be a whole number from 1 to {}",
+                            NewOrderLine::MAX_QUANTITY
+                        ),
                     );
                 }
                 quantity
@@ -292,7 +290,7 @@ mod tests {
         assert_eq!(names(invalid(r#"[1]"#)), [""]);
         let too_many = format!(
             r#"{{"lines":[{}]}}"#,
-            vec![r#"{"productId":1,"quantity":1}"#; MAX_LINES + 1].join(",")
+            vec![r#"{"productId":1,"quantity":1}"#; NewOrder::MAX_LINES + 1].join(",")
         );
         assert_eq!(names(invalid(&too_many)), ["/lines"]);
         assert_eq!(
