@@ -180,6 +180,32 @@ impl IdempotencyLayer {
     }
 }
 
+/// What claiming a key allows.
+enum Begun {
+    /// Carry the request out under this claim.
+    Claimed(ClaimToken),
+    /// Give the answer kept for the same request again.
+    Replay(Kept),
+}
+
+impl IdempotencyLayer {
+    /// Claims `key` for a request of `fingerprint`, or says why it may not
+    /// run: the key holds another request (`Reused`), the same one still
+    /// under way (`InProgress`), or the store did not answer.
+    async fn begin(&self, key: &str, fingerprint: &str) -> Result<Begun, IdempotencyError> {
+        match self.store.claim(key, fingerprint).await {
+            Ok(Claim::Claimed(claim)) => Ok(Begun::Claimed(claim)),
+            Ok(Claim::Kept(kept)) if kept.fingerprint == fingerprint => Ok(Begun::Replay(kept)),
+            Ok(Claim::Kept(_) | Claim::InFlight { same: false }) => Err(IdempotencyError::Reused),
+            Ok(Claim::InFlight { same: true }) => Err(IdempotencyError::InProgress),
+            Err(error) => {
+                tracing::warn!(%error, "idempotency store unavailable");
+                Err(IdempotencyError::Unavailable(error.to_string()))
+            }
+        }
+    }
+}
+
 /// What [`IdempotencyLayer::once`] answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Replayable<T> {
@@ -209,9 +235,9 @@ impl IdempotencyLayer {
     {
         let key = caller_key(self.bff, caller, key.as_bytes())?;
         let fingerprint = sha256_hex(&[request]);
-        let claim = match self.store.claim(&key, &fingerprint).await {
-            Ok(Claim::Claimed(claim)) => claim,
-            Ok(Claim::Kept(kept)) if kept.fingerprint == fingerprint => {
+        let claim = match self.begin(&key, &fingerprint).await? {
+            Begun::Claimed(claim) => claim,
+            Begun::Replay(kept) => {
                 let value = serde_json::from_slice(&kept.body).map_err(|error| {
                     IdempotencyError::Unavailable(format!("an unreadable answer: {error}"))
                 })?;
@@ -219,14 +245,6 @@ impl IdempotencyLayer {
                     value,
                     replayed: true,
                 });
-            }
-            Ok(Claim::Kept(_) | Claim::InFlight { same: false }) => {
-                return Err(IdempotencyError::Reused.into());
-            }
-            Ok(Claim::InFlight { same: true }) => return Err(IdempotencyError::InProgress.into()),
-            Err(error) => {
-                tracing::warn!(%error, "idempotency store unavailable");
-                return Err(IdempotencyError::Unavailable(error.to_string()).into());
             }
         };
         match operation.await {
@@ -305,24 +323,10 @@ where
                 }
             };
             let fingerprint = fingerprint(&parts, &body);
-            let claim = match layer.store.claim(&key, &fingerprint).await {
-                Ok(Claim::Claimed(claim)) => claim,
-                Ok(Claim::Kept(kept)) if kept.fingerprint == fingerprint => {
-                    return Ok(replay(kept));
-                }
-                Ok(Claim::Kept(_) | Claim::InFlight { same: false }) => {
-                    return Ok(Error::from(IdempotencyError::Reused).into_response());
-                }
-                Ok(Claim::InFlight { same: true }) => {
-                    return Ok(Error::from(IdempotencyError::InProgress).into_response());
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "idempotency store unavailable");
-                    return Ok(
-                        Error::from(IdempotencyError::Unavailable(error.to_string()))
-                            .into_response(),
-                    );
-                }
+            let claim = match layer.begin(&key, &fingerprint).await {
+                Ok(Begun::Claimed(claim)) => claim,
+                Ok(Begun::Replay(kept)) => return Ok(replay(kept)),
+                Err(refused) => return Ok(Error::from(refused).into_response()),
             };
             let request = Request::from_parts(parts, Body::from(body));
             let response = inner.call(request).await?;
