@@ -16,11 +16,13 @@
 
 use async_graphql::{Context, ID, InputObject, SimpleObject};
 use gateway_core::{
-    Error, RequestContext, downstream::DownstreamError, idempotency::IdempotencyError,
+    Error, RequestContext,
+    downstream::{DownstreamError, refused},
+    idempotency::IdempotencyError,
 };
 use shared_schema::{
     InvalidParam,
-    accounts::{NewOrder, NewOrderLine, ORDERS, Order},
+    accounts::{NewOrder, NewOrderLine, ORDER_REJECTED, ORDER_REJECTED_DETAIL, ORDERS, Order},
 };
 
 use crate::{
@@ -127,7 +129,7 @@ pub(crate) async fn place_order(
         .as_deref()
         .ok_or_else(|| graphql_error(Error::Internal("an order without a caller".to_owned())))?;
     let order = NewOrder {
-        user_id,
+        user_id: Some(user_id),
         lines: input.lines().map_err(MobileError::into_graphql)?,
     };
     let request = serde_json::to_vec(&order).expect("an order serialises");
@@ -144,12 +146,9 @@ pub(crate) async fn place_order(
         .await
         .map_err(|error| match error {
             NotPlaced::Idempotency(error) => graphql_error(error.into()),
-            NotPlaced::Downstream(DownstreamError::Status { status, .. })
-                if status.is_client_error() =>
-            {
-                MobileError::OrderRejected.into_graphql()
+            NotPlaced::Downstream(error) => {
+                graphql_error(refused(ORDER_REJECTED, ORDER_REJECTED_DETAIL)(error))
             }
-            NotPlaced::Downstream(error) => graphql_error(error.into()),
         })?;
     Ok(PlaceOrderPayload {
         order: placed.value.into(),

@@ -76,8 +76,6 @@ pub(crate) enum MobileError {
     },
     /// Fields of a mutation's input that are wrong.
     InvalidInput(Vec<InvalidParam>),
-    /// The orders service refused the order.
-    OrderRejected,
 }
 
 impl MobileError {
@@ -86,7 +84,6 @@ impl MobileError {
         match self {
             Self::InvalidArgument { .. } => "INVALID_ARGUMENT",
             Self::InvalidInput(_) => "INVALID_INPUT",
-            Self::OrderRejected => "ORDER_REJECTED",
         }
     }
 
@@ -104,10 +101,6 @@ impl MobileError {
             Self::InvalidInput(params) => (
                 format!("{} field(s) of the input are invalid", params.len()),
                 params,
-            ),
-            Self::OrderRejected => (
-                "the order was refused: a product does not exist or cannot be ordered".to_owned(),
-                Vec::new(),
             ),
         };
         coded(message, code, &params)

@@ -55,7 +55,6 @@ use shared_schema::{
 };
 use tower_http::cors::CorsLayer;
 
-pub use checkout::CheckoutError;
 pub use dashboard::{Dashboard, Profile, RecommendationView};
 pub use listing::{BrandFacet, Facets, ListingPage, PageInfo, PriceBandFacet};
 pub use orders::{OrderLineView, OrderView};

@@ -284,7 +284,7 @@ mod tests {
     }
 
     fn parameter_of(error: Error) -> String {
-        error.problem().invalid_params[0].name.clone()
+        error.problem().errors[0].name.clone()
     }
 
     #[test]

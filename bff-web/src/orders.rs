@@ -96,7 +96,7 @@ pub(crate) async fn get_order(
         .map_err(fetching("order", id))?;
     // The service answers for the caller's tenant; within it, an order is
     // its own user's only.
-    if order.user_id != user {
+    if order.user_id != Some(user) {
         return Err(Error::NotFound {
             resource: "order",
             id: id.to_string(),

@@ -178,6 +178,14 @@ pub enum OrderError {
     /// The user belongs to another tenant than the caller.
     #[error("user {0} belongs to another tenant")]
     WrongTenant(u64),
+    /// An order without a user came without the caller's tenant.
+    #[error("an order without a user needs the caller's tenant")]
+    NoTenant,
+}
+
+/// Newest first; ties: the higher id first.
+fn newest_first(orders: &mut [Order]) {
+    orders.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
 }
 
 /// One recommended product, from the recommendations service.
@@ -256,6 +264,7 @@ impl Catalog {
             brand: pick(&BRANDS, h(5)).to_owned(),
             image_url: format!("https://img.demo.bff/products/{id}.jpg"),
             created_at: EPOCH + h(6) % (300 * 86_400),
+            updated_at: EPOCH + h(6) % (300 * 86_400) + h(7) % (60 * 86_400),
         })
     }
 
@@ -476,6 +485,41 @@ impl Catalog {
         Some((products, (end < ids.len()).then_some(end as u64)))
     }
 
+    /// Up to `limit` products in id order after product `after`, of
+    /// category `slug` when given and changed at or after `updated_since`
+    /// when given, with the id to continue after when more may follow;
+    /// `None` when the category does not exist. The feed a partner syncs
+    /// from: new products only ever join at its end.
+    pub fn products_after(
+        &self,
+        after: u64,
+        slug: Option<&str>,
+        updated_since: Option<u64>,
+        limit: u64,
+    ) -> Option<(Vec<Product>, Option<u64>)> {
+        if let Some(slug) = slug {
+            self.category_index().get(slug)?;
+        }
+        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+        let mut found = Vec::new();
+        let mut last = after;
+        for id in after.saturating_add(1)..=self.product_count() {
+            if found.len() == limit {
+                return Some((found, Some(last)));
+            }
+            last = id;
+            let Some(product) = self.product(id) else {
+                continue;
+            };
+            if slug.is_none_or(|slug| product.category == slug)
+                && updated_since.is_none_or(|since| product.updated_at >= since)
+            {
+                found.push(product);
+            }
+        }
+        Some((found, None))
+    }
+
     /// The facets of category `slug`, if it exists.
     pub fn category_facets(&self, slug: &str) -> Option<CategoryFacets> {
         Some(self.category_index().get(slug)?.facets.clone())
@@ -557,7 +601,7 @@ impl Catalog {
         Order {
             id,
             tenant: user.tenant.clone(),
-            user_id: user.id,
+            user_id: Some(user.id),
             status: pick(
                 &[
                     OrderStatus::Pending,
@@ -603,33 +647,56 @@ impl Catalog {
         let mut orders: Vec<Order> = (0..generated)
             .map(|index| self.generated_order(&user, index))
             .collect();
-        let placed = self
-            .placed
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        orders.extend(
-            placed
-                .values()
-                .filter(|order| order.user_id == user_id)
-                .cloned(),
-        );
-        orders.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
+        orders.extend(self.placed_where(|order| order.user_id == Some(user_id)));
+        newest_first(&mut orders);
         orders
     }
 
-    /// Places an order for `tenant` (the caller's verified tenant, when known).
+    /// Every order of `tenant`, its users' and its partners', newest first.
+    pub fn orders_of_tenant(&self, tenant: &str) -> Vec<Order> {
+        let mut orders: Vec<Order> = (1..=self.config.users.get())
+            .filter_map(|id| self.user(id))
+            .filter(|user| user.tenant == tenant)
+            .flat_map(|user| {
+                let generated = self.h(Kind::Order, user.id, 0) % (MAX_ORDERS_PER_USER + 1);
+                (0..generated).map(move |index| (user.clone(), index))
+            })
+            .map(|(user, index)| self.generated_order(&user, index))
+            .collect();
+        orders.extend(self.placed_where(|order| order.tenant == tenant));
+        newest_first(&mut orders);
+        orders
+    }
+
+    /// The placed orders that `wanted` selects.
+    fn placed_where(&self, wanted: impl Fn(&Order) -> bool) -> Vec<Order> {
+        self.placed
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .values()
+            .filter(|order| wanted(order))
+            .cloned()
+            .collect()
+    }
+
+    /// Places an order for `tenant` (the caller's verified tenant, when
+    /// known): a user's, or without a user a partner system's for `tenant`.
     pub fn place_order(
         &self,
         new: &NewOrder,
         tenant: Option<&str>,
         now: u64,
     ) -> Result<Order, OrderError> {
-        let user = self
-            .user(new.user_id)
-            .ok_or(OrderError::UnknownUser(new.user_id))?;
-        if tenant.is_some_and(|tenant| tenant != user.tenant) {
-            return Err(OrderError::WrongTenant(new.user_id));
-        }
+        let tenant = match new.user_id {
+            Some(user_id) => {
+                let user = self.user(user_id).ok_or(OrderError::UnknownUser(user_id))?;
+                if tenant.is_some_and(|tenant| tenant != user.tenant) {
+                    return Err(OrderError::WrongTenant(user_id));
+                }
+                user.tenant
+            }
+            None => tenant.ok_or(OrderError::NoTenant)?.to_owned(),
+        };
         if new.lines.is_empty()
             || new
                 .lines
@@ -651,8 +718,8 @@ impl Catalog {
         }
         let order = Order {
             id: self.next_order_id.fetch_add(1, Ordering::Relaxed),
-            tenant: user.tenant,
-            user_id: user.id,
+            tenant,
+            user_id: new.user_id,
             status: OrderStatus::Pending,
             total_minor: lines
                 .iter()
@@ -762,7 +829,7 @@ mod tests {
         let catalog = catalog();
         let user = catalog.user(3).expect("exists");
         let new = NewOrder {
-            user_id: 3,
+            user_id: Some(3),
             lines: vec![NewOrderLine {
                 product_id: 5,
                 quantity: 2,
@@ -782,13 +849,79 @@ mod tests {
             Err(OrderError::WrongTenant(3))
         ));
         let empty = NewOrder {
-            user_id: 3,
+            user_id: Some(3),
             lines: vec![],
         };
         assert!(matches!(
             catalog.place_order(&empty, None, EPOCH),
             Err(OrderError::Empty)
         ));
+    }
+
+    #[test]
+    fn a_partner_places_orders_for_its_tenant_and_lists_the_tenants_orders() {
+        let catalog = catalog();
+        let partner_order = NewOrder {
+            user_id: None,
+            lines: vec![NewOrderLine {
+                product_id: 9,
+                quantity: 1,
+            }],
+        };
+        assert!(matches!(
+            catalog.place_order(&partner_order, None, EPOCH),
+            Err(OrderError::NoTenant)
+        ));
+        let placed = catalog
+            .place_order(&partner_order, Some("globex"), EPOCH + 400 * 86_400)
+            .expect("placed");
+        assert_eq!((placed.tenant.as_str(), placed.user_id), ("globex", None));
+        let globex = catalog.orders_of_tenant("globex");
+        assert_eq!(globex.first(), Some(&placed), "the newest first");
+        assert!(globex.iter().all(|order| order.tenant == "globex"));
+        let users_orders: usize = (1..=1_000)
+            .filter(|&id| catalog.user(id).is_some_and(|user| user.tenant == "globex"))
+            .map(|id| catalog.orders_of(id).len())
+            .sum();
+        assert_eq!(
+            globex.len(),
+            users_orders + 1,
+            "every user's order and the partner's"
+        );
+        assert!(!catalog.orders_of_tenant("acme").contains(&placed));
+    }
+
+    #[test]
+    fn the_product_feed_filters_and_continues_where_it_stopped() {
+        let catalog = catalog();
+        let since = EPOCH + 200 * 86_400;
+        let mut seen = Vec::new();
+        let mut after = 0;
+        loop {
+            let (page, next) = catalog
+                .products_after(after, Some("audio"), Some(since), 7)
+                .expect("a category");
+            assert!(page.len() <= 7);
+            seen.extend(page);
+            match next {
+                Some(next) => after = next,
+                None => break,
+            }
+        }
+        let expected: Vec<Product> = (1..=catalog.product_count())
+            .filter_map(|id| catalog.product(id))
+            .filter(|product| product.category == "audio" && product.updated_at >= since)
+            .collect();
+        assert!(expected.len() > 7, "more than a page: {}", expected.len());
+        assert_eq!(seen, expected);
+        assert!(
+            catalog
+                .products_after(0, Some("no-such"), None, 5)
+                .is_none()
+        );
+        let (first, next) = catalog.products_after(0, None, None, 3).expect("all");
+        assert_eq!(first.iter().map(|p| p.id).collect::<Vec<_>>(), [1, 2, 3]);
+        assert_eq!(next, Some(3));
     }
 
     #[test]

@@ -42,9 +42,13 @@ pub const PARTNERS: [(&str, &str, &str); 2] = [
     (
         "partner-acme",
         "acme",
+        "products:read orders:read orders:write webhooks:manage",
+    ),
+    (
+        "partner-globex",
+        "globex",
         "products:read orders:read orders:write",
     ),
-    ("partner-globex", "globex", "products:read"),
 ];
 
 /// Scopes of a demo user's token unless the request narrows them.
@@ -632,7 +636,10 @@ mod tests {
             .expect("issued");
         let claims = decode_segment(&token.access_token, 1);
         assert_eq!(claims["tid"], "acme");
-        assert_eq!(claims["scope"], "products:read orders:read orders:write");
+        assert_eq!(
+            claims["scope"],
+            "products:read orders:read orders:write webhooks:manage"
+        );
     }
 
     #[test]

@@ -147,6 +147,9 @@ struct ListQuery {
     limit: Option<u64>,
     category: Option<String>,
     sort: Option<String>,
+    /// Only products changed at or after this time (seconds since the Unix
+    /// epoch), in id order.
+    updated_since: Option<u64>,
 }
 
 fn parse_sort(sort: Option<&str>) -> Result<ProductSort, Rejection> {
@@ -186,7 +189,8 @@ enum ProductListing {
 }
 
 /// `GET /products/{id}`, `GET /products?ids=..`, `GET /products?cursor=..&limit=..`,
-/// `GET /products?category=..&sort=..&cursor=..&limit=..`,
+/// `GET /products?category=..&sort=..&cursor=..&limit=..`, in id order with
+/// `sort=id` or `updated_since=..` (the cursor is then the last id seen),
 /// `GET /products/{id}/related?limit=..`, `GET /categories/{slug}/facets`.
 pub(crate) fn products(catalog: Arc<Catalog>) -> Router {
     async fn one(
@@ -213,6 +217,16 @@ pub(crate) fn products(catalog: Arc<Catalog>) -> Router {
             }))));
         }
         let offset = parse_cursor(query.cursor.as_deref())?;
+        if query.updated_since.is_some() || query.sort.as_deref() == Some("id") {
+            let slug = query.category.as_deref();
+            let (items, next) = catalog
+                .products_after(offset, slug, query.updated_since, limit(query.limit))
+                .ok_or_else(|| unknown_category(slug.unwrap_or_default()))?;
+            return Ok(Json(ProductListing::Page(Page {
+                items,
+                next_cursor: next.map(|after| after.to_string()),
+            })));
+        }
         if let Some(slug) = query.category.as_deref() {
             let sort = parse_sort(query.sort.as_deref())?;
             let (items, next) = catalog
@@ -406,7 +420,8 @@ struct OrdersQuery {
     cursor: Option<String>,
 }
 
-/// `GET /orders?user=&limit=&cursor=` (newest first), `GET /orders/{id}`, `POST /orders`.
+/// `GET /orders?user=&limit=&cursor=` (newest first; without `user`, every
+/// order of the caller's tenant), `GET /orders/{id}`, `POST /orders`.
 ///
 /// When the gateway sends `X-Auth-Tenant`, only that tenant's orders exist:
 /// this is the fine-grained check that belongs to the service.
@@ -431,12 +446,22 @@ pub(crate) fn orders(catalog: Arc<Catalog>) -> Router {
         headers: HeaderMap,
         Query(query): Query<OrdersQuery>,
     ) -> Answer<Page<Order>> {
-        let user = parse_id(&required(query.user, "user")?)?;
         let offset = usize::try_from(parse_cursor(query.cursor.as_deref())?).unwrap_or(usize::MAX);
         let limit = usize::try_from(limit(query.limit)).unwrap_or(usize::MAX);
         let tenant = caller_tenant(&headers);
-        let mut orders: Vec<Order> = catalog
-            .orders_of(user)
+        // A user's orders, or without one the whole tenant's (a partner's view).
+        let orders = match (query.user, tenant) {
+            (Some(user), _) => catalog.orders_of(parse_id(&user)?),
+            (None, Some(tenant)) => catalog.orders_of_tenant(tenant),
+            (None, None) => {
+                return Err(Rejection::new(
+                    StatusCode::BAD_REQUEST,
+                    "MISSING_PARAMETER",
+                    "the user query parameter is required without X-Auth-Tenant",
+                ));
+            }
+        };
+        let mut orders: Vec<Order> = orders
             .into_iter()
             .filter(|order| tenant.is_none_or(|tenant| tenant == order.tenant))
             .skip(offset)

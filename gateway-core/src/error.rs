@@ -103,7 +103,7 @@ pub enum Error {
     Invalid {
         /// 400 or 422.
         status: StatusCode,
-        /// `INVALID_PARAMETER` or `INVALID_BODY`.
+        /// `INVALID_PARAMETER`, `INVALID_QUERY` or `INVALID_BODY`.
         code: &'static str,
         /// The whole of it, in words.
         detail: String,
@@ -138,6 +138,22 @@ impl Error {
                 name: name.to_owned(),
                 reason,
             }],
+        }
+    }
+
+    /// A 422 `INVALID_QUERY`: each of `params` (query parameters) is wrong
+    /// as its reason says; for an API that answers every invalid input 422
+    /// (bff-partner), where bff-web's listing answers one 400 `INVALID_PARAMETER`.
+    pub fn invalid_query(params: Vec<InvalidParam>) -> Self {
+        let detail = match params.as_slice() {
+            [one] => format!("the query parameter {} {}", one.name, one.reason),
+            many => format!("{} query parameters are invalid", many.len()),
+        };
+        Self::Invalid {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            code: "INVALID_QUERY",
+            detail,
+            params,
         }
     }
 
@@ -200,7 +216,7 @@ impl Error {
             Some(self.client_detail()),
         );
         if let Self::Invalid { params, .. } = self {
-            problem.invalid_params.clone_from(params);
+            problem.errors.clone_from(params);
         }
         problem
     }

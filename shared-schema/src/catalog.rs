@@ -32,6 +32,9 @@ pub struct Product {
     pub image_url: String,
     /// Creation time, seconds since the Unix epoch.
     pub created_at: u64,
+    /// Time of the last change, seconds since the Unix epoch; never before
+    /// `created_at`.
+    pub updated_at: u64,
 }
 
 impl Resource for Product {

@@ -29,9 +29,9 @@ pub struct Problem {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace_id: Option<String>,
     /// Each invalid part of the request, when the problem is that some are
-    /// (RFC 9457's `invalid-params`).
+    /// (the `errors` extension member; RFC 9457 §3.2 allows extensions).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub invalid_params: Vec<InvalidParam>,
+    pub errors: Vec<InvalidParam>,
 }
 
 /// One invalid part of a request.
@@ -57,7 +57,7 @@ impl Problem {
             detail: detail.into(),
             code: code.to_owned(),
             trace_id: None,
-            invalid_params: Vec::new(),
+            errors: Vec::new(),
         }
     }
 }

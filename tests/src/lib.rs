@@ -26,7 +26,7 @@ use gateway_core::{
     bff::{self, Bff, BffConfig, StartError},
     config::{Delay, HumanDuration, Secret, ServiceUrl},
     lifecycle::Shutdown,
-    ratelimit::{PlanConfig, RateLimitConfig},
+    ratelimit::{PlanConfig, RateLimitConfig, RedisUrl},
     server::{Running, ServerConfig},
 };
 use tokio::{
@@ -111,7 +111,12 @@ impl PlatformOptions {
                 "demo-acme",
                 DEMO_PARTNER_API_KEY,
                 "acme",
-                &["products:read"],
+                &[
+                    "products:read",
+                    "orders:read",
+                    "orders:write",
+                    "webhooks:manage",
+                ],
             )],
             ..Self::default()
         }
@@ -324,6 +329,28 @@ pub async fn start_bff<B: Bff>(
     let running = start_bff_unready(demo, shutdown, configure).await;
     wait_until_ready(&running).await;
     running
+}
+
+/// `N` instances of BFF `B` against `demo` whose process Redis is
+/// `redis_url` (shared rate limits, cache and idempotency records), each ready.
+pub async fn instances_sharing_redis<B: Bff, const N: usize>(
+    demo: &DemoServices,
+    shutdown: &Shutdown,
+    redis_url: &str,
+) -> [Running; N] {
+    let mut instances = Vec::with_capacity(N);
+    for _ in 0..N {
+        instances.push(
+            start_bff::<B>(demo, shutdown, |config| {
+                config.rate_limit.redis_url =
+                    RedisUrl::parse(redis_url).expect("a valid Redis URL");
+            })
+            .await,
+        );
+    }
+    instances
+        .try_into()
+        .unwrap_or_else(|_| unreachable!("N instances were started"))
 }
 
 /// [`start_bff`] without waiting for readiness: it returns once the

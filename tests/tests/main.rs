@@ -13,6 +13,7 @@ mod encoding;
 mod mobile;
 mod mobile_screens;
 mod otlp;
+mod partner;
 mod passthrough;
 mod process;
 mod ratelimit;

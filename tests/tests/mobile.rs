@@ -4,10 +4,10 @@
 //! about itself unless configured to.
 
 use demo_services::{DemoServices, FaultConfig, ServiceName};
-use gateway_core::{lifecycle::Shutdown, ratelimit::RedisUrl, server::Running};
+use gateway_core::{lifecycle::Shutdown, server::Running};
 use platform_tests::{
-    Answer, RedisServer, base_url, issue_token, send, slow_limits, start_bff, start_demo,
-    write_temp_file,
+    Answer, RedisServer, base_url, instances_sharing_redis, issue_token, send, slow_limits,
+    start_bff, start_demo, write_temp_file,
 };
 use serde_json::{Value, json};
 
@@ -526,16 +526,8 @@ fn persisted(hash: &str, query: Option<&str>) -> Value {
 async fn automatic_persisted_queries_round_trip_per_tenant_and_across_instances() {
     let redis = RedisServer::start().await;
     let (demo, shutdown) = start_demo(Default::default()).await;
-    let mut instances = Vec::new();
-    for _ in 0..2 {
-        instances.push(
-            start_bff::<bff_mobile::Mobile>(&demo, &shutdown, |config| {
-                config.rate_limit.redis_url =
-                    RedisUrl::parse(&redis.url()).expect("a valid Redis URL");
-            })
-            .await,
-        );
-    }
+    let instances =
+        instances_sharing_redis::<bff_mobile::Mobile, 2>(&demo, &shutdown, &redis.url()).await;
     let tenant_of = |id: u64| demo.catalog().user(id).expect("a demo user").tenant;
     let other_tenants_user = (2..100)
         .find(|id| tenant_of(*id) != tenant_of(1))

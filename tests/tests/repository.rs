@@ -321,15 +321,23 @@ fn gateway_core_modules_use_only_those_above_them_in_the_architecture() {
 
 /// Every error code the BFFs can answer with: the string literals of the
 /// `code` functions of the errors of gateway-core and of each BFF (and of
-/// the code of undescribed errors), and the `code: "..."` of the errors
-/// that carry theirs.
+/// the code of undescribed errors), the `code: "..."` of the errors
+/// that carry theirs, and the constants named as their code
+/// (`pub const ORDER_REJECTED: &str = "ORDER_REJECTED";`) that several
+/// BFFs share.
 fn codes_in_the_code() -> BTreeSet<String> {
     let is_code =
         |text: &str| text.len() > 2 && text.bytes().all(|b| b.is_ascii_uppercase() || b == b'_');
     let mut codes = BTreeSet::new();
-    let sources = ["gateway-core", "bff-web", "bff-mobile", "bff-partner"]
-        .into_iter()
-        .flat_map(|krate| text_files(&repository().join(krate).join("src")));
+    let sources = [
+        "gateway-core",
+        "shared-schema",
+        "bff-web",
+        "bff-mobile",
+        "bff-partner",
+    ]
+    .into_iter()
+    .flat_map(|krate| text_files(&repository().join(krate).join("src")));
     for file in sources {
         let text = std::fs::read_to_string(&file).expect("readable");
         for signature in [
@@ -355,6 +363,17 @@ fn codes_in_the_code() -> BTreeSet<String> {
                         codes.insert(literal.to_owned());
                     }
                 }
+            }
+        }
+        for line in text.lines() {
+            if let Some((name, value)) = line
+                .trim()
+                .strip_prefix("pub const ")
+                .and_then(|constant| constant.split_once(": &str = \""))
+                && value.strip_suffix("\";") == Some(name)
+                && is_code(name)
+            {
+                codes.insert(name.to_owned());
             }
         }
         for (at, _) in text.match_indices("code: \"") {

@@ -343,7 +343,7 @@ async fn only_idempotent_calls_are_retried() {
     let received = || demo.requests(ServiceName::Orders).received();
 
     let order = NewOrder {
-        user_id: 1,
+        user_id: Some(1),
         lines: vec![NewOrderLine {
             product_id: 1,
             quantity: 1,

@@ -6,10 +6,10 @@
 use std::collections::BTreeMap;
 
 use demo_services::{DemoServices, FaultConfig, ServiceName, TokenRequest};
-use gateway_core::{lifecycle::Shutdown, ratelimit::RedisUrl, server::Running};
+use gateway_core::server::Running;
 use platform_tests::{
     Answer, Platform, PlatformOptions, RedisServer, base_url, eventually, get_with_token,
-    issue_token, repository, send, start_bff, start_demo,
+    instances_sharing_redis, issue_token, repository, send, start_demo,
 };
 use serde_json::{Value, json};
 
@@ -560,7 +560,7 @@ async fn the_dashboard_of_one_user_is_never_served_to_another() {
         for order in orders {
             let id = order["id"].as_u64().expect("an id");
             assert_eq!(
-                demo.catalog().order(id).map(|order| order.user_id),
+                demo.catalog().order(id).and_then(|order| order.user_id),
                 Some(user),
                 "{context}: order {id}"
             );
@@ -617,25 +617,6 @@ async fn with_recommendations_down_the_dashboard_is_whole_but_for_them() {
     platform.stop().await;
 }
 
-/// Two bff-web instances sharing `redis`, against `demo`.
-async fn two_web_instances(
-    demo: &DemoServices,
-    shutdown: &Shutdown,
-    redis: &RedisServer,
-) -> [Running; 2] {
-    let mut instances = Vec::new();
-    for _ in 0..2 {
-        instances.push(
-            start_bff::<bff_web::Web>(demo, shutdown, |config| {
-                config.rate_limit.redis_url =
-                    RedisUrl::parse(&redis.url()).expect("a valid Redis URL");
-            })
-            .await,
-        );
-    }
-    instances.try_into().expect("two instances")
-}
-
 fn posted_orders(demo: &DemoServices) -> u64 {
     demo.requests(ServiceName::Orders).received()
 }
@@ -644,7 +625,8 @@ fn posted_orders(demo: &DemoServices) -> u64 {
 async fn checkout_is_carried_out_once_across_two_instances_sharing_redis() {
     let redis = RedisServer::start().await;
     let (demo, shutdown) = start_demo(BTreeMap::new()).await;
-    let [first, second] = two_web_instances(&demo, &shutdown, &redis).await;
+    let [first, second] =
+        instances_sharing_redis::<bff_web::Web, 2>(&demo, &shutdown, &redis.url()).await;
     let user = users_with_orders(&demo, 1)[0];
     let token = issue_token(&demo, &format!("user-{user}"), "bff-web", "ES256");
     let body = json!({"lines": [{"productId": 42, "quantity": 3}]});
@@ -665,7 +647,9 @@ async fn checkout_is_carried_out_once_across_two_instances_sharing_redis() {
     );
     let order_id = placed.body["id"].as_u64().expect("an order id");
     assert_eq!(
-        demo.catalog().order(order_id).map(|order| order.user_id),
+        demo.catalog()
+            .order(order_id)
+            .and_then(|order| order.user_id),
         Some(user)
     );
     let retried = checkout(&second, &token, "retry-1", &body).await;
@@ -772,7 +756,7 @@ async fn every_bad_input_gets_its_status_and_problem_code() {
             get_with_token(&web_url(&platform, &format!("{listing}?{query}")), &token).await;
         answer.assert_problem(400, "INVALID_PARAMETER", query);
         assert_eq!(
-            answer.body["invalid_params"][0]["name"], parameter,
+            answer.body["errors"][0]["name"], parameter,
             "{query}: {}",
             answer.body
         );
@@ -883,9 +867,9 @@ async fn every_bad_input_gets_its_status_and_problem_code() {
     ] {
         let answer = post(key, "application/json", &body.to_string()).await;
         answer.assert_problem(422, "INVALID_BODY", key);
-        let named: Vec<&str> = answer.body["invalid_params"]
+        let named: Vec<&str> = answer.body["errors"]
             .as_array()
-            .expect("invalid_params")
+            .expect("errors")
             .iter()
             .map(|param| param["name"].as_str().expect("a name"))
             .collect();

@@ -12,7 +12,7 @@
 //   unknown category is a 404) and the category's facets (`/categories/{slug}/facets`, optional) in
 //   parallel, then one batch call per service for the page's prices and stock. Two rounds. `sort`, `limit`
 //   (1 to 100, default 24) and `cursor` are checked as bff-web checks them: a bad one is a 400
-//   INVALID_PARAMETER naming it in `invalid_params`. The service's cursor reaches the client wrapped as
+//   INVALID_PARAMETER naming it in `errors`. The service's cursor reaches the client wrapped as
 //   bff-web's cursor.rs wraps it: base64url(cursor) "." base64url(HMAC-SHA256(key, "{slug} {sort}\n" +
 //   cursor)), with node:crypto; a cursor altered or from another listing is a 400 naming `cursor`. The key
 //   is CURSOR_SECRET, else 32 random bytes per process (bff-web's `[web] cursor_secret`, same default).
@@ -376,7 +376,7 @@ app.get('/api/categories/:slug/products', authenticate('products:read'), async (
     query = listingQuery(req.url, slug);
   } catch (error) {
     if (!(error instanceof InvalidParameter)) throw error;
-    return problem(res, 400, 'INVALID_PARAMETER', error.message, {}, { invalid_params: [error.param] });
+    return problem(res, 400, 'INVALID_PARAMETER', error.message, {}, { errors: [error.param] });
   }
   // The slug goes into the service's query: only letters, digits and dashes name a category.
   if (!/^[a-z0-9-]+$/.test(slug)) return problem(res, 404, 'NOT_FOUND', `category ${slug} not found`);

@@ -284,6 +284,51 @@ pub fn fetching(
     }
 }
 
+/// A write the service refused as the client's own fault (it answered a
+/// 4xx): a 422 with the route's code, since the request was understood but
+/// cannot be carried out, never the gateway's 502.
+#[derive(Debug, thiserror::Error)]
+#[error("{detail} (the service answered {status})")]
+pub struct Refused {
+    /// The route's stable code, for example `ORDER_REJECTED`.
+    pub code: &'static str,
+    /// What the client is told.
+    pub detail: &'static str,
+    /// What the service answered.
+    pub status: StatusCode,
+}
+
+impl ProblemDetails for Refused {
+    fn status(&self) -> StatusCode {
+        StatusCode::UNPROCESSABLE_ENTITY
+    }
+
+    fn code(&self) -> &'static str {
+        self.code
+    }
+
+    fn client_detail(&self) -> String {
+        self.detail.to_owned()
+    }
+}
+
+/// Maps the failure of a write: a 4xx other than 404 from the service (a
+/// 404 is a wrong path, the gateway's fault) is [`Refused`] with
+/// `code` and `detail`; anything else is the downstream failure.
+///
+/// `client.post("/orders", &order, &context).await.map_err(refused(ORDER_REJECTED, "..."))?`
+pub fn refused(code: &'static str, detail: &'static str) -> impl FnOnce(DownstreamError) -> Error {
+    move |error| match error {
+        DownstreamError::Status { status, .. } if status.is_client_error() => Refused {
+            code,
+            detail,
+            status,
+        }
+        .into(),
+        other => other.into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -52,7 +52,7 @@ mod retry;
 pub use breaker::BreakerConfig;
 pub use client::{ClientBuildError, DownstreamClient};
 pub use config::DownstreamConfig;
-pub use error::{DownstreamError, fetching};
+pub use error::{DownstreamError, Refused, fetching, refused};
 pub use retry::RetryConfig;
 pub use shared_schema::{Resource, ServiceSpec};
 

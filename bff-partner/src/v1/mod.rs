@@ -1,0 +1,105 @@
+//! Version 1 of the partner API, under `/v1`: its routes and the part of
+//! the OpenAPI document they generate.
+//!
+//! Each version is one module with its own router and types, so a `v2`
+//! is a new module beside this one and touches no `v1` handler. Within
+//! v1, fields are only ever added.
+//!
+//! | route                   | scope           | sources                      |
+//! |-------------------------|-----------------|------------------------------|
+//! | `GET /v1/products`      | `products:read` | products, pricing, inventory (one batch call each) |
+//! | `GET /v1/products/{id}` | `products:read` | products, pricing, inventory |
+//! | `GET /v1/orders`        | `orders:read`   | orders                       |
+//! | `GET /v1/orders/{id}`   | `orders:read`   | orders                       |
+//! | `POST /v1/orders`       | `orders:write`  | orders; `Idempotency-Key` required |
+
+mod orders;
+mod products;
+
+use std::{
+    sync::Arc,
+    time::{Duration, UNIX_EPOCH},
+};
+
+use gateway_core::{
+    auth::RequireScope, cursor::CursorSigner, downstream::Downstreams,
+    idempotency::IdempotencyLayer,
+};
+use serde::{Deserialize, Serialize};
+use utoipa::{OpenApi, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+pub use orders::{
+    NewPartnerOrder, NewPartnerOrderLine, OrderPage, PartnerOrder, PartnerOrderLine,
+    PartnerOrderStatus,
+};
+pub use products::{PartnerPrice, PartnerProduct, PartnerStock, ProductPage};
+
+/// The path every v1 route is under.
+pub const PREFIX: &str = "/v1";
+
+/// What v1's handlers share.
+#[derive(Debug, Clone)]
+pub(crate) struct V1State {
+    /// The downstream clients.
+    pub(crate) services: Downstreams,
+    /// Signs and opens the listings' cursors.
+    pub(crate) cursors: Arc<CursorSigner>,
+}
+
+/// An amount of money: minor units of a currency, never a float.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Money {
+    /// The amount in the currency's minor units (cents).
+    pub amount_minor: i64,
+    /// ISO 4217 currency code.
+    #[schema(example = "EUR")]
+    pub currency: String,
+}
+
+/// Seconds since the Unix epoch as ISO 8601 in UTC (`2026-04-12T17:05:00Z`).
+pub(crate) fn timestamp(seconds: u64) -> String {
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(seconds)).to_string()
+}
+
+/// The document's parts that no route generates: what the API is.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Partner API",
+        version = "1.0.0",
+        description = "Stable, versioned REST API for partner systems. Fields are only ever added within v1. \
+            Authenticate with an API key (`X-Api-Key`) or an OAuth client-credentials bearer token for the \
+            audience `bff-partner`, never both. Every error is `application/problem+json` (RFC 9457) with a \
+            stable `code`; a 422 names each invalid field in `errors`. Names are snake_case, times ISO 8601 \
+            in UTC, money `{\"amount_minor\": 1299, \"currency\": \"EUR\"}`.",
+    ),
+    tags(
+        (name = "products", description = "The catalogue with current prices and stock"),
+        (name = "orders", description = "The tenant's orders"),
+    ),
+)]
+struct V1Doc;
+
+/// v1's routes with their scopes and the operations they generate; the
+/// idempotency layer guards placing an order (none when only the document
+/// is wanted).
+pub(crate) fn api(idempotency: Option<IdempotencyLayer>) -> OpenApiRouter<V1State> {
+    let products = OpenApiRouter::new()
+        .routes(routes!(products::list_products))
+        .routes(routes!(products::get_product))
+        .route_layer(RequireScope::new("products:read"));
+    let read_orders = OpenApiRouter::new()
+        .routes(routes!(orders::list_orders))
+        .routes(routes!(orders::get_order))
+        .route_layer(RequireScope::new("orders:read"));
+    let mut place_order = OpenApiRouter::new().routes(routes!(orders::create_order));
+    if let Some(idempotency) = idempotency {
+        place_order = place_order.route_layer(idempotency);
+    }
+    let place_order = place_order.route_layer(RequireScope::new("orders:write"));
+    OpenApiRouter::with_openapi(V1Doc::openapi())
+        .merge(products)
+        .merge(read_orders)
+        .merge(place_order)
+}
