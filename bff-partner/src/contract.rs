@@ -5,8 +5,9 @@
 //! router). What every route shares is the platform's, not the handler's,
 //! so it is added here, once, from what each operation is:
 //!
-//! - every operation: 400 `BAD_REQUEST`, 429 `RATE_LIMITED`, 500, 503 and
-//!   504 `REQUEST_TIMEOUT`, and the `RateLimit-*` headers on every answer;
+//! - every operation: 400 `BAD_REQUEST`, 429 `RATE_LIMITED` and
+//!   `QUOTA_EXCEEDED`, 500, 503 and 504 `REQUEST_TIMEOUT`, and the
+//!   `RateLimit-*` and `Quota-*` headers on every answer;
 //! - an authenticated one (it has `security`): 401 with each `AUTH_*` code,
 //!   `WWW-Authenticate` on a refused credential (400, 401, 403), 403 `AUTH_INSUFFICIENT_SCOPE`, 400
 //!   `AUTH_AMBIGUOUS` (two credentials), and the `DOWNSTREAM_*` answers of
@@ -94,6 +95,54 @@ pub fn complete(document: &mut Value) {
     object_at(components, "securitySchemes").extend(security_schemes());
 }
 
+/// Marks the operations that `route` names (`"GET /v1/products/{id}"`, or
+/// every operation of a version, `"v1"`) deprecated, with the 410 they
+/// answer in a brownout and after the sunset, and the `Deprecation`,
+/// `Sunset` and `Link` headers on every answer.
+pub fn deprecate(document: &mut Value, route: &str) {
+    let Some(paths) = document.get_mut("paths").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for (path, item) in paths.iter_mut() {
+        // The document itself stays, so partners can read what replaces a
+        // retired version.
+        let Some(item) = item
+            .as_object_mut()
+            .filter(|_| !path.ends_with("/openapi.json"))
+        else {
+            continue;
+        };
+        for (method, operation) in item.iter_mut() {
+            let named = format!("{} {path}", method.to_uppercase());
+            let in_version = path.starts_with(&format!("/{route}/"));
+            if !is_method(method) || !(named == route || in_version) {
+                continue;
+            }
+            operation["deprecated"] = json!(true);
+            let responses = object_at(operation, "responses");
+            responses.insert(
+                "410".to_owned(),
+                problem_response(
+                    410,
+                    "The operation is retired: past its sunset, or in a scheduled brownout before it; `detail` says what replaces it",
+                    &["ROUTE_BROWNOUT".to_owned(), "ROUTE_SUNSET".to_owned()].into(),
+                    rate_limit_headers(),
+                ),
+            );
+            for answer in responses.values_mut() {
+                object_at(answer, "headers").extend(
+                    ["Deprecation", "Sunset", "Link"]
+                        .into_iter()
+                        .map(|name| (name.to_owned(), header_ref(name))),
+                );
+            }
+        }
+    }
+    if let Some(headers) = document["components"]["headers"].as_object_mut() {
+        headers.extend(deprecation_headers());
+    }
+}
+
 fn is_method(name: &str) -> bool {
     matches!(
         name,
@@ -140,7 +189,7 @@ fn complete_operation(operation: &mut Value) {
             .extend(codes.iter().map(|code| (*code).to_owned()));
     };
     add(400, &["BAD_REQUEST"]);
-    add(429, &["RATE_LIMITED"]);
+    add(429, &["RATE_LIMITED", "QUOTA_EXCEEDED"]);
     add(500, &["INTERNAL"]);
     add(503, &["RATE_LIMIT_UNAVAILABLE", "UNAVAILABLE"]);
     add(504, &["REQUEST_TIMEOUT"]);
@@ -216,41 +265,55 @@ fn complete_operation(operation: &mut Value) {
         }
         responses.insert(
             status.to_string(),
-            json!({
-                "description": meaning(status),
-                "headers": headers,
-                "content": {
-                    "application/problem+json": {
-                        "schema": {
-                            "allOf": [
-                                { "$ref": "#/components/schemas/Problem" },
-                                {
-                                    "type": "object",
-                                    "properties": {
-                                        "status": { "const": status },
-                                        "code": { "enum": codes },
-                                    },
-                                },
-                            ],
-                        },
-                    },
-                },
-            }),
+            problem_response(status, meaning(status), &codes, headers),
         );
     }
+}
+
+/// An error answer: problem+json with `status` and one of `codes`.
+fn problem_response(
+    status: u16,
+    description: &str,
+    codes: &BTreeSet<String>,
+    headers: Map<String, Value>,
+) -> Value {
+    json!({
+        "description": description,
+        "headers": headers,
+        "content": {
+            "application/problem+json": {
+                "schema": {
+                    "allOf": [
+                        { "$ref": "#/components/schemas/Problem" },
+                        {
+                            "type": "object",
+                            "properties": {
+                                "status": { "const": status },
+                                "code": { "enum": codes },
+                            },
+                        },
+                    ],
+                },
+            },
+        },
+    })
 }
 
 fn header_ref(name: &str) -> Value {
     json!({ "$ref": format!("#/components/headers/{name}") })
 }
 
-/// The rate limit's headers, on every answer the limiter saw.
+/// The rate limit's and the daily quota's headers, on every answer the
+/// limiter saw (the quota's when the caller's plan has one).
 fn rate_limit_headers() -> Map<String, Value> {
     [
         "RateLimit-Limit",
         "RateLimit-Remaining",
         "RateLimit-Reset",
         "RateLimit-Policy",
+        "Quota-Limit",
+        "Quota-Remaining",
+        "Quota-Reset",
     ]
     .into_iter()
     .map(|name| (name.to_owned(), header_ref(name)))
@@ -278,10 +341,41 @@ fn headers() -> Map<String, Value> {
             "RateLimit-Policy",
             text("The bucket's policy: its capacity and window, for example `100;w=2`"),
         ),
+        (
+            "Quota-Limit",
+            integer("Requests the caller's plan allows in a UTC day"),
+        ),
+        ("Quota-Remaining", integer("Requests left today")),
+        (
+            "Quota-Reset",
+            integer("Seconds until 00:00 UTC, when the day's count starts again"),
+        ),
         ("Retry-After", integer("Seconds to wait before retrying")),
         (
             "WWW-Authenticate",
             text("The scheme and why the credential was refused: `error=\"invalid_request\"`, `\"invalid_token\"` or `\"insufficient_scope\"` (RFC 6750)"),
+        ),
+    ]
+    .into_iter()
+    .map(|(name, header)| (name.to_owned(), header))
+    .collect()
+}
+
+fn deprecation_headers() -> Map<String, Value> {
+    let text =
+        |description: &str| json!({ "description": description, "schema": { "type": "string" } });
+    [
+        (
+            "Deprecation",
+            text("When the operation was deprecated, `@` and seconds since the Unix epoch (RFC 9745)"),
+        ),
+        (
+            "Sunset",
+            text("When the operation stops answering, an HTTP-date (RFC 8594)"),
+        ),
+        (
+            "Link",
+            text("`rel=\"successor-version\"`: what replaces the operation; `rel=\"deprecation\"`: how to migrate"),
         ),
     ]
     .into_iter()

@@ -17,8 +17,11 @@
 //! integrate before they have a key.
 
 pub mod contract;
+mod deprecation;
 mod query;
 pub mod v1;
+
+pub use deprecation::{DeprecationConfig, Retired};
 
 use std::sync::Arc;
 
@@ -29,6 +32,7 @@ use axum::{
     response::IntoResponse,
     routing::get,
 };
+use deprecation::Deprecations;
 use gateway_core::{
     bff::{Bff, BffConfig, BffParts},
     config::{ConfigError, Secret, Validate},
@@ -78,6 +82,9 @@ pub struct PartnerSettings {
     /// so a cursor from one works on another; without one each process
     /// makes its own and warns.
     pub cursor_secret: Option<Secret>,
+    /// Routes and versions on their way out (`[[partner.deprecations]]`):
+    /// their headers, brownouts and sunset.
+    pub deprecations: Vec<DeprecationConfig>,
 }
 
 impl Default for PartnerSettings {
@@ -85,6 +92,7 @@ impl Default for PartnerSettings {
         Self {
             public_url: "http://127.0.0.1:8082".to_owned(),
             cursor_secret: None,
+            deprecations: Vec::new(),
         }
     }
 }
@@ -106,7 +114,8 @@ impl Validate for PartnerSettings {
                 "must be an http or https URL with a host and no query or credentials",
             ));
         }
-        CursorSigner::check_secret("cursor_secret", self.cursor_secret.as_ref())
+        CursorSigner::check_secret("cursor_secret", self.cursor_secret.as_ref())?;
+        Deprecations::read(&self.deprecations, &operations()).map(drop)
     }
 }
 
@@ -116,11 +125,35 @@ fn versions(idempotency: Option<IdempotencyLayer>) -> OpenApiRouter<v1::V1State>
     OpenApiRouter::new().nest(v1::PREFIX, v1::api(idempotency))
 }
 
+/// Every operation of the API, as `"GET /v1/products/{id}"`.
+pub fn operations() -> Vec<String> {
+    let (_, generated) = versions(None).split_for_parts();
+    generated
+        .paths
+        .paths
+        .iter()
+        .flat_map(|(path, item)| {
+            [
+                ("GET", item.get.is_some()),
+                ("POST", item.post.is_some()),
+                ("PUT", item.put.is_some()),
+                ("PATCH", item.patch.is_some()),
+                ("DELETE", item.delete.is_some()),
+            ]
+            .into_iter()
+            .filter(|(_, present)| *present)
+            .map(move |(method, _)| format!("{method} {path}"))
+        })
+        .collect()
+}
+
 /// The OpenAPI document served at `/v1/openapi.json`: generated from the
-/// routes, completed by [`contract::complete`], with `public_url` as its
-/// one server. `bff-partner/openapi.json` is this with the default
-/// `public_url`.
-pub fn openapi_document(public_url: &str) -> serde_json::Value {
+/// routes, completed by [`contract::complete`], with `settings`'
+/// `public_url` as its one server and its deprecated operations marked
+/// ([`contract::deprecate`]). `bff-partner/openapi.json` is this with the
+/// default settings.
+pub fn openapi_document(settings: &PartnerSettings) -> serde_json::Value {
+    let public_url = settings.public_url.as_str();
     let (_, generated) = versions(None).split_for_parts();
     let mut document = serde_json::to_value(generated).expect("an OpenAPI document serialises");
     document["servers"] = serde_json::json!([{ "url": public_url.trim_end_matches('/') }]);
@@ -134,14 +167,16 @@ pub fn openapi_document(public_url: &str) -> serde_json::Value {
         }
     });
     contract::complete(&mut document);
+    for deprecation in &settings.deprecations {
+        contract::deprecate(&mut document, deprecation.route.trim());
+    }
     document
 }
 
 /// The routes of `bff-partner` over its parts.
 pub fn app(parts: &BffParts, settings: &PartnerSettings) -> Router {
     let document = Bytes::from(
-        serde_json::to_vec_pretty(&openapi_document(&settings.public_url))
-            .expect("a JSON value serialises"),
+        serde_json::to_vec_pretty(&openapi_document(settings)).expect("a JSON value serialises"),
     );
     let state = v1::V1State {
         services: parts.downstreams().clone(),
@@ -151,9 +186,16 @@ pub fn app(parts: &BffParts, settings: &PartnerSettings) -> Router {
         )),
     };
     let (routes, _) = versions(Some(parts.idempotency().clone())).split_for_parts();
-    routes
-        .with_state(state)
-        .route("/v1/openapi.json", get(move || openapi(document.clone())))
+    let mut routes = routes.with_state(state);
+    let deprecations = Deprecations::read(&settings.deprecations, &operations())
+        .expect("the settings were validated");
+    if !deprecations.is_empty() {
+        routes = routes.route_layer(axum::middleware::from_fn_with_state(
+            deprecations.in_force(parts.clock().clone(), parts.telemetry()),
+            deprecation::lifecycle,
+        ));
+    }
+    routes.route("/v1/openapi.json", get(move || openapi(document.clone())))
 }
 
 async fn openapi(document: Bytes) -> impl IntoResponse {
@@ -171,28 +213,30 @@ mod tests {
     use super::*;
 
     /// The committed document, which partners read and generate clients
-    /// from, is the one served. `BFF_PARTNER_WRITE_OPENAPI=1 cargo test -p
+    /// from, is the one served. `UPDATE_PARTNER_OPENAPI=1 cargo test -p
     /// bff-partner` writes it after a deliberate change of the contract.
     #[test]
     fn the_committed_openapi_document_is_the_one_served() {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.json");
-        let served =
-            serde_json::to_string_pretty(&openapi_document(&PartnerSettings::default().public_url))
-                .expect("serialises")
-                + "\n";
-        if std::env::var_os("BFF_PARTNER_WRITE_OPENAPI").is_some() {
+        let served = serde_json::to_string_pretty(&openapi_document(&PartnerSettings::default()))
+            .expect("serialises")
+            + "\n";
+        if std::env::var_os("UPDATE_PARTNER_OPENAPI").is_some() {
             std::fs::write(path, &served).expect("openapi.json written");
         }
         let committed = std::fs::read_to_string(path).expect("bff-partner/openapi.json");
         assert_eq!(
             committed, served,
-            "bff-partner/openapi.json differs from the document served; after a deliberate change run BFF_PARTNER_WRITE_OPENAPI=1 cargo test -p bff-partner"
+            "bff-partner/openapi.json differs from the document served; after a deliberate change run UPDATE_PARTNER_OPENAPI=1 cargo test -p bff-partner"
         );
     }
 
     #[test]
     fn every_operation_describes_its_errors_and_the_rate_limit() {
-        let document = openapi_document("https://partners.example.com");
+        let document = openapi_document(&PartnerSettings {
+            public_url: "https://partners.example.com".to_owned(),
+            ..PartnerSettings::default()
+        });
         assert_eq!(document["openapi"], "3.1.0");
         assert_eq!(
             document["servers"][0]["url"],
@@ -219,11 +263,17 @@ mod tests {
                     );
                 }
                 for (status, response) in responses {
-                    assert!(
-                        response["headers"]["RateLimit-Remaining"].is_object(),
-                        "{at}: {status} describes the rate limit's headers"
-                    );
+                    for header in ["RateLimit-Remaining", "Quota-Remaining"] {
+                        assert!(
+                            response["headers"][header].is_object(),
+                            "{at}: {status} describes {header}"
+                        );
+                    }
                 }
+                assert!(
+                    operation.get("deprecated").is_none(),
+                    "{at}: none by default"
+                );
             }
         }
         assert_eq!(operations, 6, "five v1 operations and the document itself");
@@ -247,5 +297,66 @@ mod tests {
                 ["schema"]["allOf"][1]["properties"]["code"]["enum"],
             serde_json::json!(["NOT_FOUND"])
         );
+    }
+
+    #[test]
+    fn a_deprecated_operation_is_marked_with_its_410_and_headers() {
+        let settings = PartnerSettings {
+            deprecations: vec![DeprecationConfig {
+                route: "GET /v1/orders/{id}".to_owned(),
+                deprecated_at: "2026-06-01T00:00:00Z".to_owned(),
+                sunset_at: Some("2027-03-01T00:00:00Z".to_owned()),
+                successor: None,
+                docs: None,
+                brownouts: Vec::new(),
+            }],
+            ..PartnerSettings::default()
+        };
+        settings.validate().expect("a known operation");
+        let document = openapi_document(&settings);
+        let operation = &document["paths"]["/v1/orders/{id}"]["get"];
+        assert_eq!(operation["deprecated"], true);
+        assert_eq!(
+            operation["responses"]["410"]["content"]["application/problem+json"]["schema"]["allOf"]
+                [1]["properties"]["code"]["enum"],
+            serde_json::json!(["ROUTE_BROWNOUT", "ROUTE_SUNSET"])
+        );
+        assert!(operation["responses"]["200"]["headers"]["Sunset"].is_object());
+        assert!(document["components"]["headers"]["Deprecation"].is_object());
+        assert!(
+            document["paths"]["/v1/orders"]["get"]
+                .get("deprecated")
+                .is_none()
+        );
+        let whole_version = PartnerSettings {
+            deprecations: vec![DeprecationConfig {
+                route: "v1".to_owned(),
+                ..settings.deprecations[0].clone()
+            }],
+            ..PartnerSettings::default()
+        };
+        let document = openapi_document(&whole_version);
+        for operation in operations() {
+            let (method, path) = operation.split_once(' ').expect("METHOD path");
+            assert_eq!(
+                document["paths"][path][method.to_lowercase()]["deprecated"],
+                true,
+                "{operation}"
+            );
+        }
+        assert!(
+            document["paths"]["/v1/openapi.json"]["get"]
+                .get("deprecated")
+                .is_none(),
+            "the document stays"
+        );
+        let unknown = PartnerSettings {
+            deprecations: vec![DeprecationConfig {
+                route: "GET /v1/invoices".to_owned(),
+                ..settings.deprecations[0].clone()
+            }],
+            ..PartnerSettings::default()
+        };
+        assert!(unknown.validate().is_err());
     }
 }

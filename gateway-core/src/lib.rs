@@ -6,6 +6,8 @@
 //!
 //! - [`lifecycle`]: the drain signal and readiness gates every other module
 //!   may use.
+//! - [`clock`]: the time of day for calendar rules (daily quotas,
+//!   deprecation dates), which a test can set.
 //! - [`config`]: loading (defaults < TOML file < `BFF_` environment), strict
 //!   validation, and the value types configurations are made of. Each
 //!   concern owns its configuration type.
@@ -22,7 +24,8 @@
 //! - [`stores`]: the Redis connection every instance shares, opened once.
 //! - [`auth`]: JWT (HS256, RS256, ES256 with a cached JWKS) and API keys,
 //!   and coarse scope checks.
-//! - [`ratelimit`]: token buckets per caller, plans per tenant and API key.
+//! - [`ratelimit`]: token buckets per caller, plans per tenant and API key,
+//!   daily quotas.
 //! - [`cache`]: the response cache, in process and in Redis, with single
 //!   flight, stale answers and tag invalidation across instances.
 //! - [`idempotency`]: unsafe requests retried with the same
@@ -91,6 +94,7 @@ pub mod auth;
 pub mod bff;
 pub mod cache;
 pub mod cli;
+pub mod clock;
 pub mod conditional;
 pub mod config;
 pub mod context;

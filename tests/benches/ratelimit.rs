@@ -43,6 +43,7 @@ fn config(redis_url: &str, max_local_buckets: u64) -> RateLimitConfig {
         PlanConfig {
             capacity: 1_000_000_000,
             refill_per_second: 1e9,
+            daily_quota: None,
         },
     );
     config
@@ -61,6 +62,7 @@ fn limiter(
         &Readiness::default(),
         &Shutdown::new(),
         stores,
+        &gateway_core::clock::Clock::system(),
     )
     .expect("a valid configuration")
 }
@@ -123,6 +125,7 @@ async fn accuracy_limiters(
         PlanConfig {
             capacity: ACCURACY_CAPACITY,
             refill_per_second: rate,
+            daily_quota: None,
         },
     );
     let mut limiters = Vec::new();
@@ -136,6 +139,7 @@ async fn accuracy_limiters(
             &Readiness::default(),
             &shutdown,
             &stores,
+            &gateway_core::clock::Clock::system(),
         )
         .expect("a valid configuration");
         let in_redis = "mode=\"redis\"} 1";

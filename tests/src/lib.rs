@@ -24,6 +24,7 @@ use demo_services::{
 use gateway_core::{
     auth::{ApiKeyConfig, Hs256Config},
     bff::{self, Bff, BffConfig, StartError},
+    clock::Clock,
     config::{Delay, HumanDuration, Secret, ServiceUrl},
     lifecycle::Shutdown,
     ratelimit::{PlanConfig, RateLimitConfig, RedisUrl},
@@ -367,6 +368,23 @@ pub async fn start_bff_unready<B: Bff>(
         .expect("the BFF starts")
 }
 
+/// [`start_bff`] with the time of day read from `clock` (a manual one the
+/// test moves, to pass midnight or a sunset).
+pub async fn start_bff_at<B: Bff>(
+    demo: &DemoServices,
+    shutdown: &Shutdown,
+    clock: &Clock,
+    configure: impl FnOnce(&mut BffConfig<B>),
+) -> Running {
+    let mut config = bff_config::<B>(demo, &PlatformOptions::default());
+    configure(&mut config);
+    let running = bff::start_at(config, shutdown.clone(), clock.clone())
+        .await
+        .expect("the BFF starts");
+    wait_until_ready(&running).await;
+    running
+}
+
 /// What a steady load against a rate limit got; see [`sustained_load`].
 #[derive(Debug)]
 pub struct SustainedLoad {
@@ -492,6 +510,7 @@ pub fn slow_limits(plans: &[(&str, u32)]) -> RateLimitConfig {
                 let plan = PlanConfig {
                     capacity: *capacity,
                     refill_per_second: 0.001,
+                    daily_quota: None,
                 };
                 ((*name).to_owned(), plan)
             })
@@ -526,6 +545,7 @@ pub fn steady_limits() -> RateLimitConfig {
             PlanConfig {
                 capacity: STEADY_CAPACITY,
                 refill_per_second: STEADY_REFILL_PER_SECOND,
+                daily_quota: None,
             },
         )]),
         ..RateLimitConfig::default()

@@ -5,13 +5,22 @@
 //! and placing an order carried out once per key, per tenant, across two
 //! instances sharing Redis.
 
-use std::collections::BTreeMap;
+use std::{
+    collections::BTreeMap,
+    num::NonZeroU64,
+    time::{Duration, UNIX_EPOCH},
+};
 
 use demo_services::{DemoServices, FaultConfig, ServiceName};
-use gateway_core::server::Running;
+use gateway_core::{
+    clock::Clock,
+    lifecycle::Shutdown,
+    ratelimit::{PlanConfig, RedisUrl},
+    server::Running,
+};
 use platform_tests::{
     Answer, Platform, PlatformOptions, RedisServer, api_key, base_url, eventually,
-    instances_sharing_redis, issue_token, repository, send, start_demo,
+    instances_sharing_redis, issue_token, metric, repository, send, start_bff_at, start_demo,
 };
 use serde_json::{Value, json};
 
@@ -31,12 +40,18 @@ struct Contract {
 impl Contract {
     const LOCATION: &str = "urn:bff-partner:openapi.json";
 
+    /// The committed document.
     fn load() -> Self {
         let path = repository().join("bff-partner/openapi.json");
         let document: Value = serde_json::from_str(
             &std::fs::read_to_string(&path).expect("bff-partner/openapi.json"),
         )
         .expect("the document is JSON");
+        Self::of(document)
+    }
+
+    /// `document`, as an instance serves it with its own settings.
+    fn of(document: Value) -> Self {
         let mut compiler = boon::Compiler::new();
         compiler.set_default_draft(boon::Draft::V2020_12);
         compiler.enable_format_assertions();
@@ -54,8 +69,8 @@ impl Contract {
     /// Asserts that `answer` to `method` on path `template` is one the
     /// document describes: the status is documented for the operation,
     /// the body is valid against its schema for the answer's media type,
-    /// and every rate-limit, retry, authentication, location and replay
-    /// header it carries is described.
+    /// and every rate-limit, quota, retry, authentication, location,
+    /// replay and deprecation header it carries is described.
     #[track_caller]
     fn check(&mut self, method: &str, template: &str, answer: &Answer) {
         let at = format!(
@@ -73,9 +88,16 @@ impl Contract {
         );
         for name in answer.headers.keys().map(|name| name.as_str()) {
             if name.starts_with("ratelimit-")
+                || name.starts_with("quota-")
                 || matches!(
                     name,
-                    "retry-after" | "www-authenticate" | "location" | "idempotent-replayed"
+                    "retry-after"
+                        | "www-authenticate"
+                        | "location"
+                        | "idempotent-replayed"
+                        | "deprecation"
+                        | "sunset"
+                        | "link"
                 )
             {
                 let described = response["headers"].as_object().is_some_and(|headers| {
@@ -681,4 +703,241 @@ async fn placing_an_order_is_carried_out_once_per_key_across_two_instances() {
     for instance in [first, second] {
         instance.wait().await;
     }
+}
+
+/// A partner whose API key `key` is on a plan of `daily_quota` requests a
+/// day (and a rate it never reaches), its Redis `redis_url` when given,
+/// reading the time of day from `clock`.
+async fn metered_partner(
+    demo: &DemoServices,
+    shutdown: &Shutdown,
+    clock: &Clock,
+    redis_url: Option<&str>,
+    key: &str,
+    daily_quota: u64,
+) -> Running {
+    start_bff_at::<bff_partner::Partner>(demo, shutdown, clock, |config| {
+        config.rate_limit.plans.insert(
+            "metered".to_owned(),
+            PlanConfig {
+                capacity: 1_000,
+                refill_per_second: 1_000.0,
+                daily_quota: NonZeroU64::new(daily_quota),
+            },
+        );
+        let mut metered = api_key("acme-metered", key, "acme", &["products:read"]);
+        metered.plan = "metered".to_owned();
+        config.auth.api_keys = vec![metered];
+        if let Some(url) = redis_url {
+            config.rate_limit.redis_url = RedisUrl::parse(url).expect("a valid Redis URL");
+        }
+    })
+    .await
+}
+
+/// 23:59:00 UTC: one minute before a day ends.
+fn a_minute_to_midnight() -> Clock {
+    Clock::manual(UNIX_EPOCH + Duration::from_secs(20_500 * 86_400 - 60))
+}
+
+/// Sends `count` requests through `instances` in turn, checking each answer
+/// against the contract, and returns them.
+async fn spend(
+    contract: &mut Contract,
+    instances: &[&Running],
+    key: &str,
+    count: usize,
+) -> Vec<Answer> {
+    let mut answers = Vec::with_capacity(count);
+    for index in 0..count {
+        let answer = get(
+            instances[index % instances.len()],
+            "/v1/products/42",
+            Caller::Key(key),
+        )
+        .await;
+        contract.check("get", "/v1/products/{id}", &answer);
+        answers.push(answer);
+    }
+    answers
+}
+
+#[tokio::test]
+async fn a_daily_quota_is_spent_refused_until_midnight_and_starts_again() {
+    let (demo, shutdown) = start_demo(BTreeMap::new()).await;
+    let clock = a_minute_to_midnight();
+    let key = "key-acme-metered-0001";
+    let partner = metered_partner(&demo, &shutdown, &clock, None, key, 5).await;
+    let mut contract = Contract::load();
+
+    let answers = spend(&mut contract, &[&partner], key, 6).await;
+    for (index, answer) in answers[..5].iter().enumerate() {
+        assert_eq!(answer.status, 200, "request {index}: {}", answer.body);
+        assert_eq!(answer.header("quota-limit"), "5");
+        assert_eq!(answer.header("quota-remaining"), (4 - index).to_string());
+        assert_eq!(answer.header("quota-reset"), "60");
+        assert!(
+            !answer.header("ratelimit-remaining").is_empty(),
+            "the rate too"
+        );
+    }
+    let refused = &answers[5];
+    refused.assert_problem(429, "QUOTA_EXCEEDED", "the sixth request of the day");
+    assert_eq!(refused.header("retry-after"), "60", "until midnight");
+    assert_eq!(refused.header("quota-remaining"), "0");
+
+    // Within the day it stays refused; at midnight the count starts again.
+    clock.advance(Duration::from_secs(59));
+    let still = spend(&mut contract, &[&partner], key, 1).await;
+    still[0].assert_problem(429, "QUOTA_EXCEEDED", "a second before midnight");
+    assert_eq!(still[0].header("retry-after"), "1");
+    clock.advance(Duration::from_secs(1));
+    let next_day = spend(&mut contract, &[&partner], key, 5).await;
+    for answer in &next_day {
+        assert_eq!(answer.status, 200, "{}", answer.body);
+    }
+    assert_eq!(next_day[0].header("quota-remaining"), "4");
+    assert_eq!(next_day[0].header("quota-reset"), "86400");
+    spend(&mut contract, &[&partner], key, 1).await[0].assert_problem(
+        429,
+        "QUOTA_EXCEEDED",
+        "the next day's quota is spent too",
+    );
+    shutdown.trigger();
+    partner.wait().await;
+}
+
+#[tokio::test]
+async fn a_daily_quota_is_one_count_across_instances_sharing_redis() {
+    let redis = RedisServer::start().await;
+    let (demo, shutdown) = start_demo(BTreeMap::new()).await;
+    let clock = a_minute_to_midnight();
+    let key = "key-acme-metered-0002";
+    let first = metered_partner(&demo, &shutdown, &clock, Some(&redis.url()), key, 7).await;
+    let second = metered_partner(&demo, &shutdown, &clock, Some(&redis.url()), key, 7).await;
+    let mut contract = Contract::load();
+
+    let answers = spend(&mut contract, &[&first, &second], key, 8).await;
+    let remaining: Vec<&str> = answers[..7]
+        .iter()
+        .map(|answer| answer.header("quota-remaining"))
+        .collect();
+    assert_eq!(
+        remaining,
+        ["6", "5", "4", "3", "2", "1", "0"],
+        "one count for both"
+    );
+    answers[7].assert_problem(429, "QUOTA_EXCEEDED", "the eighth, on the other instance");
+    spend(&mut contract, &[&first], key, 1).await[0].assert_problem(
+        429,
+        "QUOTA_EXCEEDED",
+        "and on the first",
+    );
+    clock.advance(Duration::from_secs(60));
+    let next_day = spend(&mut contract, &[&second, &first], key, 2).await;
+    assert_eq!(
+        next_day
+            .iter()
+            .map(|answer| (answer.status, answer.header("quota-remaining")))
+            .collect::<Vec<_>>(),
+        [(200, "6"), (200, "5")]
+    );
+    shutdown.trigger();
+    for instance in [first, second] {
+        instance.wait().await;
+    }
+}
+
+#[tokio::test]
+async fn a_deprecated_route_says_so_browns_out_and_is_retired_at_its_sunset() {
+    let (demo, shutdown) = start_demo(BTreeMap::new()).await;
+    let at = |text: &str| humantime::parse_rfc3339(text).expect("an RFC 3339 time");
+    let clock = Clock::manual(at("2027-01-10T13:59:00Z"));
+    let key = "key-acme-deprecated-0001";
+    let partner = start_bff_at::<bff_partner::Partner>(&demo, &shutdown, &clock, |config| {
+        config.auth.api_keys = vec![api_key("acme-erp", key, "acme", &["products:read"])];
+        config.own.deprecations = vec![bff_partner::DeprecationConfig {
+            route: "GET /v1/products/{id}".to_owned(),
+            deprecated_at: "2026-06-01T00:00:00Z".to_owned(),
+            sunset_at: Some("2027-03-01T00:00:00Z".to_owned()),
+            successor: Some("https://partners.example.com/v2/products/{id}".to_owned()),
+            docs: Some("https://partners.example.com/docs/v2".to_owned()),
+            brownouts: vec!["2027-01-10T14:00Z/PT1H".to_owned()],
+        }];
+    })
+    .await;
+    // The served document marks the operation, and says what it may answer.
+    let served = get(&partner, "/v1/openapi.json", Caller::Nobody).await;
+    assert_eq!(
+        served.body["paths"]["/v1/products/{id}"]["get"]["deprecated"],
+        true
+    );
+    assert!(
+        served.body["paths"]["/v1/products"]["get"]
+            .get("deprecated")
+            .is_none()
+    );
+    let mut contract = Contract::of(served.body);
+    let product = async |contract: &mut Contract| {
+        let answer = get(&partner, "/v1/products/42", Caller::Key(key)).await;
+        contract.check("get", "/v1/products/{id}", &answer);
+        for (name, value) in [
+            ("deprecation", "@1780272000"),
+            ("sunset", "Mon, 01 Mar 2027 00:00:00 GMT"),
+            (
+                "link",
+                "<https://partners.example.com/v2/products/{id}>; rel=\"successor-version\", <https://partners.example.com/docs/v2>; rel=\"deprecation\"",
+            ),
+        ] {
+            assert_eq!(answer.header(name), value, "{name} on a {}", answer.status);
+        }
+        answer
+    };
+
+    let before = product(&mut contract).await;
+    assert_eq!(before.status, 200, "{}", before.body);
+    let listing = get(&partner, "/v1/products?limit=1", Caller::Key(key)).await;
+    assert_eq!(
+        listing.header("deprecation"),
+        "",
+        "only the deprecated operation"
+    );
+
+    clock.set(at("2027-01-10T14:00:00Z"));
+    let brownout = product(&mut contract).await;
+    brownout.assert_problem(410, "ROUTE_BROWNOUT", "in the brownout window");
+    assert!(
+        brownout.body["detail"]
+            .as_str()
+            .is_some_and(|detail| detail.contains("/v2/products/{id}")),
+        "the problem says what to use: {}",
+        brownout.body
+    );
+    clock.set(at("2027-01-10T15:00:00Z"));
+    assert_eq!(
+        product(&mut contract).await.status,
+        200,
+        "the window is over"
+    );
+    clock.set(at("2027-03-01T00:00:00Z"));
+    product(&mut contract)
+        .await
+        .assert_problem(410, "ROUTE_SUNSET", "from the sunset on");
+    clock.advance(Duration::from_secs(365 * 86_400));
+    product(&mut contract)
+        .await
+        .assert_problem(410, "ROUTE_SUNSET", "and ever after");
+
+    assert_eq!(
+        metric(
+            partner.admin_addr(),
+            "partner_deprecated_calls_total",
+            &[("route", "GET /v1/products/{id}"), ("tenant", "acme")],
+        )
+        .await,
+        Some(5.0),
+        "every call to the deprecated operation, whom to call"
+    );
+    shutdown.trigger();
+    partner.wait().await;
 }

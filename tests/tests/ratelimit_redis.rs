@@ -288,6 +288,7 @@ async fn decisions_as_fast_as_redis_answers_admit_exactly_the_plans_rate() {
         PlanConfig {
             capacity: CAPACITY,
             refill_per_second: RATE,
+            daily_quota: None,
         },
     );
     let stores = SharedStores::open(config.redis_url.expose(), &shutdown).expect("a Redis URL");
@@ -299,6 +300,7 @@ async fn decisions_as_fast_as_redis_answers_admit_exactly_the_plans_rate() {
         &readiness,
         &shutdown,
         &stores,
+        &gateway_core::clock::Clock::system(),
     )
     .expect("a valid configuration");
     platform_tests::eventually("the limiter has heard from Redis", async || {

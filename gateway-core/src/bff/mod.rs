@@ -40,6 +40,7 @@ use crate::{
     auth::{AuthStartError, Authenticator},
     cache::ResponseCache,
     cli,
+    clock::Clock,
     config::{ConfigError, Validate},
     downstream::{ClientBuildError, Downstreams, ServiceSpec},
     idempotency::IdempotencyLayer,
@@ -135,6 +136,16 @@ pub async fn start<B: Bff>(
     config: BffConfig<B>,
     shutdown: Shutdown,
 ) -> Result<Running, StartError> {
+    start_at(config, shutdown, Clock::system()).await
+}
+
+/// [`start`] with the time of day read from `clock`, which a test moves
+/// to see a daily quota reset or a sunset pass.
+pub async fn start_at<B: Bff>(
+    config: BffConfig<B>,
+    shutdown: Shutdown,
+    clock: Clock,
+) -> Result<Running, StartError> {
     config.validate()?;
     // First: installs the crypto provider every client below is built with.
     let tls = ClientTls::load(config.client_tls.ca_file.as_deref())?;
@@ -171,6 +182,7 @@ pub async fn start<B: Bff>(
         shutdown: shutdown.clone(),
         idempotency: IdempotencyLayer::new(B::NAME, &config.idempotency, &stores),
         stores,
+        clock,
     };
     let authenticator = Authenticator::start(
         &config.auth,
@@ -187,6 +199,7 @@ pub async fn start<B: Bff>(
             &parts.readiness,
             &shutdown,
             &parts.stores,
+            &parts.clock,
         )?),
         false => None,
     };

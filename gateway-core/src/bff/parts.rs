@@ -1,6 +1,7 @@
 //! What a BFF is built from at start.
 
 use crate::{
+    clock::Clock,
     downstream::Downstreams,
     idempotency::IdempotencyLayer,
     lifecycle::{Readiness, Shutdown},
@@ -18,6 +19,7 @@ pub struct BffParts {
     pub(super) shutdown: Shutdown,
     pub(super) stores: SharedStores,
     pub(super) idempotency: IdempotencyLayer,
+    pub(super) clock: Clock,
 }
 
 impl BffParts {
@@ -52,5 +54,11 @@ impl BffParts {
     /// when the process has one, else in process.
     pub fn idempotency(&self) -> &IdempotencyLayer {
         &self.idempotency
+    }
+
+    /// The time of day, for calendar rules (a route's sunset date): the
+    /// system's, or the one a test gave [`super::start_at`].
+    pub fn clock(&self) -> &Clock {
+        &self.clock
     }
 }

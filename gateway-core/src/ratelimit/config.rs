@@ -1,6 +1,10 @@
 //! `[rate_limit]`: plans, who gets which, and where the buckets live.
 
-use std::{collections::BTreeMap, fmt, num::NonZeroU32};
+use std::{
+    collections::BTreeMap,
+    fmt,
+    num::{NonZeroU32, NonZeroU64},
+};
 
 use ipnet::IpNet;
 use serde::{Deserialize, Deserializer, Serialize, Serializer, de};
@@ -116,6 +120,10 @@ pub struct PlanConfig {
     pub capacity: u32,
     /// Tokens added per second, up to `capacity`: the sustained rate.
     pub refill_per_second: f64,
+    /// Requests a caller may make in a UTC day, on top of the rate;
+    /// none (the default): no daily quota.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub daily_quota: Option<NonZeroU64>,
 }
 
 /// Rate limiting (`[rate_limit]`).
@@ -171,6 +179,7 @@ impl Default for RateLimitConfig {
                 PlanConfig {
                     capacity: DEFAULT_CAPACITY,
                     refill_per_second: DEFAULT_REFILL_PER_SECOND,
+                    daily_quota: None,
                 },
             )]),
             tenants: BTreeMap::new(),

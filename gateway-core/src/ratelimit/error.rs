@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 
-use super::bucket::Decision;
+use super::{bucket::Decision, quota::QuotaUse};
 use crate::error::ProblemDetails;
 
 /// `RateLimit-Limit`: the plan's burst.
@@ -30,6 +30,14 @@ pub enum RateLimitError {
         limit: HeaderValue,
         /// The plan's `RateLimit-Policy` value.
         policy: HeaderValue,
+    },
+    /// The caller's daily quota is used up.
+    #[error("daily quota of plan {plan} used up: {} requests today", .used.used)]
+    QuotaExceeded {
+        /// The caller's plan.
+        plan: &'static str,
+        /// The caller's day.
+        used: QuotaUse,
     },
     /// Redis cannot decide and the outage policy is `closed`.
     #[error("the shared rate limiter is unavailable")]
@@ -61,7 +69,7 @@ pub(crate) fn write_headers(
 impl ProblemDetails for RateLimitError {
     fn status(&self) -> StatusCode {
         match self {
-            Self::Limited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::Limited { .. } | Self::QuotaExceeded { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -69,6 +77,7 @@ impl ProblemDetails for RateLimitError {
     fn code(&self) -> &'static str {
         match self {
             Self::Limited { .. } => "RATE_LIMITED",
+            Self::QuotaExceeded { .. } => "QUOTA_EXCEEDED",
             Self::Unavailable => "RATE_LIMIT_UNAVAILABLE",
         }
     }
@@ -78,6 +87,11 @@ impl ProblemDetails for RateLimitError {
             Self::Limited { decision, .. } => format!(
                 "too many requests: retry in {} s",
                 seconds_up(decision.retry_after.unwrap_or_default()).max(1)
+            ),
+            Self::QuotaExceeded { used, .. } => format!(
+                "the daily quota of {} requests is used up: it starts again at 00:00 UTC, in {} s",
+                used.limit,
+                used.reset_seconds()
             ),
             Self::Unavailable => {
                 "the rate limiter cannot decide right now; retry shortly".to_owned()
@@ -96,6 +110,10 @@ impl ProblemDetails for RateLimitError {
                 let retry_after = seconds_up(decision.retry_after.unwrap_or_default()).max(1);
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
                 write_headers(headers, decision, limit, policy);
+            }
+            Self::QuotaExceeded { used, .. } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(used.reset_seconds()));
+                used.write_headers(headers);
             }
             Self::Unavailable => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));

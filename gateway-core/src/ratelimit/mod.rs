@@ -13,6 +13,10 @@
 //! answer carries `RateLimit-Limit`, `RateLimit-Remaining`,
 //! `RateLimit-Reset` and `RateLimit-Policy`; a refused one is a 429
 //! problem+json (`RATE_LIMITED`) with `Retry-After` and the same headers.
+//! A plan may also have a `daily_quota`: requests per UTC day, counted
+//! once the bucket admits one, past which a request is a 429
+//! `QUOTA_EXCEEDED` until midnight; its caller's answers carry the
+//! `Quota-*` headers (`quota.rs`).
 //! The metrics `rate_limit_decisions_total{plan,outcome}`,
 //! `rate_limit_decision_duration_seconds`, `rate_limit_backend{mode}` and,
 //! with Redis, `rate_limit_live_instances` show what it does.
@@ -25,6 +29,7 @@
 //!
 //! ```
 //! use gateway_core::{
+//!     clock::Clock,
 //!     lifecycle::{Readiness, Shutdown},
 //!     observability::Telemetry,
 //!     ratelimit::{RateLimitConfig, RateLimiter},
@@ -39,6 +44,7 @@
 //!     &Readiness::default(),
 //!     &Shutdown::new(),
 //!     &SharedStores::default(),
+//!     &Clock::system(),
 //! )
 //! .expect("the defaults are valid");
 //! let layer = limiter.layer(&[("/api/search", 5)]);
@@ -50,11 +56,13 @@ mod config;
 mod error;
 mod key;
 mod local;
+mod quota;
 mod shared;
 
 pub use bucket::Decision;
 pub use config::{OutagePolicy, PlanConfig, RateLimitConfig, RedisUrl};
 pub use error::RateLimitError;
+pub use quota::QuotaUse;
 
 use std::{
     collections::HashMap,
@@ -79,6 +87,7 @@ use tower::{Layer, Service};
 
 use crate::{
     Error,
+    clock::Clock,
     config::{ConfigError, Validate},
     identity::VerifiedIdentity,
     lifecycle::{Readiness, Shutdown},
@@ -87,6 +96,7 @@ use crate::{
 };
 use bucket::Shape;
 use local::LocalBuckets;
+use quota::DailyCounters;
 use shared::SharedBuckets;
 
 /// What a request costs when its route names no other cost.
@@ -103,8 +113,11 @@ struct Plan {
     policy: HeaderValue,
     /// `RateLimit-Limit`: the capacity, rendered once.
     limit: HeaderValue,
+    /// Requests a caller may make in a UTC day, if the plan says.
+    daily_quota: Option<u64>,
     admitted: Counter,
     limited: Counter,
+    over_quota: Counter,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -138,12 +151,15 @@ struct Inner {
     local: LocalBuckets,
     /// The buckets in Redis, when a `redis_url` is configured.
     shared: Option<Arc<SharedBuckets>>,
+    /// The daily quotas' counts in process: all of them without Redis,
+    /// the outage fallback with it.
+    days: DailyCounters,
     decision_latency: Histogram,
 }
 
 impl RateLimiter {
     /// The limiter of `bff` configured by `config`, recording into
-    /// `telemetry`. With a `redis_url` its buckets are in the Redis of
+    /// `telemetry`, counting daily quotas on the days of `clock`. With a `redis_url` its buckets are in the Redis of
     /// `stores`, checked by a heartbeat until `shutdown`, and it adds a
     /// `rate_limit_redis` gate to `readiness`: closed until Redis first
     /// answers (at most `startup_wait`), and under the `closed` outage
@@ -155,6 +171,7 @@ impl RateLimiter {
         readiness: &Readiness,
         shutdown: &Shutdown,
         stores: &SharedStores,
+        clock: &Clock,
     ) -> Result<Self, ConfigError> {
         config.validate()?;
         let decisions = Family::<DecisionLabels, Counter>::default();
@@ -228,14 +245,22 @@ impl RateLimiter {
                         outcome: "limited",
                     })
                     .clone();
+                let over_quota = decisions
+                    .get_or_create(&DecisionLabels {
+                        plan: name,
+                        outcome: "quota_exceeded",
+                    })
+                    .clone();
                 let plan = Plan {
                     name,
                     policy: HeaderValue::try_from(format!("{};w={window}", plan.capacity))
                         .expect("digits and ;w= are a valid header value"),
                     limit: HeaderValue::from(plan.capacity),
+                    daily_quota: plan.daily_quota.map(std::num::NonZeroU64::get),
                     shape,
                     admitted,
                     limited,
+                    over_quota,
                 };
                 (name.to_owned(), Arc::new(plan))
             })
@@ -260,6 +285,7 @@ impl RateLimiter {
                 trusted_proxies: config.trusted_proxies.clone(),
                 local: LocalBuckets::new(config.max_local_buckets, idle),
                 shared,
+                days: DailyCounters::new(config.max_local_buckets, clock.clone()),
                 decision_latency,
             }),
         })
@@ -360,6 +386,36 @@ impl RateLimitCharge {
     }
 }
 
+impl RateLimitCharge {
+    /// Counts this request against the caller's daily quota, if its plan
+    /// has one: the day so far, or a refusal once the quota is used up.
+    /// `None`: no quota, or admitted uncounted (the `open` outage policy).
+    pub async fn count_today(&self) -> Result<Option<QuotaUse>, RateLimitError> {
+        let Some(limit) = self.plan.daily_quota else {
+            return Ok(None);
+        };
+        let inner = &self.limiter.inner;
+        let counted = match &inner.shared {
+            Some(shared) => shared.count_today(&self.key, &inner.days).await?,
+            None => Some(inner.days.count(&self.key)),
+        };
+        let Some(used) = counted else {
+            return Ok(None);
+        };
+        let (_, reset) = inner.days.clock().utc_day();
+        let used = QuotaUse { limit, used, reset };
+        if used.allowed() {
+            Ok(Some(used))
+        } else {
+            self.plan.over_quota.inc();
+            Err(RateLimitError::QuotaExceeded {
+                plan: self.plan.name,
+                used,
+            })
+        }
+    }
+}
+
 /// Charges every request before it reaches its handler; see the module docs.
 #[derive(Debug, Clone)]
 pub struct RateLimitLayer {
@@ -423,23 +479,31 @@ where
         let ready = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, ready);
         Box::pin(async move {
-            match charge.charge(cost).await {
-                Ok(decision) => {
-                    let plan = charge.plan.clone();
-                    request.extensions_mut().insert(charge);
-                    let mut response = inner.call(request).await?;
-                    if let Some(decision) = decision {
-                        error::write_headers(
-                            response.headers_mut(),
-                            &decision,
-                            &plan.limit,
-                            &plan.policy,
-                        );
-                    }
-                    Ok(response)
+            let decision = match charge.charge(cost).await {
+                Ok(decision) => decision,
+                Err(refused) => return Ok(Error::from(refused).into_response()),
+            };
+            let plan = charge.plan.clone();
+            let write_rate = |headers: &mut HeaderMap| {
+                if let Some(decision) = &decision {
+                    error::write_headers(headers, decision, &plan.limit, &plan.policy);
                 }
-                Err(refused) => Ok(Error::from(refused).into_response()),
+            };
+            let today = match charge.count_today().await {
+                Ok(today) => today,
+                Err(refused) => {
+                    let mut response = Error::from(refused).into_response();
+                    write_rate(response.headers_mut());
+                    return Ok(response);
+                }
+            };
+            request.extensions_mut().insert(charge);
+            let mut response = inner.call(request).await?;
+            write_rate(response.headers_mut());
+            if let Some(today) = today {
+                today.write_headers(response.headers_mut());
             }
+            Ok(response)
         })
     }
 }

@@ -44,6 +44,7 @@ use super::{
     ModeLabels, OutagePolicy, RateLimitConfig, RateLimitError,
     bucket::{Decision, Shape},
     local::LocalBuckets,
+    quota::{DailyCounters, KEPT_AFTER_THE_DAY, day_key},
 };
 use crate::{
     lifecycle::{ReadinessGate, Shutdown},
@@ -102,6 +103,16 @@ redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return redis.call('ZCARD', KEYS[1])
 ";
 
+/// KEYS[1]: a caller's count for one day. ARGV: seconds the count lives.
+/// Returns the count with this request.
+const QUOTA_SCRIPT: &str = r"
+local used = redis.call('INCR', KEYS[1])
+if used == 1 then
+  redis.call('EXPIRE', KEYS[1], ARGV[1])
+end
+return used
+";
+
 /// Where decisions are made right now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -116,6 +127,7 @@ pub(super) struct SharedBuckets {
     policy: OutagePolicy,
     decision_timeout: Duration,
     bucket_script: Script,
+    quota_script: Script,
     /// Whether Redis decides (else the outage policy does).
     healthy: AtomicBool,
     /// Live instances of this BFF last counted, at least 1.
@@ -150,6 +162,7 @@ impl SharedBuckets {
             policy: config.outage_policy,
             decision_timeout: config.decision_timeout.get(),
             bucket_script: Script::new(BUCKET_SCRIPT),
+            quota_script: Script::new(QUOTA_SCRIPT),
             healthy: AtomicBool::new(false),
             instances: AtomicU32::new(config.expected_instances.get()),
             modes,
@@ -204,6 +217,44 @@ impl SharedBuckets {
                 };
                 Ok(Some(local.decide(key, &local_shape, cost)))
             }
+            OutagePolicy::Open => Ok(None),
+            OutagePolicy::Closed => Err(RateLimitError::Unavailable),
+        }
+    }
+
+    /// Counts one request of `bucket` against its day of `local`'s clock:
+    /// in Redis when it is healthy, else by the outage policy (`local`:
+    /// this instance's count times the live instances, its estimate of the
+    /// fleet's). `None` admits without counting (the `open` policy).
+    pub(super) async fn count_today(
+        &self,
+        bucket: &str,
+        local: &DailyCounters,
+    ) -> Result<Option<u64>, RateLimitError> {
+        if self.healthy.load(Ordering::Acquire) {
+            let (day, left) = local.clock().utc_day();
+            let lives = left + KEPT_AFTER_THE_DAY;
+            let mut invocation = self.quota_script.key(day_key(bucket, day));
+            invocation.arg(lives.as_secs().max(1));
+            let counted = async {
+                let mut connection = self.store.connection().ok_or("not connected")?;
+                tokio::time::timeout(
+                    self.decision_timeout,
+                    invocation.invoke_async::<u64>(&mut connection),
+                )
+                .await
+                .map_err(|_| format!("no answer within {:?}", self.decision_timeout))?
+                .map_err(|error| error.to_string())
+            };
+            match counted.await {
+                Ok(used) => return Ok(Some(used)),
+                Err(reason) => self.switch(Mode::Outage, &reason),
+            }
+        }
+        match self.policy {
+            OutagePolicy::Local => Ok(Some(
+                local.count(bucket) * u64::from(self.instances.load(Ordering::Acquire).max(1)),
+            )),
             OutagePolicy::Open => Ok(None),
             OutagePolicy::Closed => Err(RateLimitError::Unavailable),
         }
