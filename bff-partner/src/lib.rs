@@ -44,6 +44,7 @@ use serde::{Deserialize, Serialize};
 use shared_schema::{
     accounts::ORDERS,
     catalog::{INVENTORY, PRICING, PRODUCTS},
+    webhooks::WEBHOOKS,
 };
 use utoipa_axum::router::OpenApiRouter;
 
@@ -57,7 +58,7 @@ impl Bff for Partner {
         "Backend-for-frontend of partner systems: stable, versioned REST under /v1";
     const PUBLIC_PORT: u16 = 8082;
     const ADMIN_PORT: u16 = 9082;
-    const SERVICES: &'static [ServiceSpec] = &[PRODUCTS, INVENTORY, PRICING, ORDERS];
+    const SERVICES: &'static [ServiceSpec] = &[PRODUCTS, INVENTORY, PRICING, ORDERS, WEBHOOKS];
     /// The API description is public, so partners can integrate before they have a key.
     const PUBLIC_ROUTES: &'static [&'static str] = &["/v1/openapi.json"];
     const SECTION: &'static str = "partner";
@@ -85,6 +86,9 @@ pub struct PartnerSettings {
     /// Routes and versions on their way out (`[[partner.deprecations]]`):
     /// their headers, brownouts and sunset.
     pub deprecations: Vec<DeprecationConfig>,
+    /// Whether a webhook may target a loopback address over plain `http`
+    /// (default `false`; for a receiver on a developer's machine).
+    pub allow_http_webhooks: bool,
 }
 
 impl Default for PartnerSettings {
@@ -93,6 +97,7 @@ impl Default for PartnerSettings {
             public_url: "http://127.0.0.1:8082".to_owned(),
             cursor_secret: None,
             deprecations: Vec::new(),
+            allow_http_webhooks: false,
         }
     }
 }
@@ -167,6 +172,7 @@ pub fn openapi_document(settings: &PartnerSettings) -> serde_json::Value {
         }
     });
     contract::complete(&mut document);
+    document["webhooks"] = v1::deliveries();
     for deprecation in &settings.deprecations {
         contract::deprecate(&mut document, deprecation.route.trim());
     }
@@ -184,6 +190,7 @@ pub fn app(parts: &BffParts, settings: &PartnerSettings) -> Router {
             settings.cursor_secret.as_ref().map(Secret::expose),
             "[partner] cursor_secret",
         )),
+        allow_http_webhooks: settings.allow_http_webhooks,
     };
     let (routes, _) = versions(Some(parts.idempotency().clone())).split_for_parts();
     let mut routes = routes.with_state(state);
@@ -276,7 +283,7 @@ mod tests {
                 );
             }
         }
-        assert_eq!(operations, 6, "five v1 operations and the document itself");
+        assert_eq!(operations, 9, "eight v1 operations and the document itself");
         let create = &document["paths"]["/v1/orders"]["post"]["responses"];
         let codes = |status: &str| {
             create[status]["content"]["application/problem+json"]["schema"]["allOf"][1]["properties"]["code"]["enum"].clone()

@@ -13,17 +13,11 @@
 //! The route is idempotent (gateway-core's `IdempotencyLayer`): it needs an
 //! `Idempotency-Key`, and a retry with the same key is placed once.
 
-use axum::{
-    Json,
-    body::Bytes,
-    extract::State,
-    http::{HeaderMap, HeaderValue, StatusCode, header},
-    response::{IntoResponse, Response},
-};
+use axum::{body::Bytes, extract::State, http::HeaderMap, response::Response};
 use gateway_core::{
     Error, RequestContext,
     downstream::{Downstreams, refused},
-    server::json_body,
+    server::{created, json_body},
 };
 use shared_schema::accounts::{NewOrder, ORDER_REJECTED, ORDER_REJECTED_DETAIL, ORDERS, Order};
 
@@ -50,16 +44,7 @@ pub(crate) async fn post_order(
         )
         .await
         .map_err(refused(ORDER_REJECTED, ORDER_REJECTED_DETAIL))?;
-    let location = HeaderValue::try_from(format!("/api/orders/{}", order.id))
-        .expect("a number is header-safe");
+    let location = format!("/api/orders/{}", order.id);
     let view = OrderView::with_products(order, &services, &context).await?;
-    Ok((
-        StatusCode::CREATED,
-        [
-            (header::LOCATION, location),
-            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
-        ],
-        Json(view),
-    )
-        .into_response())
+    Ok(created(location, view))
 }

@@ -47,7 +47,7 @@ pub const PARTNERS: [(&str, &str, &str); 2] = [
     (
         "partner-globex",
         "globex",
-        "products:read orders:read orders:write",
+        "products:read orders:read orders:write webhooks:manage",
     ),
 ];
 

@@ -13,8 +13,9 @@
 //! | pricing   | 7003 | `GET /prices/{id}`, `GET /prices?ids=`                                |
 //! | reviews   | 7004 | `GET /reviews?product={id}&limit=&cursor=` (with a rating histogram) |
 //! | users     | 7005 | `GET /users/{id}`                                                     |
-//! | orders    | 7006 | `GET /orders?user=&limit=` (newest first), `GET /orders/{id}`, `POST /orders` |
+//! | orders    | 7006 | `GET /orders?user=&limit=&cursor=` (newest first; without `user` the tenant's), `GET /orders/{id}`, `POST /orders` |
 //! | recommendations | 7007 | `GET /recommendations?user=&limit=`                             |
+//! | webhooks  | 7008 | `POST /subscriptions`, `GET /subscriptions`, `DELETE /subscriptions/{id}`; signed deliveries of `order.created` ([`webhooks`]) |
 //!
 //! Answers say how a gateway may cache them, as real services do: a product
 //! is `public, max-age=60, stale-while-revalidate=30, stale-if-error=600`
@@ -40,6 +41,7 @@ pub mod data;
 pub mod faults;
 pub mod issuer;
 mod services;
+pub mod webhooks;
 
 use std::{
     collections::BTreeMap,
@@ -68,12 +70,15 @@ use shared_schema::{
     PROBLEM_JSON, Problem, ServiceSpec,
     accounts::{ORDERS, USERS},
     catalog::{INVENTORY, PRICING, PRODUCTS, REVIEWS},
+    webhooks::WEBHOOKS,
 };
 use tokio::{net::TcpListener, task::JoinHandle};
 
 pub use data::{Catalog, DataConfig};
 pub use faults::{FaultConfig, FaultHandle, RecordedRequest, RequestLog};
 pub use issuer::{Issuer, IssuerConfig, TokenRequest, TokenResponse};
+use webhooks::Webhooks;
+pub use webhooks::WebhooksConfig;
 
 /// How long in-flight requests get to finish on shutdown.
 const DRAIN_GRACE: Duration = Duration::from_secs(5);
@@ -98,11 +103,13 @@ pub enum ServiceName {
     Orders,
     /// Product recommendations.
     Recommendations,
+    /// Webhook subscriptions and deliveries.
+    Webhooks,
 }
 
 impl ServiceName {
     /// Every service, in port order.
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 9] = [
         Self::Auth,
         Self::Products,
         Self::Inventory,
@@ -111,6 +118,7 @@ impl ServiceName {
         Self::Users,
         Self::Orders,
         Self::Recommendations,
+        Self::Webhooks,
     ];
 
     /// The service as the BFFs know it: its name and default port.
@@ -124,6 +132,7 @@ impl ServiceName {
             Self::Users => USERS,
             Self::Orders => ORDERS,
             Self::Recommendations => RECOMMENDATIONS,
+            Self::Webhooks => WEBHOOKS,
         }
     }
 
@@ -167,6 +176,8 @@ pub struct Ports {
     pub orders: u16,
     /// Default 7007.
     pub recommendations: u16,
+    /// Default 7008.
+    pub webhooks: u16,
 }
 
 impl Default for Ports {
@@ -180,6 +191,7 @@ impl Default for Ports {
             users: USERS.local_port,
             orders: ORDERS.local_port,
             recommendations: RECOMMENDATIONS.local_port,
+            webhooks: WEBHOOKS.local_port,
         }
     }
 }
@@ -196,6 +208,7 @@ impl Ports {
             users: 0,
             orders: 0,
             recommendations: 0,
+            webhooks: 0,
         }
     }
 
@@ -209,6 +222,7 @@ impl Ports {
             ServiceName::Users => self.users,
             ServiceName::Orders => self.orders,
             ServiceName::Recommendations => self.recommendations,
+            ServiceName::Webhooks => self.webhooks,
         }
     }
 }
@@ -227,6 +241,8 @@ pub struct DemoConfig {
     pub issuer: IssuerConfig,
     /// Faults injected from the start, by service.
     pub faults: BTreeMap<ServiceName, FaultConfig>,
+    /// Webhook deliveries.
+    pub webhooks: WebhooksConfig,
     /// Logging.
     pub observability: ObservabilityConfig,
 }
@@ -239,6 +255,7 @@ impl Default for DemoConfig {
             data: DataConfig::default(),
             issuer: IssuerConfig::default(),
             faults: BTreeMap::new(),
+            webhooks: WebhooksConfig::default(),
             observability: ObservabilityConfig::default(),
         }
     }
@@ -247,6 +264,7 @@ impl Default for DemoConfig {
 impl Validate for DemoConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         self.observability.validate()?;
+        self.webhooks.validate()?;
         for (service, faults) in &self.faults {
             faults.validate().map_err(|reason| {
                 ConfigError::rule(&format!("faults.{}.error_rate", service.as_str()), reason)
@@ -339,6 +357,7 @@ impl DemoServices {
             .expect("key generation does not panic")?;
         let issuer = Arc::new(issuer);
         let catalog = Arc::new(Catalog::new(config.data.clone()));
+        let hooks = Arc::new(Webhooks::new(config.webhooks.clone()));
         let faults: Arc<BTreeMap<ServiceName, FaultHandle>> = Arc::new(
             ServiceName::ALL
                 .into_iter()
@@ -372,8 +391,9 @@ impl DemoServices {
                 ServiceName::Pricing => services::pricing(catalog.clone()),
                 ServiceName::Reviews => services::reviews(catalog.clone()),
                 ServiceName::Users => services::users(catalog.clone()),
-                ServiceName::Orders => services::orders(catalog.clone()),
+                ServiceName::Orders => services::orders(catalog.clone(), hooks.clone()),
                 ServiceName::Recommendations => services::recommendations(catalog.clone()),
+                ServiceName::Webhooks => webhooks::router(hooks.clone()),
             };
             let addr = SocketAddr::new(config.host, config.ports.of(service));
             let bind_error = |source| StartError::Bind {

@@ -6,7 +6,7 @@ use std::{
 };
 
 use axum::{
-    Json, Router,
+    Extension, Json, Router,
     extract::{Path, Query, State},
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::IntoResponse,
@@ -23,6 +23,7 @@ use shared_schema::{
 use crate::{
     Rejection,
     data::{Catalog, Recommendations},
+    webhooks::Webhooks,
 };
 
 /// Most ids in one batch request.
@@ -424,8 +425,9 @@ struct OrdersQuery {
 /// order of the caller's tenant), `GET /orders/{id}`, `POST /orders`.
 ///
 /// When the gateway sends `X-Auth-Tenant`, only that tenant's orders exist:
-/// this is the fine-grained check that belongs to the service.
-pub(crate) fn orders(catalog: Arc<Catalog>) -> Router {
+/// this is the fine-grained check that belongs to the service. A placed
+/// order is published to the webhooks service as `order.created`.
+pub(crate) fn orders(catalog: Arc<Catalog>, webhooks: Arc<Webhooks>) -> Router {
     async fn one(
         State(catalog): Shared,
         headers: HeaderMap,
@@ -477,6 +479,7 @@ pub(crate) fn orders(catalog: Arc<Catalog>) -> Router {
     }
     async fn place(
         State(catalog): Shared,
+        Extension(webhooks): Extension<Arc<Webhooks>>,
         headers: HeaderMap,
         body: axum::body::Bytes,
     ) -> Result<(StatusCode, Json<Order>), Rejection> {
@@ -495,10 +498,12 @@ pub(crate) fn orders(catalog: Arc<Catalog>) -> Router {
                     error.to_string(),
                 )
             })?;
+        webhooks.publish(&order);
         Ok((StatusCode::CREATED, Json(order)))
     }
     Router::new()
         .route("/orders", get(of_user).post(place))
         .route("/orders/{id}", get(one))
+        .layer(Extension(webhooks))
         .with_state(catalog)
 }

@@ -62,6 +62,9 @@ pub enum TlsError {
     },
 }
 
+/// A connector for `http` and verified `https` URLs ([`ClientTls::connector`]).
+pub type WebConnector = HttpsConnector<HttpConnector>;
+
 /// The TLS settings of the gateway's clients; cheap to clone.
 #[derive(Clone)]
 pub struct ClientTls {
@@ -120,8 +123,10 @@ impl ClientTls {
     }
 
     /// `http` over `connector`, `https` verified with these settings and
-    /// offering HTTP/1.1.
-    pub(crate) fn connector(&self, connector: HttpConnector) -> HttpsConnector<HttpConnector> {
+    /// offering HTTP/1.1: the connector of the gateway's clients, and of
+    /// anything else that calls out over HTTP (demo-services' webhook
+    /// deliveries).
+    pub fn connector(&self, connector: HttpConnector) -> WebConnector {
         self.builder()
             .enable_http1()
             .wrap_connector(allow_https(connector))

@@ -7,6 +7,7 @@
 //! - [`catalog`]: products, stock levels, prices and reviews, and the
 //!   services that serve them.
 //! - [`accounts`]: users and their orders, and their services.
+//! - [`webhooks`]: webhook subscriptions and the events delivered to them.
 //! - [`ServiceSpec`] and [`Resource`]: which service serves a contract, and where.
 //! - [`Page`] and [`Batch`]: the two list shapes (cursor listings and `?ids=` batches).
 //! - [`Problem`]: the `application/problem+json` body (RFC 9457) every error uses.
@@ -17,6 +18,7 @@ pub mod catalog;
 mod identity;
 mod problem;
 mod service;
+pub mod webhooks;
 
 pub use identity::{AuthMethod, Identity};
 pub use problem::{InvalidParam, PROBLEM_JSON, Problem};

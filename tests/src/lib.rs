@@ -20,6 +20,7 @@ use std::{
 
 use demo_services::{
     DemoConfig, DemoServices, FaultConfig, IssuerConfig, Ports, ServiceName, TokenRequest,
+    WebhooksConfig,
 };
 use gateway_core::{
     auth::{ApiKeyConfig, Hs256Config},
@@ -75,6 +76,8 @@ pub struct PlatformOptions {
     pub web: bff_web::WebSettings,
     /// bff-mobile's own section.
     pub mobile: bff_mobile::MobileSettings,
+    /// bff-partner's own section.
+    pub partner: bff_partner::PartnerSettings,
 }
 
 impl Default for PlatformOptions {
@@ -91,6 +94,7 @@ impl Default for PlatformOptions {
             jwks_max_stale: None,
             web: bff_web::WebSettings::default(),
             mobile: bff_mobile::MobileSettings::default(),
+            partner: bff_partner::PartnerSettings::default(),
         }
     }
 }
@@ -106,6 +110,10 @@ impl PlatformOptions {
                 suggestions: true,
                 graphiql: true,
                 ..bff_mobile::MobileSettings::default()
+            },
+            partner: bff_partner::PartnerSettings {
+                allow_http_webhooks: true,
+                ..bff_partner::PartnerSettings::default()
             },
             issuer: IssuerConfig::default(),
             partner_api_keys: vec![api_key(
@@ -202,6 +210,7 @@ impl Platform {
                 hs256_secret: options.hs256_secret.as_deref().map(Secret::new),
                 ..options.issuer.clone()
             },
+            webhooks: test_webhooks(),
             ..DemoConfig::default()
         };
         let demo = DemoServices::start(demo_config, shutdown.clone()).await?;
@@ -211,6 +220,7 @@ impl Platform {
         mobile.own = options.mobile.clone();
         let mut partner = bff_config::<bff_partner::Partner>(&demo, &options);
         partner.auth.api_keys = options.partner_api_keys.clone();
+        partner.own = options.partner.clone();
 
         let failed = |bff| move |source| PlatformError::Bff { bff, source };
         let web = bff::start(web, shutdown.clone())
@@ -572,12 +582,21 @@ pub async fn start_demo(faults: BTreeMap<ServiceName, FaultConfig>) -> (DemoServ
         ports: Ports::ephemeral(),
         faults,
         issuer: test_issuer(),
+        webhooks: test_webhooks(),
         ..DemoConfig::default()
     };
     let demo = DemoServices::start(config, shutdown.clone())
         .await
         .expect("demo services start");
     (demo, shutdown)
+}
+
+/// Webhook deliveries in tests: retried after 50 ms, not a second.
+pub fn test_webhooks() -> WebhooksConfig {
+    WebhooksConfig {
+        initial_backoff: HumanDuration::from_millis(50),
+        ..WebhooksConfig::default()
+    }
 }
 
 /// Server settings on free loopback ports, with a short drain.

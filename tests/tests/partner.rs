@@ -8,6 +8,7 @@
 use std::{
     collections::BTreeMap,
     num::NonZeroU64,
+    sync::{Arc, Mutex},
     time::{Duration, UNIX_EPOCH},
 };
 
@@ -20,7 +21,8 @@ use gateway_core::{
 };
 use platform_tests::{
     Answer, Platform, PlatformOptions, RedisServer, api_key, base_url, eventually,
-    instances_sharing_redis, issue_token, metric, repository, send, start_bff_at, start_demo,
+    instances_sharing_redis, issue_token, metric, repository, send, serve_on_free_port,
+    start_bff_at, start_demo,
 };
 use serde_json::{Value, json};
 
@@ -63,6 +65,20 @@ impl Contract {
             compiler,
             schemas: boon::Schemas::new(),
             compiled: BTreeMap::new(),
+        }
+    }
+
+    /// Asserts that `value` is valid against the document's schema `name`
+    /// (`#/components/schemas/<name>`).
+    #[track_caller]
+    fn check_schema(&mut self, name: &str, value: &Value) {
+        let location = format!("{}#/components/schemas/{name}", Self::LOCATION);
+        let index = self
+            .compiler
+            .compile(&location, &mut self.schemas)
+            .unwrap_or_else(|error| panic!("schema {name} compiles: {error:#}"));
+        if let Err(error) = self.schemas.validate(value, index) {
+            panic!("{value} does not match schema {name}: {error:#}");
         }
     }
 
@@ -940,4 +956,202 @@ async fn a_deprecated_route_says_so_browns_out_and_is_retired_at_its_sunset() {
     );
     shutdown.trigger();
     partner.wait().await;
+}
+
+/// What a local webhook receiver was sent.
+#[derive(Debug, Clone)]
+struct Delivery {
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+}
+
+/// A webhook receiver on loopback that answers 500 to the first delivery
+/// and 204 to the rest, and keeps every delivery.
+async fn flaky_receiver() -> (String, Arc<Mutex<Vec<Delivery>>>) {
+    let received: Arc<Mutex<Vec<Delivery>>> = Arc::default();
+    let router = axum::Router::new().route(
+        "/hooks/shop",
+        axum::routing::post({
+            let received = received.clone();
+            move |headers: axum::http::HeaderMap, body: axum::body::Bytes| async move {
+                let mut received = received.lock().expect("not poisoned");
+                received.push(Delivery { headers, body });
+                if received.len() == 1 {
+                    axum::http::StatusCode::INTERNAL_SERVER_ERROR
+                } else {
+                    axum::http::StatusCode::NO_CONTENT
+                }
+            }
+        }),
+    );
+    let addr = serve_on_free_port(router).await;
+    (format!("http://{addr}/hooks/shop"), received)
+}
+
+/// Whether `header` (`t=…,v1=…`) signs `body` with `secret`.
+fn signed_with(secret: &str, header: &str, body: &[u8]) -> bool {
+    let Some((timestamp, signature)) = header
+        .strip_prefix("t=")
+        .and_then(|rest| rest.split_once(",v1="))
+    else {
+        return false;
+    };
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret.as_bytes());
+    let signed = [timestamp.as_bytes(), b".", body].concat();
+    let Some(tag) = (0..signature.len())
+        .step_by(2)
+        .map(|at| u8::from_str_radix(signature.get(at..at + 2)?, 16).ok())
+        .collect::<Option<Vec<u8>>>()
+    else {
+        return false;
+    };
+    ring::hmac::verify(&key, &signed, &tag).is_ok()
+}
+
+#[tokio::test]
+async fn a_webhook_receives_a_signed_order_created_and_a_retry_after_a_500() {
+    let platform = Platform::start_with(PlatformOptions {
+        partner: bff_partner::PartnerSettings {
+            allow_http_webhooks: true,
+            ..bff_partner::PartnerSettings::default()
+        },
+        ..PlatformOptions::default()
+    })
+    .await
+    .expect("the platform starts");
+    let partner = platform.partner();
+    let mut contract = Contract::load();
+    let acme_token = platform.token_for("partner-acme", "bff-partner", "ES256");
+    let acme = Caller::Token(&acme_token);
+    let (url, received) = flaky_receiver().await;
+    let subscribe = async |caller: Caller<'_>, body: Value| {
+        send(
+            request(
+                reqwest::Method::POST,
+                format!("{}/v1/webhooks", base_url(partner)),
+                caller,
+            )
+            .header("content-type", "application/json")
+            .body(body.to_string()),
+        )
+        .await
+    };
+
+    // Subscribe: the secret is shown once.
+    let created = subscribe(acme, json!({ "url": url, "events": ["order.created"] })).await;
+    contract.check("post", "/v1/webhooks", &created);
+    assert_eq!(created.status, 201, "{}", created.body);
+    let id = created.body["id"].as_u64().expect("an id");
+    assert_eq!(created.header("location"), format!("/v1/webhooks/{id}"));
+    let secret = created.body["secret"]
+        .as_str()
+        .expect("the secret")
+        .to_owned();
+    let listed = get(partner, "/v1/webhooks", acme).await;
+    contract.check("get", "/v1/webhooks", &listed);
+    assert_eq!(listed.body["items"][0]["id"], id);
+    assert_eq!(listed.body["items"][0]["url"], url.as_str());
+    assert!(
+        listed.body["items"][0].get("secret").is_none(),
+        "never shown again"
+    );
+
+    // Refused targets and fields, each named.
+    for (body, named) in [
+        (json!({ "url": "https://10.0.0.7/hooks" }), "/url"),
+        (
+            json!({ "url": "https://169.254.169.254/latest/meta-data" }),
+            "/url",
+        ),
+        (json!({ "url": "ftp://93.184.215.14/hooks" }), "/url"),
+        (
+            json!({ "url": "https://93.184.215.14/hooks", "events": ["order.shipped"] }),
+            "/events",
+        ),
+        (
+            json!({ "url": "https://93.184.215.14/hooks", "secret": "mine" }),
+            "/secret",
+        ),
+    ] {
+        let refused = subscribe(acme, body.clone()).await;
+        contract.check("post", "/v1/webhooks", &refused);
+        refused.assert_problem(422, "INVALID_BODY", &body.to_string());
+        assert_eq!(refused.body["errors"][0]["name"], named, "{}", refused.body);
+    }
+
+    // An order is delivered, signed; the 500 is retried with the same event.
+    let placed = place(
+        partner,
+        acme,
+        Some("hooked-1"),
+        r#"{"lines":[{"product_id":42,"quantity":1}]}"#,
+    )
+    .await;
+    assert_eq!(placed.status, 201, "{}", placed.body);
+    eventually("the delivery and its retry arrive", async || {
+        received.lock().expect("not poisoned").len() >= 2
+    })
+    .await;
+    let deliveries = received.lock().expect("not poisoned").clone();
+    assert_eq!(
+        deliveries.len(),
+        2,
+        "delivered once more after the 500, then never again so far"
+    );
+    for delivery in &deliveries {
+        let signature = delivery.headers["webhook-signature"]
+            .to_str()
+            .expect("ASCII");
+        assert!(
+            signed_with(&secret, signature, &delivery.body),
+            "{signature}"
+        );
+        assert!(!signed_with("whsec_other", signature, &delivery.body));
+        let event: Value = serde_json::from_slice(&delivery.body).expect("JSON");
+        contract.check_schema("WebhookEvent", &event);
+        assert_eq!(event["type"], "order.created");
+        assert_eq!(event["data"]["order_id"], placed.body["id"]);
+        assert_eq!(event["data"]["total"], placed.body["total"]);
+        assert_eq!(
+            delivery.headers["webhook-id"],
+            event["id"].as_str().expect("an id")
+        );
+    }
+    assert_eq!(
+        deliveries[0].body, deliveries[1].body,
+        "the same event, retried"
+    );
+
+    // Another tenant neither sees nor ends the subscription.
+    let globex_token = platform.token_for("partner-globex", "bff-partner", "ES256");
+    let globex = Caller::Token(&globex_token);
+    let theirs = get(partner, "/v1/webhooks", globex).await;
+    contract.check("get", "/v1/webhooks", &theirs);
+    assert_eq!(theirs.body["items"], json!([]), "{}", theirs.body);
+    let not_theirs = send(request(
+        reqwest::Method::DELETE,
+        format!("{}/v1/webhooks/{id}", base_url(partner)),
+        globex,
+    ))
+    .await;
+    contract.check("delete", "/v1/webhooks/{id}", &not_theirs);
+    not_theirs.assert_problem(404, "NOT_FOUND", "another tenant's subscription");
+
+    let deleted = send(request(
+        reqwest::Method::DELETE,
+        format!("{}/v1/webhooks/{id}", base_url(partner)),
+        acme,
+    ))
+    .await;
+    contract.check("delete", "/v1/webhooks/{id}", &deleted);
+    assert_eq!(deleted.status, 204, "{}", deleted.body);
+    let again = send(request(
+        reqwest::Method::DELETE,
+        format!("{}/v1/webhooks/{id}", base_url(partner)),
+        acme,
+    ))
+    .await;
+    contract.check("delete", "/v1/webhooks/{id}", &again);
+    again.assert_problem(404, "NOT_FOUND", "already gone");
+    platform.stop().await;
 }

@@ -12,9 +12,13 @@
 //! | `GET /v1/orders`        | `orders:read`   | orders                       |
 //! | `GET /v1/orders/{id}`   | `orders:read`   | orders                       |
 //! | `POST /v1/orders`       | `orders:write`  | orders; `Idempotency-Key` required |
+//! | `POST /v1/webhooks`     | `webhooks:manage` | webhooks                   |
+//! | `GET /v1/webhooks`      | `webhooks:manage` | webhooks                   |
+//! | `DELETE /v1/webhooks/{id}` | `webhooks:manage` | webhooks                |
 
 mod orders;
 mod products;
+mod webhooks;
 
 use std::{
     sync::Arc,
@@ -34,6 +38,11 @@ pub use orders::{
     PartnerOrderStatus,
 };
 pub use products::{PartnerPrice, PartnerProduct, PartnerStock, ProductPage};
+pub(crate) use webhooks::deliveries;
+pub use webhooks::{
+    CreatedWebhook, NewWebhook, OrderCreatedData, Webhook, WebhookEvent, WebhookEventType,
+    WebhookPage,
+};
 
 /// The path every v1 route is under.
 pub const PREFIX: &str = "/v1";
@@ -45,6 +54,8 @@ pub(crate) struct V1State {
     pub(crate) services: Downstreams,
     /// Signs and opens the listings' cursors.
     pub(crate) cursors: Arc<CursorSigner>,
+    /// Whether a webhook may target loopback over plain http (development).
+    pub(crate) allow_http_webhooks: bool,
 }
 
 /// An amount of money: minor units of a currency, never a float.
@@ -77,7 +88,9 @@ pub(crate) fn timestamp(seconds: u64) -> String {
     tags(
         (name = "products", description = "The catalogue with current prices and stock"),
         (name = "orders", description = "The tenant's orders"),
+        (name = "webhooks", description = "Events delivered to the partner's systems, signed"),
     ),
+    components(schemas(WebhookEvent)),
 )]
 struct V1Doc;
 
@@ -98,8 +111,13 @@ pub(crate) fn api(idempotency: Option<IdempotencyLayer>) -> OpenApiRouter<V1Stat
         place_order = place_order.route_layer(idempotency);
     }
     let place_order = place_order.route_layer(RequireScope::new("orders:write"));
+    let webhooks = OpenApiRouter::new()
+        .routes(routes!(webhooks::create_webhook, webhooks::list_webhooks))
+        .routes(routes!(webhooks::delete_webhook))
+        .route_layer(RequireScope::new("webhooks:manage"));
     OpenApiRouter::with_openapi(V1Doc::openapi())
         .merge(products)
         .merge(read_orders)
         .merge(place_order)
+        .merge(webhooks)
 }

@@ -15,13 +15,13 @@ use axum::{
     Json,
     body::Bytes,
     extract::{Path, Query, State},
-    http::{HeaderMap, HeaderValue, StatusCode, header},
-    response::{IntoResponse, Response},
+    http::HeaderMap,
+    response::Response,
 };
 use gateway_core::{
     Error, RequestContext,
     downstream::{fetching, refused},
-    server::json_body,
+    server::{created, json_body},
 };
 use serde::{Deserialize, Serialize};
 use shared_schema::{
@@ -284,15 +284,8 @@ pub(crate) async fn create_order(
         )
         .await
         .map_err(refused(ORDER_REJECTED, ORDER_REJECTED_DETAIL))?;
-    let location =
-        HeaderValue::try_from(format!("/v1/orders/{}", order.id)).expect("a number is header-safe");
-    Ok((
-        StatusCode::CREATED,
-        [
-            (header::LOCATION, location),
-            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
-        ],
-        Json(PartnerOrder::from(order)),
-    )
-        .into_response())
+    Ok(created(
+        format!("/v1/orders/{}", order.id),
+        PartnerOrder::from(order),
+    ))
 }

@@ -274,6 +274,26 @@ impl DownstreamClient {
         .await
     }
 
+    /// `DELETE {base}{path}`; any 2xx answer is success, its body unread
+    /// beyond the size cap.
+    pub async fn delete(
+        &self,
+        path: &str,
+        context: &RequestContext,
+    ) -> Result<(), DownstreamError> {
+        let uri = self.uri(path.to_owned())?;
+        Box::pin(self.send(
+            Method::DELETE,
+            uri,
+            json_headers(false),
+            CallBody::Whole(Full::default()),
+            context,
+            &Raw,
+        ))
+        .await
+        .map(drop)
+    }
+
     /// The body of `GET uri` from the cache, or from the service (then
     /// stored as the service allows); see the `cache` module.
     async fn get_cached(

@@ -162,6 +162,24 @@ pub fn has_json_body(headers: &HeaderMap) -> bool {
         .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"))
 }
 
+/// A `201 Created` answer: `body` as JSON, the new resource at `location`
+/// (a path), never stored by a cache.
+pub fn created(location: String, body: impl Serialize) -> Response {
+    match HeaderValue::try_from(location) {
+        Ok(location) => (
+            StatusCode::CREATED,
+            [
+                (header::LOCATION, location),
+                (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+            ],
+            axum::Json(body),
+        )
+            .into_response(),
+        Err(_) => Error::Internal("a created resource's location is not header-safe".to_owned())
+            .into_response(),
+    }
+}
+
 /// Why a request's body is not a JSON document a route can read.
 #[derive(Debug, thiserror::Error)]
 pub enum JsonBodyError {
