@@ -8,98 +8,50 @@
 //! only this origin's scripts (no inline script) and GraphiQL's inline
 //! styles, fonts and images (`data:`).
 
-use axum::{
-    Router,
-    extract::Path,
-    http::{HeaderValue, header},
-    response::{IntoResponse, Response},
-    routing::get,
-};
-use gateway_core::Error;
+use axum::Router;
+use gateway_core::server::pages::{Asset, BuiltInPage};
 
 /// The page's route, and its files' (`/graphiql/{file}`).
 pub(crate) const PAGE: &str = "/graphiql";
 pub(crate) const FILES: &str = "/graphiql/{file}";
 
-/// What the page may load: this origin's scripts, styles and queries, and
-/// the fonts and images GraphiQL inlines.
-const POLICY: HeaderValue = HeaderValue::from_static(
-    "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
-     font-src data:; img-src 'self' data:; connect-src 'self'; \
-     base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
-);
-/// The files change with the binary only: kept an hour, then revalidated.
-const CACHE: HeaderValue = HeaderValue::from_static("public, max-age=3600");
-
-/// Each file by name, with its media type.
-const ASSETS: [(&str, &str, &[u8]); 6] = [
-    (
-        "graphiql-init.js",
-        "text/javascript; charset=utf-8",
-        include_bytes!("../graphiql/graphiql-init.js"),
-    ),
-    (
-        "graphiql-page.css",
-        "text/css; charset=utf-8",
-        include_bytes!("../graphiql/graphiql-page.css"),
-    ),
-    (
-        "graphiql.min.js",
-        "text/javascript; charset=utf-8",
-        include_bytes!("../graphiql/graphiql.min.js"),
-    ),
-    (
-        "graphiql.min.css",
-        "text/css; charset=utf-8",
-        include_bytes!("../graphiql/graphiql.min.css"),
-    ),
-    (
-        "react.production.min.js",
-        "text/javascript; charset=utf-8",
-        include_bytes!("../graphiql/react.production.min.js"),
-    ),
-    (
-        "react-dom.production.min.js",
-        "text/javascript; charset=utf-8",
-        include_bytes!("../graphiql/react-dom.production.min.js"),
-    ),
-];
+/// The page: what it may load is this origin's scripts, styles and
+/// queries, and the fonts and images GraphiQL inlines.
+const GRAPHIQL: BuiltInPage = BuiltInPage {
+    what: "GraphiQL file",
+    html: include_bytes!("../graphiql/index.html"),
+    files: &[
+        Asset::new(
+            "graphiql-init.js",
+            include_bytes!("../graphiql/graphiql-init.js"),
+        ),
+        Asset::new(
+            "graphiql-page.css",
+            include_bytes!("../graphiql/graphiql-page.css"),
+        ),
+        Asset::new(
+            "graphiql.min.js",
+            include_bytes!("../graphiql/graphiql.min.js"),
+        ),
+        Asset::new(
+            "graphiql.min.css",
+            include_bytes!("../graphiql/graphiql.min.css"),
+        ),
+        Asset::new(
+            "react.production.min.js",
+            include_bytes!("../graphiql/react.production.min.js"),
+        ),
+        Asset::new(
+            "react-dom.production.min.js",
+            include_bytes!("../graphiql/react-dom.production.min.js"),
+        ),
+    ],
+    policy: "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
+             font-src data:; img-src 'self' data:; connect-src 'self'; \
+             base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+};
 
 /// The page and its files.
 pub(crate) fn routes() -> Router {
-    Router::new()
-        .route(
-            PAGE,
-            get(|| async {
-                served(
-                    "text/html; charset=utf-8",
-                    include_bytes!("../graphiql/index.html"),
-                )
-            }),
-        )
-        .route(FILES, get(file))
-}
-
-async fn file(Path(name): Path<String>) -> Result<Response, Error> {
-    let (_, media_type, bytes) =
-        ASSETS
-            .iter()
-            .find(|(file, _, _)| *file == name)
-            .ok_or(Error::NotFound {
-                resource: "GraphiQL file",
-                id: name,
-            })?;
-    Ok(served(media_type, bytes))
-}
-
-fn served(media_type: &'static str, bytes: &'static [u8]) -> Response {
-    (
-        [
-            (header::CONTENT_TYPE, HeaderValue::from_static(media_type)),
-            (header::CONTENT_SECURITY_POLICY, POLICY),
-            (header::CACHE_CONTROL, CACHE),
-        ],
-        bytes,
-    )
-        .into_response()
+    GRAPHIQL.routes(PAGE, FILES)
 }

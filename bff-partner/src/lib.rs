@@ -14,11 +14,13 @@
 //! ([`contract`]), and a committed copy (`bff-partner/openapi.json`) is
 //! checked against it by a test, so a change of the contract shows in review.
 //! `GET /v1/openapi.json` serves it without authentication, so partners can
-//! integrate before they have a key.
+//! integrate before they have a key, and with `[partner] docs = true`
+//! `/v1/docs` shows it as a reference page (`reference.rs`).
 
 pub mod contract;
 mod deprecation;
 mod query;
+mod reference;
 pub mod v1;
 
 pub use deprecation::{DeprecationConfig, Retired};
@@ -46,6 +48,7 @@ use shared_schema::{
     catalog::{INVENTORY, PRICING, PRODUCTS},
     webhooks::WEBHOOKS,
 };
+use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
 /// `bff-partner` as a [`Bff`]: its name, ports, services and routes.
@@ -59,8 +62,10 @@ impl Bff for Partner {
     const PUBLIC_PORT: u16 = 8082;
     const ADMIN_PORT: u16 = 9082;
     const SERVICES: &'static [ServiceSpec] = &[PRODUCTS, INVENTORY, PRICING, ORDERS, WEBHOOKS];
-    /// The API description is public, so partners can integrate before they have a key.
-    const PUBLIC_ROUTES: &'static [&'static str] = &["/v1/openapi.json"];
+    /// The API description and its reference page are public, so partners
+    /// can integrate before they have a key.
+    const PUBLIC_ROUTES: &'static [&'static str] =
+        &["/v1/openapi.json", reference::PAGE, reference::FILES];
     const SECTION: &'static str = "partner";
     type Config = PartnerSettings;
 
@@ -89,6 +94,9 @@ pub struct PartnerSettings {
     /// Whether a webhook may target a loopback address over plain `http`
     /// (default `false`; for a receiver on a developer's machine).
     pub allow_http_webhooks: bool,
+    /// Whether the API reference (Swagger UI) is served at `/v1/docs`
+    /// (default `false`; devstack turns it on).
+    pub docs: bool,
 }
 
 impl Default for PartnerSettings {
@@ -98,6 +106,7 @@ impl Default for PartnerSettings {
             cursor_secret: None,
             deprecations: Vec::new(),
             allow_http_webhooks: false,
+            docs: false,
         }
     }
 }
@@ -124,10 +133,23 @@ impl Validate for PartnerSettings {
     }
 }
 
+/// What the API is: the document's `info`.
+#[derive(OpenApi)]
+#[openapi(info(
+    title = "Partner API",
+    version = "1.0.0",
+    description = "Stable, versioned REST API for partner systems. Fields are only ever added within v1. \
+        Authenticate with an API key (`X-Api-Key`) or an OAuth client-credentials bearer token for the \
+        audience `bff-partner`, never both. Every error is `application/problem+json` (RFC 9457) with a \
+        stable `code`; a 422 names each invalid field in `errors`. Names are snake_case, times ISO 8601 \
+        in UTC, money `{\"amount_minor\": 1299, \"currency\": \"EUR\"}`.",
+))]
+struct PartnerApi;
+
 /// Every version's routes, each under its prefix, with the operations
 /// they generate.
 fn versions(idempotency: Option<IdempotencyLayer>) -> OpenApiRouter<v1::V1State> {
-    OpenApiRouter::new().nest(v1::PREFIX, v1::api(idempotency))
+    OpenApiRouter::with_openapi(PartnerApi::openapi()).nest(v1::PREFIX, v1::api(idempotency))
 }
 
 /// Every operation of the API, as `"GET /v1/products/{id}"`.
@@ -202,7 +224,11 @@ pub fn app(parts: &BffParts, settings: &PartnerSettings) -> Router {
             deprecation::lifecycle,
         ));
     }
-    routes.route("/v1/openapi.json", get(move || openapi(document.clone())))
+    let routes = routes.route("/v1/openapi.json", get(move || openapi(document.clone())));
+    match settings.docs {
+        true => routes.merge(reference::routes()),
+        false => routes,
+    }
 }
 
 async fn openapi(document: Bytes) -> impl IntoResponse {
@@ -245,6 +271,8 @@ mod tests {
             ..PartnerSettings::default()
         });
         assert_eq!(document["openapi"], "3.1.0");
+        assert_eq!(document["info"]["title"], "Partner API");
+        assert_eq!(document["info"]["version"], "1.0.0");
         assert_eq!(
             document["servers"][0]["url"],
             "https://partners.example.com"

@@ -113,6 +113,7 @@ impl PlatformOptions {
             },
             partner: bff_partner::PartnerSettings {
                 allow_http_webhooks: true,
+                docs: true,
                 ..bff_partner::PartnerSettings::default()
             },
             issuer: IssuerConfig::default(),

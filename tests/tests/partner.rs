@@ -1155,3 +1155,38 @@ async fn a_webhook_receives_a_signed_order_created_and_a_retry_after_a_500() {
     again.assert_problem(404, "NOT_FOUND", "already gone");
     platform.stop().await;
 }
+
+#[tokio::test]
+async fn the_reference_page_is_served_without_a_credential_only_when_turned_on() {
+    let (demo, shutdown) = start_demo(BTreeMap::new()).await;
+    let off = platform_tests::start_bff::<bff_partner::Partner>(&demo, &shutdown, |_| {}).await;
+    let on = platform_tests::start_bff::<bff_partner::Partner>(&demo, &shutdown, |config| {
+        config.own.docs = true;
+    })
+    .await;
+    get(&off, "/v1/docs", Caller::Nobody).await.assert_problem(
+        404,
+        "ROUTE_NOT_FOUND",
+        "off by default",
+    );
+    let page = send(reqwest::Client::new().get(format!("{}/v1/docs", base_url(&on)))).await;
+    assert_eq!(page.status, 200);
+    assert_eq!(page.content_type(), "text/html; charset=utf-8");
+    assert!(
+        page.header("content-security-policy")
+            .contains("script-src 'self'")
+    );
+    for file in [
+        "swagger-ui-bundle.js",
+        "swagger-ui.css",
+        "reference-init.js",
+    ] {
+        let answer =
+            send(reqwest::Client::new().get(format!("{}/v1/docs/{file}", base_url(&on)))).await;
+        assert_eq!(answer.status, 200, "{file}");
+    }
+    shutdown.trigger();
+    for instance in [off, on] {
+        instance.wait().await;
+    }
+}

@@ -73,18 +73,10 @@ pub(crate) fn timestamp(seconds: u64) -> String {
     humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(seconds)).to_string()
 }
 
-/// The document's parts that no route generates: what the API is.
+/// v1's parts of the document that no route generates: its tags, and the
+/// schema of a webhook delivery.
 #[derive(OpenApi)]
 #[openapi(
-    info(
-        title = "Partner API",
-        version = "1.0.0",
-        description = "Stable, versioned REST API for partner systems. Fields are only ever added within v1. \
-            Authenticate with an API key (`X-Api-Key`) or an OAuth client-credentials bearer token for the \
-            audience `bff-partner`, never both. Every error is `application/problem+json` (RFC 9457) with a \
-            stable `code`; a 422 names each invalid field in `errors`. Names are snake_case, times ISO 8601 \
-            in UTC, money `{\"amount_minor\": 1299, \"currency\": \"EUR\"}`.",
-    ),
     tags(
         (name = "products", description = "The catalogue with current prices and stock"),
         (name = "orders", description = "The tenant's orders"),

@@ -55,6 +55,7 @@ mod conn;
 pub mod deadline;
 mod hygiene;
 mod limits;
+pub mod pages;
 
 pub use conn::{ConnectionLimits, serve_connections};
 pub use deadline::REQUEST_TIMEOUT_HEADER;

@@ -103,6 +103,9 @@ fn print_banner(platform: &Platform) {
     println!(
         "GraphiQL: http://127.0.0.1:{mobile}/graphiql (put {{\"Authorization\": \"Bearer $MOBILE_TOKEN\"}} in its Headers tab)"
     );
+    println!(
+        "Partner API reference: http://127.0.0.1:{partner}/v1/docs (Authorize with $PARTNER_API_KEY to try a request)"
+    );
     println!();
     println!("Try:");
     println!(
