@@ -1,5 +1,5 @@
 # Shared by the load benchmarks (sourced, not run): demo-services on the
-# ports 17000-17007, a token from its issuer, bff-web on 18080 (admin 19080)
+# ports 17000-17008, a token from its issuer, bff-web on 18080 (admin 19080)
 # configured against them, and cleanup of every process started.
 
 demo_services=${DEMO_SERVICES:-target/release/demo-services}
@@ -39,7 +39,8 @@ wait_for() { # URL: waits until it answers 200 (up to a minute: callgrind starts
 start_demo_services() { # [PREFIX...]: runs demo-services under PREFIX (taskset...)
     env BFF_PORTS__AUTH=17000 BFF_PORTS__PRODUCTS=17001 BFF_PORTS__INVENTORY=17002 \
         BFF_PORTS__PRICING=17003 BFF_PORTS__REVIEWS=17004 BFF_PORTS__USERS=17005 \
-        BFF_PORTS__ORDERS=17006 BFF_PORTS__RECOMMENDATIONS=17007 BFF_OBSERVABILITY__LOG_LEVEL=warn \
+        BFF_PORTS__ORDERS=17006 BFF_PORTS__RECOMMENDATIONS=17007 BFF_PORTS__WEBHOOKS=17008 \
+        BFF_OBSERVABILITY__LOG_LEVEL=warn \
         "$@" "$demo_services" >/dev/null &
     pids+=($!)
     wait_for http://127.0.0.1:17000/.well-known/jwks.json
@@ -63,17 +64,30 @@ web_token() { # [ALG]: prints a token for user-1 and bff-web, signed ES256 unles
         python3 -c 'import json, sys; print(json.load(sys.stdin)["access_token"])'
 }
 
-start_bff_web() { # [VAR=VALUE...] COMMAND...: runs COMMAND (bff-web, maybe under a prefix) with VARs; sets bff_pid
+start_bff() { # "SERVICE..." [VAR=VALUE...] COMMAND...: runs COMMAND (a BFF, maybe under a prefix) with VARs on 18080 (admin 19080), calling each SERVICE on its port here; sets bff_pid
+    local service downstreams=()
+    for service in $1; do
+        downstreams+=("BFF_DOWNSTREAM__${service^^}__URL=http://127.0.0.1:$(service_port "$service")")
+    done
+    shift
     env BFF_SERVER__LISTEN=127.0.0.1:18080 BFF_SERVER__ADMIN_LISTEN=127.0.0.1:19080 \
-        BFF_AUTH__JWKS__URL=http://127.0.0.1:17000/.well-known/jwks.json \
-        BFF_DOWNSTREAM__PRODUCTS__URL=http://127.0.0.1:17001 \
-        BFF_DOWNSTREAM__INVENTORY__URL=http://127.0.0.1:17002 \
-        BFF_DOWNSTREAM__PRICING__URL=http://127.0.0.1:17003 \
-        BFF_DOWNSTREAM__REVIEWS__URL=http://127.0.0.1:17004 \
+        BFF_AUTH__JWKS__URL=http://127.0.0.1:17000/.well-known/jwks.json "${downstreams[@]}" \
         "$@" >"${bff_stdout:-/dev/null}" 2>"${bff_stderr:-/dev/null}" &
     bff_pid=$!
     pids+=("$bff_pid")
     wait_for http://127.0.0.1:19080/readyz
+}
+
+service_port() { # SERVICE: its port here
+    case "$1" in
+        products) echo 17001 ;; inventory) echo 17002 ;; pricing) echo 17003 ;; reviews) echo 17004 ;;
+        users) echo 17005 ;; orders) echo 17006 ;; recommendations) echo 17007 ;; webhooks) echo 17008 ;;
+        *) echo "no port for $1" >&2; exit 2 ;;
+    esac
+}
+
+start_bff_web() { # [VAR=VALUE...] COMMAND...: bff-web's services, as start_bff
+    start_bff "products inventory pricing reviews" "$@"
 }
 
 wrk_summary() { # LABEL REPORT: checks every answer was 2xx; prints "LABEL req/s p50 p99"

@@ -92,7 +92,7 @@ MANY_CONNECTIONS = 1000
 # Node runs at a third of its rate for its first seconds (its JIT warming up).
 WARM_UP_SECONDS = 8
 SERVICE_PORTS = dict(auth=17000, products=17001, inventory=17002, pricing=17003,
-                     reviews=17004, users=17005, orders=17006, recommendations=17007)
+                     reviews=17004, users=17005, orders=17006, recommendations=17007, webhooks=17008)
 # A plan no run reaches: the limiter decides every request and lets it through. bff-mobile also charges a
 # query its cost beyond the route's token (`[mobile] complexity_per_token = 10` points a token: the 20-item
 # listing below costs 281 points, 29 tokens); a bucket of 10^9 refilled at 10^9 a second pays for that too.
@@ -135,6 +135,11 @@ DASHBOARD_USER = "user-14"
 # What the dashboard needs, and nothing more.
 DASHBOARD_SCOPES = "profile:read orders:read"
 LATENCY_SUFFIX = "-20ms"
+# bff-partner's product feed against the Express peer serving the same JSON: 20 products in id order with
+# their prices and stock (one batch call per service), a signed next cursor. Nothing on the path is cached:
+# the feed's pages and the batches carry no Cache-Control.
+PARTNER_FEED = "/v1/products?limit=20"
+PARTNER_SERVICES = ("products", "inventory", "pricing", "orders", "webhooks")
 
 
 class Failure(Exception):
@@ -347,6 +352,8 @@ def comparable(content):
     document = json.loads(content)
     if isinstance(document, dict) and isinstance(document.get("pageInfo"), dict):
         document["pageInfo"]["nextCursor"] = document["pageInfo"].get("nextCursor") is not None
+    if isinstance(document, dict) and "next_cursor" in document:  # bff-partner's feed
+        document["next_cursor"] = document["next_cursor"] is not None
     return document
 
 
@@ -469,6 +476,15 @@ def systems(setup, scenario):
             ("bff-web-no-cache", lambda: start([bff_web], {**bff_env(WEB_SERVICES), **WEB_CACHE_OFF}), page),
             ("express", lambda: start(node, node_env(), cwd=os.path.join(PEERS, "express-bff")),
              {**page, "url": f"http://127.0.0.1:18094{path}"}),
+        ]
+    if scenario == "partner":
+        bff_partner = os.path.join(RELEASE, "bff-partner")
+        token = setup.token("bff-partner", "ES256", "partner-acme", "products:read")
+        feed = {"url": f"http://127.0.0.1:18080{PARTNER_FEED}", "headers": {"Authorization": f"Bearer {token}"}}
+        return [
+            ("bff-partner", lambda: start([bff_partner], bff_env(PARTNER_SERVICES)), feed),
+            ("express", lambda: start(node, node_env(), cwd=os.path.join(PEERS, "express-bff")),
+             {**feed, "url": f"http://127.0.0.1:18094{PARTNER_FEED}"}),
         ]
     if scenario in MOBILE_SCREENS:
         token = (setup.token("bff-mobile", "ES256", DASHBOARD_USER, MOBILE_ME_SCOPES) if scenario == "mobile-me"
@@ -730,7 +746,7 @@ def main():
     parser.add_argument("-c", "--connections", type=int, default=32)
     parser.add_argument("-s", "--scenarios",
                         default="passthrough,page,page-20ms,listing,listing-20ms,dashboard,dashboard-20ms,"
-                                "mobile,mobile-listing,mobile-me")
+                                "mobile,mobile-listing,mobile-me,partner")
     parser.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "latest.json"))
     parser.add_argument("--flamegraphs", metavar="DIR",
                         help="draw flame graphs of our systems into DIR instead of measuring")

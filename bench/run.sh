@@ -4,14 +4,17 @@
 # haproxy, wrk and redis-server; npm's express and @apollo/server with
 # their locked dependencies; oha from crates.io; matplotlib from PyPI), runs
 # every scenario against us and the peers (bench/compare.py: the web pages
-# against Express, bff-mobile's three screens against Apollo), measures the
-# rate limiter's cost and accuracy against nginx's limit_req
-# (bench/ratelimit.sh), writes bench/results/latest.md with its charts
-# (bench/report.py), and prints the criterion micro-benchmarks' summary.
+# and bff-partner's product feed against Express, bff-mobile's three
+# screens against Apollo), measures the rate limiter's cost and accuracy
+# against nginx's limit_req (bench/ratelimit.sh), writes
+# bench/results/latest.md with its charts (bench/report.py), measures
+# bff-partner's idempotent orders (bench/partner-orders.sh, into
+# bench/results/partner-orders.txt), and prints the micro-benchmarks'
+# summaries (token verification; the idempotency store's added latency).
 #
 # Usage: bench/run.sh [-q] [-M] [-F] [compare.py options...]
 #   -q  quick: 3 s per closed-loop run, per open-loop rate and per rate-limit run (a smoke run, not a result)
-#   -M  skip the micro-benchmarks (cargo bench -p platform-tests --bench auth)
+#   -M  skip the micro-benchmarks (cargo bench -p platform-tests --bench auth, --bench idempotency)
 #   -F  measure nothing: draw flame graphs of our systems under load into
 #       bench/results/flamegraphs/ (perf from Debian's linux-perf, inferno
 #       from crates.io), for the pass-through, the product page and the
@@ -55,7 +58,7 @@ python3 -c "import matplotlib" 2>/dev/null || pip install --quiet matplotlib
 for peer in express-bff apollo-mobile; do
     (cd "bench/peers/$peer" && npm ci --silent --no-audit --no-fund)
 done
-cargo build --release --bin bff-web --bin bff-mobile --bin demo-services
+cargo build --release --bin bff-web --bin bff-mobile --bin bff-partner --bin demo-services
 
 if $flamegraphs; then
     rm -rf bench/results/flamegraphs
@@ -66,10 +69,12 @@ fi
 python3 bench/compare.py "${quick[@]}" "$@"
 bench/ratelimit.sh "${ratelimit_quick[@]}"
 python3 bench/report.py
+bench/partner-orders.sh "${ratelimit_quick[@]}" | tee bench/results/partner-orders.txt
 if $micro; then
     # criterion's names and estimates, without the progress lines
     cargo bench -p platform-tests --bench auth 2>&1 | awk '
         /^(Benchmarking|Found|Gnuplot|Warning|WARNING)|^ +(Running|Compiling|Finished)/ { next }
         /^ +(change|thrpt):|^ +[0-9]+ \(|^(Performance|No change|Change within)/ { next }
         { print }'
+    cargo bench -p platform-tests --bench idempotency 2>/dev/null | tee bench/results/idempotency.txt
 fi

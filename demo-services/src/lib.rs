@@ -35,7 +35,8 @@
 //! - `POST /admin/keys/rotate`;
 //! - `GET /admin/requests/{service}`: the last request the service received,
 //!   headers included (to check what a gateway forwarded);
-//! - `GET /admin/stats` (how often the JWKS was fetched).
+//! - `GET /admin/stats`: how often the JWKS was fetched, and how many
+//!   requests each service received.
 
 pub mod data;
 pub mod faults;
@@ -605,5 +606,10 @@ async fn last_request(
 }
 
 async fn stats(State(state): State<AuthState>) -> Json<serde_json::Value> {
-    Json(json!({ "jwks_fetches": state.issuer.jwks_fetches() }))
+    let received: BTreeMap<&str, u64> = state
+        .request_logs
+        .iter()
+        .map(|(service, log)| (service.as_str(), log.received()))
+        .collect();
+    Json(json!({ "jwks_fetches": state.issuer.jwks_fetches(), "received": received }))
 }

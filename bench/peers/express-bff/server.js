@@ -1,4 +1,5 @@
-// express-bff: bff-web's three read pages as a Node team would write them with Express 5, one process,
+// express-bff: bff-web's three read pages (and bff-partner's product feed, `GET /v1/products`, below) as a
+// Node team would write them with Express 5, one process,
 // no cluster: pinned to one CPU like bff-web. Each page has bff-web's JSON, field for field and in the same
 // order, and makes the same downstream calls with the same paths and query strings:
 // - `GET /api/product-page/{id}` (bff-web/src/product_page.rs), scope `products:read`: in parallel the
@@ -157,13 +158,13 @@ const AUTH_CODES = {
   ERR_JWT_CLAIM_VALIDATION_FAILED: 'AUTH_INVALID_CLAIMS',
 };
 
-// Verifies the token, then requires each of SCOPES in turn (bff-web's route layers).
-const authenticate = (...required) => async (req, res, next) => {
+// Verifies the token for AUDIENCE, then requires each of SCOPES in turn (the BFF's route layers).
+const authenticateFor = (audience) => (...required) => async (req, res, next) => {
   const bearer = /^Bearer +(\S+)$/i.exec(req.headers.authorization ?? '');
   if (!bearer) return problem(res, 401, 'AUTH_MISSING', 'no credentials', { 'www-authenticate': 'Bearer' });
   let claims;
   try {
-    ({ payload: claims } = await jwtVerify(bearer[1], jwks, VERIFY));
+    ({ payload: claims } = await jwtVerify(bearer[1], jwks, { ...VERIFY, audience }));
   } catch (error) {
     if (error instanceof TypeError || ['ERR_JWKS_TIMEOUT', 'ERR_JOSE_GENERIC'].includes(error.code)) {
       return problem(res, 503, 'AUTH_KEYS_UNAVAILABLE', 'the signing keys are unavailable; retry later');
@@ -188,6 +189,8 @@ const authenticate = (...required) => async (req, res, next) => {
   };
   next();
 };
+
+const authenticate = authenticateFor(VERIFY.audience);
 
 // --- the views (bff-web/src/views.rs) -----------------------------------------------------------------
 
@@ -243,7 +246,8 @@ app.set('etag', false);
 // bff-web: tower-http's CompressionLayer, br or gzip at quality 4, over 1 KiB.
 app.use(compression({ threshold: 1024, level: 4, brotli: { params: { [zlib.BROTLI_PARAM_QUALITY]: 4 } } }));
 
-const TEMPLATES = { // the access log's route, as bff-web's router template
+const TEMPLATES = { // the access log's route, as the BFF's router template
+  '/v1/products': '/v1/products',
   '/api/product-page/:id': '/api/product-page/{id}',
   '/api/categories/:slug/products': '/api/categories/{slug}/products',
   '/api/me/dashboard': '/api/me/dashboard',
@@ -452,6 +456,69 @@ app.get('/api/me/dashboard', authenticate('profile:read', 'orders:read'), async 
       product: cardOf(item.product_id), price: priced.get(item.product_id) ?? null, reason: item.reason,
     })),
     missing: missing(res),
+  });
+});
+
+// bff-partner's product feed, `GET /v1/products?limit=&cursor=&category=&updated_since=`
+// (bff-partner/src/v1/products.rs), scope `products:read` for the audience `bff-partner`: the page in id
+// order (`/products?sort=id&limit=[&category=][&updated_since=][&cursor=]`), then its prices and stock in
+// one batch call per service, both required (a partner's answer is all or nothing: a failure is the
+// service's 502/504). The next cursor is signed over the filters as bff-partner signs it.
+const PARTNER_LIMIT = 20;
+const iso = (seconds) => new Date(seconds * 1000).toISOString().replace('.000Z', 'Z');
+const feedOf = (category, since) => `products ${category ?? '*'} ${since ?? '*'}`;
+app.get('/v1/products', authenticateFor('bff-partner')('products:read'), async (req, res) => {
+  const at = req.url.indexOf('?');
+  const params = new URLSearchParams(at < 0 ? '' : req.url.slice(at + 1));
+  const errors = [];
+  const limitParam = params.get('limit');
+  const limit = limitParam === null ? PARTNER_LIMIT : (/^\d+$/.test(limitParam) ? Number(limitParam) : NaN);
+  if (!(limit >= 1 && limit <= 100)) errors.push({ name: 'limit', reason: 'must be a whole number from 1 to 100' });
+  const category = params.get('category') ?? undefined;
+  if (category !== undefined && !/^[a-z0-9-]{1,64}$/.test(category)) {
+    errors.push({ name: 'category', reason: "must be a category slug: 1 to 64 of a-z, 0-9 and '-'" });
+  }
+  const sinceParam = params.get('updated_since');
+  const sinceMillis = sinceParam === null ? undefined : Date.parse(sinceParam);
+  if (Number.isNaN(sinceMillis)) errors.push({ name: 'updated_since', reason: 'must be an ISO 8601 UTC time' });
+  const since = sinceMillis === undefined ? undefined : Math.floor(sinceMillis / 1000);
+  const cursorParam = params.get('cursor');
+  const cursor = cursorParam === null ? undefined : openCursor(feedOf(category, since), cursorParam);
+  if (cursor === null) errors.push({ name: 'cursor', reason: 'is not a cursor of this listing' });
+  if (errors.length) return problem(res, 422, 'INVALID_QUERY', `${errors.length} query parameters are invalid`, {}, { errors });
+  let path = `/products?sort=id&limit=${limit}`;
+  if (category !== undefined) path += `&category=${category}`;
+  if (since !== undefined) path += `&updated_since=${since}`;
+  if (cursor !== undefined) path += `&cursor=${encodeAll(cursor)}`;
+  const h = res.locals.headers;
+  let page, prices, stock;
+  try {
+    page = await getJson(products, path, h);
+    const ids = page.items.map((p) => p.id);
+    [prices, stock] = ids.length
+      ? await Promise.all([getJson(pricing, batchPath('/prices', ids), h), getJson(inventory, batchPath('/inventory', ids), h)])
+      : [{ items: [] }, { items: [] }];
+  } catch (error) {
+    return requiredFailed(res, error, 'category', category ?? '*', 'products');
+  }
+  const priced = new Map(prices.items.map((x) => [x.product_id, x]));
+  const stocked = new Map(stock.items.map((x) => [x.product_id, x]));
+  if (page.items.some((p) => !priced.has(p.id) || !stocked.has(p.id))) {
+    return problem(res, 502, 'DOWNSTREAM_NOT_FOUND', 'a price or stock of the page is missing');
+  }
+  const next = page.next_cursor ?? null;
+  res.json({
+    items: page.items.map((p) => {
+      const price = priced.get(p.id);
+      const level = stocked.get(p.id);
+      return {
+        id: p.id, sku: p.sku, name: p.name, brand: p.brand, category: p.category,
+        price: { amount_minor: price.amount_minor, list_amount_minor: price.list_amount_minor, currency: price.currency },
+        stock: { available: level.available, warehouse: level.warehouse },
+        created_at: iso(p.created_at), updated_at: iso(p.updated_at),
+      };
+    }),
+    next_cursor: next === null ? null : signCursor(feedOf(category, since), next),
   });
 });
 
