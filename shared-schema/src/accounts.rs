@@ -186,7 +186,7 @@ impl NewOrder {
                     None
                 }
                 Some(id) => {
-                    let id = id.as_u64().filter(|id| *id > 0);
+                    let id = whole_number(id).filter(|id| *id > 0);
                     if id.is_none() {
                         problem(
                             at(&format!("/{product_id}")),
@@ -202,8 +202,7 @@ impl NewOrder {
                     None
                 }
                 Some(quantity) => {
-                    let quantity = quantity
-                        .as_u64()
+                    let quantity = whole_number(quantity)
                         .and_then(|quantity| u32::try_from(quantity).ok())
                         .filter(|quantity| (1..=NewOrderLine::MAX_QUANTITY).contains(quantity));
                     if quantity.is_none() {
@@ -231,6 +230,19 @@ impl NewOrder {
             Err(invalid)
         }
     }
+}
+
+/// A JSON number that is a whole number, as JSON Schema's `integer` counts
+/// them: `2` and `2.0` alike (a client's JSON library may write either).
+fn whole_number(value: &Value) -> Option<u64> {
+    value.as_u64().or_else(|| {
+        value
+            .as_f64()
+            .filter(|number| {
+                number.fract() == 0.0 && (0.0..=9_007_199_254_740_992.0).contains(number)
+            })
+            .map(|number| number as u64)
+    })
 }
 
 /// A member name as a JSON Pointer token (RFC 6901).
@@ -268,7 +280,7 @@ mod tests {
         let lines = NewOrder::lines_of(&web, "productId").expect("valid");
         assert_eq!(lines.len(), 2);
         assert_eq!((lines[1].product_id, lines[1].quantity), (7, 99));
-        let partner = serde_json::json!({"lines": [{"product_id": 42, "quantity": 3}]});
+        let partner = serde_json::json!({"lines": [{"product_id": 42, "quantity": 3.0}]});
         let lines = NewOrder::lines_of(&partner, "product_id").expect("valid");
         assert_eq!((lines[0].product_id, lines[0].quantity), (42, 3));
         assert_eq!(

@@ -458,6 +458,28 @@ async fn every_operation_answers_as_its_document_says() {
         r#"{"lines":[{"productId":1,"quantity":100}],"note":"x"}"#,
     )
     .await;
+    // An error is not kept: the same request again is checked again, and
+    // the key, still free, then places the corrected order.
+    let again = place(
+        partner,
+        key,
+        Some("order-5"),
+        r#"{"lines":[{"productId":1,"quantity":100}],"note":"x"}"#,
+    )
+    .await;
+    contract.check("post", "/v1/orders", &again);
+    again.assert_problem(422, "INVALID_BODY", "the same refused request");
+    assert_eq!(again.body["errors"], invalid.body["errors"]);
+    assert_eq!(again.header("idempotent-replayed"), "");
+    let corrected = place(
+        partner,
+        key,
+        Some("order-5"),
+        r#"{"lines":[{"product_id":1,"quantity":2.0}]}"#,
+    )
+    .await;
+    contract.check("post", "/v1/orders", &corrected);
+    assert_eq!(corrected.status, 201, "{}", corrected.body);
     let named: Vec<&str> = invalid.body["errors"]
         .as_array()
         .expect("errors")

@@ -169,7 +169,7 @@ fn orders_of(context: &RequestContext) -> String {
     operation_id = "listOrders",
     params(
         ("limit" = Option<u32>, Query, description = "Orders in one page, 1 to 100 (default 20)", minimum = 1, maximum = 100),
-        ("cursor" = Option<String>, Query, description = "The `next_cursor` of the page before; opaque"),
+        ("cursor" = Option<String>, Query, pattern = "^[A-Za-z0-9_-]+\\.[A-Za-z0-9_-]+$", description = "The `next_cursor` of the page before; opaque"),
     ),
     responses((status = 200, description = "A page of the tenant's orders", body = OrderPage)),
     security(("api_key" = ["orders:read"]), ("bearer" = ["orders:read"])),

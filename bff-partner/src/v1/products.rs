@@ -223,7 +223,7 @@ fn feed_of(category: Option<&str>, updated_since: Option<u64>) -> String {
     operation_id = "listProducts",
     params(
         ("limit" = Option<u32>, Query, description = "Products in one page, 1 to 100 (default 20)", minimum = 1, maximum = 100),
-        ("cursor" = Option<String>, Query, description = "The `next_cursor` of the page before; opaque, and valid only with the filters it was issued with"),
+        ("cursor" = Option<String>, Query, pattern = "^[A-Za-z0-9_-]+\\.[A-Za-z0-9_-]+$", description = "The `next_cursor` of the page before; opaque, and valid only with the filters it was issued with"),
         ("category" = Option<String>, Query, description = "Only products of this category (its slug, for example `audio`)", pattern = "^[a-z0-9-]{1,64}$"),
         ("updated_since" = Option<String>, Query, description = "Only products changed at or after this time (ISO 8601, UTC, for example `2026-04-01T00:00:00Z`)", format = DateTime),
     ),

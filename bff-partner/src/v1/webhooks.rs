@@ -52,8 +52,9 @@ pub struct NewWebhook {
     /// Where deliveries are POSTed: an `https` URL of a public host.
     #[schema(example = "https://erp.example.com/hooks/shop", max_length = 2048)]
     pub url: String,
-    /// The events to deliver (default: every one, `order.created`).
+    /// The events to deliver, at least one (default: every one, `order.created`).
     #[serde(default)]
+    #[schema(min_items = 1)]
     pub events: Option<Vec<WebhookEventType>>,
 }
 

@@ -8,7 +8,8 @@
 //! - without `Idempotency-Key` it is a 400 (`IDEMPOTENCY_KEY_MISSING`); a key
 //!   is 1 to 255 visible ASCII characters (`IDEMPOTENCY_KEY_INVALID`);
 //! - the first request with a key claims it, runs, and its answer is kept
-//!   for `[idempotency] ttl` (24 h) unless it is a 5xx, which leaves the key
+//!   for `[idempotency] ttl` (24 h) if it succeeded (2xx); any other answer
+//!   (a refused body, a service's refusal, a 5xx) leaves the key
 //!   free for a retry (a client that goes away mid-way leaves it free too);
 //! - a retry with the same key and the same request (method, path and
 //!   query, body: their SHA-256) gets the kept answer again, with
@@ -402,8 +403,11 @@ fn sha256_hex(parts: &[&[u8]]) -> String {
         .collect()
 }
 
-/// Keeps `response` under `claim` unless it is a 5xx or too large, in which
-/// case the key is freed; the response goes to the client either way.
+/// Keeps `response` under `claim` if it succeeded (2xx) and is not too
+/// large, else frees the key; the response goes to the client either way.
+/// An error is not kept: it may be a problem the server stack renders from
+/// the response's extensions, which a record cannot hold, and a client
+/// that fixes its request may retry it under the same key.
 async fn keep(
     store: &IdempotencyStore,
     claim: ClaimToken,
@@ -419,7 +423,7 @@ async fn keep(
             return StatusCode::BAD_GATEWAY.into_response();
         }
     };
-    if parts.status.is_server_error() || body.len() > MAX_KEPT_BODY_BYTES {
+    if !parts.status.is_success() || body.len() > MAX_KEPT_BODY_BYTES {
         store.release(claim).await;
     } else {
         let kept = Kept {
