@@ -11,8 +11,12 @@
 //! record); partners are the client ids of [`PARTNERS`].
 
 use std::{
+    collections::HashMap,
     path::{Path, PathBuf},
-    sync::{Mutex, RwLock},
+    sync::{
+        Mutex, RwLock,
+        atomic::{AtomicU64, Ordering},
+    },
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
@@ -75,6 +79,11 @@ pub struct IssuerConfig {
     pub ec_key_file: Option<PathBuf>,
     /// Secret for HS256 tokens; HS256 is refused when absent.
     pub hs256_secret: Option<Secret>,
+    /// The client secret of every BFF's introspection client (`bff-web`,
+    /// `bff-mobile`, `bff-partner`, HTTP Basic at `POST /introspect` and
+    /// `POST /revoke`); the default `dev-introspection-secret` is for local
+    /// runs only.
+    pub introspection_secret: Secret,
 }
 
 impl Default for IssuerConfig {
@@ -87,6 +96,7 @@ impl Default for IssuerConfig {
             rsa_key_file: None,
             ec_key_file: None,
             hs256_secret: None,
+            introspection_secret: Secret::new("dev-introspection-secret".to_owned()),
         }
     }
 }
@@ -265,6 +275,10 @@ pub struct TokenRequest {
     /// Lifetime, at most 1 hour (default from config).
     #[serde(default)]
     pub ttl: Option<HumanDuration>,
+    /// `jwt` (default), or `opaque`: a random token that means nothing
+    /// without `POST /introspect`.
+    #[serde(default)]
+    pub format: Option<String>,
 }
 
 /// An issued token (the body of the `POST /token` answer).
@@ -295,6 +309,9 @@ pub enum TokenError {
     /// Asked for scopes the subject does not have.
     #[error("scope {0:?} is not granted to this subject")]
     ScopeNotGranted(String),
+    /// The format is neither `jwt` nor `opaque`.
+    #[error("unknown format {0:?}; expected jwt or opaque")]
+    UnknownFormat(String),
     /// Signing failed.
     #[error("signing failed: {0}")]
     Signing(#[from] jsonwebtoken::errors::Error),
@@ -312,12 +329,35 @@ struct Claims<'a> {
     exp: u64,
 }
 
+/// What an opaque token stands for, kept by the issuer until it expires
+/// or is revoked.
+#[derive(Debug, Clone)]
+struct OpaqueGrant {
+    subject: String,
+    audience: String,
+    tenant: String,
+    scope: String,
+    expires_at: u64,
+}
+
 /// The dev token issuer.
 pub struct Issuer {
     config: IssuerConfig,
     keys: RwLock<KeyRing>,
     /// When each JWKS fetch arrived.
     jwks_fetches: Mutex<Vec<Instant>>,
+    /// The live opaque tokens, by token.
+    opaque: Mutex<HashMap<String, OpaqueGrant>>,
+    /// `POST /introspect` calls answered, authenticated or not.
+    introspections: AtomicU64,
+}
+
+/// Why `POST /introspect` or `POST /revoke` was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum IntrospectionError {
+    /// The client is not a BFF, or its secret is wrong.
+    #[error("the client credentials are not a BFF's")]
+    Unauthorized,
 }
 
 impl std::fmt::Debug for Issuer {
@@ -353,7 +393,79 @@ impl Issuer {
                 retired: Vec::new(),
             }),
             jwks_fetches: Mutex::new(Vec::new()),
+            opaque: Mutex::new(HashMap::new()),
+            introspections: AtomicU64::new(0),
         })
+    }
+
+    /// How many introspections were asked for.
+    pub fn introspections(&self) -> u64 {
+        self.introspections.load(Ordering::Relaxed)
+    }
+
+    /// Checks a BFF's introspection client credentials.
+    fn client(&self, client_id: &str, secret: &str) -> Result<(), IntrospectionError> {
+        let known = AUDIENCES.contains(&client_id);
+        // Their digests are compared, so the time a comparison takes tells
+        // nothing about the secret.
+        let digest = |text: &[u8]| ring::digest::digest(&ring::digest::SHA256, text);
+        let matches = digest(self.config.introspection_secret.expose().as_bytes()).as_ref()
+            == digest(secret.as_bytes()).as_ref();
+        if known && matches {
+            Ok(())
+        } else {
+            Err(IntrospectionError::Unauthorized)
+        }
+    }
+
+    /// RFC 7662: what `token` stands for, asked by BFF `client_id`
+    /// authenticated with `secret`. An unknown, expired or revoked token
+    /// is `{"active": false}` and nothing more.
+    pub fn introspect(
+        &self,
+        client_id: &str,
+        secret: &str,
+        token: &str,
+    ) -> Result<Value, IntrospectionError> {
+        self.introspections.fetch_add(1, Ordering::Relaxed);
+        self.client(client_id, secret)?;
+        let grants = self
+            .opaque
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = now();
+        Ok(
+            match grants.get(token).filter(|grant| grant.expires_at > now) {
+                None => json!({ "active": false }),
+                Some(grant) => json!({
+                    "active": true,
+                    "iss": self.config.issuer,
+                    "sub": grant.subject,
+                    "aud": grant.audience,
+                    "tid": grant.tenant,
+                    "scope": grant.scope,
+                    "client_id": grant.subject,
+                    "token_type": "Bearer",
+                    "exp": grant.expires_at,
+                }),
+            },
+        )
+    }
+
+    /// RFC 7009: `token` means nothing from now on (unknown tokens too:
+    /// the answer does not tell whether it existed).
+    pub fn revoke(
+        &self,
+        client_id: &str,
+        secret: &str,
+        token: &str,
+    ) -> Result<(), IntrospectionError> {
+        self.client(client_id, secret)?;
+        self.opaque
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(token);
+        Ok(())
     }
 
     /// The `iss` of issued tokens.
@@ -519,6 +631,35 @@ impl Issuer {
             .map_or(self.config.token_ttl.get(), HumanDuration::get)
             .min(MAX_TTL);
         let iat = now();
+        match request.format.as_deref().unwrap_or("jwt") {
+            "jwt" => {}
+            "opaque" => {
+                let access_token =
+                    format!("opq_{}", URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>()));
+                let mut grants = self
+                    .opaque
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                grants.retain(|_, grant| grant.expires_at > iat);
+                grants.insert(
+                    access_token.clone(),
+                    OpaqueGrant {
+                        subject: request.subject.clone(),
+                        audience: request.audience.clone(),
+                        tenant,
+                        scope: scope.clone(),
+                        expires_at: iat + ttl.as_secs(),
+                    },
+                );
+                return Ok(TokenResponse {
+                    access_token,
+                    token_type: "Bearer".to_owned(),
+                    expires_in: ttl.as_secs(),
+                    scope,
+                });
+            }
+            other => return Err(TokenError::UnknownFormat(other.to_owned())),
+        }
         let claims = Claims {
             iss: &self.config.issuer,
             sub: &request.subject,
@@ -592,7 +733,59 @@ mod tests {
             alg: Some(alg.to_owned()),
             scope: None,
             ttl: None,
+            format: None,
         }
+    }
+
+    #[test]
+    fn opaque_tokens_are_introspected_by_bffs_and_revoked() {
+        let catalog = Catalog::new(DataConfig::default());
+        let issuer = Issuer::new(IssuerConfig::default()).expect("keys");
+        let token = issuer
+            .issue(
+                &TokenRequest {
+                    format: Some("opaque".to_owned()),
+                    ..request("partner-acme", "bff-partner", "RS256")
+                },
+                &catalog,
+            )
+            .expect("issued")
+            .access_token;
+        assert!(
+            token.starts_with("opq_") && token.split('.').count() == 1,
+            "{token}"
+        );
+        let secret = "dev-introspection-secret";
+        let answer = issuer
+            .introspect("bff-partner", secret, &token)
+            .expect("a BFF");
+        assert_eq!(answer["active"], true);
+        assert_eq!(answer["sub"], "partner-acme");
+        assert_eq!(answer["tid"], "acme");
+        assert_eq!(answer["aud"], "bff-partner");
+        assert!(answer["exp"].as_u64().is_some_and(|exp| exp > now()));
+        assert!(matches!(
+            issuer.introspect("bff-partner", "guess", &token),
+            Err(IntrospectionError::Unauthorized)
+        ));
+        assert!(matches!(
+            issuer.introspect("someone", secret, &token),
+            Err(IntrospectionError::Unauthorized)
+        ));
+        assert_eq!(
+            issuer
+                .introspect("bff-web", secret, "opq_nothing")
+                .expect("a BFF"),
+            json!({"active": false})
+        );
+        issuer.revoke("bff-web", secret, &token).expect("a BFF");
+        assert_eq!(
+            issuer
+                .introspect("bff-partner", secret, &token)
+                .expect("a BFF"),
+            json!({"active": false})
+        );
+        assert_eq!(issuer.introspections(), 5);
     }
 
     fn decode_segment(token: &str, index: usize) -> Value {

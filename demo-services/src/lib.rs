@@ -7,7 +7,7 @@
 //!
 //! | service   | default port | endpoints                                                   |
 //! |-----------|--------------|-------------------------------------------------------------|
-//! | auth      | 7000 | `GET /.well-known/jwks.json`, `POST /token`, `/admin/...`            |
+//! | auth      | 7000 | `GET /.well-known/jwks.json`, `POST /token` (a JWT, or with `"format": "opaque"` a random token), `POST /introspect` (RFC 7662) and `POST /revoke` (RFC 7009) for the BFFs' clients (HTTP Basic), `/admin/...` |
 //! | products  | 7001 | `GET /products/{id}`, `GET /products?ids=1,2`, `GET /products?cursor=&limit=`, `GET /products?category=&sort=&cursor=&limit=`, `GET /products/{id}/related?limit=`, `GET /categories/{slug}/facets` |
 //! | inventory | 7002 | `GET /inventory/{id}`, `GET /inventory?ids=`                          |
 //! | pricing   | 7003 | `GET /prices/{id}`, `GET /prices?ids=`                                |
@@ -35,8 +35,8 @@
 //! - `POST /admin/keys/rotate`;
 //! - `GET /admin/requests/{service}`: the last request the service received,
 //!   headers included (to check what a gateway forwarded);
-//! - `GET /admin/stats`: how often the JWKS was fetched, and how many
-//!   requests each service received.
+//! - `GET /admin/stats`: how often the JWKS was fetched and tokens were
+//!   introspected, and how many requests each service received.
 
 pub mod data;
 pub mod faults;
@@ -54,7 +54,7 @@ use std::{
 use axum::{
     Json, Router,
     extract::{Path, State},
-    http::{HeaderValue, StatusCode, header},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
     routing::{get, post, put},
 };
@@ -490,6 +490,8 @@ fn auth(state: AuthState) -> Router {
     Router::new()
         .route("/.well-known/jwks.json", get(jwks))
         .route("/token", post(token))
+        .route("/introspect", post(introspect))
+        .route("/revoke", post(revoke))
         .route("/admin/faults", get(list_faults))
         .route(
             "/admin/faults/{service}",
@@ -611,5 +613,85 @@ async fn stats(State(state): State<AuthState>) -> Json<serde_json::Value> {
         .iter()
         .map(|(service, log)| (service.as_str(), log.received()))
         .collect();
-    Json(json!({ "jwks_fetches": state.issuer.jwks_fetches(), "received": received }))
+    Json(json!({
+        "jwks_fetches": state.issuer.jwks_fetches(),
+        "introspections": state.issuer.introspections(),
+        "received": received,
+    }))
+}
+
+/// The client of `Authorization: Basic` and the form's `token`, as RFC 7662
+/// and RFC 7009 send them.
+fn client_and_token(
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(String, String, String), Rejection> {
+    let unauthorized = || {
+        Rejection::new(
+            StatusCode::UNAUTHORIZED,
+            "INVALID_CLIENT",
+            "the client credentials are refused",
+        )
+    };
+    let basic = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Basic "))
+        .and_then(|encoded| {
+            base64::Engine::decode(&base64::engine::general_purpose::STANDARD, encoded.trim()).ok()
+        })
+        .and_then(|decoded| String::from_utf8(decoded).ok())
+        .ok_or_else(unauthorized)?;
+    let (client, secret) = basic.split_once(':').ok_or_else(unauthorized)?;
+    let token = url::form_urlencoded::parse(body)
+        .find(|(name, _)| name == "token")
+        .map(|(_, token)| token.into_owned())
+        .ok_or_else(|| {
+            Rejection::new(
+                StatusCode::BAD_REQUEST,
+                "INVALID_REQUEST",
+                "the form has no token",
+            )
+        })?;
+    Ok((client.to_owned(), secret.to_owned(), token))
+}
+
+/// `POST /introspect` (RFC 7662), for the BFFs' clients only.
+async fn introspect(
+    State(state): State<AuthState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Json<serde_json::Value>, Rejection> {
+    let (client, secret, token) = client_and_token(&headers, &body)?;
+    state
+        .issuer
+        .introspect(&client, &secret, &token)
+        .map(Json)
+        .map_err(|error| {
+            Rejection::new(
+                StatusCode::UNAUTHORIZED,
+                "INVALID_CLIENT",
+                error.to_string(),
+            )
+        })
+}
+
+/// `POST /revoke` (RFC 7009): 200 whether the token existed or not.
+async fn revoke(
+    State(state): State<AuthState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<StatusCode, Rejection> {
+    let (client, secret, token) = client_and_token(&headers, &body)?;
+    state
+        .issuer
+        .revoke(&client, &secret, &token)
+        .map(|()| StatusCode::OK)
+        .map_err(|error| {
+            Rejection::new(
+                StatusCode::UNAUTHORIZED,
+                "INVALID_CLIENT",
+                error.to_string(),
+            )
+        })
 }

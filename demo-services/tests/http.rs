@@ -300,3 +300,80 @@ async fn recommendations_are_the_callers_tenants_users_only() {
     assert_eq!(status, 400);
     assert_eq!(problem["code"], "MISSING_PARAMETER");
 }
+
+#[tokio::test]
+async fn opaque_tokens_are_introspected_and_revoked_over_http() {
+    let (demo, _shutdown) = start().await;
+    let auth = demo.url(ServiceName::Auth);
+    let client = reqwest::Client::new();
+    let issued: Value = client
+        .post(format!("{auth}/token"))
+        .body(json!({ "subject": "user-7", "audience": "bff-web", "format": "opaque" }).to_string())
+        .send()
+        .await
+        .expect("answered")
+        .text()
+        .await
+        .map(|text| serde_json::from_str(&text).expect("json"))
+        .expect("a body");
+    let token = issued["access_token"].as_str().expect("a token").to_owned();
+    let form = |token: &str| {
+        format!(
+            "token={}",
+            url::form_urlencoded::byte_serialize(token.as_bytes()).collect::<String>()
+        )
+    };
+    let call = |path: &'static str, user: &'static str, password: &'static str, body: String| {
+        client
+            .post(format!("{auth}{path}"))
+            .basic_auth(user, Some(password))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+    };
+    let answer = call(
+        "/introspect",
+        "bff-web",
+        "dev-introspection-secret",
+        form(&token),
+    )
+    .await
+    .expect("answered");
+    assert_eq!(answer.status(), 200);
+    let claims: Value = serde_json::from_str(&answer.text().await.expect("a body")).expect("json");
+    assert_eq!(
+        (claims["active"].clone(), claims["sub"].clone()),
+        (json!(true), json!("user-7"))
+    );
+    let refused = call("/introspect", "bff-web", "wrong", form(&token))
+        .await
+        .expect("answered");
+    assert_eq!(refused.status(), 401, "a wrong client secret");
+    let revoked = call(
+        "/revoke",
+        "bff-web",
+        "dev-introspection-secret",
+        form(&token),
+    )
+    .await
+    .expect("answered");
+    assert_eq!(revoked.status(), 200);
+    let after: Value = call(
+        "/introspect",
+        "bff-mobile",
+        "dev-introspection-secret",
+        form(&token),
+    )
+    .await
+    .expect("answered")
+    .text()
+    .await
+    .map(|text| serde_json::from_str(&text).expect("json"))
+    .expect("a body");
+    assert_eq!(after, json!({ "active": false }));
+    let (_, stats) = get(format!("{auth}/admin/stats")).await;
+    assert_eq!(
+        stats["introspections"], 3,
+        "every call counted, refused ones too"
+    );
+}

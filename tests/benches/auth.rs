@@ -121,6 +121,7 @@ fn token(demo: &DemoServices, alg: &str) -> String {
         alg: Some(alg.to_owned()),
         scope: None,
         ttl: None,
+        format: None,
     })
     .expect("issued")
     .access_token

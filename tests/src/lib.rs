@@ -571,6 +571,7 @@ pub fn issue_token(demo: &DemoServices, subject: &str, audience: &str, alg: &str
         alg: Some(alg.to_owned()),
         scope: None,
         ttl: None,
+        format: None,
     })
     .expect("the demo issuer issues tokens for demo users and partners")
     .access_token

@@ -752,6 +752,7 @@ async fn a_missing_scope_is_forbidden() {
             alg: None,
             scope: Some("orders:read".to_owned()),
             ttl: None,
+            format: None,
         })
         .expect("issued")
         .access_token;

@@ -497,6 +497,7 @@ async fn me_is_always_the_verified_user_with_their_orders_paged_and_batched() {
             alg: Some("ES256".to_owned()),
             scope: Some("products:read profile:read".to_owned()),
             ttl: None,
+            format: None,
         })
         .expect("a narrower token")
         .access_token;

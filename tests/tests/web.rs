@@ -72,6 +72,7 @@ fn token_with_scope(demo: &DemoServices, subject: &str, scope: &str) -> String {
         alg: Some("ES256".to_owned()),
         scope: Some(scope.to_owned()),
         ttl: None,
+        format: None,
     })
     .expect("the issuer grants the scope")
     .access_token
