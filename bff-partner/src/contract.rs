@@ -41,6 +41,7 @@ const UNAUTHENTICATED: &[&str] = &[
     "AUTH_BAD_SIGNATURE",
     "AUTH_INVALID_API_KEY",
     "AUTH_METHOD_NOT_ACCEPTED",
+    "AUTH_TOKEN_INACTIVE",
 ];
 
 /// What each error status means, for its response's description.
@@ -209,6 +210,7 @@ fn complete_operation(operation: &mut Value) {
             503,
             &[
                 "AUTH_KEYS_UNAVAILABLE",
+                "AUTH_INTROSPECTION_UNAVAILABLE",
                 "DOWNSTREAM_CIRCUIT_OPEN",
                 "DOWNSTREAM_OVERLOADED",
             ],

@@ -10,6 +10,8 @@ pub enum AuthMethod {
     Jwt,
     /// A partner API key.
     ApiKey,
+    /// An opaque bearer token, explained by the issuer's introspection.
+    Opaque,
 }
 
 /// Who is calling, as verified by the gateway.

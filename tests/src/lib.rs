@@ -23,7 +23,7 @@ use demo_services::{
     WebhooksConfig,
 };
 use gateway_core::{
-    auth::{ApiKeyConfig, Hs256Config},
+    auth::{ApiKeyConfig, Hs256Config, IntrospectionConfig},
     bff::{self, Bff, BffConfig, StartError},
     clock::Clock,
     config::{Delay, HumanDuration, Secret, ServiceUrl},
@@ -78,6 +78,8 @@ pub struct PlatformOptions {
     pub mobile: bff_mobile::MobileSettings,
     /// bff-partner's own section.
     pub partner: bff_partner::PartnerSettings,
+    /// Whether every BFF introspects opaque tokens at the demo issuer.
+    pub opaque_tokens: bool,
 }
 
 impl Default for PlatformOptions {
@@ -95,6 +97,7 @@ impl Default for PlatformOptions {
             web: bff_web::WebSettings::default(),
             mobile: bff_mobile::MobileSettings::default(),
             partner: bff_partner::PartnerSettings::default(),
+            opaque_tokens: false,
         }
     }
 }
@@ -319,6 +322,9 @@ pub fn bff_config<B: Bff>(demo: &DemoServices, options: &PlatformOptions) -> Bff
             kid: None,
         });
     }
+    if options.opaque_tokens {
+        config.auth.introspection = introspecting_at(demo);
+    }
     for (service, downstream) in &mut config.downstream {
         if let Some(served) = ServiceName::named(service) {
             downstream.url =
@@ -329,6 +335,17 @@ pub fn bff_config<B: Bff>(demo: &DemoServices, options: &PlatformOptions) -> Bff
         }
     }
     config
+}
+
+/// Introspection of opaque tokens at `demo`'s issuer, with its dev client secret.
+pub fn introspecting_at(demo: &DemoServices) -> IntrospectionConfig {
+    IntrospectionConfig {
+        enabled: true,
+        url: ServiceUrl::parse(&format!("{}/introspect", demo.url(ServiceName::Auth)))
+            .expect("a valid URL"),
+        client_secret: Some(Secret::new("dev-introspection-secret".to_owned())),
+        ..IntrospectionConfig::default()
+    }
 }
 
 /// Starts BFF `B` in this process against `demo`, configured by

@@ -12,6 +12,7 @@ mod degradation;
 mod encoding;
 mod mobile;
 mod mobile_screens;
+mod opaque;
 mod otlp;
 mod partner;
 mod passthrough;

@@ -86,6 +86,17 @@ pub enum AuthError {
     /// The caller lacks the scope the route needs.
     #[error("missing scope {0}")]
     InsufficientScope(&'static str),
+    /// Introspection says the opaque token is not active (unknown, expired
+    /// or revoked).
+    #[error("the token is not active")]
+    TokenInactive,
+    /// The issuer's introspection endpoint did not answer in time or
+    /// answered an error: the opaque token could not be checked.
+    #[error("the token cannot be checked right now; retry in {retry_after_secs} s")]
+    IntrospectionUnavailable {
+        /// Seconds to wait before retrying.
+        retry_after_secs: u64,
+    },
 }
 
 impl ProblemDetails for AuthError {
@@ -95,7 +106,9 @@ impl ProblemDetails for AuthError {
         match self {
             Self::MultipleCredentials => StatusCode::BAD_REQUEST,
             Self::InsufficientScope(_) | Self::CrossSiteCookie => StatusCode::FORBIDDEN,
-            Self::KeysUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::KeysUnavailable { .. } | Self::IntrospectionUnavailable { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             _ => StatusCode::UNAUTHORIZED,
         }
     }
@@ -121,6 +134,8 @@ impl ProblemDetails for AuthError {
             Self::KeysUnavailable { .. } => "AUTH_KEYS_UNAVAILABLE",
             Self::InsufficientScope(_) => "AUTH_INSUFFICIENT_SCOPE",
             Self::CrossSiteCookie => "AUTH_CROSS_SITE_COOKIE",
+            Self::TokenInactive => "AUTH_TOKEN_INACTIVE",
+            Self::IntrospectionUnavailable { .. } => "AUTH_INTROSPECTION_UNAVAILABLE",
         }
     }
 
@@ -134,7 +149,9 @@ impl ProblemDetails for AuthError {
         if let Some(challenge) = self.challenge() {
             headers.insert(header::WWW_AUTHENTICATE, challenge);
         }
-        if let Self::KeysUnavailable { retry_after_secs } = self {
+        if let Self::KeysUnavailable { retry_after_secs }
+        | Self::IntrospectionUnavailable { retry_after_secs } = self
+        {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
         }
     }
@@ -166,6 +183,8 @@ impl AuthError {
             Self::KeysUnavailable { .. } => "keys_unavailable",
             Self::InsufficientScope(_) => "insufficient_scope",
             Self::CrossSiteCookie => "cross_site_cookie",
+            Self::TokenInactive => "inactive",
+            Self::IntrospectionUnavailable { .. } => "introspection_unavailable",
         }
     }
 
@@ -181,7 +200,9 @@ impl AuthError {
                     "Bearer error=\"insufficient_scope\", error_description=\"{self}\", scope=\"{scope}\""
                 )
             }
-            Self::KeysUnavailable { .. } | Self::CrossSiteCookie => return None,
+            Self::KeysUnavailable { .. }
+            | Self::IntrospectionUnavailable { .. }
+            | Self::CrossSiteCookie => return None,
             _ => format!("Bearer error=\"invalid_token\", error_description=\"{self}\""),
         };
         // Every message above is ASCII without quotes or control characters.

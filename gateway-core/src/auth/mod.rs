@@ -5,7 +5,10 @@
 //! - a JWT (`Authorization: Bearer`, or the session cookie where configured)
 //!   signed with HS256 (the configured secret) or RS256/ES256 (keys from the
 //!   issuer's JWKS, see [`JwksConfig`]); or
-//! - an API key (`X-Api-Key`), configured by its SHA-256 ([`ApiKeyConfig`]).
+//! - an API key (`X-Api-Key`), configured by its SHA-256 ([`ApiKeyConfig`]);
+//!   or
+//! - an opaque bearer token, introspected at the issuer (RFC 7662) and
+//!   cached ([`IntrospectionConfig`], `introspection.rs`).
 //!
 //! Each source is optional and explicit: HS256 is on when `[auth.hs256]` is
 //! set, the JWKS unless `[auth.jwks] enabled = false`, API keys when any is
@@ -45,6 +48,7 @@ mod api_key;
 mod cache;
 mod credentials;
 mod error;
+mod introspection;
 mod jwks;
 mod keys;
 mod token;
@@ -54,6 +58,8 @@ pub use api_key::ApiKeyConfig;
 pub(crate) use credentials::API_KEY as API_KEY_HEADER;
 use credentials::Credential;
 pub use error::AuthError;
+pub use introspection::IntrospectionConfig;
+use introspection::Introspector;
 pub use jwks::JwksConfig;
 use verifier::CacheOutcome;
 
@@ -178,6 +184,9 @@ pub struct AuthConfig {
     /// API keys (`[[auth.api_keys]]`); `X-Api-Key` is refused when empty.
     #[serde(default)]
     pub api_keys: Vec<ApiKeyConfig>,
+    /// Opaque bearer tokens, introspected at the issuer; off by default.
+    #[serde(default)]
+    pub introspection: IntrospectionConfig,
 }
 
 impl AuthConfig {
@@ -204,6 +213,7 @@ impl AuthConfig {
             jwks: JwksConfig::default(),
             token_cache_capacity: Self::default_token_cache_capacity(),
             api_keys: Vec::new(),
+            introspection: IntrospectionConfig::default(),
         }
     }
 }
@@ -218,12 +228,17 @@ impl Validate for AuthConfig {
             return Err(ConfigError::rule("auth.audience", "must not be empty"));
         }
         let usable_api_keys = self.api_keys.iter().any(|key| !key.revoked);
-        if self.hs256.is_none() && !self.jwks.enabled && !usable_api_keys {
+        if self.hs256.is_none()
+            && !self.jwks.enabled
+            && !usable_api_keys
+            && !self.introspection.enabled
+        {
             return Err(ConfigError::rule(
                 "auth",
-                "no credential source: set [auth.hs256], enable [auth.jwks] or add an unrevoked [[auth.api_keys]]",
+                "no credential source: set [auth.hs256], enable [auth.jwks] or [auth.introspection], or add an unrevoked [[auth.api_keys]]",
             ));
         }
+        self.introspection.validate()?;
         if let Some(hs256) = &self.hs256 {
             hs256.load()?;
         }
@@ -324,6 +339,11 @@ impl AuthMetrics {
             Ok(_) if method == "api_key" => {
                 self.accepted_api_key.inc();
             }
+            Ok(_) if method == "opaque" => {
+                self.verifications
+                    .get_or_create(&VerificationLabels::accepted("opaque"))
+                    .inc();
+            }
             Ok(_) => {
                 self.accepted_jwt.inc();
             }
@@ -348,6 +368,8 @@ pub struct Authenticator {
 #[derive(Debug)]
 struct Inner {
     jwt: JwtVerifier,
+    /// Opaque tokens' introspection, when `[auth.introspection]` is on.
+    introspector: Option<Introspector>,
     api_keys: ApiKeys,
     session_cookie: Option<String>,
     session_cookie_origins: Vec<HeaderValue>,
@@ -385,8 +407,21 @@ impl Authenticator {
             None
         };
         let metrics = AuthMetrics::register(telemetry);
+        let introspector = match config.introspection.enabled {
+            true => Some(Introspector::new(
+                &config.introspection,
+                &token::ClaimPolicy {
+                    issuer: &config.issuer,
+                    audience: &config.audience,
+                    leeway: config.leeway.get().as_secs(),
+                },
+                tls,
+            )?),
+            false => None,
+        };
         Ok(Self {
             inner: Arc::new(Inner {
+                introspector,
                 jwt: JwtVerifier {
                     issuer: config.issuer.clone(),
                     audience: config.audience.clone(),
@@ -419,7 +454,10 @@ impl Authenticator {
     ) -> Result<Arc<VerifiedIdentity>, AuthError> {
         let credential = credentials::extract(headers, self.inner.session_cookie.as_deref());
         let (method, result) = match credential {
-            Ok(Credential::Bearer(token)) => ("jwt", self.verify_token(token).await),
+            Ok(Credential::Bearer(token)) => match self.opaque(token) {
+                Some(introspector) => ("opaque", introspector.verify(token).await),
+                None => ("jwt", self.verify_token(token).await),
+            },
             Ok(Credential::SessionCookie(token)) => match self.check_cookie_origin(method, headers)
             {
                 Ok(()) => ("jwt", self.verify_token(token).await),
@@ -433,6 +471,15 @@ impl Authenticator {
         };
         self.inner.metrics.record(method, &result);
         result
+    }
+
+    /// The introspector, when it is on and `token` is not a JWT (three
+    /// dot-separated parts).
+    fn opaque(&self, token: &str) -> Option<&Introspector> {
+        self.inner
+            .introspector
+            .as_ref()
+            .filter(|_| token.bytes().filter(|byte| *byte == b'.').count() != 2)
     }
 
     /// Refuses a cookie-authenticated unsafe request from a foreign origin.

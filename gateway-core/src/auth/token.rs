@@ -257,7 +257,7 @@ impl<'a> UnverifiedToken<'a> {
 
     /// The claims, checked against `policy` at `now` (seconds since the epoch).
     pub(crate) fn claims(&self, policy: &ClaimPolicy<'_>, now: u64) -> Result<Claims, AuthError> {
-        policy.check(&self.claims, now)
+        policy.check(&self.claims, now, AuthMethod::Jwt)
     }
 }
 
@@ -336,8 +336,30 @@ pub(crate) struct ClaimPolicy<'a> {
     pub(crate) leeway: u64,
 }
 
+/// The claims of an RFC 7662 introspection answer, checked as a JWT's are:
+/// `None` when the token is not active. An answer that is not a JSON
+/// object with a boolean `active` is [`AuthError::Malformed`].
+pub(crate) fn introspected(
+    policy: &ClaimPolicy<'_>,
+    answer: &[u8],
+    now: u64,
+) -> Result<Option<Claims>, AuthError> {
+    #[derive(Deserialize)]
+    struct Activity {
+        active: bool,
+    }
+    let activity: Activity =
+        serde_json::from_slice(answer).map_err(|_| AuthError::Malformed("introspection answer"))?;
+    if !activity.active {
+        return Ok(None);
+    }
+    let raw: RawClaims =
+        serde_json::from_slice(answer).map_err(|_| AuthError::Malformed("introspection answer"))?;
+    policy.check(&raw, now, AuthMethod::Opaque).map(Some)
+}
+
 impl ClaimPolicy<'_> {
-    fn check(&self, raw: &RawClaims, now: u64) -> Result<Claims, AuthError> {
+    fn check(&self, raw: &RawClaims, now: u64, method: AuthMethod) -> Result<Claims, AuthError> {
         let expires_at = raw.exp.ok_or(AuthError::MissingClaim("exp"))?.0;
         if now > expires_at.saturating_add(self.leeway) {
             return Err(AuthError::Expired);
@@ -366,7 +388,7 @@ impl ClaimPolicy<'_> {
                 .map(str::to_owned)
                 .collect(),
             client: raw.azp.as_ref().or(raw.client_id.as_ref()).cloned(),
-            auth_method: AuthMethod::Jwt,
+            auth_method: method,
         };
         let identity = VerifiedIdentity::new(identity).map_err(|invalid| {
             AuthError::InvalidClaim(match invalid {

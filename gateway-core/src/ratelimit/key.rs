@@ -60,7 +60,7 @@ pub(crate) fn bucket_key(
         (Some(identity), _) => {
             let kind = match identity.auth_method {
                 AuthMethod::ApiKey => "key",
-                AuthMethod::Jwt => "sub",
+                AuthMethod::Jwt | AuthMethod::Opaque => "sub",
             };
             format!(
                 "rl:{{{bff}:{}:{kind}:{}}}",
