@@ -38,6 +38,7 @@ async fn every_client_is_built_after_ring_is_installed() {
         &Telemetry::new("bff-test"),
         &Readiness::default(),
         &shutdown,
+        &gateway_core::stores::SharedStores::default(),
     )
     .expect("an authenticator");
     drop(tls);

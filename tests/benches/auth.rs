@@ -74,6 +74,7 @@ fn authenticator(
         &Telemetry::new("bench"),
         &readiness,
         shutdown,
+        &gateway_core::stores::SharedStores::default(),
     )
     .expect("valid config");
     runtime.block_on(async {

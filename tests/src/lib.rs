@@ -805,6 +805,26 @@ impl RedisServer {
             .collect()
     }
 
+    /// Every key it holds, with every value, as bytes (`KEYS *`, `DUMP`).
+    pub async fn contents(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let mut connection = self.connection().await;
+        let keys: Vec<Vec<u8>> = redis::cmd("KEYS")
+            .arg("*")
+            .query_async(&mut connection)
+            .await
+            .expect("KEYS answers");
+        let mut contents = Vec::with_capacity(keys.len());
+        for key in keys {
+            let value: Option<Vec<u8>> = redis::cmd("DUMP")
+                .arg(&key)
+                .query_async(&mut connection)
+                .await
+                .expect("DUMP answers");
+            contents.push((key, value.unwrap_or_default()));
+        }
+        contents
+    }
+
     /// Zeroes the command statistics.
     pub async fn reset_stats(&self) {
         redis::cmd("CONFIG")

@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 use demo_services::{DemoServices, FaultConfig, ServiceName, TokenRequest};
 use gateway_core::{config::HumanDuration, server::Running};
 use platform_tests::{
-    Platform, PlatformOptions, base_url, eventually_within, get_with_token, introspecting_at,
-    issue_token, send, start_bff, start_demo, web_product_page,
+    Platform, PlatformOptions, RedisServer, base_url, eventually_within, get_with_token,
+    introspecting_at, issue_token, metric, send, start_bff, start_demo, web_product_page,
 };
 
 fn opaque_token(demo: &DemoServices, subject: &str, audience: &str) -> String {
@@ -195,4 +195,100 @@ async fn introspection_down_refuses_only_opaque_tokens_and_readiness_stays() {
     assert_eq!(get_with_token(&url, &opaque).await.status, 200);
     shutdown.trigger();
     bff.wait().await;
+}
+
+#[tokio::test]
+async fn instances_sharing_redis_introspect_a_token_once_and_keep_no_token_anywhere() {
+    let redis = RedisServer::start().await;
+    let (demo, shutdown) = start_demo(BTreeMap::new()).await;
+    let mut instances = Vec::new();
+    for _ in 0..2 {
+        instances.push(
+            start_bff::<bff_web::Web>(&demo, &shutdown, |config| {
+                config.auth.introspection = introspecting_at(&demo);
+                config.rate_limit.redis_url =
+                    gateway_core::ratelimit::RedisUrl::parse(&redis.url()).expect("a valid URL");
+            })
+            .await,
+        );
+    }
+    let token = opaque_token(&demo, "user-8", "bff-web");
+    let revoked = opaque_token(&demo, "user-9", "bff-web");
+    demo.issuer()
+        .revoke("bff-web", "dev-introspection-secret", &revoked)
+        .expect("revoked");
+    let before = demo.issuer().introspections();
+    for instance in &instances {
+        let url = format!("{}/api/product-page/42", base_url(instance));
+        assert_eq!(get_with_token(&url, &token).await.status, 200);
+    }
+    // The first instance keeps its answer in Redis in the background.
+    eventually_within(
+        "the answer is in Redis",
+        std::time::Duration::from_secs(5),
+        async || {
+            redis
+                .contents()
+                .await
+                .iter()
+                .any(|(key, _)| key.starts_with(b"introspection:"))
+        },
+    )
+    .await;
+    let third = start_bff::<bff_web::Web>(&demo, &shutdown, |config| {
+        config.auth.introspection = introspecting_at(&demo);
+        config.rate_limit.redis_url =
+            gateway_core::ratelimit::RedisUrl::parse(&redis.url()).expect("a valid URL");
+    })
+    .await;
+    let url = format!("{}/api/product-page/42", base_url(&third));
+    let mid = demo.issuer().introspections();
+    assert_eq!(get_with_token(&url, &token).await.status, 200);
+    assert_eq!(
+        demo.issuer().introspections(),
+        mid,
+        "the third instance found the answer in Redis"
+    );
+    assert!(
+        (1..=2).contains(&(mid - before)),
+        "the first two: one call, or two if the second looked before the first's write landed"
+    );
+    get_with_token(&url, &revoked)
+        .await
+        .assert_problem(401, "AUTH_TOKEN_INACTIVE", "revoked");
+
+    // No token, in clear, in any Redis key or value, or metric.
+    for (key, value) in redis.contents().await {
+        for secret in [&token, &revoked] {
+            let secret = secret.as_bytes();
+            assert!(
+                !key.windows(secret.len()).any(|window| window == secret)
+                    && !value.windows(secret.len()).any(|window| window == secret),
+                "a token in Redis under {}",
+                String::from_utf8_lossy(&key)
+            );
+        }
+    }
+    for instance in instances.iter().chain([&third]) {
+        let metrics = reqwest::get(format!("http://{}/metrics", instance.admin_addr()))
+            .await
+            .expect("answered")
+            .text()
+            .await
+            .expect("text");
+        assert!(!metrics.contains(&token) && !metrics.contains(&revoked));
+        assert!(
+            metric(
+                instance.admin_addr(),
+                "auth_verifications_total",
+                &[("method", "opaque")]
+            )
+            .await
+            .is_some()
+        );
+    }
+    shutdown.trigger();
+    for instance in instances.into_iter().chain([third]) {
+        instance.wait().await;
+    }
 }

@@ -12,7 +12,12 @@
 //! `negative_cache_ttl`. A revoked token is therefore refused within
 //! `cache_ttl`. Concurrent requests with one uncached token make one call
 //! (moka's per-key initialisation). Entries are keyed by an HMAC of the
-//! token, keyed by the client secret, so no token is kept in clear.
+//! token, keyed by the client secret, so no token is kept in clear. With
+//! Redis (the process's shared stores) an instance that misses looks in
+//! Redis before asking the issuer, and keeps the issuer's answer there for
+//! the others, under the same HMAC and for as long: one introspection per
+//! token and `cache_ttl` for the fleet. Each instance checks the claims
+//! itself. A slow or absent Redis costs a call to the issuer, never an error.
 //!
 //! When the issuer does not answer within `timeout`, or answers an error,
 //! opaque-token requests get 503 `AUTH_INTROSPECTION_UNAVAILABLE` with
@@ -44,6 +49,7 @@ use super::{
 use crate::{
     config::{ConfigError, HumanDuration, Secret, ServiceUrl, Validate},
     identity::VerifiedIdentity,
+    stores::{RedisStore, SharedStores},
     tls::{ClientTls, WebConnector},
 };
 
@@ -51,6 +57,10 @@ use crate::{
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
 /// What an opaque-token request is told to wait when the issuer cannot answer.
 const RETRY_AFTER_SECS: u64 = 1;
+/// Longest wait for Redis: past it the issuer is asked.
+const SHARED_TIMEOUT: Duration = Duration::from_millis(100);
+/// Prefix of the shared answers' keys.
+const SHARED_PREFIX: &str = "introspection:";
 
 /// Introspection of opaque tokens (`[auth.introspection]`); off by default.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -158,6 +168,19 @@ struct Lifetimes {
     refused: Duration,
 }
 
+impl Lifetimes {
+    /// How long `value` is kept.
+    fn of(&self, value: &Introspected) -> Duration {
+        match value {
+            Introspected::Active { expires_at, .. } => {
+                let left = expires_at.saturating_sub(unix_now());
+                self.active.min(Duration::from_secs(left))
+            }
+            Introspected::Refused(_) => self.refused,
+        }
+    }
+}
+
 impl Expiry<[u8; 32], Introspected> for Lifetimes {
     fn expire_after_create(
         &self,
@@ -165,13 +188,7 @@ impl Expiry<[u8; 32], Introspected> for Lifetimes {
         value: &Introspected,
         _created_at: Instant,
     ) -> Option<Duration> {
-        Some(match value {
-            Introspected::Active { expires_at, .. } => {
-                let left = expires_at.saturating_sub(unix_now());
-                self.active.min(Duration::from_secs(left))
-            }
-            Introspected::Refused(_) => self.refused,
-        })
+        Some(self.of(value))
     }
 }
 
@@ -193,6 +210,10 @@ pub(crate) struct Introspector {
     issuer: String,
     audience: String,
     leeway: u64,
+    /// How long answers are kept (in Redis too).
+    lifetimes: Lifetimes,
+    /// Where answers are shared with the other instances, when there is one.
+    redis: Option<RedisStore>,
 }
 
 impl std::fmt::Debug for Introspector {
@@ -204,11 +225,13 @@ impl std::fmt::Debug for Introspector {
 }
 
 impl Introspector {
-    /// The introspector of `config`, checking claims as `policy` says.
+    /// The introspector of `config`, checking claims as `policy` says,
+    /// sharing answers through the Redis of `stores` when there is one.
     pub(crate) fn new(
         config: &IntrospectionConfig,
         policy: &ClaimPolicy<'_>,
         tls: &ClientTls,
+        stores: &SharedStores,
     ) -> Result<Self, ConfigError> {
         config.validate()?;
         let secret = config.secret()?;
@@ -242,6 +265,11 @@ impl Introspector {
             issuer: policy.issuer.to_owned(),
             audience: policy.audience.to_owned(),
             leeway: policy.leeway,
+            lifetimes: Lifetimes {
+                active: config.cache_ttl.get(),
+                refused: config.negative_cache_ttl.get(),
+            },
+            redis: stores.redis().cloned(),
         })
     }
 
@@ -252,7 +280,7 @@ impl Introspector {
         key.copy_from_slice(tag.as_ref());
         let outcome = self
             .cache
-            .try_get_with(key, self.introspect(token))
+            .try_get_with(key, self.answer(token, &key))
             .await
             .map_err(|error: Arc<AuthError>| (*error).clone())?;
         match outcome {
@@ -265,9 +293,97 @@ impl Introspector {
         }
     }
 
-    /// One introspection call. An answer is an outcome (cached); a failure
-    /// to get one is an error (not cached: the next request tries again).
-    async fn introspect(&self, token: &str) -> Result<Introspected, AuthError> {
+    /// The answer for `token` (HMAC `key`): from Redis, else from the
+    /// issuer (then kept in Redis for the other instances). An answer is an
+    /// outcome (cached); a failure to get one is an error (not cached: the
+    /// next request tries again).
+    async fn answer(&self, token: &str, key: &[u8; 32]) -> Result<Introspected, AuthError> {
+        let shared_key = format!(
+            "{SHARED_PREFIX}{}",
+            key.iter()
+                .map(|byte| format!("{byte:02x}"))
+                .collect::<String>()
+        );
+        if let Some(body) = self.shared(&shared_key).await {
+            match self.evaluate(&body) {
+                Ok(outcome) => return Ok(outcome),
+                Err(_) => tracing::debug!("a shared introspection answer did not parse"),
+            }
+        }
+        let body = self.introspect(token).await?;
+        let outcome = self.evaluate(&body)?;
+        self.share(shared_key, body, &outcome);
+        Ok(outcome)
+    }
+
+    /// The answer another instance kept in Redis, if any (and Redis answers in time).
+    async fn shared(&self, key: &str) -> Option<Bytes> {
+        let mut connection = self.redis.as_ref()?.connection()?;
+        let mut command = redis::cmd("GET");
+        command.arg(key);
+        let read = command.query_async::<Option<Vec<u8>>>(&mut connection);
+        match tokio::time::timeout(SHARED_TIMEOUT, read).await {
+            Ok(Ok(found)) => found.map(Bytes::from),
+            Ok(Err(error)) => {
+                tracing::debug!(%error, "shared introspection lookup failed");
+                None
+            }
+            Err(_) => None,
+        }
+    }
+
+    /// Keeps `body` in Redis under `key` for as long as `outcome` is kept
+    /// here, in the background.
+    fn share(&self, key: String, body: Bytes, outcome: &Introspected) {
+        let Some(mut connection) = self.redis.as_ref().and_then(RedisStore::connection) else {
+            return;
+        };
+        let lifetime = self.lifetimes.of(outcome).as_millis();
+        if lifetime == 0 {
+            return;
+        }
+        tokio::spawn(async move {
+            let mut command = redis::cmd("SET");
+            command
+                .arg(key)
+                .arg(body.as_ref())
+                .arg("PX")
+                .arg(lifetime as u64);
+            let write = command.query_async::<()>(&mut connection);
+            if !matches!(
+                tokio::time::timeout(SHARED_TIMEOUT, write).await,
+                Ok(Ok(()))
+            ) {
+                tracing::debug!("shared introspection write failed");
+            }
+        });
+    }
+
+    /// What an RFC 7662 answer means for this BFF: its claims checked.
+    fn evaluate(&self, body: &[u8]) -> Result<Introspected, AuthError> {
+        let policy = ClaimPolicy {
+            issuer: &self.issuer,
+            audience: &self.audience,
+            leeway: self.leeway,
+        };
+        match token::introspected(&policy, body, unix_now()) {
+            Ok(Some(claims)) => Ok(Introspected::Active {
+                identity: Arc::new(claims.identity),
+                expires_at: claims.validity.expires_at,
+            }),
+            Ok(None) => Ok(Introspected::Refused(AuthError::TokenInactive)),
+            Err(AuthError::Malformed(reason)) => {
+                tracing::warn!(url = %self.uri, reason, "token introspection failed: not an RFC 7662 answer");
+                Err(AuthError::IntrospectionUnavailable {
+                    retry_after_secs: RETRY_AFTER_SECS,
+                })
+            }
+            Err(refused) => Ok(Introspected::Refused(refused)),
+        }
+    }
+
+    /// One introspection call: the issuer's answer as it came.
+    async fn introspect(&self, token: &str) -> Result<Bytes, AuthError> {
         let unavailable = |reason: String| {
             tracing::warn!(url = %self.uri, reason, "token introspection failed");
             AuthError::IntrospectionUnavailable {
@@ -304,24 +420,8 @@ impl Introspector {
                 .map(|body| body.to_bytes())
                 .map_err(|error| unavailable(error.to_string()))
         };
-        let body = tokio::time::timeout(self.timeout, answer)
+        tokio::time::timeout(self.timeout, answer)
             .await
-            .map_err(|_| unavailable(format!("no answer within {:?}", self.timeout)))??;
-        let policy = ClaimPolicy {
-            issuer: &self.issuer,
-            audience: &self.audience,
-            leeway: self.leeway,
-        };
-        match token::introspected(&policy, &body, unix_now()) {
-            Ok(Some(claims)) => Ok(Introspected::Active {
-                identity: Arc::new(claims.identity),
-                expires_at: claims.validity.expires_at,
-            }),
-            Ok(None) => Ok(Introspected::Refused(AuthError::TokenInactive)),
-            Err(AuthError::Malformed(reason)) => Err(unavailable(format!(
-                "the answer is not an RFC 7662 answer: {reason}"
-            ))),
-            Err(refused) => Ok(Introspected::Refused(refused)),
-        }
+            .map_err(|_| unavailable(format!("no answer within {:?}", self.timeout)))?
     }
 }

@@ -89,6 +89,7 @@ use crate::{
     identity::VerifiedIdentity,
     lifecycle::{Readiness, Shutdown},
     observability::Telemetry,
+    stores::SharedStores,
     tls::ClientTls,
 };
 use api_key::ApiKeys;
@@ -379,13 +380,15 @@ struct Inner {
 impl Authenticator {
     /// Builds the authenticator of `config`. With a JWKS this starts its
     /// background refresh (until `shutdown`) and registers the readiness gate
-    /// `jwks`, open once keys are loaded.
+    /// `jwks`, open once keys are loaded. Introspection answers are shared
+    /// through the Redis of `stores` when there is one.
     pub fn start(
         config: &AuthConfig,
         tls: &ClientTls,
         telemetry: &Telemetry,
         readiness: &Readiness,
         shutdown: &Shutdown,
+        stores: &SharedStores,
     ) -> Result<Self, AuthStartError> {
         config.validate()?;
         let hs256 = match &config.hs256 {
@@ -416,6 +419,7 @@ impl Authenticator {
                     leeway: config.leeway.get().as_secs(),
                 },
                 tls,
+                stores,
             )?),
             false => None,
         };

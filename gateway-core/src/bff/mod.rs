@@ -190,6 +190,7 @@ pub async fn start_at<B: Bff>(
         &parts.telemetry,
         &parts.readiness,
         &shutdown,
+        &parts.stores,
     )?;
     let limiter = match config.rate_limit.enabled {
         true => Some(RateLimiter::start(
