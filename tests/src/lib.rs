@@ -1086,6 +1086,24 @@ impl BffProcess {
         assert!(status.success(), "SIGTERM delivered");
     }
 
+    /// Stops the process (SIGTERM) and returns every log event it wrote
+    /// that was not read yet (but `listening`).
+    pub async fn stop_and_read_logs(mut self) -> Vec<serde_json::Value> {
+        self.terminate().await;
+        let mut events = Vec::new();
+        let reading = async {
+            while let Some(event) = self.logs.recv().await {
+                events.push(event);
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(30), reading)
+            .await
+            .expect("the process closes its output within 30s");
+        let status = self.wait().await;
+        assert!(status.success(), "a clean exit: {status}");
+        events
+    }
+
     /// Waits for the process to exit.
     pub async fn wait(mut self) -> ExitStatus {
         tokio::time::timeout(Duration::from_secs(30), self.child.wait())

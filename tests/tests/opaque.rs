@@ -10,8 +10,9 @@ use std::collections::BTreeMap;
 use demo_services::{DemoServices, FaultConfig, ServiceName, TokenRequest};
 use gateway_core::{config::HumanDuration, server::Running};
 use platform_tests::{
-    Platform, PlatformOptions, RedisServer, base_url, eventually_within, get_with_token,
-    introspecting_at, issue_token, metric, send, start_bff, start_demo, web_product_page,
+    BffProcess, Platform, PlatformOptions, RedisServer, base_url, eventually_within,
+    get_with_token, introspecting_at, issue_token, metric, send, start_bff, start_demo,
+    web_product_page,
 };
 
 fn opaque_token(demo: &DemoServices, subject: &str, audience: &str) -> String {
@@ -290,5 +291,62 @@ async fn instances_sharing_redis_introspect_a_token_once_and_keep_no_token_anywh
     shutdown.trigger();
     for instance in instances.into_iter().chain([third]) {
         instance.wait().await;
+    }
+}
+
+#[tokio::test]
+async fn no_token_appears_in_any_log_line() {
+    let (demo, _shutdown) = start_demo(BTreeMap::new()).await;
+    let introspect = format!("{}/introspect", demo.url(ServiceName::Auth));
+    let process = BffProcess::spawn_against::<bff_web::Web>(
+        &demo,
+        &[
+            ("BFF_AUTH__INTROSPECTION__ENABLED", "true"),
+            ("BFF_AUTH__INTROSPECTION__URL", &introspect),
+            (
+                "BFF_AUTH__INTROSPECTION__CLIENT_SECRET",
+                "dev-introspection-secret",
+            ),
+            ("BFF_OBSERVABILITY__LOG_LEVEL", "debug"),
+        ],
+    )
+    .await;
+    process.wait_until_ready().await;
+    let url = format!("http://{}/api/product-page/42", process.public());
+    let active = opaque_token(&demo, "user-2", "bff-web");
+    let revoked = opaque_token(&demo, "user-2", "bff-web");
+    demo.issuer()
+        .revoke("bff-web", "dev-introspection-secret", &revoked)
+        .expect("revoked");
+    let jwt = issue_token(&demo, "user-2", "bff-web", "ES256");
+    let forged = format!("{}x", &jwt[..jwt.len() - 1]);
+    assert_eq!(get_with_token(&url, &active).await.status, 200);
+    assert_eq!(get_with_token(&url, &revoked).await.status, 401);
+    assert_eq!(get_with_token(&url, &jwt).await.status, 200);
+    assert_eq!(get_with_token(&url, &forged).await.status, 401);
+    let unseen = opaque_token(&demo, "user-2", "bff-web");
+    demo.faults(ServiceName::Auth).set(FaultConfig {
+        down: true,
+        ..FaultConfig::default()
+    });
+    assert_eq!(get_with_token(&url, &unseen).await.status, 503);
+    demo.faults(ServiceName::Auth).set(FaultConfig::default());
+
+    let events = process.stop_and_read_logs().await;
+    assert!(
+        events
+            .iter()
+            .any(|event| event.to_string().contains("introspection failed")),
+        "the outage was logged: {} events",
+        events.len()
+    );
+    for event in &events {
+        let line = event.to_string();
+        for token in [&active, &revoked, &unseen, &jwt, &forged] {
+            assert!(
+                !line.contains(token.as_str()),
+                "a token in a log line: {line}"
+            );
+        }
     }
 }
