@@ -9,8 +9,9 @@
 # against nginx's limit_req (bench/ratelimit.sh), writes
 # bench/results/latest.md with its charts (bench/report.py), measures
 # bff-partner's idempotent orders (bench/partner-orders.sh, into
-# bench/results/partner-orders.txt), and prints the micro-benchmarks'
-# summaries (token verification; the idempotency store's added latency).
+# bench/results/partner-orders.txt) and opaque tokens against JWTs
+# (bench/opaque-tokens.sh), and prints the micro-benchmarks' summaries
+# (token verification; the idempotency store's added latency).
 #
 # Usage: bench/run.sh [-q] [-M] [-F] [compare.py options...]
 #   -q  quick: 3 s per closed-loop run, per open-loop rate and per rate-limit run (a smoke run, not a result)
@@ -70,6 +71,7 @@ python3 bench/compare.py "${quick[@]}" "$@"
 bench/ratelimit.sh "${ratelimit_quick[@]}"
 python3 bench/report.py
 bench/partner-orders.sh "${ratelimit_quick[@]}" | tee bench/results/partner-orders.txt
+bench/opaque-tokens.sh "${ratelimit_quick[@]}" | tail -6 | tee bench/results/opaque-tokens.txt
 if $micro; then
     # criterion's names and estimates, without the progress lines
     cargo bench -p platform-tests --bench auth 2>&1 | awk '

@@ -81,10 +81,16 @@ pub struct IssuerConfig {
     pub hs256_secret: Option<Secret>,
     /// The client secret of every BFF's introspection client (`bff-web`,
     /// `bff-mobile`, `bff-partner`, HTTP Basic at `POST /introspect` and
-    /// `POST /revoke`); the default `dev-introspection-secret` is for local
-    /// runs only.
-    pub introspection_secret: Secret,
+    /// `POST /revoke`); unset, [`DEV_INTROSPECTION_SECRET`], for local runs
+    /// only.
+    pub introspection_secret: Option<Secret>,
 }
+
+/// The BFFs' introspection client secret when `[issuer]
+/// introspection_secret` is unset: for local runs only. (An unset setting
+/// rather than a default value: a `Secret` is written masked, so a default
+/// one would not survive the configuration's loading.)
+pub const DEV_INTROSPECTION_SECRET: &str = "dev-introspection-secret";
 
 impl Default for IssuerConfig {
     fn default() -> Self {
@@ -96,7 +102,7 @@ impl Default for IssuerConfig {
             rsa_key_file: None,
             ec_key_file: None,
             hs256_secret: None,
-            introspection_secret: Secret::new("dev-introspection-secret".to_owned()),
+            introspection_secret: None,
         }
     }
 }
@@ -409,8 +415,12 @@ impl Issuer {
         // Their digests are compared, so the time a comparison takes tells
         // nothing about the secret.
         let digest = |text: &[u8]| ring::digest::digest(&ring::digest::SHA256, text);
-        let matches = digest(self.config.introspection_secret.expose().as_bytes()).as_ref()
-            == digest(secret.as_bytes()).as_ref();
+        let expected = self
+            .config
+            .introspection_secret
+            .as_ref()
+            .map_or(DEV_INTROSPECTION_SECRET, Secret::expose);
+        let matches = digest(expected.as_bytes()).as_ref() == digest(secret.as_bytes()).as_ref();
         if known && matches {
             Ok(())
         } else {
@@ -735,6 +745,22 @@ mod tests {
             ttl: None,
             format: None,
         }
+    }
+
+    #[test]
+    fn the_dev_introspection_secret_survives_the_configurations_loading() {
+        // The binary's configuration is the defaults written and read back
+        // (then the file and the environment): a default secret would come
+        // back masked.
+        let loaded: crate::DemoConfig =
+            gateway_core::config::load(None).expect("the defaults load");
+        let issuer = Issuer::new(loaded.issuer).expect("keys");
+        assert!(
+            issuer
+                .introspect("bff-web", DEV_INTROSPECTION_SECRET, "opq_none")
+                .is_ok()
+        );
+        assert!(issuer.introspect("bff-web", "***", "opq_none").is_err());
     }
 
     #[test]

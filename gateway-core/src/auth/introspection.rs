@@ -390,27 +390,38 @@ impl Introspector {
                 retry_after_secs: RETRY_AFTER_SECS,
             }
         };
-        let form = url::form_urlencoded::Serializer::new(String::new())
-            .append_pair("token", token)
-            .append_pair("token_type_hint", "access_token")
-            .finish();
-        let request = Request::builder()
-            .method(Method::POST)
-            .uri(self.uri.clone())
-            .header(header::AUTHORIZATION, self.authorization.clone())
-            .header(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/x-www-form-urlencoded"),
-            )
-            .header(header::ACCEPT, HeaderValue::from_static("application/json"))
-            .body(Full::new(Bytes::from(form)))
-            .map_err(|error| unavailable(error.to_string()))?;
+        let form = Bytes::from(
+            url::form_urlencoded::Serializer::new(String::new())
+                .append_pair("token", token)
+                .append_pair("token_type_hint", "access_token")
+                .finish(),
+        );
         let answer = async {
-            let response = self
-                .client
-                .request(request)
-                .await
-                .map_err(|error| unavailable(error.to_string()))?;
+            // A pooled connection the issuer closed while idle fails before
+            // anything is sent; one more attempt takes a new connection.
+            // (Introspection changes nothing, so asking twice is safe.)
+            let mut attempts = 0;
+            let response = loop {
+                attempts += 1;
+                let request = Request::builder()
+                    .method(Method::POST)
+                    .uri(self.uri.clone())
+                    .header(header::AUTHORIZATION, self.authorization.clone())
+                    .header(
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static("application/x-www-form-urlencoded"),
+                    )
+                    .header(header::ACCEPT, HeaderValue::from_static("application/json"))
+                    .body(Full::new(form.clone()))
+                    .map_err(|error| unavailable(error.to_string()))?;
+                match self.client.request(request).await {
+                    Ok(response) => break response,
+                    Err(error) if attempts < 2 => {
+                        tracing::debug!(%error, "token introspection: trying a new connection");
+                    }
+                    Err(error) => return Err(unavailable(error.to_string())),
+                }
+            };
             if response.status() != StatusCode::OK {
                 return Err(unavailable(format!("answered {}", response.status())));
             }
