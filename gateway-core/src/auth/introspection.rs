@@ -111,21 +111,12 @@ impl Default for IntrospectionConfig {
 impl IntrospectionConfig {
     /// The client secret, from the setting or its file.
     fn secret(&self) -> Result<String, ConfigError> {
-        match (&self.client_secret, &self.client_secret_file) {
-            (Some(secret), None) => Ok(secret.expose().to_owned()),
-            (None, Some(path)) => std::fs::read_to_string(path)
-                .map(|text| text.trim_end_matches(['\n', '\r']).to_owned())
-                .map_err(|error| {
-                    ConfigError::rule(
-                        "auth.introspection.client_secret_file",
-                        format!("cannot read {}: {error}", path.display()),
-                    )
-                }),
-            _ => Err(ConfigError::rule(
-                "auth.introspection",
-                "set exactly one of client_secret and client_secret_file",
-            )),
-        }
+        Secret::from_setting_or_file(
+            self.client_secret.as_ref(),
+            self.client_secret_file.as_deref(),
+            "auth.introspection.client_secret",
+        )
+        .map(|secret| secret.expose().to_owned())
     }
 }
 

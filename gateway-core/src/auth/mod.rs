@@ -118,30 +118,14 @@ pub struct Hs256Config {
 
 impl Hs256Config {
     fn load(&self) -> Result<Vec<u8>, ConfigError> {
-        let secret = match (&self.secret, &self.secret_file) {
-            (Some(secret), None) => secret.expose().as_bytes().to_vec(),
-            (None, Some(path)) => {
-                let mut bytes = std::fs::read(path).map_err(|error| {
-                    ConfigError::rule(
-                        "auth.hs256.secret_file",
-                        format!("cannot read {}: {error}", path.display()),
-                    )
-                })?;
-                while bytes
-                    .last()
-                    .is_some_and(|byte| *byte == b'\n' || *byte == b'\r')
-                {
-                    bytes.pop();
-                }
-                bytes
-            }
-            _ => {
-                return Err(ConfigError::rule(
-                    "auth.hs256",
-                    "set exactly one of secret and secret_file",
-                ));
-            }
-        };
+        let secret = Secret::from_setting_or_file(
+            self.secret.as_ref(),
+            self.secret_file.as_deref(),
+            "auth.hs256.secret",
+        )?
+        .expose()
+        .as_bytes()
+        .to_vec();
         if secret.len() < MIN_HS256_SECRET_BYTES {
             return Err(ConfigError::rule(
                 "auth.hs256.secret",

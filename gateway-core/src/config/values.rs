@@ -204,6 +204,31 @@ impl Secret {
     pub fn expose(&self) -> &str {
         &self.0
     }
+
+    /// The secret of a setting that takes it either as `secret` or as a
+    /// file holding it, `file` (its trailing newline ignored), never both
+    /// and never neither: `key` names the setting in the error.
+    pub fn from_setting_or_file(
+        secret: Option<&Secret>,
+        file: Option<&std::path::Path>,
+        key: &str,
+    ) -> Result<Secret, super::ConfigError> {
+        match (secret, file) {
+            (Some(secret), None) => Ok(secret.clone()),
+            (None, Some(path)) => std::fs::read_to_string(path)
+                .map(|text| Secret::new(text.trim_end_matches(['\n', '\r'])))
+                .map_err(|error| {
+                    super::ConfigError::rule(
+                        &format!("{key}_file"),
+                        format!("cannot read {}: {error}", path.display()),
+                    )
+                }),
+            _ => Err(super::ConfigError::rule(
+                key,
+                "set exactly one of the secret and its file",
+            )),
+        }
+    }
 }
 
 impl fmt::Debug for Secret {
