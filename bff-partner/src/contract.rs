@@ -5,7 +5,8 @@
 //! router). What every route shares is the platform's, not the handler's,
 //! so it is added here, once, from what each operation is:
 //!
-//! - every operation: 400 `BAD_REQUEST`, 429 `RATE_LIMITED` and
+//! - every operation: 400 `BAD_REQUEST`, 408 and 413 (the server's body
+//!   limits apply to any request), 429 `RATE_LIMITED` and
 //!   `QUOTA_EXCEEDED`, 500, 503 and 504 `REQUEST_TIMEOUT`, and the
 //!   `RateLimit-*` and `Quota-*` headers on every answer;
 //! - an authenticated one (it has `security`): 401 with each `AUTH_*` code,
@@ -13,8 +14,8 @@
 //!   `AUTH_AMBIGUOUS` (two credentials), and the `DOWNSTREAM_*` answers of
 //!   the services it calls (502, 503, 504);
 //! - one with a path parameter: 404 `NOT_FOUND`; with query parameters:
-//!   422 `INVALID_QUERY`; with a body: 400 `MALFORMED_JSON`, 408, 413, 415
-//!   and 422 `INVALID_BODY`;
+//!   422 `INVALID_QUERY`; with a body: 400 `MALFORMED_JSON`, 415 and 422
+//!   `INVALID_BODY`;
 //! - what only the handler knows, its `x-problems` extension (status to
 //!   codes), which is folded in and removed.
 //!
@@ -190,6 +191,9 @@ fn complete_operation(operation: &mut Value) {
             .extend(codes.iter().map(|code| (*code).to_owned()));
     };
     add(400, &["BAD_REQUEST"]);
+    // The server's body limits apply to every request, a GET with a body too.
+    add(408, &["BODY_READ_TIMEOUT"]);
+    add(413, &["PAYLOAD_TOO_LARGE"]);
     add(429, &["RATE_LIMITED", "QUOTA_EXCEEDED"]);
     add(500, &["INTERNAL"]);
     add(503, &["RATE_LIMIT_UNAVAILABLE", "UNAVAILABLE"]);
@@ -225,8 +229,6 @@ fn complete_operation(operation: &mut Value) {
     }
     if with_body {
         add(400, &["MALFORMED_JSON"]);
-        add(408, &["BODY_READ_TIMEOUT"]);
-        add(413, &["PAYLOAD_TOO_LARGE"]);
         add(415, &["UNSUPPORTED_MEDIA_TYPE"]);
         add(422, &["INVALID_BODY"]);
     }

@@ -285,7 +285,7 @@ mod tests {
                 assert!(operation.get("x-problems").is_none(), "{at}: folded in");
                 let responses = operation["responses"].as_object().expect("responses");
                 let public = operation["security"] == serde_json::json!([]);
-                let mut expected = vec!["400", "429", "500", "503", "504"];
+                let mut expected = vec!["400", "408", "413", "429", "500", "503", "504"];
                 if !public {
                     expected.extend(["401", "403", "502"]);
                 }

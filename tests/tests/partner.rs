@@ -308,6 +308,22 @@ async fn every_operation_answers_as_its_document_says() {
     let missing = get(partner, "/v1/products/999999", key).await;
     contract.check("get", "/v1/products/{id}", &missing);
     missing.assert_problem(404, "NOT_FOUND", "no such product");
+    // The body limit holds for every request, and the document says so.
+    let oversized = send(
+        request(
+            reqwest::Method::GET,
+            format!("{}/v1/products/42", base_url(partner)),
+            key,
+        )
+        .body(vec![b'x'; 1024 * 1024 + 1]),
+    )
+    .await;
+    contract.check("get", "/v1/products/{id}", &oversized);
+    oversized.assert_problem(
+        413,
+        "PAYLOAD_TOO_LARGE",
+        "a GET with a body over max_body_bytes",
+    );
     let malformed = get(partner, "/v1/products/forty-two", key).await;
     contract.check("get", "/v1/products/{id}", &malformed);
     malformed.assert_problem(400, "BAD_REQUEST", "a path id that is not a number");
