@@ -102,7 +102,7 @@ with open(report, "a") as out:
             m = re.match(r"(in process|redis \(loopback\))\s+(\d+)\s+(\d+)\s+(\S+)\s+(\S+)$", line)
             if m:
                 out.write(f"| {label(build)} | {m[1]} | {m[2]} | {int(m[3]):,} | {m[4]} | {m[5]} |\n")
-    out.write("\n### One bucket decided as fast as the limiters can (10 s each)\n\n| build | backend | limiters | plan | decisions/s | admitted | due | admitted / due |\n|---|---|---:|---|---:|---:|---:|---:|\n")
+    out.write("\n### One bucket decided as fast as the limiters can (a fixed number of decisions each, about 10 s)\n\n| build | backend | limiters | plan | decisions/s | admitted | due | admitted / due |\n|---|---|---:|---|---:|---:|---:|---:|\n")
     for build in builds:
         for line in rows[build].splitlines():
             m = re.match(r"(in process|redis \(loopback\))\s+(\d+)\s+(\S+/s)\s+(\d+)\s+(\d+)\s+(\d+)\s+([\d.]+)$", line)

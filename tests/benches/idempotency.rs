@@ -35,8 +35,10 @@ use platform_tests::RedisServer;
 use shared_schema::{AuthMethod, Identity};
 use tower::{Layer, Service, ServiceExt, service_fn};
 
-/// How long each measurement runs.
-const RUN: Duration = Duration::from_secs(5);
+/// Requests of each measurement, in all (split among its tasks), in
+/// process and in Redis: a few seconds each on a 2-core machine.
+const IN_PROCESS_REQUESTS: u64 = 400_000;
+const REDIS_REQUESTS: u64 = 40_000;
 /// A placed order's answer, about the size of a partner order.
 const ANSWER: &str = r#"{"id":1000000001,"status":"pending","lines":[{"product_id":42,"quantity":2,"unit_price":{"amount_minor":27100,"currency":"EUR"}}],"total":{"amount_minor":54200,"currency":"EUR"},"created_at":"2026-12-07T23:35:42Z"}"#;
 /// The order's body.
@@ -72,13 +74,14 @@ fn identity(task: usize) -> Arc<VerifiedIdentity> {
     )
 }
 
-/// `tasks` loops sending requests through `layer` (or straight to the
-/// handler without one) for [`RUN`]; returns requests per second and the
-/// 50th and 99th percentile latencies.
+/// `tasks` loops sending `requests` between them through `layer` (or
+/// straight to the handler without one); returns requests per second and
+/// the 50th and 99th percentile latencies.
 async fn measure(
     layer: Option<&IdempotencyLayer>,
     keys: Keys,
     tasks: usize,
+    requests: u64,
 ) -> (f64, Duration, Duration) {
     static NEXT_KEY: AtomicU64 = AtomicU64::new(0);
     let started = Instant::now();
@@ -89,7 +92,7 @@ async fn measure(
             tokio::spawn(async move {
                 let mut latencies = Vec::with_capacity(1 << 18);
                 let retried_key = format!("retried-{}", NEXT_KEY.fetch_add(1, Ordering::Relaxed));
-                while started.elapsed() < RUN {
+                for _ in 0..requests / tasks as u64 {
                     let key = match keys {
                         Keys::New => format!("new-{}", NEXT_KEY.fetch_add(1, Ordering::Relaxed)),
                         Keys::Retried => retried_key.clone(),
@@ -151,14 +154,17 @@ fn main() {
             "records", "key", "tasks", "requests/s", "p50", "p99", "added p50"
         );
         for tasks in [1, 32] {
-            let (rate, p50, p99) = measure(None, Keys::New, tasks).await;
+            let (rate, p50, p99) = measure(None, Keys::New, tasks, IN_PROCESS_REQUESTS).await;
             println!(
                 "{:<22} {:<8} {tasks:>5} {rate:>12.0} {p50:>10.2?} {p99:>10.2?} {:>14}",
                 "none (the handler)", "-", "-"
             );
-            for (label, layer) in [("in process", &in_process), ("redis (loopback)", &in_redis)] {
+            for (label, layer, requests) in [
+                ("in process", &in_process, IN_PROCESS_REQUESTS),
+                ("redis (loopback)", &in_redis, REDIS_REQUESTS),
+            ] {
                 for (name, keys) in [("new", Keys::New), ("retried", Keys::Retried)] {
-                    let (rate, layered, p99) = measure(Some(layer), keys, tasks).await;
+                    let (rate, layered, p99) = measure(Some(layer), keys, tasks, requests).await;
                     println!(
                         "{label:<22} {name:<8} {tasks:>5} {rate:>12.0} {layered:>10.2?} {p99:>10.2?} {:>14.2?}",
                         layered.saturating_sub(p50)

@@ -22,10 +22,14 @@ use gateway_core::{
 use http::HeaderMap;
 use platform_tests::RedisServer;
 
-/// How long each measurement runs.
-const RUN: Duration = Duration::from_secs(5);
-/// How long each accuracy run drives its one bucket.
-const ACCURACY_RUN: Duration = Duration::from_secs(10);
+/// Decisions of each measurement, in all (split among its tasks): about
+/// 5 s in process and in Redis on loopback on a 2-core machine.
+const IN_PROCESS_DECISIONS: u64 = 10_000_000;
+const REDIS_DECISIONS: u64 = 300_000;
+/// Decisions of each accuracy run per limiter (split among its tasks):
+/// about 10 s in process and in Redis.
+const IN_PROCESS_ACCURACY_DECISIONS: u64 = 20_000_000;
+const REDIS_ACCURACY_DECISIONS: u64 = 400_000;
 /// Concurrent deciders per limiter in an accuracy run.
 const ACCURACY_TASKS: usize = 16;
 /// The burst of the accuracy runs' plans.
@@ -67,9 +71,9 @@ fn limiter(
     .expect("a valid configuration")
 }
 
-/// Runs `tasks` concurrent loops of decisions for [`RUN`], each on its own
+/// Runs `tasks` concurrent loops sharing `decisions`, each on its own
 /// key; prints decisions per second and latency percentiles.
-async fn measure(label: &str, limiter: &RateLimiter, tasks: usize) {
+async fn measure(label: &str, limiter: &RateLimiter, tasks: usize, decisions: u64) {
     let started = Instant::now();
     let loops = (0..tasks).map(|task| {
         let charge: RateLimitCharge = limiter.charge_for(
@@ -84,7 +88,7 @@ async fn measure(label: &str, limiter: &RateLimiter, tasks: usize) {
         );
         tokio::spawn(async move {
             let mut latencies = Vec::with_capacity(1 << 20);
-            while started.elapsed() < RUN {
+            for _ in 0..decisions / tasks as u64 {
                 let before = Instant::now();
                 let decision = charge.charge(1).await.expect("admitted");
                 latencies.push(before.elapsed());
@@ -155,9 +159,9 @@ async fn accuracy_limiters(
 }
 
 /// One caller's bucket decided by [`ACCURACY_TASKS`] loops per limiter for
-/// [`ACCURACY_RUN`]; prints what was admitted against what was due:
+/// `decisions` per limiter between them; prints what was admitted against what was due:
 /// capacity + rate x the time from the first decision to the last.
-async fn accuracy(label: &str, limiters: &[RateLimiter], rate: f64, caller: u8) {
+async fn accuracy(label: &str, limiters: &[RateLimiter], rate: f64, caller: u8, decisions: u64) {
     // Each run its own caller, so that each starts on a full bucket.
     let caller = std::net::IpAddr::from([10, 9, 9, caller]);
     let started = Instant::now();
@@ -169,7 +173,7 @@ async fn accuracy(label: &str, limiters: &[RateLimiter], rate: f64, caller: u8) 
                 let charge = charge.clone();
                 tokio::spawn(async move {
                     let (mut admitted, mut decided) = (0u64, 0u64);
-                    while started.elapsed() < ACCURACY_RUN {
+                    for _ in 0..decisions / ACCURACY_TASKS as u64 {
                         decided += 1;
                         admitted += u64::from(matches!(charge.charge(1).await, Ok(Some(_))));
                     }
@@ -225,7 +229,7 @@ fn main() {
             &SharedStores::default(),
         );
         for tasks in [1, 2, 32] {
-            measure("in process", &in_process, tasks).await;
+            measure("in process", &in_process, tasks, IN_PROCESS_DECISIONS).await;
         }
 
         let redis = RedisServer::start().await;
@@ -244,7 +248,7 @@ fn main() {
         })
         .await;
         for tasks in [1, 2, 32] {
-            measure("redis (loopback)", &shared, tasks).await;
+            measure("redis (loopback)", &shared, tasks, REDIS_DECISIONS).await;
         }
         shutdown.trigger();
 
@@ -255,12 +259,26 @@ fn main() {
         let mut caller = 0;
         for rate in [200.0, 1000.0] {
             let (local, stop_local) = accuracy_limiters("", 1, rate).await;
-            accuracy("in process", &local, rate, caller).await;
+            accuracy(
+                "in process",
+                &local,
+                rate,
+                caller,
+                IN_PROCESS_ACCURACY_DECISIONS,
+            )
+            .await;
             stop_local.trigger();
             for count in [1, 3] {
                 caller += 1;
                 let (shared, stop_shared) = accuracy_limiters(&redis.url(), count, rate).await;
-                accuracy("redis (loopback)", &shared, rate, caller).await;
+                accuracy(
+                    "redis (loopback)",
+                    &shared,
+                    rate,
+                    caller,
+                    REDIS_ACCURACY_DECISIONS,
+                )
+                .await;
                 stop_shared.trigger();
             }
         }

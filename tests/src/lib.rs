@@ -908,9 +908,14 @@ pub async fn eventually_within<F: AsyncFnMut() -> bool>(
             tokio::time::Instant::now() < deadline,
             "timed out waiting until {what}"
         );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        // The poll interval: the one pause of the suite's waits, between
+        // two looks at the state waited for.
+        tokio::time::sleep(POLL_INTERVAL).await;
     }
 }
+
+/// How often [`eventually_within`] looks again.
+const POLL_INTERVAL: Duration = Duration::from_millis(50);
 
 /// Serves `router` on a free loopback port for the rest of the test: a
 /// stand-in service or collector written in the test itself.

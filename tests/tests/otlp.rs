@@ -24,7 +24,7 @@ use opentelemetry_proto::tonic::{
     trace::v1::{Span, span::SpanKind},
 };
 use platform_tests::{
-    BffProcess, eventually, issue_token, metric,
+    BffProcess, eventually, eventually_within, issue_token, metric,
     pki::{TestCa, tls_front},
     serve_on_free_port, start_demo,
 };
@@ -167,19 +167,13 @@ fn spans_of(received: &Received, trace_id: &str) -> Vec<(String, Span)> {
 
 /// Waits until trace `trace_id` has `count` spans.
 async fn await_spans(received: &Received, trace_id: &str, count: usize) -> Vec<(String, Span)> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    loop {
-        let spans = spans_of(received, trace_id);
-        if spans.len() >= count {
-            return spans;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{} of {count} spans of {trace_id} arrived",
-            spans.len()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually_within(
+        &format!("{count} spans of {trace_id} arrived"),
+        Duration::from_secs(15),
+        async || spans_of(received, trace_id).len() >= count,
+    )
+    .await;
+    spans_of(received, trace_id)
 }
 
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";

@@ -10,7 +10,9 @@ use std::{
 
 use demo_services::{FaultConfig, ServiceName};
 use gateway_core::config::HumanDuration;
-use platform_tests::{BffProcess, binary, issue_token, start_demo, write_temp_file};
+use platform_tests::{
+    BffProcess, binary, eventually_within, issue_token, start_demo, write_temp_file,
+};
 
 fn run(name: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut command = Command::new(binary(name));
@@ -299,8 +301,10 @@ async fn sigterm_drains_in_flight_requests_and_exits_zero() {
         .collect();
     // SIGTERM once all twenty are being served (they wait on slow pricing).
     let metrics = format!("http://{}/metrics", bff.admin());
-    let all_in_flight = async {
-        loop {
+    eventually_within(
+        "all twenty requests are in flight",
+        Duration::from_secs(10),
+        async || {
             let text = client
                 .get(&metrics)
                 .send()
@@ -309,22 +313,19 @@ async fn sigterm_drains_in_flight_requests_and_exits_zero() {
                 .text()
                 .await
                 .expect("text");
-            if text.contains(r#"http_server_active_requests{bff="bff-partner"} 20"#) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(10), all_in_flight)
-        .await
-        .expect("all requests in flight");
+            text.contains(r#"http_server_active_requests{bff="bff-partner"} 20"#)
+        },
+    )
+    .await;
     bff.terminate().await;
 
     // drain_delay is 0 here: readiness fails and the listener closes at once,
     // while the admin port keeps answering.
     let readyz = format!("http://{}/readyz", bff.admin());
-    let drained = async {
-        loop {
+    eventually_within(
+        "not ready and no new connections while draining",
+        Duration::from_secs(10),
+        async || {
             let ready = client
                 .get(&readyz)
                 .send()
@@ -332,15 +333,10 @@ async fn sigterm_drains_in_flight_requests_and_exits_zero() {
                 .expect("admin still answers")
                 .status();
             let accepting = tokio::net::TcpStream::connect(bff.public()).await.is_ok();
-            if ready == 503 && !accepting {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(10), drained)
-        .await
-        .expect("not ready and no new connections while draining");
+            ready == 503 && !accepting
+        },
+    )
+    .await;
     for request in in_flight {
         let response = request
             .await

@@ -15,8 +15,8 @@ use gateway_core::{
 };
 use platform_tests::{
     Answer, BffProcess, RedisServer, STEADY_CAPACITY, STEADY_REFILL_PER_SECOND, api_key, base_url,
-    issue_token, send, slow_limits, start_bff, start_bff_unready, start_demo, steady_limits,
-    sustained_load, wait_until_ready, web_without_related_products,
+    eventually_within, issue_token, send, slow_limits, start_bff, start_bff_unready, start_demo,
+    steady_limits, sustained_load, wait_until_ready, web_without_related_products,
 };
 use serde_json::json;
 
@@ -90,14 +90,10 @@ async fn instances<B: Bff>(
     // Each counts every instance, so each knows its share if Redis goes.
     for instance in &running {
         let counted = format!("rate_limit_live_instances{{bff=\"{}\"}} {count}", B::NAME);
-        let seen = async {
-            while !metrics(instance).await.contains(&counted) {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        };
-        tokio::time::timeout(HANG_GUARD, seen)
-            .await
-            .expect("every instance is counted");
+        eventually_within("every instance is counted", HANG_GUARD, async || {
+            metrics(instance).await.contains(&counted)
+        })
+        .await;
     }
     running
 }
