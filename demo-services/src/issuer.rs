@@ -21,16 +21,15 @@ use std::{
 };
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-use gateway_core::config::{HumanDuration, Secret};
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use ring::{
-    rand::SystemRandom,
-    signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair},
+use gateway_core::{
+    auth::{Es256Key, Es256KeyError, jwk_thumbprint, pem},
+    config::{HumanDuration, Secret},
 };
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use rsa::{
     RsaPrivateKey,
     pkcs1::EncodeRsaPrivateKey,
-    pkcs8::{DecodePrivateKey, EncodePublicKey, SecretDocument},
+    pkcs8::{DecodePrivateKey, EncodePublicKey},
     traits::PublicKeyParts,
 };
 use serde::{Deserialize, Serialize};
@@ -151,7 +150,7 @@ impl SigningKey {
         let n = URL_SAFE_NO_PAD.encode(private.n().to_bytes_be());
         let e = URL_SAFE_NO_PAD.encode(private.e().to_bytes_be());
         // RFC 7638: the thumbprint hashes the required members in lexical order.
-        let kid = thumbprint(&format!(r#"{{"e":"{e}","kty":"RSA","n":"{n}"}}"#));
+        let kid = jwk_thumbprint(&format!(r#"{{"e":"{e}","kty":"RSA","n":"{n}"}}"#));
         let public_der = private
             .to_public_key()
             .to_public_key_der()
@@ -165,32 +164,14 @@ impl SigningKey {
         })
     }
 
-    fn ec(pkcs8: &[u8]) -> Result<Self, KeyError> {
-        let pair = EcdsaKeyPair::from_pkcs8(
-            &ECDSA_P256_SHA256_FIXED_SIGNING,
-            pkcs8,
-            &SystemRandom::new(),
-        )
-        .map_err(|error| KeyError::Invalid {
-            what: "EC",
-            reason: error.to_string(),
-        })?;
-        // An uncompressed P-256 point: 0x04, then x and y, 32 bytes each.
-        let point = pair.public_key().as_ref();
-        let (x, y) = (
-            URL_SAFE_NO_PAD.encode(&point[1..33]),
-            URL_SAFE_NO_PAD.encode(&point[33..65]),
-        );
-        let kid = thumbprint(&format!(
-            r#"{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}"#
-        ));
-        Ok(Self {
-            jwk: json!({ "kty": "EC", "use": "sig", "alg": "ES256", "crv": "P-256", "kid": kid, "x": x, "y": y }),
-            kid,
+    fn ec(key: Es256Key) -> Self {
+        Self {
+            jwk: key.jwk().clone(),
+            kid: key.kid().to_owned(),
             algorithm: Algorithm::ES256,
-            encoding: EncodingKey::from_ec_der(pkcs8),
+            encoding: key.encoding_key().clone(),
             public_der: None,
-        })
+        }
     }
 
     fn generate_rsa() -> Result<Self, KeyError> {
@@ -204,13 +185,7 @@ impl SigningKey {
     }
 
     fn generate_ec() -> Result<Self, KeyError> {
-        let pkcs8 =
-            EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new())
-                .map_err(|error| KeyError::Invalid {
-                    what: "EC",
-                    reason: error.to_string(),
-                })?;
-        Self::ec(pkcs8.as_ref())
+        Ok(Self::ec(Es256Key::generate().map_err(ec_error)?))
     }
 
     fn load_rsa(path: &Path) -> Result<Self, KeyError> {
@@ -223,12 +198,7 @@ impl SigningKey {
     }
 
     fn load_ec(path: &Path) -> Result<Self, KeyError> {
-        let pem = read(path)?;
-        let (_, document) = SecretDocument::from_pem(&pem).map_err(|error| KeyError::Invalid {
-            what: "EC",
-            reason: error.to_string(),
-        })?;
-        Self::ec(document.as_bytes())
+        Ok(Self::ec(Es256Key::load(path).map_err(ec_error)?))
     }
 }
 
@@ -239,11 +209,11 @@ fn read(path: &Path) -> Result<String, KeyError> {
     })
 }
 
-fn thumbprint(canonical_jwk: &str) -> String {
-    URL_SAFE_NO_PAD.encode(ring::digest::digest(
-        &ring::digest::SHA256,
-        canonical_jwk.as_bytes(),
-    ))
+fn ec_error(error: Es256KeyError) -> KeyError {
+    KeyError::Invalid {
+        what: "EC",
+        reason: error.to_string(),
+    }
 }
 
 /// The keys in use and those rotated out but still published.
@@ -567,16 +537,7 @@ impl Issuer {
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let der = ring.rsa.public_der.clone().unwrap_or_default();
-        let body = base64::engine::general_purpose::STANDARD.encode(&der);
-        let lines: Vec<&str> = body
-            .as_bytes()
-            .chunks(64)
-            .map(|line| std::str::from_utf8(line).unwrap_or_default())
-            .collect();
-        let pem = format!(
-            "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
-            lines.join("\n")
-        );
+        let pem = pem("PUBLIC KEY", &der);
         (der, pem)
     }
 

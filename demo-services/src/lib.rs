@@ -27,7 +27,9 @@
 //!
 //! The data is generated deterministically from a seed ([`data`]); the
 //! issuer signs with RS256 and ES256 keys it publishes as a JWKS
-//! ([`issuer`]); any service can be made slow, failing or down ([`faults`]).
+//! ([`issuer`]); any service can be made slow, failing or down ([`faults`]);
+//! with `[services] require_gateway_token` every service verifies the
+//! gateway's internal token and takes the caller from it ([`gateway_token`]).
 //! The admin API lives on the auth port and is never subject to faults:
 //!
 //! - `GET /admin/faults`, `PUT /admin/faults/{service}` (a [`FaultConfig`]
@@ -40,6 +42,7 @@
 
 pub mod data;
 pub mod faults;
+pub mod gateway_token;
 pub mod issuer;
 mod services;
 pub mod webhooks;
@@ -77,6 +80,8 @@ use tokio::{net::TcpListener, task::JoinHandle};
 
 pub use data::{Catalog, DataConfig};
 pub use faults::{FaultConfig, FaultHandle, RecordedRequest, RequestLog};
+use gateway_token::GatewayCheck;
+pub use gateway_token::ServicesConfig;
 pub use issuer::{Issuer, IssuerConfig, TokenRequest, TokenResponse};
 use webhooks::Webhooks;
 pub use webhooks::WebhooksConfig;
@@ -244,6 +249,8 @@ pub struct DemoConfig {
     pub faults: BTreeMap<ServiceName, FaultConfig>,
     /// Webhook deliveries.
     pub webhooks: WebhooksConfig,
+    /// What the services ask of their callers.
+    pub services: ServicesConfig,
     /// Logging.
     pub observability: ObservabilityConfig,
 }
@@ -257,6 +264,7 @@ impl Default for DemoConfig {
             issuer: IssuerConfig::default(),
             faults: BTreeMap::new(),
             webhooks: WebhooksConfig::default(),
+            services: ServicesConfig::default(),
             observability: ObservabilityConfig::default(),
         }
     }
@@ -266,6 +274,7 @@ impl Validate for DemoConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         self.observability.validate()?;
         self.webhooks.validate()?;
+        self.services.validate()?;
         for (service, faults) in &self.faults {
             faults.validate().map_err(|reason| {
                 ConfigError::rule(&format!("faults.{}.error_rate", service.as_str()), reason)
@@ -382,6 +391,7 @@ impl DemoServices {
             faults: faults.clone(),
             request_logs: request_logs.clone(),
         };
+        let gateway = GatewayCheck::start(&config.services, &shutdown);
         let mut addrs = BTreeMap::new();
         let mut tasks = Vec::new();
         for service in ServiceName::ALL {
@@ -395,6 +405,11 @@ impl DemoServices {
                 ServiceName::Orders => services::orders(catalog.clone(), hooks.clone()),
                 ServiceName::Recommendations => services::recommendations(catalog.clone()),
                 ServiceName::Webhooks => webhooks::router(hooks.clone()),
+            };
+            // The auth port is the issuer's: only the services check the gateway.
+            let router = match service {
+                ServiceName::Auth => router,
+                _ => gateway.guard(router),
             };
             let addr = SocketAddr::new(config.host, config.ports.of(service));
             let bind_error = |source| StartError::Bind {

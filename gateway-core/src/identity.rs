@@ -28,6 +28,10 @@ pub const AUTH_SUBJECT: HeaderName = HeaderName::from_static("x-auth-subject");
 pub const AUTH_TENANT: HeaderName = HeaderName::from_static("x-auth-tenant");
 /// Header carrying the granted scopes (space separated) to services.
 pub const AUTH_SCOPES: HeaderName = HeaderName::from_static("x-auth-scopes");
+/// Header carrying the gateway's signed statement of the caller to
+/// services (`[auth.internal_token]`): an identity header too, so no
+/// client can send one.
+pub const AUTH_TOKEN: HeaderName = HeaderName::from_static("x-auth-token");
 
 /// Longest subject (a token's `sub`, an API key's name) accepted.
 pub(crate) const MAX_SUBJECT_LEN: usize = 256;

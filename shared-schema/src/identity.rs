@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// How the caller proved who it is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AuthMethod {
     /// A signed JWT bearer token (or the web session cookie carrying one).
@@ -19,7 +19,7 @@ pub enum AuthMethod {
 /// Only the gateway builds an `Identity`, from a verified token or API key;
 /// nothing a client sends in headers can set it. Services receive it as the
 /// `X-Auth-*` headers the gateway writes itself.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Identity {
     /// The caller: a user (`user-42`) or a partner client id.
     pub subject: String,

@@ -22,6 +22,7 @@ mod ratelimit_redis;
 mod repository;
 mod resilience;
 mod seams;
+mod signed_identity;
 mod slice;
 mod tls;
 mod web;

@@ -11,7 +11,7 @@ use std::{
 use demo_services::{FaultConfig, ServiceName};
 use gateway_core::config::HumanDuration;
 use platform_tests::{
-    BffProcess, binary, eventually_within, issue_token, start_demo, write_temp_file,
+    BffProcess, binary, eventually_within, issue_token, send, start_demo, write_temp_file,
 };
 
 fn run(name: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
@@ -93,6 +93,58 @@ fn check_config_names_a_bad_environment_variable() {
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("BFF_SERVER__LISTN"), "{stderr}");
+}
+
+#[test]
+fn check_config_refuses_an_internal_token_key_that_is_not_p256() {
+    let not_a_key = write_temp_file(
+        "not-a-key.pem",
+        "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+    );
+    let (code, _, stderr) = check_config_file(
+        "bff-web",
+        "internal-token.toml",
+        &format!(
+            "[auth.internal_token]\nenabled = true\nkey_file = {:?}\n",
+            not_a_key.to_str().expect("utf-8 path")
+        ),
+    );
+    assert_eq!(code, Some(2), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+    assert!(stderr.contains("auth.internal_token.key_file"), "{stderr}");
+    assert!(
+        stderr.contains("not a P-256 (ES256) private key"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn without_a_key_file_internal_tokens_are_signed_with_a_generated_key_and_a_warning() {
+    let (demo, shutdown) = start_demo(BTreeMap::new()).await;
+    let mut bff = BffProcess::spawn_against::<bff_web::Web>(
+        &demo,
+        &[("BFF_AUTH__INTERNAL_TOKEN__ENABLED", "true")],
+    )
+    .await;
+    let warning = bff
+        .log_event(|event| {
+            event["message"].as_str().is_some_and(|message| {
+                message.starts_with("auth.internal_token.key_file is not set")
+            })
+        })
+        .await;
+    assert_eq!(warning["level"], "WARN");
+    let jwks =
+        send(reqwest::Client::new().get(format!("http://{}/.well-known/jwks.json", bff.admin())))
+            .await
+            .body;
+    assert_eq!(jwks["keys"].as_array().map(Vec::len), Some(1));
+    assert_eq!(
+        jwks["keys"][0]["kid"], warning["kid"],
+        "the generated key is published"
+    );
+    bff.terminate().await;
+    shutdown.trigger();
 }
 
 /// `bff --config FILE --check-config`, FILE holding `contents`: the exit

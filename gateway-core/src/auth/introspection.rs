@@ -356,6 +356,7 @@ impl Introspector {
             issuer: &self.issuer,
             audience: &self.audience,
             leeway: self.leeway,
+            signer: token::Signer::Issuer,
         };
         match token::introspected(&policy, body, unix_now()) {
             Ok(Some(claims)) => Ok(Introspected::Active {

@@ -48,6 +48,8 @@ mod api_key;
 mod cache;
 mod credentials;
 mod error;
+mod es256;
+mod internal_token;
 mod introspection;
 mod jwks;
 mod keys;
@@ -58,6 +60,11 @@ pub use api_key::ApiKeyConfig;
 pub(crate) use credentials::API_KEY as API_KEY_HEADER;
 use credentials::Credential;
 pub use error::AuthError;
+pub use es256::{Es256Key, Es256KeyError, jwk_thumbprint, pem};
+pub use internal_token::{
+    GATEWAY_JWKS_PATH, GatewayTokenPolicy, GatewayTokenVerifier, InternalTokenConfig,
+    InternalTokenError, InternalTokens,
+};
 pub use introspection::IntrospectionConfig;
 use introspection::Introspector;
 pub use jwks::JwksConfig;
@@ -172,6 +179,9 @@ pub struct AuthConfig {
     /// Opaque bearer tokens, introspected at the issuer; off by default.
     #[serde(default)]
     pub introspection: IntrospectionConfig,
+    /// The signed identity downstream calls carry; off by default.
+    #[serde(default)]
+    pub internal_token: InternalTokenConfig,
 }
 
 impl AuthConfig {
@@ -199,6 +209,7 @@ impl AuthConfig {
             token_cache_capacity: Self::default_token_cache_capacity(),
             api_keys: Vec::new(),
             introspection: IntrospectionConfig::default(),
+            internal_token: InternalTokenConfig::default(),
         }
     }
 }
@@ -224,6 +235,7 @@ impl Validate for AuthConfig {
             ));
         }
         self.introspection.validate()?;
+        self.internal_token.validate()?;
         if let Some(hs256) = &self.hs256 {
             hs256.load()?;
         }
@@ -401,6 +413,7 @@ impl Authenticator {
                     issuer: &config.issuer,
                     audience: &config.audience,
                     leeway: config.leeway.get().as_secs(),
+                    signer: token::Signer::Issuer,
                 },
                 tls,
                 stores,
@@ -414,6 +427,7 @@ impl Authenticator {
                     issuer: config.issuer.clone(),
                     audience: config.audience.clone(),
                     leeway: config.leeway.get().as_secs(),
+                    signer: token::Signer::Issuer,
                     max_token_bytes: config.max_token_bytes.get(),
                     hs256,
                     jwks,

@@ -134,6 +134,10 @@ struct RawClaims {
     azp: Option<String>,
     #[serde(default)]
     client_id: Option<String>,
+    /// How the caller authenticated at the gateway: read from the gateway's
+    /// own internal tokens only, ignored in any other.
+    #[serde(default)]
+    auth_method: Option<String>,
 }
 
 /// The claims of a token that passed every check of its [`ClaimPolicy`].
@@ -257,7 +261,19 @@ impl<'a> UnverifiedToken<'a> {
 
     /// The claims, checked against `policy` at `now` (seconds since the epoch).
     pub(crate) fn claims(&self, policy: &ClaimPolicy<'_>, now: u64) -> Result<Claims, AuthError> {
-        policy.check(&self.claims, now, AuthMethod::Jwt)
+        match policy.signer {
+            Signer::Issuer => policy.check(&self.claims, now, AuthMethod::Jwt),
+            Signer::Gateway => {
+                let method = match self.claims.auth_method.as_deref() {
+                    None => return Err(AuthError::MissingClaim("auth_method")),
+                    Some("jwt") => AuthMethod::Jwt,
+                    Some("api_key") => AuthMethod::ApiKey,
+                    Some("opaque") => AuthMethod::Opaque,
+                    Some(_) => return Err(AuthError::InvalidClaim("auth_method")),
+                };
+                policy.check(&self.claims, now, method)
+            }
+        }
     }
 }
 
@@ -283,6 +299,7 @@ fn claim_type_error(error: &serde_json::Error) -> AuthError {
         "scope",
         "azp",
         "client_id",
+        "auth_method",
     ] {
         if message.contains(&format!("`{claim}`")) {
             return AuthError::InvalidClaim(claim);
@@ -334,6 +351,18 @@ pub(crate) struct ClaimPolicy<'a> {
     pub(crate) audience: &'a str,
     /// Clock skew tolerated on `exp`, `nbf` and `iat`, in seconds.
     pub(crate) leeway: u64,
+    /// Who signs the tokens, which decides how the caller authenticated.
+    pub(crate) signer: Signer,
+}
+
+/// Who signs the tokens a [`ClaimPolicy`] checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Signer {
+    /// The identity provider: the caller authenticated with this JWT.
+    Issuer,
+    /// The gateway, stating in `auth_method` how the caller authenticated
+    /// (internal tokens, verified by services).
+    Gateway,
 }
 
 /// The claims of an RFC 7662 introspection answer, checked as a JWT's are:
@@ -433,6 +462,7 @@ mod tests {
         issuer: "https://issuer.test",
         audience: "bff-web",
         leeway: 30,
+        signer: Signer::Issuer,
     };
 
     fn b64(value: &Value) -> String {

@@ -21,7 +21,7 @@ use super::{
     cache::TokenCache,
     jwks::Jwks,
     keys::VerificationKey,
-    token::{Algorithm, ClaimPolicy, UnverifiedToken, Validity},
+    token::{Algorithm, ClaimPolicy, Signer, UnverifiedToken, Validity},
 };
 
 /// The HS256 secret and the `kid` it answers to (`None`: tokens without a `kid`).
@@ -37,6 +37,7 @@ pub(crate) struct JwtVerifier {
     pub(crate) issuer: String,
     pub(crate) audience: String,
     pub(crate) leeway: u64,
+    pub(crate) signer: Signer,
     pub(crate) max_token_bytes: usize,
     pub(crate) hs256: Option<SharedSecret>,
     pub(crate) jwks: Option<Arc<Jwks>>,
@@ -66,6 +67,7 @@ impl JwtVerifier {
             issuer: &self.issuer,
             audience: &self.audience,
             leeway: self.leeway,
+            signer: self.signer,
         }
     }
 

@@ -30,14 +30,14 @@ mod parts;
 pub use config::BffConfig;
 pub use parts::BffParts;
 
-use std::{fmt::Debug, future::Future, process::ExitCode};
+use std::{fmt::Debug, future::Future, process::ExitCode, sync::Arc};
 
 use axum::{Router, http::HeaderMap};
 use serde::{Serialize, de::DeserializeOwned};
 use tower::ServiceBuilder;
 
 use crate::{
-    auth::{AuthStartError, Authenticator},
+    auth::{AuthStartError, Authenticator, InternalTokenError, InternalTokens},
     cache::ResponseCache,
     cli,
     clock::Clock,
@@ -125,6 +125,9 @@ pub enum StartError {
     /// The authenticator could not be built.
     #[error(transparent)]
     Auth(#[from] AuthStartError),
+    /// The internal-token signing key cannot be used.
+    #[error(transparent)]
+    InternalToken(#[from] InternalTokenError),
     /// The CA file of `[client_tls]` cannot be used.
     #[error("client_tls.ca_file: {0}")]
     Tls(#[from] TlsError),
@@ -164,6 +167,13 @@ pub async fn start_at<B: Bff>(
         &proxy::extra_services(&config.routes, B::SERVICES),
     ]
     .concat();
+    let internal_tokens = match config.auth.internal_token.enabled {
+        true => Some(Arc::new(InternalTokens::new(
+            &config.auth.internal_token,
+            &telemetry,
+        )?)),
+        false => None,
+    };
     let downstreams = Downstreams::build(
         B::NAME,
         &services,
@@ -171,10 +181,14 @@ pub async fn start_at<B: Bff>(
         &tls,
         &telemetry,
         Some(&cache),
+        internal_tokens.as_ref(),
     )?;
-    let gateway = Gateway::new(B::NAME, config.server, telemetry.clone())
+    let mut gateway = Gateway::new(B::NAME, config.server, telemetry.clone())
         .with_admin(cache.admin_routes())
         .with_response_headers(B::response_headers(&config.own));
+    if let Some(tokens) = &internal_tokens {
+        gateway = gateway.with_admin(tokens.admin_routes());
+    }
     let parts = BffParts {
         downstreams,
         telemetry,

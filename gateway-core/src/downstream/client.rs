@@ -74,9 +74,10 @@ use super::{
     retry::{Decision, RetryPolicy},
 };
 use crate::{
+    auth::InternalTokens,
     cache::{Age, CacheKey, Entry, Filled, Found, Lookups, ResponseCache, ServiceCacheConfig},
     context::RequestContext,
-    identity::VerifiedIdentity,
+    identity::{AUTH_TOKEN, VerifiedIdentity},
     observability::{
         DownstreamMetrics, REQUEST_ID, ServerTiming, TRACEPARENT, TRACESTATE, Telemetry,
         client_span, record_call, span_ids,
@@ -139,6 +140,8 @@ struct Inner {
     in_flight: Gauge,
     /// The response cache its `GET`s go through, unless the service's is off.
     cache: Option<ServiceCache>,
+    /// Signs the caller into `X-Auth-Token`, when `[auth.internal_token]` is on.
+    internal_tokens: Option<Arc<InternalTokens>>,
 }
 
 /// The response cache, how the service's answers are kept in it, and its
@@ -161,6 +164,19 @@ impl DownstreamClient {
         tls: &ClientTls,
         telemetry: &Telemetry,
         cache: Option<&ResponseCache>,
+    ) -> Result<Self, ClientBuildError> {
+        Self::signing(service, config, tls, telemetry, cache, None)
+    }
+
+    /// [`Self::new`], its calls also carrying the caller's internal token
+    /// (`X-Auth-Token`) when `internal_tokens` is given.
+    pub(crate) fn signing(
+        service: &'static str,
+        config: &DownstreamConfig,
+        tls: &ClientTls,
+        telemetry: &Telemetry,
+        cache: Option<&ResponseCache>,
+        internal_tokens: Option<Arc<InternalTokens>>,
     ) -> Result<Self, ClientBuildError> {
         let url = config.url.url();
         let host = url.host_str().unwrap_or_default();
@@ -214,6 +230,7 @@ impl DownstreamClient {
                         config: config.cache,
                         lookups: cache.lookups(service),
                     }),
+                internal_tokens,
             }),
         })
     }
@@ -756,6 +773,12 @@ impl DownstreamClient {
             None => context.trace.child_traceparent(),
         };
         with_context(request.headers_mut(), context, call.identity, traceparent);
+        if let Some(tokens) = &self.inner.internal_tokens {
+            request.headers_mut().insert(
+                AUTH_TOKEN,
+                tokens.header_for(call.identity, &context.request_id),
+            );
+        }
         *request.method_mut() = call.method.clone();
         let result = tokio::time::timeout_at(call.deadline, self.exchange(request, reader, slot))
             .instrument(span.clone())

@@ -58,7 +58,10 @@ pub use shared_schema::{Resource, ServiceSpec};
 
 use std::{collections::BTreeMap, sync::Arc};
 
-use crate::{RequestContext, cache::ResponseCache, observability::Telemetry, tls::ClientTls};
+use crate::{
+    RequestContext, auth::InternalTokens, cache::ResponseCache, observability::Telemetry,
+    tls::ClientTls,
+};
 
 /// The clients of the services one BFF calls, by name; cheap to clone, so
 /// handlers can hold it as their state.
@@ -71,7 +74,9 @@ pub struct Downstreams {
 
 impl Downstreams {
     /// Builds a client for each of `services` from its entry in `configs`,
-    /// their `GET`s going through `cache` as each service's settings say.
+    /// their `GET`s going through `cache` as each service's settings say,
+    /// and every call carrying the caller's internal token when
+    /// `internal_tokens` is given.
     pub fn build(
         owner: &'static str,
         services: &[ServiceSpec],
@@ -79,6 +84,7 @@ impl Downstreams {
         tls: &ClientTls,
         telemetry: &Telemetry,
         cache: Option<&ResponseCache>,
+        internal_tokens: Option<&Arc<InternalTokens>>,
     ) -> Result<Self, ClientBuildError> {
         let mut clients = BTreeMap::new();
         for service in services {
@@ -87,7 +93,14 @@ impl Downstreams {
                 .ok_or(ClientBuildError::NotConfigured(service.name))?;
             clients.insert(
                 service.name,
-                DownstreamClient::new(service.name, config, tls, telemetry, cache)?,
+                DownstreamClient::signing(
+                    service.name,
+                    config,
+                    tls,
+                    telemetry,
+                    cache,
+                    internal_tokens.cloned(),
+                )?,
             );
         }
         Ok(Self {

@@ -18,6 +18,7 @@ use crate::{
     auth::API_KEY_HEADER,
     downstream::aggregate::BFF_PARTIAL,
     error::PassedThrough,
+    identity::IDENTITY_HEADER_PREFIX,
     server::{remove_headers_where, strip_hop_by_hop},
 };
 
@@ -121,13 +122,15 @@ fn name_before_parameters(segment: &str) -> Option<&str> {
 /// The service's headers as the client gets them: without the hop-by-hop
 /// ones, and without what only the gateway decides for its own origin:
 /// cookies (a service could overwrite the BFF's session cookie), CORS (the
-/// BFF's own policy answers) and `BFF-Partial`.
+/// BFF's own policy answers), `BFF-Partial`, and the identity headers (a
+/// service echoing its request must not hand the internal token out).
 fn answer_headers(headers: &mut HeaderMap) {
     strip_hop_by_hop(headers);
     remove_headers_where(headers, |name| {
         name == header::SET_COOKIE
             || name == BFF_PARTIAL
             || name.as_str().starts_with("access-control-")
+            || name.as_str().starts_with(IDENTITY_HEADER_PREFIX)
     });
 }
 
@@ -170,6 +173,7 @@ fn forwarded_headers(mut headers: HeaderMap, peer: Option<IpAddr>, trusted: bool
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::identity::AUTH_TOKEN;
 
     fn client_headers() -> HeaderMap {
         let mut headers = HeaderMap::new();
@@ -247,7 +251,7 @@ mod tests {
     }
 
     #[test]
-    fn the_gateway_keeps_its_origins_cookies_and_cors_policy() {
+    fn the_gateway_keeps_its_origins_cookies_cors_policy_and_identity_headers() {
         let mut headers = HeaderMap::new();
         headers.insert(
             header::SET_COOKIE,
@@ -259,6 +263,7 @@ mod tests {
         );
         headers.insert(BFF_PARTIAL, HeaderValue::from_static("x=timeout"));
         headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        headers.insert(AUTH_TOKEN, HeaderValue::from_static("eyJ.echoed.token"));
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/csv"));
         answer_headers(&mut headers);
         assert_eq!(headers.len(), 1, "{headers:?}");

@@ -206,7 +206,7 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
 /// Removes every header whose name is `doomed`. A message carries a
 /// handful of headers: reading their names once is cheaper than a hashed
 /// removal for each name that might be there, which mostly finds nothing.
-pub(crate) fn remove_headers_where(headers: &mut HeaderMap, doomed: impl Fn(&HeaderName) -> bool) {
+pub fn remove_headers_where(headers: &mut HeaderMap, doomed: impl Fn(&HeaderName) -> bool) {
     let present: Vec<HeaderName> = headers
         .keys()
         .filter(|name| doomed(name))

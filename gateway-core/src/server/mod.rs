@@ -59,7 +59,8 @@ pub mod pages;
 
 pub use conn::{ConnectionLimits, serve_connections};
 pub use deadline::REQUEST_TIMEOUT_HEADER;
-pub(crate) use hygiene::{remove_headers_where, strip_hop_by_hop};
+pub use hygiene::remove_headers_where;
+pub(crate) use hygiene::strip_hop_by_hop;
 
 use std::{any::Any, net::SocketAddr, num::NonZeroUsize};
 
