@@ -9,9 +9,11 @@
 # against nginx's limit_req (bench/ratelimit.sh), writes
 # bench/results/latest.md with its charts (bench/report.py), measures
 # bff-partner's idempotent orders (bench/partner-orders.sh, into
-# bench/results/partner-orders.txt) and opaque tokens against JWTs
-# (bench/opaque-tokens.sh), and prints the micro-benchmarks' summaries
-# (token verification; the idempotency store's added latency).
+# bench/results/partner-orders.txt), opaque tokens against JWTs
+# (bench/opaque-tokens.sh) and the signed internal token's CPU per
+# downstream call (bench/internal-token.sh), and prints the
+# micro-benchmarks' summaries (token verification and the internal token's
+# steady-state cost; the idempotency store's added latency).
 #
 # Usage: bench/run.sh [-q] [-M] [-F] [compare.py options...]
 #   -q  quick: 3 s per closed-loop run, per open-loop rate and per rate-limit run (a smoke run, not a result)
@@ -72,6 +74,7 @@ bench/ratelimit.sh "${ratelimit_quick[@]}"
 python3 bench/report.py
 bench/partner-orders.sh "${ratelimit_quick[@]}" | tee bench/results/partner-orders.txt
 bench/opaque-tokens.sh "${ratelimit_quick[@]}" | tail -6 | tee bench/results/opaque-tokens.txt
+bench/internal-token.sh "${ratelimit_quick[@]}" | tail -8 | tee bench/results/internal-token.txt
 if $micro; then
     # criterion's names and estimates, without the progress lines
     cargo bench -p platform-tests --bench auth 2>&1 | awk '

@@ -11,15 +11,25 @@
 //!   a cached token, as every request pays it.
 //!
 //! Keys come from the demo issuer's JWKS over real HTTP, fetched once at
-//! start as in production. Run: `cargo bench -p platform-tests --bench auth`.
+//! start as in production.
+//!
+//! `internal_token` measures what `[auth.internal_token]` adds to each
+//! downstream call at steady state (the caller's cached token set on the
+//! call), beside signing a token for every call.
+//!
+//! Run: `cargo bench -p platform-tests --bench auth`.
 
 use std::{hint::black_box, time::Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use demo_services::{DemoConfig, DemoServices, IssuerConfig, Ports, TokenRequest};
 use gateway_core::{
-    auth::{AuthConfig, Authenticator, Hs256Config, JwksConfig},
+    auth::{
+        AuthConfig, Authenticator, Es256Key, Hs256Config, InternalTokenConfig, InternalTokens,
+        JwksConfig,
+    },
     config::{Secret, ServiceUrl},
+    identity::{AUTH_TOKEN, VerifiedIdentity},
     lifecycle::{Readiness, Shutdown},
     observability::Telemetry,
     tls::ClientTls,
@@ -27,6 +37,7 @@ use gateway_core::{
 use http::{HeaderMap, HeaderValue, header};
 use jsonwebtoken::{DecodingKey, Validation};
 use serde::Deserialize;
+use shared_schema::{AuthMethod, Identity};
 use tokio::runtime::Runtime;
 
 const SECRET: &str = "bench-hs256-secret-that-is-long-enough-0123456789";
@@ -223,5 +234,54 @@ fn bench(criterion: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench);
+/// What `[auth.internal_token]` adds to each downstream call at steady
+/// state (the caller's token from the per-caller cache, set on the call's
+/// headers), beside what signing it on every call would cost instead.
+fn internal_token(criterion: &mut Criterion) {
+    let config = InternalTokenConfig {
+        enabled: true,
+        ..InternalTokenConfig::default()
+    };
+    let tokens = InternalTokens::new(&config, &Telemetry::new("bench")).expect("a signer");
+    let caller = VerifiedIdentity::new(Identity {
+        subject: "user-1".to_owned(),
+        tenant: "acme".to_owned(),
+        scopes: ["products:read", "orders:read", "orders:write", "profile:read"]
+            .map(str::to_owned)
+            .to_vec(),
+        client: None,
+        auth_method: AuthMethod::Jwt,
+    })
+    .expect("a valid identity");
+    let request_id = HeaderValue::from_static("4bf92f3577b34da6a3ce929d0e0e4736");
+    let mut headers = HeaderMap::with_capacity(16);
+    headers.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
+    headers.insert(AUTH_TOKEN, tokens.header_for(&caller, &request_id));
+
+    let mut group = criterion.benchmark_group("internal_token");
+    group.bench_function("steady_state_per_call", |b| {
+        b.iter(|| {
+            headers.insert(
+                AUTH_TOKEN,
+                tokens.header_for(black_box(&caller), black_box(&request_id)),
+            );
+        });
+    });
+    let key = Es256Key::generate().expect("a key");
+    let claims = serde_json::json!({
+        "iss": "bff-gateway", "aud": "internal", "sub": "user-1", "tid": "acme",
+        "scope": "products:read orders:read orders:write profile:read",
+        "auth_method": "jwt", "request_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+        "iat": 1_800_000_000u64, "exp": 1_800_000_060u64,
+    });
+    group.bench_function("signed_per_call", |b| {
+        b.iter(|| {
+            let token = key.sign(black_box(&claims)).expect("signed");
+            headers.insert(AUTH_TOKEN, HeaderValue::try_from(token).expect("ascii"));
+        });
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench, internal_token);
 criterion_main!(benches);

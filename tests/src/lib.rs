@@ -19,11 +19,14 @@ use std::{
 };
 
 use demo_services::{
-    DemoConfig, DemoServices, FaultConfig, IssuerConfig, Ports, ServiceName, TokenRequest,
-    WebhooksConfig,
+    DemoConfig, DemoServices, FaultConfig, IssuerConfig, Ports, ServiceName, ServicesConfig,
+    TokenRequest, WebhooksConfig,
 };
 use gateway_core::{
-    auth::{ApiKeyConfig, Hs256Config, IntrospectionConfig},
+    auth::{
+        ApiKeyConfig, Es256Key, Es256KeyError, Hs256Config, InternalTokenConfig,
+        IntrospectionConfig,
+    },
     bff::{self, Bff, BffConfig, StartError},
     clock::Clock,
     config::{Delay, HumanDuration, Secret, ServiceUrl},
@@ -80,6 +83,9 @@ pub struct PlatformOptions {
     pub partner: bff_partner::PartnerSettings,
     /// Whether every BFF introspects opaque tokens at the demo issuer.
     pub opaque_tokens: bool,
+    /// Whether the BFFs sign the caller into an internal token (one key
+    /// for the three) and, on the documented ports, the services require it.
+    pub signed_identity: bool,
 }
 
 impl Default for PlatformOptions {
@@ -98,6 +104,7 @@ impl Default for PlatformOptions {
             mobile: bff_mobile::MobileSettings::default(),
             partner: bff_partner::PartnerSettings::default(),
             opaque_tokens: false,
+            signed_identity: false,
         }
     }
 }
@@ -120,6 +127,7 @@ impl PlatformOptions {
                 ..bff_partner::PartnerSettings::default()
             },
             issuer: IssuerConfig::default(),
+            signed_identity: true,
             partner_api_keys: vec![api_key(
                 "demo-acme",
                 DEMO_PARTNER_API_KEY,
@@ -173,6 +181,9 @@ pub enum PlatformError {
     /// demo-services could not start.
     #[error("demo-services: {0}")]
     Demo(#[from] demo_services::StartError),
+    /// The internal-token key could not be generated.
+    #[error("the internal-token key: {0}")]
+    Key(#[from] Es256KeyError),
     /// A BFF could not start.
     #[error("{bff}: {source}")]
     Bff {
@@ -204,7 +215,35 @@ impl Platform {
     /// Starts everything as `options` say.
     pub async fn start_with(options: PlatformOptions) -> Result<Self, PlatformError> {
         let shutdown = Shutdown::new();
+        let internal_token = match options.signed_identity {
+            true => InternalTokenConfig {
+                enabled: true,
+                key_file: Some(write_temp_file(
+                    "internal-token-key.pem",
+                    &Es256Key::generate()?.to_pkcs8_pem(),
+                )),
+                ..InternalTokenConfig::default()
+            },
+            false => InternalTokenConfig::default(),
+        };
+        // The services must know where the keys are before the BFFs start:
+        // only the documented ports say so in advance.
+        let services = match (options.signed_identity, options.layout) {
+            (true, Layout::Dev) => ServicesConfig {
+                require_gateway_token: true,
+                gateway_jwks_url: Some(
+                    ServiceUrl::parse(&format!(
+                        "http://127.0.0.1:{}/.well-known/jwks.json",
+                        bff_web::Web::ADMIN_PORT
+                    ))
+                    .expect("a valid URL"),
+                ),
+                ..ServicesConfig::default()
+            },
+            _ => ServicesConfig::default(),
+        };
         let demo_config = DemoConfig {
+            services,
             ports: match options.layout {
                 Layout::Ephemeral => Ports::ephemeral(),
                 Layout::Dev => Ports::default(),
@@ -220,9 +259,12 @@ impl Platform {
         let demo = DemoServices::start(demo_config, shutdown.clone()).await?;
         let mut web = bff_config::<bff_web::Web>(&demo, &options);
         web.own = options.web.clone();
+        web.auth.internal_token = internal_token.clone();
         let mut mobile = bff_config::<bff_mobile::Mobile>(&demo, &options);
         mobile.own = options.mobile.clone();
+        mobile.auth.internal_token = internal_token.clone();
         let mut partner = bff_config::<bff_partner::Partner>(&demo, &options);
+        partner.auth.internal_token = internal_token;
         partner.auth.api_keys = options.partner_api_keys.clone();
         partner.own = options.partner.clone();
 
