@@ -246,9 +246,14 @@ fn internal_token(criterion: &mut Criterion) {
     let caller = VerifiedIdentity::new(Identity {
         subject: "user-1".to_owned(),
         tenant: "acme".to_owned(),
-        scopes: ["products:read", "orders:read", "orders:write", "profile:read"]
-            .map(str::to_owned)
-            .to_vec(),
+        scopes: [
+            "products:read",
+            "orders:read",
+            "orders:write",
+            "profile:read",
+        ]
+        .map(str::to_owned)
+        .to_vec(),
         client: None,
         auth_method: AuthMethod::Jwt,
     })
