@@ -450,7 +450,7 @@ def systems(setup, scenario):
         rs256 = {"Authorization": f"Bearer {setup.token('bff-web', 'RS256')}"}
         hs256 = {"Authorization": f"Bearer {setup.token('bff-web', 'HS256')}"}
         path = "/api/catalog/products/42"
-        redis = {"BFF_RATE_LIMIT__REDIS_URL": "redis://127.0.0.1:16379"}
+        redis = {"BFF_REDIS__URL": "redis://127.0.0.1:16379"}
         return [
             ("direct", None, {"url": f"http://127.0.0.1:{SERVICE_PORTS['products']}/products/42", "headers": {}}),
             ("nginx", lambda: start(["nginx", "-c", os.path.join(setup.run_dir, "nginx.conf")]),

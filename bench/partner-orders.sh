@@ -62,7 +62,7 @@ placed() { curl -s http://127.0.0.1:17000/admin/stats | python3 -c 'import json,
 measure direct http://127.0.0.1:17006/orders -s "$scripts/direct.lua" >>"$results"
 for records in in-process redis; do
     redis=()
-    [ "$records" = redis ] && redis=(BFF_RATE_LIMIT__REDIS_URL=redis://127.0.0.1:16379)
+    [ "$records" = redis ] && redis=(BFF_REDIS__URL=redis://127.0.0.1:16379)
     start_bff "products inventory pricing orders webhooks" "${unlimited[@]}" "${redis[@]}" taskset -c 0 "$bff_partner"
     measure "$records-new" http://127.0.0.1:18080/v1/orders -H "Authorization: Bearer $token" \
         -s "$scripts/new-keys.lua" >>"$results"

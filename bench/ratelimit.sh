@@ -185,6 +185,7 @@ stop_instances() {
 for rate in 200 1000; do
     for build in "${builds[@]}"; do
         for instances in 1 3; do
+            # The deprecated name: every build compared here, old ones too, reads it.
             start_instances "$build" "$instances" "$rate" BFF_RATE_LIMIT__REDIS_URL=redis://127.0.0.1:16379
             drive "$(label "$build"), Redis" "$instances" "$rate" 18080 /api/product-page/42
             stop_instances

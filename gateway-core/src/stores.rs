@@ -17,9 +17,10 @@
 //! With no Redis configured a process holds no store and needs none: the
 //! one-machine default.
 
-use std::time::Duration;
+use std::{fmt, time::Duration};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use serde::{Deserialize, Deserializer, Serialize, Serializer, de};
 use tokio::sync::watch;
 
 use crate::{config::ConfigError, lifecycle::Shutdown};
@@ -73,6 +74,79 @@ impl std::fmt::Debug for RedisStore {
     }
 }
 
+/// Where the process's Redis is: `redis://[:password@]host[:port][/db]`, or
+/// empty for none. Checked as the `redis` crate reads it while loading; its
+/// password never shows (`--check-config` prints `redis://:***@host`).
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct RedisUrl(String);
+
+impl RedisUrl {
+    /// Checks and wraps `url` (empty: no Redis).
+    pub fn parse(url: &str) -> Result<Self, String> {
+        if !url.is_empty() {
+            check_redis_url(url)?;
+        }
+        Ok(Self(url.to_owned()))
+    }
+
+    /// Whether no Redis is named.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The URL itself, password included: for connecting only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The URL with its password masked.
+    fn masked(&self) -> String {
+        match url::Url::parse(&self.0) {
+            Ok(mut url) if url.password().is_some() => {
+                // Only URLs that can carry a password reach here.
+                let _ = url.set_password(Some("***"));
+                url.to_string()
+            }
+            _ => self.0.clone(),
+        }
+    }
+}
+
+impl fmt::Debug for RedisUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.masked(), f)
+    }
+}
+
+impl Serialize for RedisUrl {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.masked())
+    }
+}
+
+impl<'de> Deserialize<'de> for RedisUrl {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Self::parse(&text).map_err(|reason| {
+            de::Error::invalid_value(
+                de::Unexpected::Str("(the URL)"),
+                &format!("a redis:// URL or nothing: {reason}").as_str(),
+            )
+        })
+    }
+}
+
+/// The process's Redis (`[redis]`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisConfig {
+    /// Redis shared by every instance (`redis://host:6379`): rate-limit
+    /// buckets, cached answers, idempotency records, introspection answers
+    /// and persisted queries. Empty (the default): all in process, for one
+    /// machine.
+    pub url: RedisUrl,
+}
+
 /// Checks a Redis URL as the `redis` crate reads it.
 pub(crate) fn check_redis_url(url: &str) -> Result<redis::Client, String> {
     redis::Client::open(url).map_err(|error| error.to_string())
@@ -81,8 +155,8 @@ pub(crate) fn check_redis_url(url: &str) -> Result<redis::Client, String> {
 impl RedisStore {
     /// Starts connecting to `url` in the background, until `shutdown`.
     fn connect(url: &str, shutdown: &Shutdown) -> Result<Self, ConfigError> {
-        let client = check_redis_url(url)
-            .map_err(|reason| ConfigError::rule("rate_limit.redis_url", reason))?;
+        let client =
+            check_redis_url(url).map_err(|reason| ConfigError::rule("redis.url", reason))?;
         let address = client.get_connection_info().addr.to_string();
         let (sender, connection) = watch::channel(None);
         let shutdown = shutdown.clone();
@@ -156,5 +230,32 @@ impl RedisStore {
             // The connecting task ended without a connection (shutdown).
             std::future::pending::<()>().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_redis_password_never_shows() {
+        let url = RedisUrl::parse("redis://:hunter2@cache.internal:6380/2").expect("valid");
+        assert_eq!(url.expose(), "redis://:hunter2@cache.internal:6380/2");
+        let shown = serde_json::to_string(&url).expect("serialises");
+        assert_eq!(shown, "\"redis://:***@cache.internal:6380/2\"");
+        assert!(!format!("{url:?}").contains("hunter2"));
+        assert_eq!(
+            serde_json::to_string(&RedisUrl::parse("redis://127.0.0.1:6379").expect("valid"))
+                .expect("serialises"),
+            "\"redis://127.0.0.1:6379\""
+        );
+    }
+
+    #[test]
+    fn a_redis_url_is_checked_while_loading() {
+        assert!(serde_json::from_str::<RedisUrl>("\"http://cache:6379\"").is_err());
+        assert!(serde_json::from_str::<RedisUrl>("\"redis://cache:6379/0\"").is_ok());
+        let empty: RedisUrl = serde_json::from_str("\"\"").expect("empty is no Redis");
+        assert_eq!(empty, RedisUrl::default());
     }
 }

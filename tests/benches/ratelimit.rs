@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use gateway_core::{
     lifecycle::{Readiness, Shutdown},
     observability::Telemetry,
-    ratelimit::{PlanConfig, RateLimitCharge, RateLimitConfig, RateLimiter, RedisUrl},
+    ratelimit::{PlanConfig, RateLimitCharge, RateLimitConfig, RateLimiter},
     stores::SharedStores,
 };
 use http::HeaderMap;
@@ -35,9 +35,8 @@ const ACCURACY_TASKS: usize = 16;
 /// The burst of the accuracy runs' plans.
 const ACCURACY_CAPACITY: u32 = 100;
 
-fn config(redis_url: &str, max_local_buckets: u64) -> RateLimitConfig {
+fn config(max_local_buckets: u64) -> RateLimitConfig {
     let mut config = RateLimitConfig {
-        redis_url: RedisUrl::parse(redis_url).expect("a valid URL"),
         max_local_buckets,
         ..RateLimitConfig::default()
     };
@@ -62,6 +61,7 @@ fn limiter(
     RateLimiter::start(
         name,
         config,
+        &[],
         telemetry,
         &Readiness::default(),
         &Shutdown::new(),
@@ -123,7 +123,7 @@ async fn accuracy_limiters(
     rate: f64,
 ) -> (Vec<RateLimiter>, Shutdown) {
     let shutdown = Shutdown::new();
-    let mut config = config(redis_url, 1_000);
+    let mut config = config(1_000);
     config.plans.insert(
         "standard".to_owned(),
         PlanConfig {
@@ -139,6 +139,7 @@ async fn accuracy_limiters(
         let limiter = RateLimiter::start(
             "bench-accuracy",
             &config,
+            &[],
             &telemetry,
             &Readiness::default(),
             &shutdown,
@@ -224,7 +225,7 @@ fn main() {
         );
         let in_process = limiter(
             "bench",
-            &config("", 1_000_000),
+            &config(1_000_000),
             &telemetry,
             &SharedStores::default(),
         );
@@ -236,12 +237,7 @@ fn main() {
         let shutdown = Shutdown::new();
         let stores = SharedStores::open(&redis.url(), &shutdown).expect("a valid URL");
         let telemetry = Telemetry::new("bench-redis");
-        let shared = limiter(
-            "bench-redis",
-            &config(&redis.url(), 1_000_000),
-            &telemetry,
-            &stores,
-        );
+        let shared = limiter("bench-redis", &config(1_000_000), &telemetry, &stores);
         let in_redis = "rate_limit_backend{bff=\"bench-redis\",mode=\"redis\"} 1";
         platform_tests::eventually("the limiter decides in Redis", async || {
             telemetry.encode().contains(in_redis)
@@ -286,7 +282,7 @@ fn main() {
         // A flood of distinct callers: the in-process buckets stay bounded.
         let bounded = limiter(
             "bench-flood",
-            &config("", 100_000),
+            &config(100_000),
             &Telemetry::new("bench-flood"),
             &SharedStores::default(),
         );

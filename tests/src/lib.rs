@@ -31,8 +31,9 @@ use gateway_core::{
     clock::Clock,
     config::{Delay, HumanDuration, Secret, ServiceUrl},
     lifecycle::Shutdown,
-    ratelimit::{PlanConfig, RateLimitConfig, RedisUrl},
+    ratelimit::{PlanConfig, RateLimitConfig},
     server::{Running, ServerConfig},
+    stores::RedisUrl,
 };
 use tokio::{
     io::{AsyncBufReadExt, BufReader},
@@ -413,8 +414,7 @@ pub async fn instances_sharing_redis<B: Bff, const N: usize>(
     for _ in 0..N {
         instances.push(
             start_bff::<B>(demo, shutdown, |config| {
-                config.rate_limit.redis_url =
-                    RedisUrl::parse(redis_url).expect("a valid Redis URL");
+                config.redis.url = RedisUrl::parse(redis_url).expect("a valid Redis URL");
             })
             .await,
         );

@@ -19,8 +19,8 @@ use gateway_core::{
     identity::VerifiedIdentity,
     lifecycle::Shutdown,
     observability::Telemetry,
-    ratelimit::RedisUrl,
     server::Running,
+    stores::RedisUrl,
     stores::SharedStores,
     tls::ClientTls,
 };
@@ -587,7 +587,7 @@ async fn a_tag_invalidated_on_one_instance_is_dropped_by_every_instance() {
     let redis = RedisServer::start().await;
     let (demo, shutdown) = start_demo(BTreeMap::new()).await;
     let shared = |config: &mut BffConfig<Web>| {
-        config.rate_limit.redis_url = RedisUrl::parse(&redis.url()).expect("a valid URL");
+        config.redis.url = RedisUrl::parse(&redis.url()).expect("a valid URL");
     };
     let first = web(&demo, &shutdown, shared).await;
     let second = web(&demo, &shutdown, shared).await;

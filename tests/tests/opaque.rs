@@ -207,8 +207,8 @@ async fn instances_sharing_redis_introspect_a_token_once_and_keep_no_token_anywh
         instances.push(
             start_bff::<bff_web::Web>(&demo, &shutdown, |config| {
                 config.auth.introspection = introspecting_at(&demo);
-                config.rate_limit.redis_url =
-                    gateway_core::ratelimit::RedisUrl::parse(&redis.url()).expect("a valid URL");
+                config.redis.url =
+                    gateway_core::stores::RedisUrl::parse(&redis.url()).expect("a valid URL");
             })
             .await,
         );
@@ -238,8 +238,8 @@ async fn instances_sharing_redis_introspect_a_token_once_and_keep_no_token_anywh
     .await;
     let third = start_bff::<bff_web::Web>(&demo, &shutdown, |config| {
         config.auth.introspection = introspecting_at(&demo);
-        config.rate_limit.redis_url =
-            gateway_core::ratelimit::RedisUrl::parse(&redis.url()).expect("a valid URL");
+        config.redis.url =
+            gateway_core::stores::RedisUrl::parse(&redis.url()).expect("a valid URL");
     })
     .await;
     let url = format!("{}/api/product-page/42", base_url(&third));

@@ -14,10 +14,7 @@ use std::{
 
 use demo_services::{DemoServices, FaultConfig, ServiceName};
 use gateway_core::{
-    clock::Clock,
-    lifecycle::Shutdown,
-    ratelimit::{PlanConfig, RedisUrl},
-    server::Running,
+    clock::Clock, lifecycle::Shutdown, ratelimit::PlanConfig, server::Running, stores::RedisUrl,
 };
 use platform_tests::{
     Answer, Platform, PlatformOptions, RedisServer, api_key, base_url, eventually,
@@ -783,7 +780,7 @@ async fn metered_partner(
         metered.plan = "metered".to_owned();
         config.auth.api_keys = vec![metered];
         if let Some(url) = redis_url {
-            config.rate_limit.redis_url = RedisUrl::parse(url).expect("a valid Redis URL");
+            config.redis.url = RedisUrl::parse(url).expect("a valid Redis URL");
         }
     })
     .await

@@ -11,7 +11,8 @@ use std::{
 use demo_services::{FaultConfig, ServiceName};
 use gateway_core::config::HumanDuration;
 use platform_tests::{
-    BffProcess, binary, eventually_within, issue_token, send, start_demo, write_temp_file,
+    BffProcess, RedisServer, binary, eventually_within, issue_token, metric, send, start_demo,
+    write_temp_file,
 };
 
 fn run(name: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
@@ -147,6 +148,59 @@ async fn without_a_key_file_internal_tokens_are_signed_with_a_generated_key_and_
     shutdown.trigger();
 }
 
+#[test]
+fn check_config_refuses_a_setting_under_its_new_and_its_deprecated_name_at_once() {
+    for (contents, key) in [
+        (
+            "[redis]\nurl = \"redis://127.0.0.1:6379\"\n\n[rate_limit]\nredis_url = \"redis://127.0.0.1:6380\"\n",
+            "rate_limit.redis_url",
+        ),
+        (
+            "[server]\ntrusted_proxies = [\"10.0.0.0/8\"]\n\n[rate_limit]\ntrusted_proxies = [\"10.0.0.0/8\"]\n",
+            "rate_limit.trusted_proxies",
+        ),
+    ] {
+        let (code, _, stderr) = check_config_file("bff-web", "both-names.toml", contents);
+        assert_eq!(code, Some(2), "{stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+        assert!(stderr.contains(key), "{stderr}");
+        assert!(stderr.contains("deprecated name"), "{stderr}");
+    }
+}
+
+#[tokio::test]
+async fn the_deprecated_names_of_redis_and_trusted_proxies_still_work_with_a_warning_each() {
+    let redis = RedisServer::start().await;
+    let (demo, shutdown) = start_demo(BTreeMap::new()).await;
+    let mut bff = BffProcess::spawn_against::<bff_web::Web>(
+        &demo,
+        &[
+            ("BFF_RATE_LIMIT__REDIS_URL", &redis.url()),
+            ("BFF_RATE_LIMIT__TRUSTED_PROXIES", "[10.0.0.0/8]"),
+        ],
+    )
+    .await;
+    for deprecated in ["rate_limit.redis_url", "rate_limit.trusted_proxies"] {
+        let warning = bff
+            .log_event(|event| {
+                event["message"].as_str().is_some_and(|message| {
+                    message.starts_with(&format!("{deprecated} is deprecated"))
+                })
+            })
+            .await;
+        assert_eq!(warning["level"], "WARN");
+    }
+    let admin = bff.admin();
+    eventually_within(
+        "the limiter decides in Redis",
+        Duration::from_secs(10),
+        async || metric(admin, "rate_limit_backend", &[("mode", "redis")]).await == Some(1.0),
+    )
+    .await;
+    bff.terminate().await;
+    shutdown.trigger();
+}
+
 /// `bff --config FILE --check-config`, FILE holding `contents`: the exit
 /// code, stdout and stderr.
 fn check_config_file(bff: &str, file: &str, contents: &str) -> (Option<i32>, String, String) {
@@ -228,7 +282,7 @@ fn environment_values_load_as_written() {
             ("BFF_RATE_LIMIT__ENABLED", "false"),
             ("BFF_RATE_LIMIT__PLANS__STANDARD__REFILL_PER_SECOND", "2.5"),
             (
-                "BFF_RATE_LIMIT__TRUSTED_PROXIES",
+                "BFF_SERVER__TRUSTED_PROXIES",
                 "[10.0.0.0/8, 192.168.0.0/16]",
             ),
         ],

@@ -198,7 +198,7 @@ async fn a_spoofed_x_forwarded_for_picks_no_bucket_but_a_trusted_proxys_does() {
     .await;
     let behind_proxy = start_bff::<bff_partner::Partner>(&demo, &shutdown, |config| {
         config.rate_limit = slow_limits(&[("standard", 2)]);
-        config.rate_limit.trusted_proxies = vec!["127.0.0.0/8".parse().expect("a CIDR")];
+        config.server.trusted_proxies = vec!["127.0.0.0/8".parse().expect("a CIDR")];
     })
     .await;
     let from = |running: &Running, client: &str| {

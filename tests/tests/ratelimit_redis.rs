@@ -9,9 +9,9 @@ use gateway_core::{
     config::{Delay, HumanDuration},
     lifecycle::{Readiness, Shutdown},
     observability::Telemetry,
-    ratelimit::{OutagePolicy, PlanConfig, RateLimitConfig, RateLimiter, RedisUrl},
+    ratelimit::{OutagePolicy, PlanConfig, RateLimitConfig, RateLimiter},
     server::Running,
-    stores::SharedStores,
+    stores::{RedisUrl, SharedStores},
 };
 use platform_tests::{
     Answer, BffProcess, RedisServer, STEADY_CAPACITY, STEADY_REFILL_PER_SECOND, api_key, base_url,
@@ -23,32 +23,38 @@ use serde_json::json;
 /// Upper bound on any wait, so a hang fails the test instead of stalling it.
 const HANG_GUARD: Duration = Duration::from_secs(10);
 
-/// [`slow_limits`] in `redis` under `policy`. The decision timeout is
-/// generous unless a test makes Redis slow on purpose: a debug build serving
-/// a burst on two cores can take tens of milliseconds, and a decision that
-/// times out is the outage policy's.
-fn shared_limits(
+/// `config`'s process Redis is `redis`, its limits [`slow_limits`] under
+/// `policy`. The decision timeout is generous unless a test makes Redis
+/// slow on purpose: a debug build serving a burst on two cores can take
+/// tens of milliseconds, and a decision that times out is the outage
+/// policy's.
+fn shared_limits<B: Bff>(
+    config: &mut BffConfig<B>,
     redis: &RedisServer,
     plans: &[(&str, u32)],
     policy: OutagePolicy,
-) -> RateLimitConfig {
-    RateLimitConfig {
-        redis_url: RedisUrl::parse(&redis.url()).expect("a valid URL"),
+) {
+    config.redis.url = RedisUrl::parse(&redis.url()).expect("a valid URL");
+    config.rate_limit = RateLimitConfig {
         outage_policy: policy,
         decision_timeout: HumanDuration::from_secs(2),
         ..slow_limits(plans)
-    }
+    };
 }
 
-/// [`steady_limits`] in `redis` under `policy`, with the same generous
-/// decision timeout as [`shared_limits`].
-fn steady_shared_limits(redis: &RedisServer, policy: OutagePolicy) -> RateLimitConfig {
-    RateLimitConfig {
-        redis_url: RedisUrl::parse(&redis.url()).expect("a valid URL"),
+/// `config`'s process Redis is `redis`, its limits [`steady_limits`] under
+/// `policy`, with the same generous decision timeout as [`shared_limits`].
+fn steady_shared_limits<B: Bff>(
+    config: &mut BffConfig<B>,
+    redis: &RedisServer,
+    policy: OutagePolicy,
+) {
+    config.redis.url = RedisUrl::parse(&redis.url()).expect("a valid URL");
+    config.rate_limit = RateLimitConfig {
         outage_policy: policy,
         decision_timeout: HumanDuration::from_secs(2),
         ..steady_limits()
-    }
+    };
 }
 
 /// Five times the steady plan's rate for ten seconds, spread over
@@ -159,7 +165,7 @@ async fn three_instances_admit_a_concurrent_burst_as_one_bucket_would() {
     let redis = RedisServer::start().await;
     let (demo, shutdown) = start_demo(Default::default()).await;
     let web = instances::<bff_web::Web>(&demo, &shutdown, 3, |config| {
-        config.rate_limit = shared_limits(&redis, &[("standard", 60)], OutagePolicy::Local);
+        shared_limits(config, &redis, &[("standard", 60)], OutagePolicy::Local);
     })
     .await;
     let token = issue_token(&demo, "user-1", "bff-web", "ES256");
@@ -212,7 +218,7 @@ async fn steady_web(
     count: usize,
 ) -> Vec<Running> {
     instances::<bff_web::Web>(demo, shutdown, count, |config| {
-        config.rate_limit = steady_shared_limits(redis, OutagePolicy::Local);
+        steady_shared_limits(config, redis, OutagePolicy::Local);
         config.own = web_without_related_products();
     })
     .await
@@ -275,7 +281,6 @@ async fn decisions_as_fast_as_redis_answers_admit_exactly_the_plans_rate() {
     let redis = RedisServer::start().await;
     let shutdown = Shutdown::new();
     let mut config = RateLimitConfig {
-        redis_url: RedisUrl::parse(&redis.url()).expect("a valid URL"),
         decision_timeout: HumanDuration::from_secs(2),
         ..RateLimitConfig::default()
     };
@@ -287,11 +292,12 @@ async fn decisions_as_fast_as_redis_answers_admit_exactly_the_plans_rate() {
             daily_quota: None,
         },
     );
-    let stores = SharedStores::open(config.redis_url.expose(), &shutdown).expect("a Redis URL");
+    let stores = SharedStores::open(&redis.url(), &shutdown).expect("a Redis URL");
     let readiness = Readiness::default();
     let limiter = RateLimiter::start(
         "bff-test",
         &config,
+        &[],
         &Telemetry::new("bff-test"),
         &readiness,
         &shutdown,
@@ -354,7 +360,7 @@ async fn three_fresh_instances_admit_one_bucket_as_soon_as_they_are_ready() {
     let (demo, shutdown) = start_demo(Default::default()).await;
     let configure = |config: &mut BffConfig<bff_web::Web>| {
         config.cache.shared = false;
-        config.rate_limit = shared_limits(&redis, &[("standard", 60)], OutagePolicy::Local);
+        shared_limits(config, &redis, &[("standard", 60)], OutagePolicy::Local);
     };
     // Started together; each is sent requests the moment it says it is ready.
     let web = futures_util::future::join_all(
@@ -394,7 +400,7 @@ async fn an_instance_that_cannot_reach_redis_says_why_then_is_ready_on_its_expec
     redis.stop().await;
     let (demo, shutdown) = start_demo(Default::default()).await;
     let web = start_bff_unready::<bff_web::Web>(&demo, &shutdown, |config| {
-        config.rate_limit = shared_limits(&redis, &[("standard", 60)], OutagePolicy::Local);
+        shared_limits(config, &redis, &[("standard", 60)], OutagePolicy::Local);
         config.rate_limit.startup_wait = Delay::from_secs(1);
         config.rate_limit.expected_instances = NonZeroU32::new(3).expect("not zero");
     })
@@ -445,7 +451,7 @@ async fn under_the_closed_policy_an_instance_is_ready_only_once_redis_answers() 
     redis.stop().await;
     let (demo, shutdown) = start_demo(Default::default()).await;
     let web = start_bff_unready::<bff_web::Web>(&demo, &shutdown, |config| {
-        config.rate_limit = shared_limits(&redis, &[("standard", 5)], OutagePolicy::Closed);
+        shared_limits(config, &redis, &[("standard", 5)], OutagePolicy::Closed);
         config.rate_limit.startup_wait = Delay::default();
     })
     .await;
@@ -479,7 +485,7 @@ async fn each_decision_is_one_round_trip_and_idle_buckets_expire() {
     let redis = RedisServer::start().await;
     let (demo, shutdown) = start_demo(Default::default()).await;
     let web = instances::<bff_web::Web>(&demo, &shutdown, 1, |config| {
-        config.rate_limit = shared_limits(&redis, &[("standard", 50)], OutagePolicy::Local);
+        shared_limits(config, &redis, &[("standard", 50)], OutagePolicy::Local);
     })
     .await;
     let token = issue_token(&demo, "user-1", "bff-web", "ES256");
@@ -562,7 +568,8 @@ async fn an_api_keys_plan_holds_across_instances() {
     );
     gold_key.plan = "gold".to_owned();
     let partner = instances::<bff_partner::Partner>(&demo, &shutdown, 2, |config| {
-        config.rate_limit = shared_limits(
+        shared_limits(
+            config,
             &redis,
             &[("standard", 2), ("gold", 12)],
             OutagePolicy::Local,
@@ -600,7 +607,7 @@ async fn while_redis_is_down_instances_enforce_their_share_and_return_to_redis()
     let mut redis = RedisServer::start().await;
     let (demo, shutdown) = start_demo(Default::default()).await;
     let web = instances::<bff_web::Web>(&demo, &shutdown, 3, |config| {
-        config.rate_limit = shared_limits(&redis, &[("standard", 30)], OutagePolicy::Local);
+        shared_limits(config, &redis, &[("standard", 30)], OutagePolicy::Local);
     })
     .await;
     let token = issue_token(&demo, "user-1", "bff-web", "ES256");
@@ -648,7 +655,7 @@ async fn the_open_policy_admits_while_redis_is_down_or_too_slow() {
     let mut redis = RedisServer::start().await;
     let (demo, shutdown) = start_demo(Default::default()).await;
     let web = instances::<bff_web::Web>(&demo, &shutdown, 1, |config| {
-        config.rate_limit = shared_limits(&redis, &[("standard", 2)], OutagePolicy::Open);
+        shared_limits(config, &redis, &[("standard", 2)], OutagePolicy::Open);
         config.rate_limit.decision_timeout = HumanDuration::from_millis(250);
     })
     .await;
@@ -689,7 +696,7 @@ async fn the_closed_policy_refuses_with_503_and_is_not_ready_until_redis_returns
     let mut redis = RedisServer::start().await;
     let (demo, shutdown) = start_demo(Default::default()).await;
     let web = instances::<bff_web::Web>(&demo, &shutdown, 1, |config| {
-        config.rate_limit = shared_limits(&redis, &[("standard", 5)], OutagePolicy::Closed);
+        shared_limits(config, &redis, &[("standard", 5)], OutagePolicy::Closed);
     })
     .await;
     let token = issue_token(&demo, "user-1", "bff-web", "ES256");
@@ -732,7 +739,7 @@ async fn each_switch_is_logged_once_not_per_request() {
     let mut bff = BffProcess::spawn_against::<bff_web::Web>(
         &demo,
         &[
-            ("BFF_RATE_LIMIT__REDIS_URL", &redis.url()),
+            ("BFF_REDIS__URL", &redis.url()),
             ("BFF_RATE_LIMIT__DECISION_TIMEOUT", "50ms"),
         ],
     )

@@ -28,6 +28,7 @@ use crate::{
     proxy::RouteConfig,
     ratelimit::RateLimitConfig,
     server::ServerConfig,
+    stores::RedisConfig,
     tls::ClientTlsConfig,
 };
 
@@ -42,6 +43,8 @@ pub struct BffConfig<B: Bff> {
     pub auth: AuthConfig,
     /// How often they may.
     pub rate_limit: RateLimitConfig,
+    /// The Redis the fleet shares.
+    pub redis: RedisConfig,
     /// The trust of the gateway's own TLS calls (the JWKS, `https` services).
     pub client_tls: ClientTlsConfig,
     /// The response cache.
@@ -64,6 +67,7 @@ impl<B: Bff> BffConfig<B> {
         "observability",
         "auth",
         "rate_limit",
+        "redis",
         "client_tls",
         "cache",
         "idempotency",
@@ -71,6 +75,28 @@ impl<B: Bff> BffConfig<B> {
         "routes",
         B::SECTION,
     ];
+}
+
+impl<B: Bff> BffConfig<B> {
+    /// The configuration with the values set under a deprecated name moved
+    /// to their place (`rate_limit.redis_url` to `[redis] url`,
+    /// `rate_limit.trusted_proxies` to `[server] trusted_proxies`), each
+    /// move logged once as a warning: they keep working for one release.
+    pub fn with_deprecated_names_moved(mut self) -> Self {
+        if !self.rate_limit.redis_url.is_empty() {
+            tracing::warn!(
+                "rate_limit.redis_url is deprecated and will be removed in the next release: set [redis] url (BFF_REDIS__URL) instead"
+            );
+            self.redis.url = std::mem::take(&mut self.rate_limit.redis_url);
+        }
+        if !self.rate_limit.trusted_proxies.is_empty() {
+            tracing::warn!(
+                "rate_limit.trusted_proxies is deprecated and will be removed in the next release: set [server] trusted_proxies (BFF_SERVER__TRUSTED_PROXIES) instead"
+            );
+            self.server.trusted_proxies = std::mem::take(&mut self.rate_limit.trusted_proxies);
+        }
+        self
+    }
 }
 
 impl<B: Bff> Default for BffConfig<B> {
@@ -83,6 +109,7 @@ impl<B: Bff> Default for BffConfig<B> {
                 ..AuthConfig::for_audience(B::NAME)
             },
             rate_limit: RateLimitConfig::default(),
+            redis: RedisConfig::default(),
             client_tls: ClientTlsConfig::default(),
             cache: CacheConfig::default(),
             idempotency: IdempotencyConfig::default(),
@@ -107,6 +134,18 @@ impl<B: Bff> Validate for BffConfig<B> {
         self.observability.validate()?;
         self.auth.validate()?;
         self.rate_limit.validate()?;
+        if !self.rate_limit.redis_url.is_empty() && !self.redis.url.is_empty() {
+            return Err(ConfigError::rule(
+                "rate_limit.redis_url",
+                "is the deprecated name of [redis] url, which is set too: keep only [redis] url",
+            ));
+        }
+        if !self.rate_limit.trusted_proxies.is_empty() && !self.server.trusted_proxies.is_empty() {
+            return Err(ConfigError::rule(
+                "rate_limit.trusted_proxies",
+                "is the deprecated name of [server] trusted_proxies, which is set too: keep only [server] trusted_proxies",
+            ));
+        }
         self.client_tls.validate()?;
         self.idempotency.validate()?;
         if let Some((index, key)) = self
@@ -201,6 +240,7 @@ impl<B: Bff> Serialize for BffConfig<B> {
         config.serialize_field("observability", &self.observability)?;
         config.serialize_field("auth", &self.auth)?;
         config.serialize_field("rate_limit", &self.rate_limit)?;
+        config.serialize_field("redis", &self.redis)?;
         config.serialize_field("client_tls", &self.client_tls)?;
         config.serialize_field("cache", &self.cache)?;
         config.serialize_field("idempotency", &self.idempotency)?;
@@ -230,6 +270,7 @@ enum Section {
     Observability,
     Auth,
     RateLimit,
+    Redis,
     ClientTls,
     Cache,
     Idempotency,
@@ -263,6 +304,7 @@ impl<B: Bff> Visitor<'_> for SectionName<B> {
             "observability" => Section::Observability,
             "auth" => Section::Auth,
             "rate_limit" => Section::RateLimit,
+            "redis" => Section::Redis,
             "client_tls" => Section::ClientTls,
             "cache" => Section::Cache,
             "idempotency" => Section::Idempotency,
@@ -293,6 +335,7 @@ impl<'de, B: Bff> Visitor<'de> for ConfigVisitor<B> {
                 Section::Observability => config.observability = map.next_value()?,
                 Section::Auth => config.auth = map.next_value()?,
                 Section::RateLimit => config.rate_limit = map.next_value()?,
+                Section::Redis => config.redis = map.next_value()?,
                 Section::ClientTls => config.client_tls = map.next_value()?,
                 Section::Cache => config.cache = map.next_value()?,
                 Section::Idempotency => config.idempotency = map.next_value()?,

@@ -150,17 +150,11 @@ pub async fn start_at<B: Bff>(
     clock: Clock,
 ) -> Result<Running, StartError> {
     config.validate()?;
+    let config = config.with_deprecated_names_moved();
     // First: installs the crypto provider every client below is built with.
     let tls = ClientTls::load(config.client_tls.ca_file.as_deref())?;
     let telemetry = Telemetry::new(B::NAME);
-    // Rate limiting and the shared cache tier need Redis; neither on, no connection is opened.
-    let stores = SharedStores::open(
-        match config.rate_limit.enabled || config.cache.shared {
-            true => config.rate_limit.redis_url.expose(),
-            false => "",
-        },
-        &shutdown,
-    )?;
+    let stores = SharedStores::open(config.redis.url.expose(), &shutdown)?;
     let cache = ResponseCache::new(&config.cache, &stores, &telemetry, &shutdown);
     let services = [
         B::SERVICES,
@@ -183,6 +177,7 @@ pub async fn start_at<B: Bff>(
         Some(&cache),
         internal_tokens.as_ref(),
     )?;
+    let trusted_proxies = config.server.trusted_proxies.clone();
     let mut gateway = Gateway::new(B::NAME, config.server, telemetry.clone())
         .with_admin(cache.admin_routes())
         .with_response_headers(B::response_headers(&config.own));
@@ -210,6 +205,7 @@ pub async fn start_at<B: Bff>(
         true => Some(RateLimiter::start(
             B::NAME,
             &config.rate_limit,
+            &trusted_proxies,
             &parts.telemetry,
             &parts.readiness,
             &shutdown,
@@ -227,11 +223,8 @@ pub async fn start_at<B: Bff>(
     let gateway = match config.routes.is_empty() {
         true => gateway,
         false => {
-            let passed_through = proxy::router(
-                &config.routes,
-                &parts.downstreams,
-                &config.rate_limit.trusted_proxies,
-            );
+            let passed_through =
+                proxy::router(&config.routes, &parts.downstreams, &trusted_proxies);
             let passed_through = passed_through.route_layer(caller);
             gateway.with_fallback(B::layers(passed_through, &config.own, &parts))
         }

@@ -10,7 +10,7 @@
 //!
 //! - **tiers**: moka's in-process cache, bounded by bytes (`[cache]
 //!   max_bytes`), in front of Redis when the process has one and `[cache]
-//!   shared` is on (`rate_limit.redis_url`, the process's one Redis
+//!   shared` is on (`[redis] url`, the process's one Redis
 //!   connection). A miss here is looked up there before the service is
 //!   called, and what is stored here is written there in the background.
 //! - **who sees an entry**: an answer the service marks `public` (or
@@ -78,7 +78,7 @@ pub struct CacheConfig {
     /// Most bytes of answers kept in process, keys included (default 64 MiB).
     pub max_bytes: NonZeroU64,
     /// Whether instances share their answers through Redis, when the
-    /// process has one (`rate_limit.redis_url`); default `true`.
+    /// process has one (`[redis] url`); default `true`.
     pub shared: bool,
 }
 

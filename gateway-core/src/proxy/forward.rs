@@ -139,7 +139,7 @@ fn answer_headers(headers: &mut HeaderMap) {
 /// credentials (the service gets the verified identity as `X-Auth-*`),
 /// `Host` (the service's own is sent), `BFF-Canary` and `Forwarded`. The
 /// `X-Forwarded-*` headers are believed only from a `trusted` peer (one of
-/// `rate_limit.trusted_proxies`): its chain is extended by the peer and its
+/// `[server] trusted_proxies`): its chain is extended by the peer and its
 /// scheme and host kept; anyone else's are replaced by what this gateway saw.
 fn forwarded_headers(mut headers: HeaderMap, peer: Option<IpAddr>, trusted: bool) -> HeaderMap {
     let host = headers.remove(header::HOST);

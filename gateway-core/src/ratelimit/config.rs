@@ -2,16 +2,15 @@
 
 use std::{
     collections::BTreeMap,
-    fmt,
     num::{NonZeroU32, NonZeroU64},
 };
 
 use ipnet::IpNet;
-use serde::{Deserialize, Deserializer, Serialize, Serializer, de};
+use serde::{Deserialize, Serialize};
 
 use crate::{
     config::{ConfigError, Delay, HumanDuration, Validate},
-    stores::check_redis_url,
+    stores::RedisUrl,
 };
 
 /// Default plan name.
@@ -28,63 +27,6 @@ const DEFAULT_MAX_LOCAL_BUCKETS: u64 = 100_000;
 const DEFAULT_STARTUP_WAIT: Delay = Delay::from_secs(5);
 /// Default instances assumed to share a plan until Redis has counted them (1).
 const DEFAULT_EXPECTED_INSTANCES: NonZeroU32 = NonZeroU32::MIN;
-
-/// Where the shared buckets are: `redis://[:password@]host[:port][/db]`, or
-/// empty for none. Checked as the `redis` crate reads it while loading; its
-/// password never shows (`--check-config` prints `redis://:***@host`).
-#[derive(Clone, PartialEq, Eq, Default)]
-pub struct RedisUrl(String);
-
-impl RedisUrl {
-    /// Checks and wraps `url` (empty: no Redis).
-    pub fn parse(url: &str) -> Result<Self, String> {
-        if !url.is_empty() {
-            check_redis_url(url)?;
-        }
-        Ok(Self(url.to_owned()))
-    }
-
-    /// The URL itself, password included: for connecting only.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    /// The URL with its password masked.
-    fn masked(&self) -> String {
-        match url::Url::parse(&self.0) {
-            Ok(mut url) if url.password().is_some() => {
-                // Only URLs that can carry a password reach here.
-                let _ = url.set_password(Some("***"));
-                url.to_string()
-            }
-            _ => self.0.clone(),
-        }
-    }
-}
-
-impl fmt::Debug for RedisUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&self.masked(), f)
-    }
-}
-
-impl Serialize for RedisUrl {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.masked())
-    }
-}
-
-impl<'de> Deserialize<'de> for RedisUrl {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        Self::parse(&text).map_err(|reason| {
-            de::Error::invalid_value(
-                de::Unexpected::Str("(the URL)"),
-                &format!("a redis:// URL or nothing: {reason}").as_str(),
-            )
-        })
-    }
-}
 
 /// What happens to decisions while Redis is unreachable or too slow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -132,8 +74,8 @@ pub struct PlanConfig {
 pub struct RateLimitConfig {
     /// `false` turns limiting off (default `true`).
     pub enabled: bool,
-    /// Redis shared by every instance (`redis://host:6379`); empty (the
-    /// default): buckets in process, for one machine.
+    /// Deprecated name of `[redis] url`, read for one more release.
+    #[serde(skip_serializing_if = "RedisUrl::is_empty")]
     pub redis_url: RedisUrl,
     /// The plan of callers no other rule names (default `standard`).
     pub default_plan: String,
@@ -150,8 +92,8 @@ pub struct RateLimitConfig {
     /// 1): under the `local` policy an instance that has not heard from
     /// Redis enforces this share of each plan.
     pub expected_instances: NonZeroU32,
-    /// Peers whose `X-Forwarded-For` is believed (CIDRs); empty (the
-    /// default): the socket peer is the client.
+    /// Deprecated name of `[server] trusted_proxies`, read for one more release.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub trusted_proxies: Vec<IpNet>,
     /// The plans, by name (default: `standard`, 100 burst, 50 per second).
     pub plans: BTreeMap<String, PlanConfig>,
@@ -230,32 +172,5 @@ impl Validate for RateLimitConfig {
             ));
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_redis_password_never_shows() {
-        let url = RedisUrl::parse("redis://:hunter2@cache.internal:6380/2").expect("valid");
-        assert_eq!(url.expose(), "redis://:hunter2@cache.internal:6380/2");
-        let shown = serde_json::to_string(&url).expect("serialises");
-        assert_eq!(shown, "\"redis://:***@cache.internal:6380/2\"");
-        assert!(!format!("{url:?}").contains("hunter2"));
-        assert_eq!(
-            serde_json::to_string(&RedisUrl::parse("redis://127.0.0.1:6379").expect("valid"))
-                .expect("serialises"),
-            "\"redis://127.0.0.1:6379\""
-        );
-    }
-
-    #[test]
-    fn a_redis_url_is_checked_while_loading() {
-        assert!(serde_json::from_str::<RedisUrl>("\"http://cache:6379\"").is_err());
-        assert!(serde_json::from_str::<RedisUrl>("\"redis://cache:6379/0\"").is_ok());
-        let empty: RedisUrl = serde_json::from_str("\"\"").expect("empty is no Redis");
-        assert_eq!(empty, RedisUrl::default());
     }
 }

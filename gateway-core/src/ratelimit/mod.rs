@@ -21,7 +21,7 @@
 //! `rate_limit_decision_duration_seconds`, `rate_limit_backend{mode}` and,
 //! with Redis, `rate_limit_live_instances` show what it does.
 //!
-//! With no `redis_url` the buckets live in this process (`local.rs`): the
+//! With no `[redis] url` the buckets live in this process (`local.rs`): the
 //! one-machine default. With one they live in Redis, shared by every
 //! instance, and an outage policy decides while Redis cannot (`shared.rs`).
 //!
@@ -40,6 +40,7 @@
 //! let limiter = RateLimiter::start(
 //!     "bff-example",
 //!     &RateLimitConfig::default(),
+//!     &[],
 //!     &telemetry,
 //!     &Readiness::default(),
 //!     &Shutdown::new(),
@@ -60,7 +61,7 @@ mod quota;
 mod shared;
 
 pub use bucket::Decision;
-pub use config::{OutagePolicy, PlanConfig, RateLimitConfig, RedisUrl};
+pub use config::{OutagePolicy, PlanConfig, RateLimitConfig};
 pub use error::RateLimitError;
 pub use quota::QuotaUse;
 
@@ -149,7 +150,7 @@ struct Inner {
     /// The buckets in process: all of them without Redis, the outage
     /// fallback with it.
     local: LocalBuckets,
-    /// The buckets in Redis, when a `redis_url` is configured.
+    /// The buckets in Redis, when the process has one.
     shared: Option<Arc<SharedBuckets>>,
     /// The daily quotas' counts in process: all of them without Redis,
     /// the outage fallback with it.
@@ -159,14 +160,17 @@ struct Inner {
 
 impl RateLimiter {
     /// The limiter of `bff` configured by `config`, recording into
-    /// `telemetry`, counting daily quotas on the days of `clock`. With a `redis_url` its buckets are in the Redis of
-    /// `stores`, checked by a heartbeat until `shutdown`, and it adds a
+    /// `telemetry`, counting daily quotas on the days of `clock`, believing
+    /// `X-Forwarded-For` from `trusted_proxies` only. When `stores` has a
+    /// Redis its buckets are there, checked by a heartbeat until `shutdown`, and it adds a
     /// `rate_limit_redis` gate to `readiness`: closed until Redis first
     /// answers (at most `startup_wait`), and under the `closed` outage
     /// policy whenever Redis does not.
+    #[allow(clippy::too_many_arguments)] // each is a separate part of the process the limiter uses
     pub fn start(
         bff: &'static str,
         config: &RateLimitConfig,
+        trusted_proxies: &[IpNet],
         telemetry: &Telemetry,
         readiness: &Readiness,
         shutdown: &Shutdown,
@@ -193,12 +197,12 @@ impl RateLimiter {
             backend.clone(),
         );
         let live_instances = Gauge::default();
-        let shared = match (config.redis_url.expose().is_empty(), stores.redis()) {
-            (true, _) => {
+        let shared = match stores.redis() {
+            None => {
                 backend.get_or_create(&ModeLabels { mode: "local" }).set(1);
                 None
             }
-            (false, Some(store)) => Some(SharedBuckets::start(
+            Some(store) => Some(SharedBuckets::start(
                 bff,
                 store.clone(),
                 config,
@@ -214,12 +218,6 @@ impl RateLimiter {
                 readiness.gate("rate_limit_redis"),
                 shutdown,
             )),
-            (false, None) => {
-                return Err(ConfigError::rule(
-                    "rate_limit.redis_url",
-                    "set, but the process's shared stores have no Redis",
-                ));
-            }
         };
 
         let plans: HashMap<String, Arc<Plan>> = config
@@ -282,7 +280,7 @@ impl RateLimiter {
                 default_plan: plans[&config.default_plan].clone(),
                 plans,
                 tenants,
-                trusted_proxies: config.trusted_proxies.clone(),
+                trusted_proxies: trusted_proxies.to_vec(),
                 local: LocalBuckets::new(config.max_local_buckets, idle),
                 shared,
                 days: DailyCounters::new(config.max_local_buckets, clock.clone()),

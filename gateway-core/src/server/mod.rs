@@ -72,6 +72,7 @@ use axum::{
     middleware,
     response::{IntoResponse, Response},
 };
+use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use tokio::{net::TcpListener, task::JoinHandle};
 use tower::ServiceBuilder;
@@ -146,6 +147,10 @@ pub struct ServerConfig {
     /// the client's `Accept-Encoding` prefers (default `true`).
     #[serde(default = "ServerConfig::default_compression")]
     pub compression: bool,
+    /// Peers whose `X-Forwarded-For` is believed (CIDRs: the load
+    /// balancers); empty (the default): the socket peer is the client.
+    #[serde(default)]
+    pub trusted_proxies: Vec<IpNet>,
 }
 
 /// Answers this large or smaller go as they are: compressing a few hundred
@@ -302,6 +307,7 @@ impl ServerConfig {
             max_connections: Self::default_max_connections(),
             max_fan_out: Self::default_max_fan_out(),
             compression: Self::default_compression(),
+            trusted_proxies: Vec::new(),
         }
     }
 }
