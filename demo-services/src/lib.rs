@@ -66,7 +66,7 @@ use gateway_core::{
     config::{ConfigError, Validate},
     lifecycle::Shutdown,
     observability::ObservabilityConfig,
-    server::{ConnectionLimits, serve_connections},
+    server::{ConnectionLimits, Transport, serve_connections},
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -428,6 +428,7 @@ impl DemoServices {
             );
             tasks.push(tokio::spawn(serve_connections(
                 listener,
+                Transport::Http1,
                 app,
                 ConnectionLimits::default(),
                 shutdown.clone(),

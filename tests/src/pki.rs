@@ -73,6 +73,46 @@ impl TestCa {
     }
 }
 
+impl TestCa {
+    /// A new certificate for `127.0.0.1` signed by this CA, written with its
+    /// key as PEM to `cert_file` and `key_file` (replacing what they held,
+    /// as a certificate rotation does); returns the certificate's DER.
+    pub fn write_certificate(
+        &self,
+        cert_file: &std::path::Path,
+        key_file: &std::path::Path,
+    ) -> Vec<u8> {
+        let key = KeyPair::generate().expect("a key");
+        let certificate = CertificateParams::new(vec!["127.0.0.1".to_owned()])
+            .expect("params")
+            .signed_by(&key, &self.issuer)
+            .expect("a server certificate");
+        std::fs::write(cert_file, certificate.pem()).expect("certificate written");
+        std::fs::write(key_file, key.serialize_pem()).expect("key written");
+        certificate.der().to_vec()
+    }
+
+    /// A client configuration trusting this CA only, offering `alpn`.
+    pub fn client_config(&self, alpn: &[&str]) -> Arc<rustls::ClientConfig> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(self.issuer.der().clone())
+            .expect("the CA certificate");
+        let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("TLS 1.2 and 1.3")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        config.alpn_protocols = alpn
+            .iter()
+            .map(|protocol| protocol.as_bytes().to_vec())
+            .collect();
+        Arc::new(config)
+    }
+}
+
 /// Terminates TLS with `config` on a free port and relays each connection
 /// to `target`. A front whose configuration names ALPN protocols refuses a
 /// client that offers none of them, as gRPC servers do.

@@ -17,6 +17,7 @@ mod otlp;
 mod partner;
 mod passthrough;
 mod process;
+mod public_tls;
 mod ratelimit;
 mod ratelimit_redis;
 mod repository;

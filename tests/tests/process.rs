@@ -201,6 +201,37 @@ async fn the_deprecated_names_of_redis_and_trusted_proxies_still_work_with_a_war
     shutdown.trigger();
 }
 
+#[test]
+fn check_config_refuses_a_tls_pair_that_does_not_load_and_h2c_beside_tls() {
+    let not_a_certificate = write_temp_file("not-a-cert.pem", "not PEM\n");
+    let (code, _, stderr) = check_config_file(
+        "bff-web",
+        "tls.toml",
+        &format!(
+            "[server.tls]\ncert_file = {path:?}\nkey_file = {path:?}\n",
+            path = not_a_certificate.to_str().expect("utf-8 path")
+        ),
+    );
+    assert_eq!(code, Some(2), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+    assert!(stderr.contains("server.tls"), "{stderr}");
+    assert!(
+        stderr.contains("cert_file holds no PEM certificate"),
+        "{stderr}"
+    );
+
+    let (code, _, stderr) = check_config_file(
+        "bff-web",
+        "tls-and-h2c.toml",
+        &format!(
+            "[server]\nh2c = true\n\n[server.tls]\ncert_file = {path:?}\nkey_file = {path:?}\n",
+            path = not_a_certificate.to_str().expect("utf-8 path")
+        ),
+    );
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("server.h2c"), "{stderr}");
+}
+
 /// `bff --config FILE --check-config`, FILE holding `contents`: the exit
 /// code, stdout and stderr.
 fn check_config_file(bff: &str, file: &str, contents: &str) -> (Option<i32>, String, String) {

@@ -29,7 +29,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use futures_util::future::{Either, Ready, ready};
-use http::{HeaderMap, HeaderName, Uri, header, uri::PathAndQuery};
+use http::{HeaderMap, HeaderName, HeaderValue, Uri, header, uri::PathAndQuery};
 use percent_encoding::{AsciiSet, CONTROLS, percent_decode_str, utf8_percent_encode};
 use tower::{Layer, Service};
 
@@ -217,6 +217,23 @@ pub fn remove_headers_where(headers: &mut HeaderMap, doomed: impl Fn(&HeaderName
     }
 }
 
+/// An HTTP/2 request names its host in `:authority` (RFC 9113 §8.3.1),
+/// which hyper puts in the URI, and usually sends no `Host`: the host is
+/// copied into `Host`, so that every later layer reads it from one place
+/// whatever the protocol.
+fn host_from_authority(request: &mut Request) {
+    if request.version() != http::Version::HTTP_2 || request.headers().contains_key(header::HOST) {
+        return;
+    }
+    let authority = request
+        .uri()
+        .authority()
+        .and_then(|authority| HeaderValue::from_str(authority.as_str()).ok());
+    if let Some(authority) = authority {
+        request.headers_mut().insert(header::HOST, authority);
+    }
+}
+
 fn check_host(request: &Request) -> Result<(), Error> {
     let mut hosts = request.headers().get_all(header::HOST).iter();
     let host = match (hosts.next(), hosts.next()) {
@@ -296,6 +313,7 @@ where
     }
 
     fn call(&mut self, mut request: Request) -> Self::Future {
+        host_from_authority(&mut request);
         let checked = check_host(&request).and_then(|()| normalize_uri(request.uri()));
         match checked {
             Ok(normalized) => {
@@ -431,5 +449,17 @@ mod tests {
         assert!(check_host(&request(&["a.example", "b.example"])).is_err());
         assert!(check_host(&request(&["user@evil.example"])).is_err());
         assert!(check_host(&request(&["bad host"])).is_err());
+
+        let mut http2 = http::Request::builder()
+            .version(http::Version::HTTP_2)
+            .uri("https://bff.example/api/x")
+            .body(axum::body::Body::empty())
+            .expect("a request");
+        host_from_authority(&mut http2);
+        assert_eq!(http2.headers()[header::HOST], "bff.example");
+        assert!(
+            check_host(&http2).is_ok(),
+            "HTTP/2 names its host in :authority"
+        );
     }
 }

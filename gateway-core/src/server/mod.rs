@@ -56,13 +56,21 @@ pub mod deadline;
 mod hygiene;
 mod limits;
 pub mod pages;
+mod termination;
 
-pub use conn::{ConnectionLimits, serve_connections};
+pub use conn::{
+    ConnectionLimits, MAX_LOCAL_ERROR_RESETS, MAX_PENDING_RESETS, Transport, serve_connections,
+};
 pub use deadline::REQUEST_TIMEOUT_HEADER;
 pub use hygiene::remove_headers_where;
 pub(crate) use hygiene::strip_hop_by_hop;
+pub use termination::{ServerTlsConfig, TlsTermination};
 
-use std::{any::Any, net::SocketAddr, num::NonZeroUsize};
+use std::{
+    any::Any,
+    net::SocketAddr,
+    num::{NonZeroU32, NonZeroUsize},
+};
 
 use axum::{
     Router,
@@ -151,6 +159,17 @@ pub struct ServerConfig {
     /// balancers); empty (the default): the socket peer is the client.
     #[serde(default)]
     pub trusted_proxies: Vec<IpNet>,
+    /// TLS on the public listener; absent (the default): cleartext.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<ServerTlsConfig>,
+    /// In cleartext, serve HTTP/2 to clients that open with its preface
+    /// (h2c with prior knowledge, behind a TLS-terminating balancer)
+    /// beside HTTP/1.1 (default `false`).
+    #[serde(default)]
+    pub h2c: bool,
+    /// Most concurrent streams of one HTTP/2 connection (default 100).
+    #[serde(default = "ServerConfig::default_http2_max_concurrent_streams")]
+    pub http2_max_concurrent_streams: NonZeroU32,
 }
 
 /// Answers this large or smaller go as they are: compressing a few hundred
@@ -288,6 +307,9 @@ impl ServerConfig {
     const fn default_compression() -> bool {
         true
     }
+    const fn default_http2_max_concurrent_streams() -> NonZeroU32 {
+        NonZeroU32::new(100).expect("non-zero")
+    }
 
     /// Defaults with the public listener on `0.0.0.0:{port}` and the admin
     /// listener on `127.0.0.1:{admin_port}`.
@@ -308,6 +330,9 @@ impl ServerConfig {
             max_fan_out: Self::default_max_fan_out(),
             compression: Self::default_compression(),
             trusted_proxies: Vec::new(),
+            tls: None,
+            h2c: false,
+            http2_max_concurrent_streams: Self::default_http2_max_concurrent_streams(),
         }
     }
 }
@@ -327,6 +352,15 @@ impl Validate for ServerConfig {
                 "must be at least 1024",
             ));
         }
+        if let Some(tls) = &self.tls {
+            if self.h2c {
+                return Err(ConfigError::rule(
+                    "server.h2c",
+                    "is HTTP/2 in cleartext, but [server.tls] is set: with TLS, HTTP/2 is offered by ALPN",
+                ));
+            }
+            tls.check()?;
+        }
         Ok(())
     }
 }
@@ -334,6 +368,9 @@ impl Validate for ServerConfig {
 /// Failure to start serving.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
+    /// The certificate and key of `[server.tls]` cannot be used.
+    #[error(transparent)]
+    Tls(#[from] ConfigError),
     /// A listener address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -499,6 +536,12 @@ impl Gateway {
             max_headers: config.max_headers.get(),
             max_header_bytes: config.max_header_bytes.get(),
             max_connections: config.max_connections.get(),
+            http2_max_concurrent_streams: config.http2_max_concurrent_streams.get(),
+        };
+        let transport = match (&config.tls, config.h2c) {
+            (Some(tls), _) => Transport::Tls(TlsTermination::start(tls, &telemetry, &shutdown)?),
+            (None, true) => Transport::Cleartext,
+            (None, false) => Transport::Http1,
         };
         let admin_limits = ConnectionLimits {
             max_connections: 64,
@@ -507,6 +550,7 @@ impl Gateway {
         let admin_stop = Shutdown::new();
         let admin_task = tokio::spawn(conn::serve_connections(
             admin,
+            Transport::Http1,
             admin::router(readiness.clone(), telemetry, admin_routes),
             admin_limits,
             admin_stop.clone(),
@@ -518,6 +562,7 @@ impl Gateway {
             let public_stop = Shutdown::new();
             let public_task = tokio::spawn(conn::serve_connections(
                 public,
+                transport,
                 stack,
                 limits,
                 public_stop.clone(),
