@@ -11,7 +11,8 @@
 # bff-partner's idempotent orders (bench/partner-orders.sh, into
 # bench/results/partner-orders.txt), opaque tokens against JWTs
 # (bench/opaque-tokens.sh) and the signed internal token's CPU per
-# downstream call (bench/internal-token.sh), and prints the
+# downstream call (bench/internal-token.sh), one instance over TLS with
+# HTTP/1.1 and HTTP/2 against cleartext (bench/tls.sh), and prints the
 # micro-benchmarks' summaries (token verification and the internal token's
 # steady-state cost; the idempotency store's added latency).
 #
@@ -43,12 +44,13 @@ done
 shift $((OPTIND - 1))
 
 missing=()
-for tool in nginx haproxy wrk redis-server perf; do
+for tool in nginx haproxy wrk redis-server perf h2load; do
     command -v "$tool" >/dev/null || missing+=("$tool")
 done
 if [ ${#missing[@]} -gt 0 ]; then
     packages=("${missing[@]/nginx/nginx-light}")
     packages=("${packages[@]/perf/linux-perf}")
+    packages=("${packages[@]/h2load/nghttp2-client}")
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}" >/dev/null ||
         { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}" >/dev/null; }
 fi
@@ -75,6 +77,7 @@ python3 bench/report.py
 bench/partner-orders.sh "${ratelimit_quick[@]}" | tee bench/results/partner-orders.txt
 bench/opaque-tokens.sh "${ratelimit_quick[@]}" | tail -6 | tee bench/results/opaque-tokens.txt
 bench/internal-token.sh "${ratelimit_quick[@]}" | tail -8 | tee bench/results/internal-token.txt
+bench/tls.sh "${ratelimit_quick[@]}" | tail -5 | tee bench/results/tls.txt
 if $micro; then
     # criterion's names and estimates, without the progress lines
     cargo bench -p platform-tests --bench auth 2>&1 | awk '
