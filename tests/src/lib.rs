@@ -513,11 +513,21 @@ pub async fn sustained_load(
     rate: f64,
     duration: Duration,
 ) -> SustainedLoad {
-    let client = reqwest::Client::new();
     let urls: Vec<String> = instances
         .iter()
         .map(|instance| format!("{}{path}", base_url(instance)))
         .collect();
+    sustained_load_at(&urls, token, rate, duration).await
+}
+
+/// [`sustained_load`] round robin over `urls` (one: a load balancer's).
+pub async fn sustained_load_at(
+    urls: &[String],
+    token: &str,
+    rate: f64,
+    duration: Duration,
+) -> SustainedLoad {
+    let client = reqwest::Client::new();
     let total = (rate * duration.as_secs_f64()).round() as usize;
     let mut ticks = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
     let mut requests = Vec::with_capacity(total);
@@ -1149,6 +1159,11 @@ impl BffProcess {
         let status = self.wait().await;
         assert!(status.success(), "a clean exit: {status}");
         events
+    }
+
+    /// Kills the process at once (SIGKILL), as a crash would.
+    pub async fn kill(mut self) {
+        self.child.kill().await.expect("the process is killed");
     }
 
     /// Waits for the process to exit.

@@ -10,6 +10,7 @@ mod cache;
 mod configs;
 mod degradation;
 mod encoding;
+mod fleet;
 mod mobile;
 mod mobile_screens;
 mod opaque;

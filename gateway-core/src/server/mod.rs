@@ -492,6 +492,10 @@ impl Gateway {
                     ),
             );
         let stack = ServiceBuilder::new()
+            .layer(middleware::from_fn_with_state(
+                shutdown.clone(),
+                close_while_draining,
+            ))
             .layer(TraceContextLayer)
             .layer(AccessLogLayer::new(name, telemetry.http().clone()))
             .map_response(move |mut response: Response| {
@@ -600,6 +604,26 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, ServeError> {
     TcpListener::bind(addr)
         .await
         .map_err(|source| ServeError::Bind { addr, source })
+}
+
+/// While the process drains, an HTTP/1.1 answer carries `Connection:
+/// close`, so its client opens a new connection for the next request,
+/// which the load balancer (no longer seeing this instance ready) sends to
+/// another, instead of reusing this one until the drain closes it under a
+/// request. HTTP/2 is told by `GOAWAY` when the listener stops.
+async fn close_while_draining(
+    axum::extract::State(shutdown): axum::extract::State<Shutdown>,
+    request: Request,
+    next: middleware::Next,
+) -> Response {
+    let http1 = request.version() <= Version::HTTP_11;
+    let mut response = next.run(request).await;
+    if http1 && shutdown.is_triggered() {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
 }
 
 async fn route_not_found(request: Request) -> Response {
