@@ -40,6 +40,29 @@ fn example_config_files_are_valid() {
     assert_eq!(checked, 4, "one example per binary");
 }
 
+#[test]
+fn kubernetes_config_files_are_valid_with_the_secrets_they_name() {
+    // The manifests mount the signing key from the bff-secrets Secret; here
+    // a key of the same kind stands in at another path.
+    let key = gateway_core::auth::Es256Key::generate().expect("a key");
+    let key_file =
+        platform_tests::write_temp_file("k8s-internal-token-key.pem", &key.to_pkcs8_pem());
+    for bff in ["bff-web", "bff-mobile", "bff-partner"] {
+        let path = repository()
+            .join("deploy/k8s")
+            .join(bff)
+            .join(format!("{bff}.toml"));
+        check(
+            bff,
+            &["--config", path.to_str().expect("utf-8 path")],
+            &[(
+                "BFF_AUTH__INTERNAL_TOKEN__KEY_FILE".to_owned(),
+                key_file.to_str().expect("utf-8 path").to_owned(),
+            )],
+        );
+    }
+}
+
 /// The `BFF_*` variables each compose service sets, read from the map-style
 /// `environment:` blocks of docker-compose.yml.
 fn compose_environments() -> BTreeMap<String, Vec<(String, String)>> {
