@@ -12,7 +12,8 @@
 # bench/results/partner-orders.txt), opaque tokens against JWTs
 # (bench/opaque-tokens.sh) and the signed internal token's CPU per
 # downstream call (bench/internal-token.sh), one instance over TLS with
-# HTTP/1.1 and HTTP/2 against cleartext (bench/tls.sh), and prints the
+# HTTP/1.1 and HTTP/2 against cleartext (bench/tls.sh), three instances
+# behind haproxy against one (deploy/fleet.sh scale), and prints the
 # micro-benchmarks' summaries (token verification and the internal token's
 # steady-state cost; the idempotency store's added latency).
 #
@@ -78,6 +79,7 @@ bench/partner-orders.sh "${ratelimit_quick[@]}" | tee bench/results/partner-orde
 bench/opaque-tokens.sh "${ratelimit_quick[@]}" | tail -6 | tee bench/results/opaque-tokens.txt
 bench/internal-token.sh "${ratelimit_quick[@]}" | tail -8 | tee bench/results/internal-token.txt
 bench/tls.sh "${ratelimit_quick[@]}" | tail -5 | tee bench/results/tls.txt
+deploy/fleet.sh scale | tail -3 | tee bench/results/fleet-scale.txt
 if $micro; then
     # criterion's names and estimates, without the progress lines
     cargo bench -p platform-tests --bench auth 2>&1 | awk '

@@ -5,7 +5,7 @@
 # port), on fixed local ports: haproxy 18000, the instances 18081-18083
 # (admin 19081-19083), Redis 16379, demo-services 17000-17008.
 #
-# Usage: deploy/fleet.sh [demo|size|up] [PATH/TO/bin-dir]
+# Usage: deploy/fleet.sh [demo|size|scale|up] [PATH/TO/bin-dir]
 #   demo (default)  under a steady load through haproxy (wrk, 16 connections),
 #                   a rolling restart (SIGTERM each instance in turn, wait for
 #                   its exit, start it again, wait until haproxy sees it up),
@@ -15,6 +15,8 @@
 #                   requests per second it answers with p99 under 10 ms
 #                   (wrk, closed loop, 4 to 128 connections), its memory
 #                   there, and the Redis commands per 1,000 requests
+#   scale           the product page from one instance directly, then from
+#                   the three behind haproxy (wrk, 32 connections, 10 s each)
 #   up              starts everything and waits (Ctrl-C stops)
 # The binaries come from target/release (cargo build --release) unless a
 # directory is given. Needs haproxy, redis-server, wrk, curl and python3.
@@ -220,6 +222,29 @@ case "$mode" in
         phase sigkill 20 kill_one
         phase redis-restart 20 restart_redis
         ;;
+    scale)
+        start_redis
+        start_demo_services
+        for n in 1 2 3; do start_instance "$n"; done
+        start_haproxy
+        token=$(web_token)
+        printf '%-26s %9s %8s %8s\n' target req/s p50_ms p99_ms
+        for target in "one instance=127.0.0.1:18081" "three behind haproxy=127.0.0.1:18000"; do
+            wrk -t1 -c32 -d2s -H "Authorization: Bearer $token" "http://${target#*=}$page" >/dev/null
+            report=$(wrk -t1 -c32 -d10s --latency -H "Authorization: Bearer $token" "http://${target#*=}$page")
+            python3 - "${target%%=*}" <<PY
+import re, sys
+report = """$report"""
+def millis(text):
+    value, unit = re.match(r"([\d.]+)(\w+)", text).groups()
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", report).group(1))
+p50 = millis(re.search(r"^\s+50%\s+(\S+)", report, re.M).group(1))
+p99 = millis(re.search(r"^\s+99%\s+(\S+)", report, re.M).group(1))
+print(f"{sys.argv[1]:<26} {rps:9.0f} {p50:8.2f} {p99:8.2f}")
+PY
+        done
+        ;;
     size)
         start_redis
         start_demo_services
@@ -272,7 +297,7 @@ PY
         echo "sizing rule: one instance answers $(awk '{ print $2 }' <<<"$best") req/s with p99 $(awk '{ print $4 }' <<<"$best") ms (< 10 ms) at $(awk '{ print $5 }' <<<"$best") MiB RSS; per 1,000 requests Redis gets $(awk '{ print $6 }' <<<"$best") calls, running $(awk '{ print $7 }' <<<"$best") commands"
         ;;
     *)
-        echo "usage: deploy/fleet.sh [demo|size|up] [BIN-DIR]" >&2
+        echo "usage: deploy/fleet.sh [demo|size|scale|up] [BIN-DIR]" >&2
         exit 2
         ;;
 esac
