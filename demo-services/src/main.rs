@@ -10,7 +10,7 @@ fn main() -> ExitCode {
     gateway_core::cli::main(
         "demo-services",
         "The downstream services and dev token issuer of the BFF platform, for local runs, tests and benchmarks",
-        |config: DemoConfig, shutdown| async move {
+        |config: DemoConfig, shutdown, _source| async move {
             let services = DemoServices::start(config, shutdown).await?;
             services.wait().await;
             Ok(())

@@ -17,7 +17,7 @@ use clap::Parser;
 use serde::{Serialize, de::DeserializeOwned};
 
 use crate::{
-    config::{self, Validate},
+    config::{self, ConfigSource, Validate},
     lifecycle::Shutdown,
     observability::{ObservabilityConfig, logging},
 };
@@ -50,12 +50,13 @@ pub trait ServiceConfig: Serialize + DeserializeOwned + Default + Validate {
 }
 
 /// Runs a binary named `name`: parses the command line, loads `C`, and calls
-/// `run` with it and a [`Shutdown`] that SIGTERM or SIGINT triggers. `run`
+/// `run` with it, a [`Shutdown`] that SIGTERM or SIGINT triggers, and where
+/// the configuration came from (to load it again on a reload). `run`
 /// should return once the service has drained.
 pub fn main<C, F, Fut>(name: &'static str, about: &'static str, run: F) -> ExitCode
 where
     C: ServiceConfig,
-    F: FnOnce(C, Shutdown) -> Fut,
+    F: FnOnce(C, Shutdown, ConfigSource) -> Fut,
     Fut: Future<Output = Result<(), Box<dyn std::error::Error + Send + Sync>>>,
 {
     let command = <Args as clap::CommandFactory>::command()
@@ -65,7 +66,8 @@ where
     let args = <Args as clap::FromArgMatches>::from_arg_matches(&matches)
         .unwrap_or_else(|error| error.exit());
 
-    let config: C = match config::load(args.config.as_deref()) {
+    let source = ConfigSource::new(args.config.as_deref());
+    let config: C = match source.load() {
         Ok(config) => config,
         Err(error) => {
             eprintln!("{name}: invalid configuration: {error}");
@@ -92,7 +94,7 @@ where
         let logging = logging::init(config.observability(), name);
         let shutdown = Shutdown::new();
         shutdown.trigger_on_signals();
-        let outcome = run(config, shutdown).await;
+        let outcome = run(config, shutdown, source).await;
         if let Err(error) = &outcome {
             tracing::error!(%error, "{name} failed");
         }

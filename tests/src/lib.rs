@@ -1023,6 +1023,15 @@ impl BffProcess {
     /// Starts BFF `B`'s binary configured through the environment to call
     /// `demo`'s services and JWKS, with `extra` variables on top.
     pub async fn spawn_against<B: Bff>(demo: &DemoServices, extra: &[(&str, &str)]) -> Self {
+        Self::spawn_against_with_args::<B>(demo, &[], extra).await
+    }
+
+    /// [`Self::spawn_against`] with command-line `args` (`--config FILE`).
+    pub async fn spawn_against_with_args<B: Bff>(
+        demo: &DemoServices,
+        args: &[&str],
+        extra: &[(&str, &str)],
+    ) -> Self {
         let mut env: Vec<(String, String)> = B::SERVICES
             .iter()
             .filter_map(|service| {
@@ -1037,14 +1046,20 @@ impl BffProcess {
                 .iter()
                 .map(|(key, value)| ((*key).to_owned(), (*value).to_owned())),
         );
-        Self::spawn(B::NAME, &env).await
+        Self::spawn_with_args(B::NAME, args, &env).await
     }
 
     /// Starts binary `name` with `env` (on top of free loopback ports) and
     /// waits for its `listening` log line.
     pub async fn spawn(name: &str, env: &[(String, String)]) -> Self {
+        Self::spawn_with_args(name, &[], env).await
+    }
+
+    /// [`Self::spawn`] with command-line `args` (`--config FILE`).
+    pub async fn spawn_with_args(name: &str, args: &[&str], env: &[(String, String)]) -> Self {
         let mut command = Command::new(binary(name));
         command
+            .args(args)
             .env_clear()
             .env("BFF_SERVER__LISTEN", "127.0.0.1:0")
             .env("BFF_SERVER__ADMIN_LISTEN", "127.0.0.1:0")
@@ -1134,13 +1149,18 @@ impl BffProcess {
 
     /// Sends SIGTERM.
     pub async fn terminate(&self) {
+        self.signal("TERM").await;
+    }
+
+    /// Sends the signal `name` (`TERM`, `HUP`) to the process.
+    pub async fn signal(&self, name: &str) {
         let pid = self.child.id().expect("the child is running");
         let status = Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
+            .args([&format!("-{name}"), &pid.to_string()])
             .status()
             .await
             .expect("kill runs");
-        assert!(status.success(), "SIGTERM delivered");
+        assert!(status.success(), "SIG{name} delivered");
     }
 
     /// Stops the process (SIGTERM) and returns every log event it wrote

@@ -11,8 +11,8 @@ use std::{
 use demo_services::{FaultConfig, ServiceName};
 use gateway_core::config::HumanDuration;
 use platform_tests::{
-    BffProcess, RedisServer, binary, eventually_within, issue_token, metric, send, start_demo,
-    write_temp_file,
+    BffProcess, RedisServer, api_key, binary, eventually_within, issue_token, metric, send,
+    start_demo, write_temp_file,
 };
 
 fn run(name: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
@@ -590,4 +590,125 @@ fn hs256_secrets_can_come_from_a_file() {
     );
     assert_eq!(missing.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("auth.hs256.secret_file"));
+}
+
+/// bff-partner's configuration file with an API key for each of `keys`
+/// (named after it, tenant `acme`) and a standard plan of `capacity`,
+/// plus `extra` lines.
+fn partner_config(keys: &[&str], capacity: u32, extra: &str) -> String {
+    let mut text = format!(
+        "{extra}\n[rate_limit.plans.standard]\ncapacity = {capacity}\nrefill_per_second = 50\n"
+    );
+    for key in keys {
+        let config = api_key(key, &format!("key-{key}"), "acme", &["products:read"]);
+        text.push_str(&format!(
+            "\n[[auth.api_keys]]\nname = \"{key}\"\nsha256 = \"{}\"\ntenant = \"acme\"\nplan = \"standard\"\nscopes = [\"products:read\"]\n",
+            config.sha256
+        ));
+    }
+    text
+}
+
+#[tokio::test]
+async fn a_changed_file_or_sighup_reloads_api_keys_and_plans_and_a_bad_file_is_refused() {
+    let (demo, shutdown) = start_demo(BTreeMap::new()).await;
+    let file = write_temp_file("partner-reload.toml", &partner_config(&["first"], 100, ""));
+    let mut bff = BffProcess::spawn_against_with_args::<bff_partner::Partner>(
+        &demo,
+        &["--config", file.to_str().expect("utf-8 path")],
+        &[],
+    )
+    .await;
+    bff.wait_until_ready().await;
+    let (public, admin) = (bff.public(), bff.admin());
+    let product = async |key: &str| {
+        send(
+            reqwest::Client::new()
+                .get(format!("http://{public}/v1/products/1"))
+                .header("x-api-key", format!("key-{key}")),
+        )
+        .await
+    };
+    let reloads = async |result: &str| {
+        metric(admin, "config_reloads_total", &[("result", result)])
+            .await
+            .unwrap_or(0.0)
+    };
+    assert_eq!(product("first").await.status, 200);
+    assert_eq!(product("second").await.status, 401);
+
+    // The file changes: a second key and a bigger plan, in effect without a restart.
+    std::fs::write(&file, partner_config(&["first", "second"], 200, "")).expect("written");
+    eventually_within(
+        "the changed file is reloaded",
+        Duration::from_secs(10),
+        async || reloads("applied").await == 1.0,
+    )
+    .await;
+    let answer = product("second").await;
+    assert_eq!(answer.status, 200, "the new key: {}", answer.body);
+    assert_eq!(answer.header("ratelimit-limit"), "200", "the new plan");
+
+    // A file that does not load is refused; the running configuration stays.
+    std::fs::write(&file, partner_config(&["first"], 0, "")).expect("written");
+    eventually_within(
+        "the bad file is refused",
+        Duration::from_secs(10),
+        async || reloads("rejected").await >= 1.0,
+    )
+    .await;
+    let refused = bff
+        .log_event(|event| {
+            event["message"]
+                == "configuration reload refused: still running the previous configuration"
+        })
+        .await;
+    assert!(
+        refused["error"]
+            .as_str()
+            .is_some_and(|error| error.contains("rate_limit.plans.standard.capacity")),
+        "{refused}"
+    );
+    let answer = product("second").await;
+    assert_eq!(answer.status, 200, "the previous keys stay");
+    assert_eq!(
+        answer.header("ratelimit-limit"),
+        "200",
+        "the previous plan stays"
+    );
+
+    // What needs a restart is named, and the rest applies; SIGHUP reloads too.
+    let before = reloads("applied").await;
+    std::fs::write(
+        &file,
+        partner_config(&["first"], 300, "[server]\nrequest_timeout = \"5s\"\n"),
+    )
+    .expect("written");
+    bff.signal("HUP").await;
+    let partial = bff
+        .log_event(|event| {
+            event["message"]
+                == "configuration reloaded; changes to these sections need a restart and did not take effect"
+        })
+        .await;
+    assert!(
+        partial["needs_restart"]
+            .as_str()
+            .is_some_and(|sections| sections.contains("server")),
+        "{partial}"
+    );
+    eventually_within(
+        "the reload is counted",
+        Duration::from_secs(10),
+        async || reloads("applied").await > before,
+    )
+    .await;
+    assert_eq!(
+        product("second").await.status,
+        401,
+        "the removed key is refused"
+    );
+    assert_eq!(product("first").await.header("ratelimit-limit"), "300");
+    bff.terminate().await;
+    shutdown.trigger();
 }

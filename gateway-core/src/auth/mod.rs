@@ -77,6 +77,7 @@ use std::{
     task::{Context, Poll},
 };
 
+use arc_swap::ArcSwap;
 use axum::{
     extract::{MatchedPath, Request},
     response::{IntoResponse, Response},
@@ -367,13 +368,21 @@ struct Inner {
     jwt: JwtVerifier,
     /// Opaque tokens' introspection, when `[auth.introspection]` is on.
     introspector: Option<Introspector>,
-    api_keys: ApiKeys,
+    /// Swapped whole by a configuration reload.
+    api_keys: ArcSwap<ApiKeys>,
     session_cookie: Option<String>,
     session_cookie_origins: Vec<HeaderValue>,
     metrics: AuthMetrics,
 }
 
 impl Authenticator {
+    /// Serves `api_keys` from now on (a configuration reload): requests
+    /// under way finish with the keys they were checked against.
+    pub fn replace_api_keys(&self, api_keys: &[ApiKeyConfig]) -> Result<(), ConfigError> {
+        self.inner.api_keys.store(Arc::new(ApiKeys::new(api_keys)?));
+        Ok(())
+    }
+
     /// Builds the authenticator of `config`. With a JWKS this starts its
     /// background refresh (until `shutdown`) and registers the readiness gate
     /// `jwks`, open once keys are loaded. Introspection answers are shared
@@ -434,7 +443,7 @@ impl Authenticator {
                     cache: (config.token_cache_capacity > 0)
                         .then(|| TokenCache::new(config.token_cache_capacity)),
                 },
-                api_keys: ApiKeys::new(&config.api_keys)?,
+                api_keys: ArcSwap::from_pointee(ApiKeys::new(&config.api_keys)?),
                 session_cookie: (!config.session_cookie.is_empty())
                     .then(|| config.session_cookie.clone()),
                 session_cookie_origins: config
@@ -465,8 +474,8 @@ impl Authenticator {
                 Ok(()) => ("jwt", self.verify_token(token).await),
                 Err(error) => ("jwt", Err(error)),
             },
-            Ok(Credential::ApiKey(key)) if self.inner.api_keys.is_enabled() => {
-                ("api_key", self.inner.api_keys.authenticate(key))
+            Ok(Credential::ApiKey(key)) if self.inner.api_keys.load().is_enabled() => {
+                ("api_key", self.inner.api_keys.load().authenticate(key))
             }
             Ok(Credential::ApiKey(_)) => ("api_key", Err(AuthError::MethodNotAccepted("API keys"))),
             Err(error) => ("none", Err(error)),

@@ -3,9 +3,10 @@
 //! A BFF is a type implementing [`Bff`]: its name and default ports, the
 //! downstream services it calls, its own configuration section, and the
 //! functions building its routes (and, where it needs them, layers of its
-//! own). [`main`] is the whole `main` of a BFF binary; [`start`] is what it
-//! runs, also used by tests and `devstack` to start a BFF inside another
-//! process.
+//! own). [`main`] is the whole `main` of a BFF binary: [`start`], with the
+//! configuration reloaded on SIGHUP or when its file changes (`reload.rs`);
+//! [`start`] alone is what tests and `devstack` use to start a BFF inside
+//! another process.
 //!
 //! # Where a BFF's code sits in the request path
 //!
@@ -26,6 +27,7 @@
 
 mod config;
 mod parts;
+mod reload;
 
 pub use config::BffConfig;
 pub use parts::BffParts;
@@ -41,7 +43,7 @@ use crate::{
     cache::ResponseCache,
     cli,
     clock::Clock,
-    config::{ConfigError, Validate},
+    config::{ConfigError, ConfigSource, Validate},
     downstream::{ClientBuildError, Downstreams, ServiceSpec},
     idempotency::IdempotencyLayer,
     lifecycle::Shutdown,
@@ -149,8 +151,20 @@ pub async fn start_at<B: Bff>(
     shutdown: Shutdown,
     clock: Clock,
 ) -> Result<Running, StartError> {
+    launch(config, shutdown, clock, None).await
+}
+
+/// [`start_at`], and with a `source` the configuration reloaded from it on
+/// SIGHUP or when its file changes (`reload.rs`).
+async fn launch<B: Bff>(
+    config: BffConfig<B>,
+    shutdown: Shutdown,
+    clock: Clock,
+    source: Option<ConfigSource>,
+) -> Result<Running, StartError> {
     config.validate()?;
     let config = config.with_deprecated_names_moved();
+    let running_config = source.is_some().then(|| config.clone());
     // First: installs the crypto provider every client below is built with.
     let tls = ClientTls::load(config.client_tls.ca_file.as_deref())?;
     let telemetry = Telemetry::new(B::NAME);
@@ -214,6 +228,16 @@ pub async fn start_at<B: Bff>(
         )?),
         false => None,
     };
+    if let (Some(source), Some(running)) = (source, running_config) {
+        let reloader = reload::Reloader::new(
+            source,
+            running,
+            authenticator.clone(),
+            limiter.clone(),
+            &parts.telemetry,
+        );
+        tokio::spawn(reloader.watch(shutdown.clone()));
+    }
     // One route layer for both: the router boxes each route layer apart.
     let caller = ServiceBuilder::new()
         .layer(authenticator.layer(B::PUBLIC_ROUTES))
@@ -235,9 +259,13 @@ pub async fn start_at<B: Bff>(
 /// The `main` of BFF `B`'s binary: command line, configuration, then
 /// [`start`] until SIGTERM or SIGINT has drained it.
 pub fn main<B: Bff>() -> ExitCode {
-    cli::main(B::NAME, B::ABOUT, |config: BffConfig<B>, shutdown| {
-        run(start(config, shutdown))
-    })
+    cli::main(
+        B::NAME,
+        B::ABOUT,
+        |config: BffConfig<B>, shutdown, source| {
+            run(launch(config, shutdown, Clock::system(), Some(source)))
+        },
+    )
 }
 
 async fn run(

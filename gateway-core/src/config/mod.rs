@@ -130,6 +130,36 @@ impl ConfigError {
     }
 }
 
+/// Where a process's configuration comes from: the file (if any) and the
+/// environment, read again on a reload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigSource {
+    file: Option<PathBuf>,
+}
+
+impl ConfigSource {
+    /// The TOML `file` if given, else the one [`CONFIG_FILE_ENV`] names, if any.
+    pub fn new(file: Option<&Path>) -> Self {
+        let from_env = std::env::var_os(CONFIG_FILE_ENV).map(PathBuf::from);
+        Self {
+            file: file.map(Path::to_path_buf).or(from_env),
+        }
+    }
+
+    /// The configuration file, if there is one.
+    pub fn file(&self) -> Option<&Path> {
+        self.file.as_deref()
+    }
+
+    /// Loads and validates `C` from the defaults, the file and the environment.
+    pub fn load<C>(&self) -> Result<C, ConfigError>
+    where
+        C: Serialize + DeserializeOwned + Default + Validate,
+    {
+        load(self.file())
+    }
+}
+
 /// Loads `C` from its defaults, the optional TOML `file` (falling back to the
 /// file named by [`CONFIG_FILE_ENV`]), and the `BFF_` environment, then
 /// validates it.

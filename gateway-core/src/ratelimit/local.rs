@@ -3,7 +3,8 @@
 //! The buckets live in a moka cache: concurrent lookups without a global
 //! lock, a bound on how many are kept (past it the least useful are
 //! evicted), and eviction of any bucket left idle for as long as the slowest
-//! plan takes to fill, since such a bucket is full again and as good as new.
+//! plan takes to fill (ten minutes at least, so a reload may bring slower
+//! plans), since such a bucket is full again and as good as new.
 //! Each bucket has its own lock, held for one decision's arithmetic.
 
 use std::{

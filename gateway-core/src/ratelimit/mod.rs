@@ -73,6 +73,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use arc_swap::ArcSwap;
 use axum::{
     extract::{ConnectInfo, MatchedPath, Request},
     response::{IntoResponse, Response},
@@ -106,8 +107,7 @@ const DEFAULT_COST: u32 = 1;
 /// A plan ready to decide with.
 #[derive(Debug)]
 struct Plan {
-    /// Its name, the `plan` metrics label (leaked once at start: plans are
-    /// few and live as long as the process).
+    /// Its name, the `plan` metrics label (see [`PlanTable::build`]).
     name: &'static str,
     shape: Shape,
     /// `RateLimit-Policy`: `{capacity};w={seconds to fill}`.
@@ -142,10 +142,14 @@ pub struct RateLimiter {
 struct Inner {
     /// The BFF whose buckets these are (the first part of every key).
     bff: &'static str,
-    plans: HashMap<String, Arc<Plan>>,
-    /// Tenant id to its plan.
-    tenants: HashMap<String, Arc<Plan>>,
-    default_plan: Arc<Plan>,
+    /// The plans and who gets which, swapped whole by a reload.
+    table: ArcSwap<PlanTable>,
+    /// `rate_limit_decisions`, whose series a reload's new plans add to.
+    decisions: Family<DecisionLabels, Counter>,
+    /// How long an untouched bucket in process is kept: past it, it would
+    /// be full again under the slowest plan started with, and at least
+    /// [`MIN_IDLE`], so that a reload may bring slower plans.
+    idle: Duration,
     trusted_proxies: Vec<IpNet>,
     /// The buckets in process: all of them without Redis, the outage
     /// fallback with it.
@@ -156,6 +160,97 @@ struct Inner {
     /// the outage fallback with it.
     days: DailyCounters,
     decision_latency: Histogram,
+}
+
+/// The least time an untouched bucket is kept in process (memory stays
+/// bounded by `max_local_buckets`).
+const MIN_IDLE: Duration = Duration::from_secs(600);
+
+/// The plans by name, the tenants' plans and the default plan.
+#[derive(Debug)]
+struct PlanTable {
+    plans: HashMap<String, Arc<Plan>>,
+    /// Tenant id to its plan.
+    tenants: HashMap<String, Arc<Plan>>,
+    default_plan: Arc<Plan>,
+}
+
+impl PlanTable {
+    /// The table of a valid `config`, its decisions counted in
+    /// `decisions`; a plan already in `previous` keeps its name (the
+    /// metrics label, leaked once: plans are few and live as long as the
+    /// process).
+    fn build(
+        config: &RateLimitConfig,
+        decisions: &Family<DecisionLabels, Counter>,
+        previous: Option<&PlanTable>,
+    ) -> Self {
+        let plans: HashMap<String, Arc<Plan>> = config
+            .plans
+            .iter()
+            .map(|(name, plan)| {
+                let shape = Shape {
+                    capacity: f64::from(plan.capacity),
+                    refill_per_second: plan.refill_per_second,
+                };
+                let window = shape.time_to_fill().as_secs_f64().ceil().max(1.0);
+                let name: &'static str = match previous.and_then(|table| table.plans.get(name)) {
+                    Some(known) => known.name,
+                    None => Box::leak(name.clone().into_boxed_str()),
+                };
+                // One statement per label set: a family lookup holds its lock to the end of the statement.
+                let admitted = decisions
+                    .get_or_create(&DecisionLabels {
+                        plan: name,
+                        outcome: "admitted",
+                    })
+                    .clone();
+                let limited = decisions
+                    .get_or_create(&DecisionLabels {
+                        plan: name,
+                        outcome: "limited",
+                    })
+                    .clone();
+                let over_quota = decisions
+                    .get_or_create(&DecisionLabels {
+                        plan: name,
+                        outcome: "quota_exceeded",
+                    })
+                    .clone();
+                let plan = Plan {
+                    name,
+                    policy: HeaderValue::try_from(format!("{};w={window}", plan.capacity))
+                        .expect("digits and ;w= are a valid header value"),
+                    limit: HeaderValue::from(plan.capacity),
+                    daily_quota: plan.daily_quota.map(std::num::NonZeroU64::get),
+                    shape,
+                    admitted,
+                    limited,
+                    over_quota,
+                };
+                (name.to_owned(), Arc::new(plan))
+            })
+            .collect();
+        let tenants = config
+            .tenants
+            .iter()
+            .map(|(tenant, plan)| (tenant.clone(), plans[plan].clone()))
+            .collect();
+        Self {
+            default_plan: plans[&config.default_plan].clone(),
+            plans,
+            tenants,
+        }
+    }
+
+    /// How long the slowest plan takes to fill an empty bucket.
+    fn slowest_fill(&self) -> Duration {
+        self.plans
+            .values()
+            .map(|plan| plan.shape.time_to_fill())
+            .max()
+            .unwrap_or_default()
+    }
 }
 
 impl RateLimiter {
@@ -220,66 +315,14 @@ impl RateLimiter {
             )),
         };
 
-        let plans: HashMap<String, Arc<Plan>> = config
-            .plans
-            .iter()
-            .map(|(name, plan)| {
-                let shape = Shape {
-                    capacity: f64::from(plan.capacity),
-                    refill_per_second: plan.refill_per_second,
-                };
-                let window = shape.time_to_fill().as_secs_f64().ceil().max(1.0);
-                let name: &'static str = Box::leak(name.clone().into_boxed_str());
-                // One statement per label set: a family lookup holds its lock to the end of the statement.
-                let admitted = decisions
-                    .get_or_create(&DecisionLabels {
-                        plan: name,
-                        outcome: "admitted",
-                    })
-                    .clone();
-                let limited = decisions
-                    .get_or_create(&DecisionLabels {
-                        plan: name,
-                        outcome: "limited",
-                    })
-                    .clone();
-                let over_quota = decisions
-                    .get_or_create(&DecisionLabels {
-                        plan: name,
-                        outcome: "quota_exceeded",
-                    })
-                    .clone();
-                let plan = Plan {
-                    name,
-                    policy: HeaderValue::try_from(format!("{};w={window}", plan.capacity))
-                        .expect("digits and ;w= are a valid header value"),
-                    limit: HeaderValue::from(plan.capacity),
-                    daily_quota: plan.daily_quota.map(std::num::NonZeroU64::get),
-                    shape,
-                    admitted,
-                    limited,
-                    over_quota,
-                };
-                (name.to_owned(), Arc::new(plan))
-            })
-            .collect();
-        let tenants = config
-            .tenants
-            .iter()
-            .map(|(tenant, plan)| (tenant.clone(), plans[plan].clone()))
-            .collect();
-        let idle = plans
-            .values()
-            .map(|plan| plan.shape.time_to_fill())
-            .max()
-            .unwrap_or_default()
-            + Duration::from_secs(1);
+        let table = PlanTable::build(config, &decisions, None);
+        let idle = (table.slowest_fill() + Duration::from_secs(1)).max(MIN_IDLE);
         Ok(Self {
             inner: Arc::new(Inner {
                 bff,
-                default_plan: plans[&config.default_plan].clone(),
-                plans,
-                tenants,
+                table: ArcSwap::from_pointee(table),
+                decisions,
+                idle,
                 trusted_proxies: trusted_proxies.to_vec(),
                 local: LocalBuckets::new(config.max_local_buckets, idle),
                 shared,
@@ -291,16 +334,41 @@ impl RateLimiter {
 
     /// The plan of `identity`: its API key's, else its tenant's, else the default.
     fn plan_for(&self, identity: Option<&VerifiedIdentity>) -> Arc<Plan> {
-        let inner = &self.inner;
+        let table = self.inner.table.load();
         identity
             .and_then(|identity| {
                 identity
                     .plan()
-                    .and_then(|plan| inner.plans.get(plan))
-                    .or_else(|| inner.tenants.get(&identity.tenant))
+                    .and_then(|plan| table.plans.get(plan))
+                    .or_else(|| table.tenants.get(&identity.tenant))
             })
-            .unwrap_or(&inner.default_plan)
+            .unwrap_or(&table.default_plan)
             .clone()
+    }
+
+    /// Decides with the plans, tenants and default plan of `config` from
+    /// now on (a configuration reload); requests already charged keep the
+    /// plan they were charged on, and buckets keep their tokens. A plan
+    /// slower to fill than the slowest one the limiter started with needs
+    /// a restart: buckets in process are forgotten sooner than it refills.
+    pub fn replace_plans(&self, config: &RateLimitConfig) -> Result<(), ConfigError> {
+        config.validate()?;
+        let table = PlanTable::build(
+            config,
+            &self.inner.decisions,
+            Some(&self.inner.table.load()),
+        );
+        if table.slowest_fill() + Duration::from_secs(1) > self.inner.idle {
+            return Err(ConfigError::rule(
+                "rate_limit.plans",
+                format!(
+                    "a plan now takes longer than {:?} to fill, longer than buckets are kept in process: that needs a restart",
+                    self.inner.idle
+                ),
+            ));
+        }
+        self.inner.table.store(Arc::new(table));
+        Ok(())
     }
 
     /// Whom a request is charged to: `identity` when verified, else the
