@@ -430,32 +430,44 @@ async fn health_and_readiness_answer_on_the_admin_port() {
     assert_eq!(get(&server.url("/metrics")).await.status(), 404);
 }
 
-/// Polls `/readyz` until it answers 503, and returns its body.
-async fn wait_for_readyz_503(server: &Server) -> String {
-    let draining = async {
+/// Polls `check` until it gives a value, failing after [`HANG_GUARD`]: the
+/// one way these tests wait for a state they cannot be told of.
+async fn eventually<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
+    let polling = async {
         loop {
-            let readyz = get(&server.admin_url("/readyz")).await;
-            if readyz.status() == 503 {
-                return readyz.text().await.expect("text");
+            if let Some(value) = check().await {
+                return value;
             }
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            // The poll interval: the one pause, between two looks at the state.
+            tokio::time::sleep(POLL_INTERVAL).await;
         }
     };
-    tokio::time::timeout(HANG_GUARD, draining)
+    tokio::time::timeout(HANG_GUARD, polling)
         .await
-        .expect("/readyz turns 503")
+        .unwrap_or_else(|_| panic!("timed out waiting until {what}"))
+}
+
+/// How often [`eventually`] looks again.
+const POLL_INTERVAL: Duration = Duration::from_millis(10);
+
+/// Polls `/readyz` until it answers 503, and returns its body.
+async fn wait_for_readyz_503(server: &Server) -> String {
+    eventually("/readyz turns 503", async || {
+        let readyz = get(&server.admin_url("/readyz")).await;
+        if readyz.status() != 503 {
+            return None;
+        }
+        Some(readyz.text().await.expect("text"))
+    })
+    .await
 }
 
 /// Polls until the public listener refuses new connections.
 async fn wait_until_refused(addr: SocketAddr) {
-    let closed = async {
-        while TcpStream::connect(addr).await.is_ok() {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    };
-    tokio::time::timeout(HANG_GUARD, closed)
-        .await
-        .expect("the public listener closes during the drain");
+    eventually("the public listener closes during the drain", async || {
+        TcpStream::connect(addr).await.is_err().then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -485,22 +497,17 @@ async fn a_drain_finishes_in_flight_requests_and_refuses_new_ones() {
     let server = Server::start().await;
     let in_flight = tokio::spawn(reqwest::get(server.url("/slow/800")));
     // The drain starts once the request is in the handler.
-    let in_handler = async {
-        loop {
-            let metrics = get(&server.admin_url("/metrics"))
-                .await
-                .text()
-                .await
-                .expect("text");
-            if metrics.contains(r#"http_server_active_requests{bff="test"} 1"#) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    };
-    tokio::time::timeout(HANG_GUARD, in_handler)
-        .await
-        .expect("the request is in flight");
+    eventually("the request is in flight", async || {
+        let metrics = get(&server.admin_url("/metrics"))
+            .await
+            .text()
+            .await
+            .expect("text");
+        metrics
+            .contains(r#"http_server_active_requests{bff="test"} 1"#)
+            .then_some(())
+    })
+    .await;
     server.shutdown.trigger();
     let readyz = wait_for_readyz_503(&server).await;
     assert!(readyz.contains("draining"), "{readyz}");

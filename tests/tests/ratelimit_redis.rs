@@ -15,8 +15,8 @@ use gateway_core::{
 };
 use platform_tests::{
     Answer, BffProcess, RedisServer, STEADY_CAPACITY, STEADY_REFILL_PER_SECOND, api_key, base_url,
-    eventually_within, issue_token, send, slow_limits, start_bff, start_bff_unready, start_demo,
-    steady_limits, sustained_load, wait_until_ready, web_without_related_products,
+    eventually_within, issue_token, metric, send, slow_limits, start_bff, start_bff_unready,
+    start_demo, steady_limits, sustained_load, wait_until_ready, web_without_related_products,
 };
 use serde_json::json;
 
@@ -125,14 +125,12 @@ async fn mode(instance: &Running) -> String {
 }
 
 async fn wait_for_mode(instance: &Running, expected: &str) {
-    let switched = async {
-        while mode(instance).await != expected {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    };
-    tokio::time::timeout(HANG_GUARD, switched)
-        .await
-        .unwrap_or_else(|_| panic!("the limiter switches to {expected} within {HANG_GUARD:?}"));
+    eventually_within(
+        &format!("the limiter switches to {expected}"),
+        HANG_GUARD,
+        async || mode(instance).await == expected,
+    )
+    .await;
 }
 
 /// Sends `total` requests at once, spread round robin over `instances`, and
@@ -462,15 +460,24 @@ async fn under_the_closed_policy_an_instance_is_ready_only_once_redis_answers() 
         .unwrap_or_default();
     assert!(reason.contains("the outage policy is closed"), "{reason}");
     // A startup_wait of 0s makes no difference under closed: still not ready
-    // after a heartbeat interval and more.
+    // once several heartbeats have failed, startup_wait long past.
     wait_for_mode(&web, "closed").await;
-    let heartbeats = async {
-        while mode(&web).await == "closed" {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    };
-    let still_closed = tokio::time::timeout(Duration::from_millis(1500), heartbeats).await;
-    assert!(still_closed.is_err(), "closed while Redis never answered");
+    let admin = web.admin_addr();
+    eventually_within("three heartbeats fail", HANG_GUARD, async || {
+        metric(
+            admin,
+            "rate_limit_redis_heartbeats_total",
+            &[("outcome", "failed")],
+        )
+        .await
+        .is_some_and(|failed| failed >= 3.0)
+    })
+    .await;
+    assert_eq!(
+        mode(&web).await,
+        "closed",
+        "closed while Redis never answered"
+    );
     assert_eq!(readyz(&web).await.status, 503);
 
     redis.restart().await;

@@ -19,7 +19,8 @@
 //! `Quota-*` headers (`quota.rs`).
 //! The metrics `rate_limit_decisions_total{plan,outcome}`,
 //! `rate_limit_decision_duration_seconds`, `rate_limit_backend{mode}` and,
-//! with Redis, `rate_limit_live_instances` show what it does.
+//! with Redis, `rate_limit_live_instances` and
+//! `rate_limit_redis_heartbeats_total{outcome}` show what it does.
 //!
 //! With no `[redis] url` the buckets live in this process (`local.rs`): the
 //! one-machine default. With one they live in Redis, shared by every
@@ -99,7 +100,7 @@ use crate::{
 use bucket::Shape;
 use local::LocalBuckets;
 use quota::DailyCounters;
-use shared::SharedBuckets;
+use shared::{RedisMetrics, SharedBuckets};
 
 /// What a request costs when its route names no other cost.
 const DEFAULT_COST: u32 = 1;
@@ -291,7 +292,6 @@ impl RateLimiter {
             "Where rate-limit decisions are made (1 for the mode in force): local, redis, open or closed",
             backend.clone(),
         );
-        let live_instances = Gauge::default();
         let shared = match stores.redis() {
             None => {
                 backend.get_or_create(&ModeLabels { mode: "local" }).set(1);
@@ -302,14 +302,7 @@ impl RateLimiter {
                 store.clone(),
                 config,
                 backend,
-                {
-                    telemetry.register(
-                        "rate_limit_live_instances",
-                        "Instances of this BFF deciding in the same Redis, as last counted",
-                        live_instances.clone(),
-                    );
-                    live_instances
-                },
+                RedisMetrics::register(telemetry),
                 readiness.gate("rate_limit_redis"),
                 shutdown,
             )),

@@ -37,7 +37,10 @@ use std::{
     time::Duration,
 };
 
-use prometheus_client::metrics::{family::Family, gauge::Gauge};
+use prometheus_client::{
+    encoding::EncodeLabelSet,
+    metrics::{counter::Counter, family::Family, gauge::Gauge},
+};
 use redis::Script;
 
 use super::{
@@ -48,6 +51,7 @@ use super::{
 };
 use crate::{
     lifecycle::{ReadinessGate, Shutdown},
+    observability::Telemetry,
     stores::RedisStore,
 };
 
@@ -134,14 +138,54 @@ pub(super) struct SharedBuckets {
     instances: AtomicU32,
     /// The `rate_limit_backend` gauges.
     modes: Family<ModeLabels, Gauge>,
-    /// `rate_limit_live_instances`: what the last heartbeat counted.
-    live_instances: Gauge,
+    /// What the heartbeats counted and how they went.
+    metrics: RedisMetrics,
     /// `rate_limit_redis`: closed until Redis first answers (or
     /// `startup_wait` passes), and under the `closed` policy whenever
     /// Redis does not answer.
     gate: ReadinessGate,
     /// How long the gate waits for Redis at start.
     startup_wait: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct HeartbeatLabels {
+    outcome: &'static str,
+}
+
+/// The metrics of the shared buckets' heartbeat.
+#[derive(Debug, Clone)]
+pub(super) struct RedisMetrics {
+    /// `rate_limit_live_instances`: what the last heartbeat counted.
+    live_instances: Gauge,
+    /// `rate_limit_redis_heartbeats_total{outcome}`: answered or failed.
+    heartbeats: Family<HeartbeatLabels, Counter>,
+}
+
+impl RedisMetrics {
+    pub(super) fn register(telemetry: &Telemetry) -> Self {
+        let metrics = Self {
+            live_instances: Gauge::default(),
+            heartbeats: Family::default(),
+        };
+        telemetry.register(
+            "rate_limit_live_instances",
+            "Instances of this BFF deciding in the same Redis, as last counted",
+            metrics.live_instances.clone(),
+        );
+        telemetry.register(
+            "rate_limit_redis_heartbeats",
+            "Heartbeats to Redis by outcome (answered, failed): each one moves the limiter to Redis or to its outage policy",
+            metrics.heartbeats.clone(),
+        );
+        metrics
+    }
+
+    fn heartbeat(&self, outcome: &'static str) {
+        self.heartbeats
+            .get_or_create(&HeartbeatLabels { outcome })
+            .inc();
+    }
 }
 
 impl SharedBuckets {
@@ -153,7 +197,7 @@ impl SharedBuckets {
         store: RedisStore,
         config: &RateLimitConfig,
         modes: Family<ModeLabels, Gauge>,
-        live_instances: Gauge,
+        metrics: RedisMetrics,
         gate: ReadinessGate,
         shutdown: &Shutdown,
     ) -> Arc<Self> {
@@ -166,7 +210,7 @@ impl SharedBuckets {
             healthy: AtomicBool::new(false),
             instances: AtomicU32::new(config.expected_instances.get()),
             modes,
-            live_instances,
+            metrics,
             gate,
             startup_wait: config.startup_wait.get(),
         });
@@ -400,14 +444,18 @@ async fn heartbeat(bff: &'static str, shared: Arc<SharedBuckets>, shutdown: Shut
         match beat.await {
             Ok(count) => {
                 shared.instances.store(count.max(1), Ordering::Release);
-                shared.live_instances.set(i64::from(count));
+                shared.metrics.live_instances.set(i64::from(count));
+                shared.metrics.heartbeat("answered");
                 if !shared.healthy.load(Ordering::Acquire) {
                     shared.load_script().await;
                 }
                 shared.switch(Mode::Redis, "");
                 heard_from_redis = true;
             }
-            Err(reason) => shared.switch(Mode::Outage, reason),
+            Err(reason) => {
+                shared.metrics.heartbeat("failed");
+                shared.switch(Mode::Outage, reason);
+            }
         }
         let starting = !heard_from_redis && tokio::time::Instant::now() < startup_deadline;
         if !heard_from_redis && !starting {
