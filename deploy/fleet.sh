@@ -25,40 +25,24 @@ cd "$(dirname "$0")/.."
 
 mode=${1:-demo}
 bin=${2:-target/release}
+# The load benchmarks' helpers: demo-services on 17000-17008, Redis on
+# 16379, a token, waits, wrk's summary, and cleanup of what they started.
+DEMO_SERVICES=$bin/demo-services
+# shellcheck source=bench/common.sh
+. bench/common.sh
 work=$(mktemp -d)
-pids=()
 declare -A instance_pids=()
 
-cleanup() {
-    for pid in "${pids[@]}" "${instance_pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-    wait 2>/dev/null || true
+fleet_cleanup() {
+    for pid in "${instance_pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    cleanup
     rm -rf "$work"
 }
-trap cleanup EXIT
+trap fleet_cleanup EXIT
 
-wait_for() { # URL: waits until it answers 200
-    for _ in $(seq 1 300); do
-        [ "$(curl -s -o /dev/null -w '%{http_code}' "$1")" = 200 ] && return 0
-        sleep 0.1
-    done
-    echo "$1 never answered 200" >&2
-    exit 1
-}
-
-start_redis() {
-    redis-server --port 16379 --bind 127.0.0.1 --save "" --appendonly no >/dev/null &
-    redis_pid=$!
-    pids+=("$redis_pid")
-    until [ "$(redis-cli -p 16379 ping 2>/dev/null)" = PONG ]; do sleep 0.05; done
-}
-
-start_demo_services() {
-    env BFF_PORTS__AUTH=17000 BFF_PORTS__PRODUCTS=17001 BFF_PORTS__INVENTORY=17002 \
-        BFF_PORTS__PRICING=17003 BFF_PORTS__REVIEWS=17004 BFF_PORTS__USERS=17005 \
-        BFF_PORTS__ORDERS=17006 BFF_PORTS__RECOMMENDATIONS=17007 BFF_PORTS__WEBHOOKS=17008 \
-        BFF_OBSERVABILITY__LOG_LEVEL=warn "$bin/demo-services" >/dev/null &
-    pids+=($!)
-    wait_for http://127.0.0.1:17000/.well-known/jwks.json
+start_shared_redis() { # start_redis, remembering the process to restart
+    start_redis
+    redis_pid=${pids[-1]}
 }
 
 start_instance() { # N [VAR=VALUE...]: bff-web number N (1-3) on 1808N, admin 1908N
@@ -136,13 +120,6 @@ wait_for_server() { # N STATUS: until haproxy reports instance N's status starti
     exit 1
 }
 
-token=
-web_token() {
-    curl -s -X POST http://127.0.0.1:17000/token \
-        -d '{"subject":"user-1","audience":"bff-web","alg":"ES256"}' |
-        python3 -c 'import json, sys; print(json.load(sys.stdin)["access_token"])'
-}
-
 wrk_counts() { # REPORT: prints "requests failed" from a wrk report
     python3 -c '
 import re, sys
@@ -197,7 +174,7 @@ restart_redis() {
     kill -KILL "$redis_pid"
     wait "$redis_pid" 2>/dev/null || true
     sleep 2
-    start_redis
+    start_shared_redis
     for n in 1 2 3; do
         until curl -s "http://127.0.0.1:$((19080 + n))/metrics" |
             grep -q 'rate_limit_backend{bff="bff-web",mode="redis"} 1'; do sleep 0.1; done
@@ -206,7 +183,7 @@ restart_redis() {
 
 case "$mode" in
     demo | up)
-        start_redis
+        start_shared_redis
         start_demo_services
         for n in 1 2 3; do start_instance "$n"; done
         start_haproxy
@@ -223,7 +200,7 @@ case "$mode" in
         phase redis-restart 20 restart_redis
         ;;
     scale)
-        start_redis
+        start_shared_redis
         start_demo_services
         for n in 1 2 3; do start_instance "$n"; done
         start_haproxy
@@ -232,21 +209,12 @@ case "$mode" in
         for target in "one instance=127.0.0.1:18081" "three behind haproxy=127.0.0.1:18000"; do
             wrk -t1 -c32 -d2s -H "Authorization: Bearer $token" "http://${target#*=}$page" >/dev/null
             report=$(wrk -t1 -c32 -d10s --latency -H "Authorization: Bearer $token" "http://${target#*=}$page")
-            python3 - "${target%%=*}" <<PY
-import re, sys
-report = """$report"""
-def millis(text):
-    value, unit = re.match(r"([\d.]+)(\w+)", text).groups()
-    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
-rps = float(re.search(r"Requests/sec:\s+([\d.]+)", report).group(1))
-p50 = millis(re.search(r"^\s+50%\s+(\S+)", report, re.M).group(1))
-p99 = millis(re.search(r"^\s+99%\s+(\S+)", report, re.M).group(1))
-print(f"{sys.argv[1]:<26} {rps:9.0f} {p50:8.2f} {p99:8.2f}")
-PY
+            read -r _ rps p50 p99 <<<"$(wrk_summary target "$report")"
+            printf '%-26s %9.0f %8.2f %8.2f\n' "${target%%=*}" "$rps" "$p50" "$p99"
         done
         ;;
     size)
-        start_redis
+        start_shared_redis
         start_demo_services
         taskset -c 0 true 2>/dev/null && pin=(taskset -c 0) || pin=()
         env BFF_SERVER__LISTEN=127.0.0.1:18081 BFF_SERVER__ADMIN_LISTEN=127.0.0.1:19081 \
@@ -272,20 +240,10 @@ PY
             # The round trips: one script call per decision.
             calls=$(redis-cli -p 16379 info commandstats | awk -F'[=,:]' '/^cmdstat_evalsha/ { print $3 }' | tr -d '\r')
             rss=$(awk '/^VmRSS/ { printf "%.1f", $2 / 1024 }' "/proc/$web_pid/status")
-            row=$(python3 - "$connections" "$rss" "$commands" "${calls:-0}" <<PY
-import re, sys
-report = """$report"""
-def millis(text):
-    value, unit = re.match(r"([\d.]+)(\w+)", text).groups()
-    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
-rps = float(re.search(r"Requests/sec:\s+([\d.]+)", report).group(1))
-total = int(re.search(r"(\d+) requests in", report).group(1))
-p50 = millis(re.search(r"^\s+50%\s+(\S+)", report, re.M).group(1))
-p99 = millis(re.search(r"^\s+99%\s+(\S+)", report, re.M).group(1))
-connections, rss, commands, calls = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-print(f"{connections:<12} {rps:9.0f} {p50:8.2f} {p99:8.2f} {rss:10.1f} {calls * 1000 / total:14.0f} {commands * 1000 / total:16.0f}")
-PY
-)
+            read -r _ rps p50 p99 <<<"$(wrk_summary size "$report")"
+            total=$(grep -oE '[0-9]+ requests in' <<<"$report" | grep -oE '^[0-9]+')
+            row=$(printf '%-12s %9.0f %8.2f %8.2f %10s %14d %16d' "$connections" "$rps" "$p50" "$p99" \
+                "$rss" $((${calls:-0} * 1000 / total)) $((commands * 1000 / total)))
             echo "$row"
             p99=$(awk '{ print $4 }' <<<"$row")
             if python3 -c "import sys; sys.exit(0 if float(sys.argv[1]) < 10 else 1)" "$p99"; then
